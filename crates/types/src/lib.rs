@@ -1,0 +1,13 @@
+//! Shared data types of Strata: label sets, label matchers and samples.
+//!
+//! This crate owns the in-memory model only. It performs no IO, has no async code and knows
+//! nothing of any file or wire format; the TSDB block format lives in `strata-tsdb`, chunk
+//! encodings in `strata-chunkenc`.
+
+mod labels;
+mod matcher;
+mod sample;
+
+pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use matcher::{MatchType, Matcher, MatcherError};
+pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
