@@ -8,7 +8,9 @@ use strata_chunkenc::{XorEncoder, XorIter};
 fn chunks(kind: &str, count: usize) -> Vec<Vec<u8>> {
     let mut seed = 42u64;
     let mut rand = move || {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         seed >> 33
     };
     (0..count)
@@ -17,7 +19,11 @@ fn chunks(kind: &str, count: usize) -> Vec<Vec<u8>> {
             let mut t = 1_700_000_000_000i64 + (c as i64) * 1_800_000;
             let mut counter = 0.0f64;
             for _ in 0..120 {
-                let jitter = if rand() % 10 == 0 { (rand() % 20) as i64 - 10 } else { 0 };
+                let jitter = if rand() % 10 == 0 {
+                    (rand() % 20) as i64 - 10
+                } else {
+                    0
+                };
                 t += 15_000 + jitter;
                 let v = match kind {
                     "counter" => {
@@ -54,8 +60,10 @@ fn bench(c: &mut Criterion) {
                 std::hint::black_box((sum, tsum))
             })
         });
-        let decoded: Vec<Vec<(i64, f64)>> =
-            data.iter().map(|chunk| XorIter::new(chunk).expect("header").collect()).collect();
+        let decoded: Vec<Vec<(i64, f64)>> = data
+            .iter()
+            .map(|chunk| XorIter::new(chunk).expect("header").collect())
+            .collect();
         group.bench_function("encode", |b| {
             b.iter(|| {
                 let mut total = 0usize;

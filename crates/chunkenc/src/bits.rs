@@ -1,17 +1,32 @@
 //! MSB-first bit streams, the layout of Prometheus' `bstream`.
 
 /// Appends bits MSB-first; the last byte is zero-padded when read out.
+///
+/// Reproduces one quirk of Go's `bstream` exactly: its `writeByte` always appends a fresh
+/// byte after the one it fills, so a stream whose last primitive write was a whole byte at
+/// a byte boundary ends with an extra zero byte. (`writeBits` writes whole bytes with
+/// `writeByte` and the remaining `nbits % 8` bits with `writeBit`.)
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BitWriter {
     bytes: Vec<u8>,
     /// Pending bits not yet forming a whole byte, in the low `pending_bits` bits.
     pending: u64,
     pending_bits: u32,
+    /// Whether the last primitive write in Go's terms was `writeByte`.
+    last_was_byte: bool,
 }
 
 impl BitWriter {
-    pub(crate) fn with_capacity(bytes: usize) -> Self {
-        BitWriter { bytes: Vec::with_capacity(bytes), pending: 0, pending_bits: 0 }
+    /// A stream that starts with `prefix` as whole bytes (Go's `bstream{stream: prefix}`).
+    pub(crate) fn with_prefix(prefix: &[u8], capacity: usize) -> Self {
+        let mut bytes = Vec::with_capacity(capacity.max(prefix.len()));
+        bytes.extend_from_slice(prefix);
+        BitWriter {
+            bytes,
+            pending: 0,
+            pending_bits: 0,
+            last_was_byte: false,
+        }
     }
 
     /// Writes a whole byte (at any bit alignment, as Go's `writeByte`).
@@ -24,12 +39,25 @@ impl BitWriter {
     #[inline]
     pub(crate) fn write_bits(&mut self, value: u64, nbits: u32) {
         debug_assert!(nbits <= 64);
-        if nbits > 32 {
-            self.write_bits(value >> 32, nbits - 32);
-            self.write_bits(value & 0xffff_ffff, 32);
+        if nbits == 0 {
             return;
         }
-        let masked = if nbits == 0 { 0 } else { value & (u64::MAX >> (64 - nbits)) };
+        self.last_was_byte = nbits % 8 == 0;
+        if nbits > 32 {
+            self.push_bits(value >> 32, nbits - 32);
+            self.push_bits(value & 0xffff_ffff, 32);
+            return;
+        }
+        self.push_bits(value, nbits);
+    }
+
+    #[inline]
+    fn push_bits(&mut self, value: u64, nbits: u32) {
+        let masked = if nbits == 0 {
+            0
+        } else {
+            value & (u64::MAX >> (64 - nbits))
+        };
         // pending holds < 8 bits, so shifting by <= 32 cannot overflow.
         self.pending = (self.pending << nbits) | masked;
         self.pending_bits += nbits;
@@ -50,16 +78,22 @@ impl BitWriter {
         &mut self.bytes
     }
 
-    /// Length in bytes including a partial last byte.
-    pub(crate) fn len_bytes(&self) -> usize {
-        self.bytes.len() + usize::from(self.pending_bits > 0)
+    /// Whether Go's stream would hold one more byte than the whole bytes written: a partial
+    /// byte, or the empty byte `writeByte` leaves behind.
+    fn has_tail_byte(&self) -> bool {
+        self.pending_bits > 0 || self.last_was_byte
     }
 
-    /// The stream as bytes, the last byte zero-padded.
+    /// Length in bytes as Go's `bstream.bytes()` would report it.
+    pub(crate) fn len_bytes(&self) -> usize {
+        self.bytes.len() + usize::from(self.has_tail_byte())
+    }
+
+    /// The stream as Go's `bstream.bytes()` returns it: the last byte zero-padded.
     pub(crate) fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len_bytes());
         out.extend_from_slice(&self.bytes);
-        if self.pending_bits > 0 {
+        if self.has_tail_byte() {
             out.push((self.pending << (8 - self.pending_bits)) as u8);
         }
         out
@@ -77,7 +111,10 @@ pub(crate) struct BitReader<'a> {
 
 impl<'a> BitReader<'a> {
     pub(crate) fn new(data: &'a [u8], byte_offset: usize) -> Self {
-        BitReader { data, pos: byte_offset * 8 }
+        BitReader {
+            data,
+            pos: byte_offset * 8,
+        }
     }
 
     /// The next 64 bits (at least 57 of them real), left-aligned; zeros past the end.
@@ -160,6 +197,19 @@ mod tests {
         assert_eq!(w.to_bytes(), [0b1010_0000]);
         w.write_bits(0xabcd, 16);
         assert_eq!(w.to_bytes(), [0b1011_0101, 0b0111_1001, 0b1010_0000]);
+    }
+
+    #[test]
+    fn byte_writes_at_a_boundary_leave_go_s_empty_tail_byte() {
+        let mut w = BitWriter::default();
+        w.write_bits(0xab, 8);
+        assert_eq!(w.to_bytes(), [0xab, 0]);
+        w.write_bit(true);
+        assert_eq!(w.to_bytes(), [0xab, 0x80]);
+        w.write_bits(0x7f, 7);
+        assert_eq!(w.to_bytes(), [0xab, 0xff]);
+        w.write_bits(0x1, 9);
+        assert_eq!(w.to_bytes(), [0xab, 0xff, 0x00, 0x80]);
     }
 
     #[test]

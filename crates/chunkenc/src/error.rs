@@ -22,7 +22,9 @@ pub enum ChunkError {
         offset: usize,
     },
     /// A value window claims more than 64 bits.
-    #[error("malformed XOR value window at sample {sample}: leading {leading} + significant {significant} bits > 64")]
+    #[error(
+        "malformed XOR value window at sample {sample}: leading {leading} + significant {significant} bits > 64"
+    )]
     BadWindow {
         /// Index of the sample.
         sample: u16,

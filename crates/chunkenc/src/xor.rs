@@ -42,10 +42,17 @@ impl Default for XorEncoder {
 impl XorEncoder {
     /// An empty chunk (just the 2-byte count).
     pub fn new() -> Self {
-        let mut stream = BitWriter::with_capacity(128);
-        stream.write_byte(0);
-        stream.write_byte(0);
-        XorEncoder { stream, num_samples: 0, t: 0, v: 0.0, t_delta: 0, leading: NO_WINDOW, trailing: 0 }
+        // Go: NewXORChunk starts from a 2-byte stream (the count) with a full last byte.
+        let stream = BitWriter::with_prefix(&[0, 0], 128);
+        XorEncoder {
+            stream,
+            num_samples: 0,
+            t: 0,
+            v: 0.0,
+            t_delta: 0,
+            leading: NO_WINDOW,
+            trailing: 0,
+        }
     }
 
     /// Samples appended so far.
@@ -220,7 +227,10 @@ impl<'a> XorIter<'a> {
             return None;
         }
         if self.reader.overrun() {
-            self.error = Some(ChunkError::Truncated { announced: self.total, decoded: self.read });
+            self.error = Some(ChunkError::Truncated {
+                announced: self.total,
+                decoded: self.read,
+            });
             return None;
         }
         self.read += 1;
@@ -231,9 +241,10 @@ impl<'a> XorIter<'a> {
     pub fn finish(self) -> Result<(), ChunkError> {
         match self.error {
             Some(err) => Err(err),
-            None if self.read < self.total => {
-                Err(ChunkError::Truncated { announced: self.total, decoded: self.read })
-            }
+            None if self.read < self.total => Err(ChunkError::Truncated {
+                announced: self.total,
+                decoded: self.read,
+            }),
             None => Ok(()),
         }
     }
@@ -305,7 +316,11 @@ impl<'a> XorIter<'a> {
             }
             self.reader.skip(13);
             if leading + significant > 64 {
-                return Err(ChunkError::BadWindow { sample: self.read, leading, significant });
+                return Err(ChunkError::BadWindow {
+                    sample: self.read,
+                    leading,
+                    significant,
+                });
             }
             self.leading = leading;
             self.trailing = 64 - leading - significant;
@@ -316,7 +331,11 @@ impl<'a> XorIter<'a> {
         if significant == 0 {
             // Only reachable from corrupt input (a reuse before any window was set is fine:
             // the window starts at 64 significant bits, as in Go).
-            return Err(ChunkError::BadWindow { sample: self.read, leading: self.leading, significant });
+            return Err(ChunkError::BadWindow {
+                sample: self.read,
+                leading: self.leading,
+                significant,
+            });
         }
         let bits = self.reader.read_bits(significant);
         self.v ^= bits << self.trailing;
@@ -341,7 +360,11 @@ impl Iterator for XorIter<'_> {
 #[inline(always)]
 fn signed(bits: u64, nbits: u32) -> i64 {
     let value = bits as i64;
-    if value > (1i64 << (nbits - 1)) { value - (1i64 << nbits) } else { value }
+    if value > (1i64 << (nbits - 1)) {
+        value - (1i64 << nbits)
+    } else {
+        value
+    }
 }
 
 /// Decodes a whole XOR chunk into parallel timestamp and value vectors (appending).
@@ -385,18 +408,35 @@ mod tests {
 
     #[test]
     fn first_sample_layout() {
-        // Count 1, varint(1700000000000), then the raw bits of 1.0.
+        // Count 1, varint(1700000000000), the raw bits of 1.0, and the empty byte Go's
+        // writeByte leaves at the end.
         let bytes = encode(&[(1_700_000_000_000, 1.0)]);
         assert_eq!(
             bytes,
-            [0, 1, 0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]
+            [
+                0, 1, 0x80, 0xa0, 0xab, 0xfe, 0xf9, 0x62, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0, 0
+            ]
         );
     }
 
     #[test]
     fn dod_boundaries_round_trip() {
         // Each delta-of-delta sits on an edge of a prefix-code range.
-        let dods = [0i64, 8192, -8191, 8193, -8192, 65536, -65535, 65537, 524288, -524287, 524289, -524288, i64::from(i32::MAX)];
+        let dods = [
+            0i64,
+            8192,
+            -8191,
+            8193,
+            -8192,
+            65536,
+            -65535,
+            65537,
+            524288,
+            -524287,
+            524289,
+            -524288,
+            i64::from(i32::MAX),
+        ];
         let mut samples = vec![(1000i64, 1.0), (2000, 2.0)];
         let mut delta = 1000i64;
         let mut t = 2000i64;
@@ -424,7 +464,9 @@ mod tests {
         for len in 0..200 {
             let bytes: Vec<u8> = (0..len)
                 .map(|_| {
-                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
                     (seed >> 56) as u8
                 })
                 .collect();

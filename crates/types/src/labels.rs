@@ -16,7 +16,10 @@ pub struct Label {
 impl Label {
     /// A label pair.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Label { name: name.into(), value: value.into() }
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
     }
 }
 
@@ -53,7 +56,9 @@ impl Labels {
     /// Checked in debug builds.
     pub fn from_sorted(labels: Vec<Label>) -> Self {
         debug_assert!(
-            labels.windows(2).all(|w| matches!(w, [a, b] if a.name < b.name)),
+            labels
+                .windows(2)
+                .all(|w| matches!(w, [a, b] if a.name < b.name)),
             "labels must be sorted by name and unique"
         );
         Labels { labels }
@@ -61,7 +66,9 @@ impl Labels {
 
     /// Whether names are sorted and unique: what every stored series must satisfy.
     pub fn is_sorted_unique(labels: &[Label]) -> bool {
-        labels.windows(2).all(|w| matches!(w, [a, b] if a.name < b.name))
+        labels
+            .windows(2)
+            .all(|w| matches!(w, [a, b] if a.name < b.name))
     }
 
     /// The value of `name`, if set.
@@ -105,7 +112,9 @@ impl Labels {
 
     /// A builder seeded with these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
-        LabelsBuilder { labels: self.labels.clone() }
+        LabelsBuilder {
+            labels: self.labels.clone(),
+        }
     }
 }
 
@@ -211,7 +220,9 @@ impl LabelsBuilder {
 
     /// The finished, sorted label set.
     pub fn build(&self) -> Labels {
-        Labels { labels: self.labels.clone() }
+        Labels {
+            labels: self.labels.clone(),
+        }
     }
 }
 

@@ -71,28 +71,42 @@ impl Matcher {
         let regex = match kind {
             MatchType::Regex | MatchType::NotRegex => {
                 let anchored = format!("^(?s:{value})$");
-                let compiled = Regex::new(&anchored).map_err(|source| {
-                    MatcherError::InvalidRegex {
+                let compiled =
+                    Regex::new(&anchored).map_err(|source| MatcherError::InvalidRegex {
                         name: name.clone(),
                         pattern: value.clone(),
                         source: Box::new(source),
-                    }
-                })?;
+                    })?;
                 Some(compiled)
             }
             MatchType::Equal | MatchType::NotEqual => None,
         };
-        Ok(Matcher { name, kind, value, regex })
+        Ok(Matcher {
+            name,
+            kind,
+            value,
+            regex,
+        })
     }
 
     /// `name="value"`; cannot fail.
     pub fn equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), kind: MatchType::Equal, value: value.into(), regex: None }
+        Matcher {
+            name: name.into(),
+            kind: MatchType::Equal,
+            value: value.into(),
+            regex: None,
+        }
     }
 
     /// `name!="value"`; cannot fail.
     pub fn not_equal(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Matcher { name: name.into(), kind: MatchType::NotEqual, value: value.into(), regex: None }
+        Matcher {
+            name: name.into(),
+            kind: MatchType::NotEqual,
+            value: value.into(),
+            regex: None,
+        }
     }
 
     /// The label name.
@@ -130,7 +144,12 @@ impl Matcher {
             MatchType::Regex => MatchType::NotRegex,
             MatchType::NotRegex => MatchType::Regex,
         };
-        Matcher { name: self.name.clone(), kind, value: self.value.clone(), regex: self.regex.clone() }
+        Matcher {
+            name: self.name.clone(),
+            kind,
+            value: self.value.clone(),
+            regex: self.regex.clone(),
+        }
     }
 
     /// For `=~` matchers whose pattern is a plain alternation of literals (`a|b|c`), the
@@ -140,10 +159,15 @@ impl Matcher {
             return None;
         }
         let is_literal = |s: &str| {
-            s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ' '))
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':' | '/' | ' '))
         };
         let parts: Vec<String> = self.value.split('|').map(str::to_owned).collect();
-        if parts.iter().all(|p| is_literal(p)) { Some(parts) } else { None }
+        if parts.iter().all(|p| is_literal(p)) {
+            Some(parts)
+        } else {
+            None
+        }
     }
 }
 
@@ -185,15 +209,31 @@ mod tests {
     fn empty_value_semantics() {
         assert!(Matcher::equal("a", "").matches(""));
         assert!(!Matcher::not_equal("a", "").matches(""));
-        assert!(Matcher::new(MatchType::Regex, "a", ".*").unwrap().matches(""));
-        assert!(!Matcher::new(MatchType::Regex, "a", ".+").unwrap().matches(""));
+        assert!(
+            Matcher::new(MatchType::Regex, "a", ".*")
+                .unwrap()
+                .matches("")
+        );
+        assert!(
+            !Matcher::new(MatchType::Regex, "a", ".+")
+                .unwrap()
+                .matches("")
+        );
     }
 
     #[test]
     fn set_matches_only_for_literal_alternations() {
         let m = Matcher::new(MatchType::Regex, "job", "api|web").unwrap();
-        assert_eq!(m.set_matches(), Some(vec!["api".to_owned(), "web".to_owned()]));
-        assert_eq!(Matcher::new(MatchType::Regex, "job", "a.*").unwrap().set_matches(), None);
+        assert_eq!(
+            m.set_matches(),
+            Some(vec!["api".to_owned(), "web".to_owned()])
+        );
+        assert_eq!(
+            Matcher::new(MatchType::Regex, "job", "a.*")
+                .unwrap()
+                .set_matches(),
+            None
+        );
     }
 
     #[test]
