@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use strata_e2e::data::DataSet;
 use strata_e2e::prometheus::Prometheus;
-use strata_e2e::{block_dirs, copy_dir, promtool_create_blocks, require_tool, run};
+use strata_e2e::{block_dirs, copy_dir, promtool_create_blocks, require_tool, run, strata_binary};
 use strata_tsdb::{BlockOptions, BlockReader, BlockWriter, DEFAULT_BLOCK_DURATION};
 use strata_types::{Labels, MatchType, Matcher, Sample};
 
@@ -392,4 +392,75 @@ fn prometheus_answers_the_same_on_our_blocks() {
     let labels_want = reference.get_json("/api/v1/labels", &[]);
     assert_eq!(ours.get_json("/api/v1/labels", &[]), labels_want);
     eprintln!("compared {compared} query results");
+}
+
+#[test]
+fn strata_block_dump_equals_promtool_dump() {
+    let f = fixture();
+    let ours = run(Command::new(strata_binary())
+        .args(["tools", "block", "dump"])
+        .arg(&f.promtool_blocks));
+    let mut lines: Vec<String> = ours.lines().map(str::to_owned).collect();
+    lines.sort();
+    let expected = promtool_dump(&f.promtool_blocks);
+    assert_eq!(lines.len(), expected.len());
+    for (a, b) in lines.iter().zip(&expected) {
+        assert_eq!(a, b);
+    }
+    // With a selector and a time range, compared with promtool's own filtering.
+    let selector = r#"http_requests_total{code="500",job=~"a.*"}"#;
+    let (min, max) = ((START_S + 3000) * 1000, (START_S + 9000) * 1000);
+    let ours = run(Command::new(strata_binary())
+        .args(["tools", "block", "dump", "--match", selector])
+        .arg(format!("--min-time={min}"))
+        .arg(format!("--max-time={max}"))
+        .arg(&f.our_blocks));
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&f.promtool_blocks, copy.path());
+    std::fs::create_dir_all(copy.path().join("wal")).unwrap();
+    let theirs = run(Command::new(require_tool("promtool"))
+        .args(["tsdb", "dump", "--match", selector])
+        .arg(format!("--min-time={min}"))
+        .arg(format!("--max-time={max}"))
+        .arg(copy.path()));
+    let mut ours: Vec<&str> = ours.lines().collect();
+    let mut theirs: Vec<&str> = theirs.lines().collect();
+    ours.sort_unstable();
+    theirs.sort_unstable();
+    assert!(!ours.is_empty());
+    assert_eq!(ours, theirs);
+}
+
+#[test]
+fn strata_block_inspect_reports_exact_figures() {
+    let f = fixture();
+    let json = run(Command::new(strata_binary())
+        .args(["tools", "block", "inspect", "--output", "json"])
+        .arg(&f.promtool_blocks));
+    let reports: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let reports = reports.as_array().unwrap();
+    let listing = run(Command::new(require_tool("promtool"))
+        .args(["tsdb", "list"])
+        .arg(&f.promtool_blocks));
+    assert_eq!(reports.len(), block_dirs(&f.promtool_blocks).len());
+    let mut total_samples = 0u64;
+    for report in reports {
+        let ulid = report["ulid"].as_str().unwrap();
+        let line = listing.lines().find(|l| l.starts_with(ulid)).unwrap();
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // promtool list: ULID MIN MAX DURATION SAMPLES CHUNKS SERIES SIZE
+        assert_eq!(report["min_time"].to_string(), fields[1]);
+        assert_eq!(report["max_time"].to_string(), fields[2]);
+        assert_eq!(report["samples"].to_string(), fields[4]);
+        assert_eq!(report["chunks"].to_string(), fields[5]);
+        assert_eq!(report["series"].to_string(), fields[6]);
+        assert_eq!(report["meta_stats_match"], true);
+        total_samples += report["samples"].as_u64().unwrap();
+    }
+    let expected: u64 = f.data.series().values().map(|s| s.len() as u64).sum();
+    assert_eq!(total_samples, expected);
+    let text = run(Command::new(strata_binary())
+        .args(["tools", "block", "inspect", "--top", "3"])
+        .arg(&f.our_blocks));
+    assert!(text.contains("http_requests_total"), "{text}");
 }

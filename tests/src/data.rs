@@ -195,12 +195,36 @@ impl DataSet {
             jittered.push(Sample::new(t, rng.below(10) as f64));
             t += 10_000 + rng.below(9_000) as i64;
         }
+        // Values across the range of float formatting: tiny, huge, long mantissas, -0.
+        let specials = [
+            1e-7,
+            2.5e-5,
+            0.0001,
+            123456.0,
+            1234567.0,
+            1.5e21,
+            -3.25e-9,
+            123456789.125,
+            0.1 + 0.2,
+            -0.0,
+        ];
+        let extreme: Vec<Sample> = grid
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| {
+                Sample::new(
+                    t,
+                    specials[i % specials.len()] * (1.0 + (i / specials.len()) as f64),
+                )
+            })
+            .collect();
         families.push(Family {
             name: "misc_gauge".into(),
             kind: "gauge",
             series: vec![
                 (labels("misc_gauge", &[("kind", "batch")]), batch),
                 (labels("misc_gauge", &[("kind", "flaky")]), flaky),
+                (labels("misc_gauge", &[("kind", "extreme")]), extreme),
                 (labels("misc_gauge", &[("kind", "jittered")]), jittered),
             ],
         });

@@ -75,6 +75,27 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// The `strata` binary of this workspace, built on first use (same profile as the tests).
+pub fn strata_binary() -> PathBuf {
+    static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BINARY
+        .get_or_init(|| {
+            let test_exe = std::env::current_exe().unwrap();
+            // target/<profile>/deps/<test> → target/<profile>/strata
+            let profile_dir = test_exe.parent().and_then(Path::parent).unwrap().to_owned();
+            let release = profile_dir.file_name().is_some_and(|n| n == "release");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args(["build", "--quiet", "-p", "strata"]);
+            if release {
+                build.arg("--release");
+            }
+            run(&mut build);
+            profile_dir.join("strata")
+        })
+        .clone()
+}
+
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

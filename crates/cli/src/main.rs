@@ -1,0 +1,141 @@
+//! The `strata` binary: one subcommand per component, flags named as in Thanos.
+//!
+//! Only this crate builds runtimes, installs the tracing subscriber, reads argv and calls
+//! `process::exit`; everything else lives in library crates.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Long-term storage and global querying for Prometheus"
+)]
+struct Cli {
+    /// Log level: error, warn, info, debug, trace.
+    #[arg(
+        long = "log.level",
+        env = "STRATA_LOG_LEVEL",
+        default_value = "info",
+        global = true
+    )]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Inspection and repair tools.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ToolsCommand {
+    /// Tools for TSDB block directories.
+    Block {
+        #[command(subcommand)]
+        command: BlockCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum BlockCommand {
+    /// Series, chunks, samples, time range and label cardinality of a block (or of every
+    /// block in a Prometheus data directory).
+    Inspect {
+        /// A block directory or a directory of blocks.
+        dir: PathBuf,
+        /// How many label names and metrics to list.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        output: OutputFormat,
+    },
+    /// Prints the samples of matching series, in `promtool tsdb dump`'s format.
+    Dump {
+        /// A block directory or a directory of blocks.
+        dir: PathBuf,
+        /// Series selector, e.g. 'up{job="api"}' (repeat to add matchers; default: all series).
+        #[arg(long = "match")]
+        selectors: Vec<String>,
+        /// First timestamp to dump, in milliseconds.
+        #[arg(long = "min-time", default_value_t = i64::MIN, allow_hyphen_values = true)]
+        min_time: i64,
+        /// Last timestamp to dump, in milliseconds.
+        #[arg(long = "max-time", default_value_t = i64::MAX, allow_hyphen_values = true)]
+        max_time: i64,
+    },
+}
+
+fn run_block(command: BlockCommand) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match command {
+        BlockCommand::Inspect { dir, top, output } => {
+            let reports = strata_tools::inspect(&dir, top)?;
+            match output {
+                OutputFormat::Text => strata_tools::render_inspect_text(&reports, &mut out)?,
+                OutputFormat::Json => {
+                    serde_json::to_writer_pretty(&mut out, &reports)?;
+                    writeln!(out)?;
+                }
+            }
+        }
+        BlockCommand::Dump {
+            dir,
+            selectors,
+            min_time,
+            max_time,
+        } => {
+            let mut matchers = Vec::new();
+            for selector in &selectors {
+                matchers.extend(strata_tools::parse_selector(selector)?);
+            }
+            let options = strata_tools::DumpOptions {
+                matchers,
+                min_time,
+                max_time,
+            };
+            strata_tools::dump(&dir, &options, &mut out)?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Tools {
+            command: ToolsCommand::Block { command },
+        } => run_block(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = %err, "command failed");
+            ExitCode::FAILURE
+        }
+    }
+}
