@@ -58,11 +58,10 @@ impl Prometheus {
         let deadline = Instant::now() + timeout;
         let agent = agent();
         loop {
-            if let Ok(resp) = agent.get(format!("{}/-/ready", self.url())).call() {
-                if resp.status() == 200 {
+            if let Ok(resp) = agent.get(format!("{}/-/ready", self.url())).call()
+                && resp.status() == 200 {
                     return;
                 }
-            }
             assert!(
                 Instant::now() < deadline,
                 "prometheus on port {} not ready within {timeout:?}",

@@ -1,4 +1,5 @@
 //! XOR chunk encode and decode throughput, in samples per second.
+#![allow(clippy::expect_used)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_chunkenc::{XorEncoder, XorIter};

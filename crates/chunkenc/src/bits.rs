@@ -42,7 +42,7 @@ impl BitWriter {
         if nbits == 0 {
             return;
         }
-        self.last_was_byte = nbits % 8 == 0;
+        self.last_was_byte = nbits.is_multiple_of(8);
         if nbits > 32 {
             self.push_bits(value >> 32, nbits - 32);
             self.push_bits(value & 0xffff_ffff, 32);

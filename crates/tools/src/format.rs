@@ -27,7 +27,7 @@ pub fn format_go_float(v: f64) -> String {
     let exponent: i32 = exponent.parse().unwrap_or(0);
     let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
     let sign = if v < 0.0 { "-" } else { "" };
-    if exponent < -4 || exponent >= 6 {
+    if !(-4..6).contains(&exponent) {
         let (first, rest) = digits.split_at(1);
         let fraction = if rest.is_empty() {
             String::new()

@@ -204,11 +204,10 @@ impl BlockMeta {
         if meta.version != 1 {
             return Err(MetaError::Version(meta.version));
         }
-        if let Some(thanos) = &meta.thanos {
-            if thanos.version > 1 {
+        if let Some(thanos) = &meta.thanos
+            && thanos.version > 1 {
                 return Err(MetaError::ThanosVersion(thanos.version));
             }
-        }
         if meta.ulid.parse::<ulid::Ulid>().is_err() {
             return Err(MetaError::Ulid(meta.ulid.clone()));
         }

@@ -70,9 +70,12 @@ fn intact_block_reads() {
     assert_eq!(read_everything(&dir).unwrap(), 12 * 300);
 }
 
+/// What to damage, how, and the section and kind of error expected.
+type DamageCase = (&'static str, Box<dyn Fn(&Path)>, Section, fn(&CorruptKind) -> bool);
+
 #[test]
 fn each_kind_of_damage_is_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&Path)>, Section, fn(&CorruptKind) -> bool)> = vec![
+    let cases: Vec<DamageCase> = vec![
         (
             "wrong index magic",
             Box::new(|d: &Path| modify(&d.join("index"), |b| b[0] = 0)),

@@ -69,16 +69,15 @@ impl PostingsOffsetTable {
                     limit: postings_limit,
                 }));
             }
-            if let Some(prev) = previous {
-                if prev >= (name, value) {
+            if let Some(prev) = previous
+                && prev >= (name, value) {
                     return Err(body_decoder.err(CorruptKind::Unsorted("postings offset table")));
                 }
-            }
             previous = Some((name, value));
             let end_pos = (body_decoder.position() - 4) as u32;
             match &mut current {
                 Some((current_name, entry)) if *current_name == name => {
-                    if entry.value_count as usize % SAMPLING == 0 {
+                    if (entry.value_count as usize).is_multiple_of(SAMPLING) {
                         entry.sampled.push((value.to_owned(), entry_pos));
                     }
                     entry.value_count += 1;

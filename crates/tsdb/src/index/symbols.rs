@@ -37,15 +37,14 @@ impl Symbols {
         let mut sampled = Vec::with_capacity(count as usize / SAMPLING + 1);
         let mut previous: Option<&str> = None;
         for i in 0..count {
-            if i as usize % SAMPLING == 0 {
+            if (i as usize).is_multiple_of(SAMPLING) {
                 sampled.push((body_decoder.position() - 4) as u32);
             }
             let symbol = body_decoder.uvarint_str()?;
-            if let Some(prev) = previous {
-                if prev >= symbol {
+            if let Some(prev) = previous
+                && prev >= symbol {
                     return Err(body_decoder.err(CorruptKind::Unsorted("symbols")));
                 }
-            }
             previous = Some(symbol);
         }
         let entries_end = entries_start + body_decoder.position() - 4;
