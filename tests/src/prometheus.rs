@@ -59,9 +59,10 @@ impl Prometheus {
         let agent = agent();
         loop {
             if let Ok(resp) = agent.get(format!("{}/-/ready", self.url())).call()
-                && resp.status() == 200 {
-                    return;
-                }
+                && resp.status() == 200
+            {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
                 "prometheus on port {} not ready within {timeout:?}",

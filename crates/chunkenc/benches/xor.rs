@@ -4,8 +4,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use strata_chunkenc::{XorEncoder, XorIter};
 
-/// 120-sample chunks like a 15s scrape: regular timestamps with occasional jitter, a counter
-/// and a noisy gauge.
+/// 120-sample chunks like a 15s scrape: regular timestamps with occasional jitter; a counter
+/// with random increments, a gauge with random mantissas (worst case), a constant, and the
+/// data of Prometheus' own `BenchmarkXorRead` (regular timestamps, linear values).
 fn chunks(kind: &str, count: usize) -> Vec<Vec<u8>> {
     let mut seed = 42u64;
     let mut rand = move || {
@@ -26,6 +27,9 @@ fn chunks(kind: &str, count: usize) -> Vec<Vec<u8>> {
                     0
                 };
                 t += 15_000 + jitter;
+                if kind == "prometheus" {
+                    continue;
+                }
                 let v = match kind {
                     "counter" => {
                         counter += (rand() % 100) as f64;
@@ -36,13 +40,19 @@ fn chunks(kind: &str, count: usize) -> Vec<Vec<u8>> {
                 };
                 enc.append_unchecked(t, v);
             }
+            if kind == "prometheus" {
+                // The data of Prometheus' own BenchmarkXorRead: t = i*1000, v = float(i*1000).
+                for i in 0..120i64 {
+                    enc.append_unchecked(i * 1000, (i * 1000) as f64);
+                }
+            }
             enc.bytes()
         })
         .collect()
 }
 
 fn bench(c: &mut Criterion) {
-    for kind in ["counter", "gauge", "constant"] {
+    for kind in ["counter", "gauge", "constant", "prometheus"] {
         let data = chunks(kind, 1000);
         let samples = (data.len() * 120) as u64;
         let mut group = c.benchmark_group(format!("xor_{kind}"));
@@ -59,6 +69,20 @@ fn bench(c: &mut Criterion) {
                     }
                 }
                 std::hint::black_box((sum, tsum))
+            })
+        });
+        group.bench_function("decode_batch", |b| {
+            let mut ts = Vec::with_capacity(120);
+            let mut vs = Vec::with_capacity(120);
+            b.iter(|| {
+                let mut sum = 0.0f64;
+                for chunk in &data {
+                    ts.clear();
+                    vs.clear();
+                    strata_chunkenc::decode_xor(chunk, &mut ts, &mut vs).expect("valid chunk");
+                    sum += vs.last().copied().unwrap_or_default();
+                }
+                std::hint::black_box((sum, ts.len()))
             })
         });
         let decoded: Vec<Vec<(i64, f64)>> = data

@@ -7,7 +7,7 @@
 //! 5 bits of leading zeros and 6 bits of significant-bit count, 0 meaning 64).
 
 use crate::ChunkError;
-use crate::bits::{BitReader, BitWriter};
+use crate::bits::BitWriter;
 use crate::varint::{get_uvarint, get_varint};
 
 /// Sentinel for "no value window yet", as Go's `0xff`.
@@ -24,6 +24,7 @@ fn fits(dod: i64, nbits: u32) -> bool {
 /// Encodes float samples into one XOR chunk, producing the same bytes as Prometheus.
 #[derive(Debug, Clone)]
 pub struct XorEncoder {
+    /// The bit stream after the 2-byte sample count.
     stream: BitWriter,
     num_samples: u16,
     t: i64,
@@ -42,10 +43,10 @@ impl Default for XorEncoder {
 impl XorEncoder {
     /// An empty chunk (just the 2-byte count).
     pub fn new() -> Self {
-        // Go: NewXORChunk starts from a 2-byte stream (the count) with a full last byte.
-        let stream = BitWriter::with_prefix(&[0, 0], 128);
+        // Go: NewXORChunk starts from a 2-byte stream (the count) with a full last byte, so
+        // the stream proper starts byte-aligned with no pending byte write.
         XorEncoder {
-            stream,
+            stream: BitWriter::with_capacity(160),
             num_samples: 0,
             t: 0,
             v: 0.0,
@@ -62,7 +63,7 @@ impl XorEncoder {
 
     /// Encoded size so far, in bytes.
     pub fn size_bytes(&self) -> usize {
-        self.stream.len_bytes()
+        2 + self.stream.len_bytes()
     }
 
     /// Timestamp of the last sample appended (meaningless while empty).
@@ -83,87 +84,126 @@ impl XorEncoder {
     }
 
     /// Appends without the ordering check (Prometheus itself encodes whatever it is given).
+    /// A full chunk (65535 samples) ignores further samples.
+    #[inline]
     pub fn append_unchecked(&mut self, t: i64, v: f64) {
+        if self.num_samples == u16::MAX {
+            return;
+        }
         let mut t_delta = 0u64;
         match self.num_samples {
             0 => {
-                let mut buf = Vec::with_capacity(10);
-                crate::put_varint(&mut buf, t);
-                for byte in buf {
-                    self.stream.write_byte(byte);
+                let mut buf = [0u8; 10];
+                let n = put_varint_into(&mut buf, t);
+                for &byte in buf.get(..n).unwrap_or_default() {
+                    self.stream.put(u64::from(byte), 8);
                 }
-                self.stream.write_bits(v.to_bits(), 64);
+                self.stream.put(v.to_bits(), 64);
+                self.stream.set_last_was_byte(true);
             }
             1 => {
                 t_delta = t.wrapping_sub(self.t) as u64;
-                let mut buf = Vec::with_capacity(10);
-                crate::put_uvarint(&mut buf, t_delta);
-                for byte in buf {
-                    self.stream.write_byte(byte);
+                let mut buf = [0u8; 10];
+                let n = put_uvarint_into(&mut buf, t_delta);
+                for &byte in buf.get(..n).unwrap_or_default() {
+                    self.stream.put(u64::from(byte), 8);
                 }
-                self.write_value(v);
+                self.stream.set_last_was_byte(true);
+                self.write_value(v, 0, 0);
             }
             _ => {
                 t_delta = t.wrapping_sub(self.t) as u64;
                 let dod = t_delta.wrapping_sub(self.t_delta) as i64;
+                // The delta-of-delta code is written together with the value's bits.
                 if dod == 0 {
-                    self.stream.write_bit(false);
+                    self.write_value(v, 0, 1);
                 } else if fits(dod, 14) {
-                    self.stream.write_bits(0b10, 2);
-                    self.stream.write_bits(dod as u64, 14);
+                    self.write_value(v, (0b10 << 14) | (dod as u64 & 0x3fff), 16);
                 } else if fits(dod, 17) {
-                    self.stream.write_bits(0b110, 3);
-                    self.stream.write_bits(dod as u64, 17);
+                    self.write_value(v, (0b110 << 17) | (dod as u64 & 0x1_ffff), 20);
                 } else if fits(dod, 20) {
-                    self.stream.write_bits(0b1110, 4);
-                    self.stream.write_bits(dod as u64, 20);
+                    self.write_value(v, (0b1110 << 20) | (dod as u64 & 0xf_ffff), 24);
                 } else {
-                    self.stream.write_bits(0b1111, 4);
-                    self.stream.write_bits(dod as u64, 64);
+                    self.stream.put(0b1111, 4);
+                    self.stream.put(dod as u64, 64);
+                    self.write_value(v, 0, 0);
                 }
-                self.write_value(v);
             }
         }
         self.t = t;
         self.v = v;
         self.t_delta = t_delta;
         self.num_samples += 1;
-        let count = self.num_samples.to_be_bytes();
-        if let Some(header) = self.stream.completed_mut().get_mut(0..2) {
-            header.copy_from_slice(&count);
-        }
     }
 
-    fn write_value(&mut self, v: f64) {
+    /// Writes `prefix_len` bits of `prefix` (a timestamp code, possibly empty) followed by the
+    /// XOR encoding of `v` against the previous value, in as few writes as possible.
+    #[inline(always)]
+    fn write_value(&mut self, v: f64, prefix: u64, prefix_len: u32) {
         let delta = v.to_bits() ^ self.v.to_bits();
         if delta == 0 {
-            self.stream.write_bit(false);
+            self.put_joined(prefix, prefix_len, 0, 1);
+            self.stream.set_last_was_byte(false);
             return;
         }
-        self.stream.write_bit(true);
         let leading = (delta.leading_zeros() as u8).min(31);
         let trailing = delta.trailing_zeros() as u8;
+        let significant;
         if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
-            self.stream.write_bit(false);
-            let significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.stream.write_bits(delta >> self.trailing, significant);
-            return;
+            // `10`: reuse the previous window.
+            significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
+            self.put_joined(prefix, prefix_len, 0b10, 2);
+            self.stream.put(delta >> self.trailing, significant);
+        } else {
+            // `11`, 5 bits of leading zeros, 6 bits of significant bits (64 written as 0).
+            self.leading = leading;
+            self.trailing = trailing;
+            significant = 64 - u32::from(leading) - u32::from(trailing);
+            let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(significant & 0x3f);
+            self.put_joined(prefix, prefix_len, header, 13);
+            self.stream.put(delta >> trailing, significant);
         }
-        self.leading = leading;
-        self.trailing = trailing;
-        self.stream.write_bit(true);
-        self.stream.write_bits(u64::from(leading), 5);
-        let significant = 64 - u32::from(leading) - u32::from(trailing);
-        // 64 significant bits do not fit 6 bits; they are written as 0 (never ambiguous,
-        // since 0 significant bits would have been the "same value" case).
-        self.stream.write_bits(u64::from(significant), 6);
-        self.stream.write_bits(delta >> trailing, significant);
+        // Go writes the significant bits with writeBits: whole bytes by writeByte, the rest
+        // by writeBit.
+        self.stream.set_last_was_byte(significant % 8 == 0);
     }
 
-    /// The chunk bytes (count header included; last byte zero-padded).
-    pub fn bytes(&self) -> Vec<u8> {
-        self.stream.to_bytes()
+    #[inline(always)]
+    fn put_joined(&mut self, prefix: u64, prefix_len: u32, bits: u64, len: u32) {
+        // prefix_len <= 24 and len <= 13, so the joined write fits 64 bits.
+        if prefix_len == 0 {
+            self.stream.put(bits, len);
+        } else {
+            self.stream.put((prefix << len) | bits, prefix_len + len);
+        }
     }
+
+    /// The chunk bytes (count header included), exactly as Prometheus stores them.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size_bytes());
+        out.extend_from_slice(&self.num_samples.to_be_bytes());
+        self.stream.append_to(&mut out);
+        out
+    }
+}
+
+fn put_uvarint_into(buf: &mut [u8; 10], mut v: u64) -> usize {
+    let mut i = 0;
+    while v >= 0x80 && i < 9 {
+        if let Some(slot) = buf.get_mut(i) {
+            *slot = (v as u8) | 0x80;
+        }
+        v >>= 7;
+        i += 1;
+    }
+    if let Some(slot) = buf.get_mut(i) {
+        *slot = v as u8;
+    }
+    i + 1
+}
+
+fn put_varint_into(buf: &mut [u8; 10], v: i64) -> usize {
+    put_uvarint_into(buf, ((v << 1) ^ (v >> 63)) as u64)
 }
 
 /// The sample count from a chunk's 2-byte header.
@@ -174,18 +214,216 @@ pub fn xor_num_samples(data: &[u8]) -> Result<u16, ChunkError> {
     }
 }
 
-/// Iterates the samples of an XOR chunk. Never panics on corrupt input: iteration stops
-/// early and [`XorIter::finish`] reports why.
+/// Decoder state shared by the iterator and the batch decoder.
 #[derive(Debug, Clone)]
-pub struct XorIter<'a> {
-    reader: BitReader<'a>,
-    total: u16,
-    read: u16,
+struct State {
     t: i64,
     v: u64,
     t_delta: u64,
     leading: u32,
     trailing: u32,
+}
+
+/// A 64-bit register of upcoming bits, refilled from the chunk a whole byte at a time.
+///
+/// Invariant: the first `count` bits of `buf` are the stream bits just before byte `byte`;
+/// bits below them are zero or the correct next bits. Reading past the end of the data
+/// yields zero bits; a [`BitBuf::position`] past the end reveals truncation.
+#[derive(Debug, Clone)]
+struct BitBuf {
+    buf: u64,
+    count: u32,
+    byte: usize,
+}
+
+impl BitBuf {
+    /// A buffer positioned at bit `pos` of `data`.
+    #[inline(always)]
+    fn at(data: &[u8], pos: usize) -> Self {
+        let mut bb = BitBuf {
+            buf: 0,
+            count: 0,
+            byte: pos >> 3,
+        };
+        bb.refill(data);
+        bb.consume((pos & 7) as u32);
+        bb
+    }
+
+    /// Tops the buffer up to at least 56 bits.
+    #[inline(always)]
+    fn refill(&mut self, data: &[u8]) {
+        let word = load_be64(data, self.byte);
+        self.buf |= word >> self.count;
+        let bytes = (63 - self.count) >> 3;
+        self.byte += bytes as usize;
+        self.count += bytes * 8;
+    }
+
+    /// Drops `n` (< 64) bits.
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        debug_assert!(n < 64 && n <= self.count);
+        self.buf <<= n;
+        self.count -= n;
+    }
+
+    /// Reads `n` (1..=32) bits; the buffer must hold at least `n`.
+    #[inline(always)]
+    fn take(&mut self, n: u32) -> u64 {
+        let bits = self.buf >> (64 - n);
+        self.consume(n);
+        bits
+    }
+
+    /// Reads `n` (1..=64) bits, refilling as needed.
+    #[inline(always)]
+    fn take_long(&mut self, data: &[u8], n: u32) -> u64 {
+        if n <= 32 {
+            if self.count < n {
+                self.refill(data);
+            }
+            return self.take(n);
+        }
+        if self.count < 32 {
+            self.refill(data);
+        }
+        let high = self.take(32);
+        self.refill(data);
+        let low_bits = n - 32;
+        let low = self.buf >> (64 - low_bits);
+        self.consume(low_bits);
+        (high << low_bits) | low
+    }
+
+    /// Bit position of the next unread bit.
+    #[inline(always)]
+    fn position(&self) -> usize {
+        self.byte * 8 - self.count as usize
+    }
+}
+
+/// Eight bytes at `byte` as a big-endian integer; zeros past the end of `data`.
+#[inline(always)]
+fn load_be64(data: &[u8], byte: usize) -> u64 {
+    match data.get(byte..byte.saturating_add(8)) {
+        Some(slice) => {
+            let mut buf = [0u8; 8];
+            buf.copy_from_slice(slice);
+            u64::from_be_bytes(buf)
+        }
+        None => load_tail(data, byte),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn load_tail(data: &[u8], byte: usize) -> u64 {
+    let mut buf = [0u8; 8];
+    if let Some(rest) = data.get(byte..) {
+        for (dst, src) in buf.iter_mut().zip(rest) {
+            *dst = *src;
+        }
+    }
+    u64::from_be_bytes(buf)
+}
+
+/// Reads a delta-of-delta.
+#[inline(always)]
+fn read_dod(data: &[u8], bb: &mut BitBuf) -> i64 {
+    if bb.count < 32 {
+        bb.refill(data);
+    }
+    let word = bb.buf;
+    if word >> 63 == 0 {
+        bb.consume(1);
+        return 0;
+    }
+    if word >> 62 == 0b10 {
+        bb.consume(16);
+        return signed((word << 2) >> 50, 14);
+    }
+    if word >> 61 == 0b110 {
+        bb.consume(20);
+        return signed((word << 3) >> 47, 17);
+    }
+    if word >> 60 == 0b1110 {
+        bb.consume(24);
+        return signed((word << 4) >> 44, 20);
+    }
+    bb.consume(4);
+    bb.take_long(data, 64) as i64
+}
+
+/// Reads an XOR-encoded value into `state`.
+#[inline(always)]
+fn read_value(
+    data: &[u8],
+    bb: &mut BitBuf,
+    state: &mut State,
+    sample: u16,
+) -> Result<(), ChunkError> {
+    if bb.count < 16 {
+        bb.refill(data);
+    }
+    let word = bb.buf;
+    if word >> 63 == 0 {
+        bb.consume(1);
+        return Ok(());
+    }
+    if word >> 62 == 0b11 {
+        // New window: 2 control bits, 5 bits leading, 6 bits significant.
+        let leading = ((word >> 57) & 0x1f) as u32;
+        let mut significant = ((word >> 51) & 0x3f) as u32;
+        if significant == 0 {
+            significant = 64;
+        }
+        bb.consume(13);
+        if leading + significant > 64 {
+            return Err(ChunkError::BadWindow {
+                sample,
+                leading,
+                significant,
+            });
+        }
+        state.leading = leading;
+        state.trailing = 64 - leading - significant;
+    } else {
+        bb.consume(2);
+    }
+    let significant = 64 - state.leading - state.trailing;
+    if significant == 0 {
+        // Only from corrupt input: a window always has at least one significant bit.
+        return Err(ChunkError::BadWindow {
+            sample,
+            leading: state.leading,
+            significant,
+        });
+    }
+    let bits = if significant <= 56 {
+        if bb.count < significant {
+            bb.refill(data);
+        }
+        let bits = bb.buf >> (64 - significant);
+        bb.consume(significant);
+        bits
+    } else {
+        bb.take_long(data, significant)
+    };
+    state.v ^= bits << state.trailing;
+    Ok(())
+}
+
+/// Iterates the samples of an XOR chunk. Never panics on corrupt input: iteration stops
+/// early and [`XorIter::finish`] reports why.
+#[derive(Debug, Clone)]
+pub struct XorIter<'a> {
+    data: &'a [u8],
+    /// Bit position of the next sample.
+    pos: usize,
+    total: u16,
+    read: u16,
+    state: State,
     error: Option<ChunkError>,
 }
 
@@ -194,14 +432,17 @@ impl<'a> XorIter<'a> {
     pub fn new(data: &'a [u8]) -> Result<Self, ChunkError> {
         let total = xor_num_samples(data)?;
         Ok(XorIter {
-            reader: BitReader::new(data, 2),
+            data,
+            pos: 16,
             total,
             read: 0,
-            t: 0,
-            v: 0,
-            t_delta: 0,
-            leading: 0,
-            trailing: 0,
+            state: State {
+                t: 0,
+                v: 0,
+                t_delta: 0,
+                leading: 0,
+                trailing: 0,
+            },
             error: None,
         })
     }
@@ -217,16 +458,24 @@ impl<'a> XorIter<'a> {
         if self.read >= self.total || self.error.is_some() {
             return None;
         }
-        let decoded = match self.read {
-            0 => self.read_first(),
-            1 => self.read_second(),
-            _ => self.read_later(),
+        let decoded = if self.read >= 2 {
+            let mut bb = BitBuf::at(self.data, self.pos);
+            let dod = read_dod(self.data, &mut bb);
+            self.state.t_delta = (self.state.t_delta as i64).wrapping_add(dod) as u64;
+            self.state.t = self.state.t.wrapping_add(self.state.t_delta as i64);
+            let result = read_value(self.data, &mut bb, &mut self.state, self.read);
+            self.pos = bb.position();
+            result
+        } else if self.read == 0 {
+            self.read_first()
+        } else {
+            self.read_second()
         };
         if let Err(err) = decoded {
             self.error = Some(err);
             return None;
         }
-        if self.reader.overrun() {
+        if self.pos > self.data.len() * 8 {
             self.error = Some(ChunkError::Truncated {
                 announced: self.total,
                 decoded: self.read,
@@ -234,7 +483,7 @@ impl<'a> XorIter<'a> {
             return None;
         }
         self.read += 1;
-        Some((self.t, f64::from_bits(self.v)))
+        Some((self.state.t, f64::from_bits(self.state.v)))
     }
 
     /// Ends iteration: an error if the chunk was corrupt or truncated.
@@ -255,95 +504,98 @@ impl<'a> XorIter<'a> {
     }
 
     fn read_first(&mut self) -> Result<(), ChunkError> {
-        let start = self.reader.byte_pos();
-        let data = self.reader_data();
-        let rest = data.get(start..).unwrap_or_default();
+        // Sample 0 starts byte-aligned right after the header.
+        let start = self.pos / 8;
+        let rest = self.data.get(start..).unwrap_or_default();
         let (t, n) = get_varint(rest).ok_or(ChunkError::BadVarint { offset: start })?;
-        self.reader.set_byte_pos(start + n);
-        self.t = t;
-        self.v = self.reader.read_bits(64);
+        self.pos = (start + n) * 8;
+        self.state.t = t;
+        let mut bb = BitBuf::at(self.data, self.pos);
+        self.state.v = bb.take_long(self.data, 64);
+        self.pos = bb.position();
         Ok(())
     }
 
     fn read_second(&mut self) -> Result<(), ChunkError> {
-        let start = self.reader.byte_pos();
-        let data = self.reader_data();
-        let rest = data.get(start..).unwrap_or_default();
+        // Still byte-aligned: sample 0 was whole bytes.
+        let start = self.pos / 8;
+        let rest = self.data.get(start..).unwrap_or_default();
         let (t_delta, n) = get_uvarint(rest).ok_or(ChunkError::BadVarint { offset: start })?;
-        self.reader.set_byte_pos(start + n);
-        self.t_delta = t_delta;
-        self.t = self.t.wrapping_add(t_delta as i64);
-        self.read_value()
+        self.pos = (start + n) * 8;
+        self.state.t_delta = t_delta;
+        self.state.t = self.state.t.wrapping_add(t_delta as i64);
+        let mut bb = BitBuf::at(self.data, self.pos);
+        let result = read_value(self.data, &mut bb, &mut self.state, 1);
+        self.pos = bb.position();
+        result
     }
 
-    #[inline(always)]
-    fn read_later(&mut self) -> Result<(), ChunkError> {
-        let word = self.reader.peek();
-        let dod: i64 = if word >> 63 == 0 {
-            self.reader.skip(1);
-            0
-        } else if word >> 62 == 0b10 {
-            self.reader.skip(2);
-            signed(self.reader.read_bits(14), 14)
-        } else if word >> 61 == 0b110 {
-            self.reader.skip(3);
-            signed(self.reader.read_bits(17), 17)
-        } else if word >> 60 == 0b1110 {
-            self.reader.skip(4);
-            signed(self.reader.read_bits(20), 20)
-        } else {
-            self.reader.skip(4);
-            self.reader.read_bits(64) as i64
-        };
-        self.t_delta = (self.t_delta as i64).wrapping_add(dod) as u64;
-        self.t = self.t.wrapping_add(self.t_delta as i64);
-        self.read_value()
-    }
-
-    #[inline(always)]
-    fn read_value(&mut self) -> Result<(), ChunkError> {
-        let word = self.reader.peek();
-        if word >> 63 == 0 {
-            self.reader.skip(1);
-            return Ok(());
-        }
-        if word >> 62 == 0b11 {
-            // New window: 2 control bits, 5 bits leading, 6 bits significant.
-            let leading = ((word >> 57) & 0x1f) as u32;
-            let mut significant = ((word >> 51) & 0x3f) as u32;
-            if significant == 0 {
-                significant = 64;
+    /// Decodes all remaining samples into `ts` and `vs` (appending) in one tight loop.
+    pub fn decode_remaining(
+        &mut self,
+        ts: &mut Vec<i64>,
+        vs: &mut Vec<f64>,
+    ) -> Result<(), ChunkError> {
+        while self.read < 2 {
+            match self.next_sample() {
+                Some((t, v)) => {
+                    ts.push(t);
+                    vs.push(v);
+                }
+                None => return self.take_result(),
             }
-            self.reader.skip(13);
-            if leading + significant > 64 {
-                return Err(ChunkError::BadWindow {
-                    sample: self.read,
-                    leading,
-                    significant,
-                });
-            }
-            self.leading = leading;
-            self.trailing = 64 - leading - significant;
-        } else {
-            self.reader.skip(2);
         }
-        let significant = 64 - self.leading - self.trailing;
-        if significant == 0 {
-            // Only reachable from corrupt input (a reuse before any window was set is fine:
-            // the window starts at 64 significant bits, as in Go).
-            return Err(ChunkError::BadWindow {
-                sample: self.read,
-                leading: self.leading,
-                significant,
+        let remaining = usize::from(self.total - self.read);
+        let ts_start = ts.len();
+        let vs_start = vs.len();
+        ts.resize(ts_start + remaining, 0);
+        vs.resize(vs_start + remaining, 0.0);
+        let data = self.data;
+        let mut bb = BitBuf::at(data, self.pos);
+        let mut state = self.state.clone();
+        let mut sample = self.read;
+        let ts_out = ts.get_mut(ts_start..).unwrap_or_default();
+        let vs_out = vs.get_mut(vs_start..).unwrap_or_default();
+        let mut failure = None;
+        for (t_slot, v_slot) in ts_out.iter_mut().zip(vs_out.iter_mut()) {
+            let dod = read_dod(data, &mut bb);
+            state.t_delta = (state.t_delta as i64).wrapping_add(dod) as u64;
+            state.t = state.t.wrapping_add(state.t_delta as i64);
+            if let Err(err) = read_value(data, &mut bb, &mut state, sample) {
+                failure = Some(err);
+                break;
+            }
+            *t_slot = state.t;
+            *v_slot = f64::from_bits(state.v);
+            sample += 1;
+        }
+        // Reads past the end yield zero bits; one check at the end finds truncation.
+        let pos = bb.position();
+        if failure.is_none() && pos > data.len() * 8 {
+            failure = Some(ChunkError::Truncated {
+                announced: self.total,
+                decoded: self.read,
             });
         }
-        let bits = self.reader.read_bits(significant);
-        self.v ^= bits << self.trailing;
+        self.pos = pos;
+        self.state = state;
+        if let Some(err) = failure {
+            let decoded = usize::from(sample - self.read);
+            ts.truncate(ts_start + decoded);
+            vs.truncate(vs_start + decoded);
+            self.read = sample;
+            self.error = Some(err.clone());
+            return Err(err);
+        }
+        self.read = self.total;
         Ok(())
     }
 
-    fn reader_data(&self) -> &'a [u8] {
-        self.reader.data()
+    fn take_result(&mut self) -> Result<(), ChunkError> {
+        match self.error.clone() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 }
 
@@ -370,14 +622,7 @@ fn signed(bits: u64, nbits: u32) -> i64 {
 /// Decodes a whole XOR chunk into parallel timestamp and value vectors (appending).
 pub fn decode_xor(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<(), ChunkError> {
     let mut iter = XorIter::new(data)?;
-    let n = usize::from(iter.remaining());
-    ts.reserve(n);
-    vs.reserve(n);
-    while let Some((t, v)) = iter.next_sample() {
-        ts.push(t);
-        vs.push(v);
-    }
-    iter.finish()
+    iter.decode_remaining(ts, vs)
 }
 
 #[cfg(test)]

@@ -13,7 +13,10 @@ fn build_block(dir: &std::path::Path) -> std::path::PathBuf {
         for instance in 0..1000 {
             all.push(Labels::from_pairs([
                 ("__name__", format!("metric_{metric:03}")),
-                ("instance", format!("10.0.{}.{}:9100", instance / 250, instance % 250)),
+                (
+                    "instance",
+                    format!("10.0.{}.{}:9100", instance / 250, instance % 250),
+                ),
                 ("job", format!("job-{}", instance % 10)),
             ]));
         }
@@ -21,7 +24,9 @@ fn build_block(dir: &std::path::Path) -> std::path::PathBuf {
     all.sort();
     let mut writer = BlockWriter::new(dir).unwrap();
     for labels in &all {
-        writer.add_samples(labels, &[Sample::new(1_000, 1.0)], 7_200_000).unwrap();
+        writer
+            .add_samples(labels, &[Sample::new(1_000, 1.0)], 7_200_000)
+            .unwrap();
     }
     writer.finish(BlockOptions::default()).unwrap().0
 }
@@ -45,21 +50,37 @@ fn bench(c: &mut Criterion) {
     let all = index.all_postings().unwrap(); // 100k series
     let mut group = c.benchmark_group("postings");
     group.throughput(Throughput::Elements((job.len() + all.len()) as u64));
-    group.bench_function("intersect_10k_with_100k", |b| b.iter(|| intersect(vec![job.clone(), all.clone()])));
+    group.bench_function("intersect_10k_with_100k", |b| {
+        b.iter(|| intersect(vec![job.clone(), all.clone()]))
+    });
     group.throughput(Throughput::Elements((job.len() + metric.len()) as u64));
-    group.bench_function("intersect_1k_with_10k", |b| b.iter(|| intersect(vec![metric.clone(), job.clone()])));
+    group.bench_function("intersect_1k_with_10k", |b| {
+        b.iter(|| intersect(vec![metric.clone(), job.clone()]))
+    });
     group.finish();
 
     let mut group = c.benchmark_group("postings_for_matchers");
-    let eq = vec![Matcher::equal("__name__", "metric_042"), Matcher::equal("job", "job-3")];
-    group.bench_function("name_and_job", |b| b.iter(|| index.postings_for_matchers(&eq).unwrap()));
+    let eq = vec![
+        Matcher::equal("__name__", "metric_042"),
+        Matcher::equal("job", "job-3"),
+    ];
+    group.bench_function("name_and_job", |b| {
+        b.iter(|| index.postings_for_matchers(&eq).unwrap())
+    });
     let re = vec![
         Matcher::equal("__name__", "metric_042"),
         Matcher::new(MatchType::Regex, "instance", "10\\.0\\.1\\..*").unwrap(),
     ];
-    group.bench_function("name_and_instance_regex", |b| b.iter(|| index.postings_for_matchers(&re).unwrap()));
-    let neg = vec![Matcher::equal("__name__", "metric_042"), Matcher::not_equal("job", "job-3")];
-    group.bench_function("name_and_not_job", |b| b.iter(|| index.postings_for_matchers(&neg).unwrap()));
+    group.bench_function("name_and_instance_regex", |b| {
+        b.iter(|| index.postings_for_matchers(&re).unwrap())
+    });
+    let neg = vec![
+        Matcher::equal("__name__", "metric_042"),
+        Matcher::not_equal("job", "job-3"),
+    ];
+    group.bench_function("name_and_not_job", |b| {
+        b.iter(|| index.postings_for_matchers(&neg).unwrap())
+    });
     group.finish();
 }
 

@@ -249,12 +249,13 @@ impl BlockWriter {
     /// Adds a series with already encoded chunks (time-ordered, non-overlapping).
     pub fn add_series(&mut self, labels: &Labels, chunks: &[EncodedChunk]) -> Result<()> {
         if let Some((last, _)) = self.series.last()
-            && last >= labels {
-                return Err(Error::invalid(
-                    &self.name,
-                    format!("series {labels} added after {last}"),
-                ));
-            }
+            && last >= labels
+        {
+            return Err(Error::invalid(
+                &self.name,
+                format!("series {labels} added after {last}"),
+            ));
+        }
         if labels
             .iter()
             .any(|l| l.name.is_empty() || l.value.is_empty())

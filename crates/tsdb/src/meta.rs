@@ -205,9 +205,10 @@ impl BlockMeta {
             return Err(MetaError::Version(meta.version));
         }
         if let Some(thanos) = &meta.thanos
-            && thanos.version > 1 {
-                return Err(MetaError::ThanosVersion(thanos.version));
-            }
+            && thanos.version > 1
+        {
+            return Err(MetaError::ThanosVersion(thanos.version));
+        }
         if meta.ulid.parse::<ulid::Ulid>().is_err() {
             return Err(MetaError::Ulid(meta.ulid.clone()));
         }

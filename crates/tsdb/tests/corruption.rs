@@ -71,7 +71,12 @@ fn intact_block_reads() {
 }
 
 /// What to damage, how, and the section and kind of error expected.
-type DamageCase = (&'static str, Box<dyn Fn(&Path)>, Section, fn(&CorruptKind) -> bool);
+type DamageCase = (
+    &'static str,
+    Box<dyn Fn(&Path)>,
+    Section,
+    fn(&CorruptKind) -> bool,
+);
 
 #[test]
 fn each_kind_of_damage_is_named() {

@@ -70,9 +70,10 @@ impl PostingsOffsetTable {
                 }));
             }
             if let Some(prev) = previous
-                && prev >= (name, value) {
-                    return Err(body_decoder.err(CorruptKind::Unsorted("postings offset table")));
-                }
+                && prev >= (name, value)
+            {
+                return Err(body_decoder.err(CorruptKind::Unsorted("postings offset table")));
+            }
             previous = Some((name, value));
             let end_pos = (body_decoder.position() - 4) as u32;
             match &mut current {

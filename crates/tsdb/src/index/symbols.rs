@@ -42,9 +42,10 @@ impl Symbols {
             }
             let symbol = body_decoder.uvarint_str()?;
             if let Some(prev) = previous
-                && prev >= symbol {
-                    return Err(body_decoder.err(CorruptKind::Unsorted("symbols")));
-                }
+                && prev >= symbol
+            {
+                return Err(body_decoder.err(CorruptKind::Unsorted("symbols")));
+            }
             previous = Some(symbol);
         }
         let entries_end = entries_start + body_decoder.position() - 4;

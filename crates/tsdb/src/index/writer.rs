@@ -100,12 +100,13 @@ impl IndexWriter {
     /// Appends a series. Label sets must be strictly increasing; chunks must be in time order.
     pub fn add_series(&mut self, labels: &Labels, chunks: &[ChunkMeta]) -> Result<u32> {
         if let Some(last) = &self.last_labels
-            && last >= labels {
-                return Err(Error::invalid(
-                    &self.block,
-                    format!("series {labels} added after {last}"),
-                ));
-            }
+            && last >= labels
+        {
+            return Err(Error::invalid(
+                &self.block,
+                format!("series {labels} added after {last}"),
+            ));
+        }
         if chunks
             .windows(2)
             .any(|w| matches!(w, [a, b] if b.min_time <= a.max_time || b.chunk_ref <= a.chunk_ref))
