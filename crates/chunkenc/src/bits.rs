@@ -36,7 +36,7 @@ impl BitWriter {
             return;
         }
         self.put(value, nbits);
-        self.last_was_byte = nbits % 8 == 0;
+        self.last_was_byte = nbits.is_multiple_of(8);
     }
 
     #[cfg(test)]
@@ -78,7 +78,7 @@ impl BitWriter {
     /// byte, or the empty byte `writeByte` leaves behind.
     fn tail_bytes(&self) -> usize {
         let partial = (self.used as usize).div_ceil(8);
-        let empty_after_byte_write = usize::from(self.used % 8 == 0 && self.last_was_byte);
+        let empty_after_byte_write = usize::from(self.used.is_multiple_of(8) && self.last_was_byte);
         partial + empty_after_byte_write
     }
 
@@ -92,7 +92,7 @@ impl BitWriter {
         out.extend_from_slice(&self.bytes);
         let partial = (self.used as usize).div_ceil(8);
         out.extend_from_slice(self.acc.to_be_bytes().get(..partial).unwrap_or_default());
-        if self.used % 8 == 0 && self.last_was_byte {
+        if self.used.is_multiple_of(8) && self.last_was_byte {
             out.push(0);
         }
     }
