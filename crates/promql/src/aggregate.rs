@@ -1,0 +1,284 @@
+//! Aggregation operators (`sum`, `avg`, `count`, `min`, `max`, `group`, `stddev`, `stdvar`,
+//! `topk`, `bottomk`, `quantile`, `count_values`, `limitk`, `limit_ratio`).
+
+use std::collections::HashMap;
+
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+use strata_types::Labels;
+
+use crate::error::{Error, exec};
+use crate::eval::{Evaluator, without_name};
+use crate::functions::{kahan_inc, quantile_of};
+use crate::value::{Element, Value, format_float_f};
+
+#[derive(Debug, Default, Clone)]
+struct Group {
+    labels: Labels,
+    count: f64,
+    value: f64,
+    kahan: f64,
+    mean: f64,
+    incremental_mean: bool,
+    values: Vec<f64>,
+    members: Vec<Element>,
+}
+
+fn grouping_labels(labels: &Labels, drop_name: bool, modifier: Option<&LabelModifier>) -> Labels {
+    match modifier {
+        None => Labels::empty(),
+        Some(LabelModifier::Include(names)) => {
+            let kept: Vec<(String, String)> = labels
+                .iter()
+                .filter(|l| names.labels.contains(&l.name) && !(drop_name && l.name == "__name__"))
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            Labels::from_pairs(kept)
+        }
+        Some(LabelModifier::Exclude(names)) => {
+            let kept: Vec<(String, String)> = labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !names.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            Labels::from_pairs(kept)
+        }
+    }
+}
+
+pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, agg: &AggregateExpr, ts: i64) -> Result<Value, Error> {
+    let op = agg.op.to_string();
+    let op = op.as_str();
+    let param = match &agg.param {
+        Some(p) => Some(ev.eval(p, ts)?),
+        None => None,
+    };
+    let input = ev.eval_vector(&agg.expr, ts)?;
+    let modifier = agg.modifier.as_ref();
+
+    if op == "count_values" {
+        let Some(Value::String { s: label, .. }) = param else {
+            return Err(exec("count_values: label parameter must be a string"));
+        };
+        return count_values(&label, input, modifier, ts);
+    }
+    let scalar_param = match param {
+        Some(Value::Scalar { v, .. }) => Some(v),
+        Some(_) => return Err(exec(format!("{op}: parameter must be a scalar"))),
+        None => None,
+    };
+    if matches!(op, "topk" | "bottomk" | "limitk") {
+        let k = scalar_param.unwrap_or(f64::NAN);
+        return top_bottom(op, k, input, modifier, ts);
+    }
+
+    let mut order: Vec<Labels> = Vec::new();
+    let mut groups: HashMap<Labels, Group> = HashMap::new();
+    for e in input {
+        let key = grouping_labels(&e.labels, e.drop_name, modifier);
+        let group = groups.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            Group { labels: key, ..Group::default() }
+        });
+        let f = e.v;
+        let first = group.count == 0.0;
+        group.count += 1.0;
+        match op {
+            "sum" => {
+                let (s, c) = kahan_inc(f, group.value, group.kahan);
+                group.value = s;
+                group.kahan = c;
+            }
+            "avg" => {
+                if first {
+                    group.value = f;
+                    continue;
+                }
+                if !group.incremental_mean {
+                    let (s, c) = kahan_inc(f, group.value, group.kahan);
+                    if !s.is_infinite() {
+                        group.value = s;
+                        group.kahan = c;
+                        continue;
+                    }
+                    group.incremental_mean = true;
+                    group.mean = group.value / (group.count - 1.0);
+                    group.kahan /= group.count - 1.0;
+                }
+                let q = (group.count - 1.0) / group.count;
+                let (m, c) = kahan_inc(f / group.count, q * group.mean, q * group.kahan);
+                group.mean = m;
+                group.kahan = c;
+            }
+            "min" => {
+                if first || group.value > f || group.value.is_nan() {
+                    group.value = f;
+                }
+            }
+            "max" => {
+                if first || group.value < f || group.value.is_nan() {
+                    group.value = f;
+                }
+            }
+            "stddev" | "stdvar" => {
+                if first {
+                    group.mean = f;
+                    group.value = 0.0;
+                    continue;
+                }
+                let delta = f - group.mean;
+                group.mean += delta / group.count;
+                group.value += delta * (f - group.mean);
+            }
+            "quantile" => group.values.push(f),
+            "limit_ratio" => group.members.push(e),
+            "count" | "group" => {}
+            other => return Err(exec(format!("unsupported aggregation {other:?}"))),
+        }
+    }
+
+    let mut out = Vec::with_capacity(order.len());
+    for key in order {
+        let Some(group) = groups.remove(&key) else { continue };
+        let value = match op {
+            "sum" => {
+                if group.value.is_infinite() { group.value } else { group.value + group.kahan }
+            }
+            "avg" => {
+                if group.count == 1.0 {
+                    group.value
+                } else if group.incremental_mean {
+                    group.mean + group.kahan
+                } else {
+                    group.value / group.count + group.kahan / group.count
+                }
+            }
+            "count" => group.count,
+            "group" => 1.0,
+            "min" | "max" => group.value,
+            "stdvar" => group.value / group.count,
+            "stddev" => (group.value / group.count).sqrt(),
+            "quantile" => quantile_of(scalar_param.unwrap_or(f64::NAN), group.values),
+            "limit_ratio" => {
+                out.extend(limit_ratio(scalar_param.unwrap_or(f64::NAN), group.members));
+                continue;
+            }
+            _ => 0.0,
+        };
+        out.push(Element { labels: group.labels, t: ts, v: value, drop_name: false });
+    }
+    Ok(Value::Vector(out))
+}
+
+fn count_values(label: &str, input: Vec<Element>, modifier: Option<&LabelModifier>, ts: i64) -> Result<Value, Error> {
+    if !is_valid_label_name(label) {
+        return Err(exec(format!("invalid label name {label:?}")));
+    }
+    let mut order: Vec<Labels> = Vec::new();
+    let mut counts: HashMap<Labels, f64> = HashMap::new();
+    for e in input {
+        let mut b = grouping_labels(&e.labels, e.drop_name, modifier).to_builder();
+        b.set(label.to_owned(), format_float_f(e.v));
+        let key = b.build();
+        let count = counts.entry(key.clone()).or_insert_with(|| {
+            order.push(key);
+            0.0
+        });
+        *count += 1.0;
+    }
+    let out = order
+        .into_iter()
+        .map(|labels| {
+            let v = counts.get(&labels).copied().unwrap_or(0.0);
+            Element { labels, t: ts, v, drop_name: false }
+        })
+        .collect();
+    Ok(Value::Vector(out))
+}
+
+pub(crate) fn is_valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    match chars.next() {
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => {}
+        _ => return false,
+    }
+    chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn top_bottom(op: &str, k: f64, input: Vec<Element>, modifier: Option<&LabelModifier>, ts: i64) -> Result<Value, Error> {
+    if k.is_nan() {
+        return Err(exec(format!("Parameter value is NaN for {op}")));
+    }
+    if k >= 9.223_372_036_854_776e18 || k <= -9.223_372_036_854_776e18 {
+        return Err(exec(format!("Scalar value {} overflows int64", crate::value::format_float(k))));
+    }
+    let k = k as i64;
+    if k < 1 {
+        return Ok(Value::Vector(Vec::new()));
+    }
+    let k = usize::try_from(k).unwrap_or(usize::MAX);
+    let mut order: Vec<Labels> = Vec::new();
+    let mut groups: HashMap<Labels, Vec<Element>> = HashMap::new();
+    for e in input {
+        let key = grouping_labels(&e.labels, e.drop_name, modifier);
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(e);
+    }
+    let mut out = Vec::new();
+    for key in order {
+        let Some(mut members) = groups.remove(&key) else { continue };
+        match op {
+            "topk" => members.sort_by(|a, b| desc_nan_last(a.v, b.v)),
+            "bottomk" => members.sort_by(|a, b| asc_nan_last(a.v, b.v)),
+            _ => {}
+        }
+        members.truncate(k);
+        for mut e in members {
+            e.t = ts;
+            out.push(e);
+        }
+    }
+    Ok(Value::Vector(out))
+}
+
+fn desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+fn asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(std::cmp::Ordering::Equal),
+    }
+}
+
+/// `limit_ratio(r, v)`: keeps a deterministic share `r` of the series, chosen by a hash of
+/// the labels (negative `r` keeps the complement).
+fn limit_ratio(ratio: f64, members: Vec<Element>) -> Vec<Element> {
+    let ratio = ratio.clamp(-1.0, 1.0);
+    members
+        .into_iter()
+        .filter(|e| {
+            let position = label_hash_ratio(&without_name(&e.labels));
+            if ratio >= 0.0 { position < ratio } else { position >= 1.0 + ratio }
+        })
+        .collect()
+}
+
+fn label_hash_ratio(labels: &Labels) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut h);
+    (h.finish() as f64) / (u64::MAX as f64)
+}

@@ -1,0 +1,294 @@
+//! Binary operators: arithmetic, comparison (filtering or `bool`), set operators, and
+//! one-to-one / many-to-one vector matching.
+
+use std::collections::{HashMap, HashSet};
+
+use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use strata_types::Labels;
+
+use crate::error::{Error, exec};
+use crate::eval::{Evaluator, type_name};
+use crate::value::{Element, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl Op {
+    fn parse(token: &str) -> Result<Op, Error> {
+        Ok(match token {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            other => return Err(exec(format!("unsupported binary operator {other:?}"))),
+        })
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    fn is_set(self) -> bool {
+        matches!(self, Op::And | Op::Or | Op::Unless)
+    }
+}
+
+/// Applies `op` to two floats: the value, and whether a comparison holds.
+pub(crate) fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        Op::Add => (l + r, true),
+        Op::Sub => (l - r, true),
+        Op::Mul => (l * r, true),
+        Op::Div => (l / r, true),
+        Op::Mod => (l % r, true),
+        Op::Pow => (l.powf(r), true),
+        Op::Atan2 => (l.atan2(r), true),
+        Op::Eq => (l, l == r),
+        Op::Ne => (l, l != r),
+        Op::Gt => (l, l > r),
+        Op::Lt => (l, l < r),
+        Op::Ge => (l, l >= r),
+        Op::Le => (l, l <= r),
+        Op::And | Op::Or | Op::Unless => (l, true),
+    }
+}
+
+/// How two vectors are matched.
+struct Matching<'m> {
+    on: bool,
+    labels: &'m [String],
+    card: &'m VectorMatchCardinality,
+}
+
+impl Matching<'_> {
+    /// The matching key of a label set: the `on` labels, or all but the `ignoring` labels and
+    /// the metric name.
+    fn signature(&self, labels: &Labels) -> Vec<(String, String)> {
+        if self.on {
+            let mut sig: Vec<(String, String)> = Vec::with_capacity(self.labels.len());
+            for name in self.labels {
+                sig.push((name.clone(), labels.get(name).unwrap_or("").to_owned()));
+            }
+            sig.sort();
+            sig
+        } else {
+            labels
+                .iter()
+                .filter(|l| l.name != "__name__" && !self.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect()
+        }
+    }
+}
+
+pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value, Error> {
+    let op = Op::parse(&b.op.to_string())?;
+    let return_bool = b.return_bool();
+    let lhs = ev.eval(&b.lhs, ts)?;
+    let rhs = ev.eval(&b.rhs, ts)?;
+    match (lhs, rhs) {
+        (Value::Scalar { v: l, .. }, Value::Scalar { v: r, .. }) => {
+            let (value, keep) = apply(op, l, r);
+            let value = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { value };
+            Ok(Value::Scalar { t: ts, v: value })
+        }
+        (Value::Vector(v), Value::Scalar { v: s, .. }) => Ok(Value::Vector(vector_scalar(op, v, s, false, return_bool, ts))),
+        (Value::Scalar { v: s, .. }, Value::Vector(v)) => Ok(Value::Vector(vector_scalar(op, v, s, true, return_bool, ts))),
+        (Value::Vector(l), Value::Vector(r)) => {
+            let empty: Vec<String> = Vec::new();
+            let (on, labels, card) = match &b.modifier {
+                Some(m) => match &m.matching {
+                    Some(LabelModifier::Include(ls)) => (true, ls.labels.as_slice(), &m.card),
+                    Some(LabelModifier::Exclude(ls)) => (false, ls.labels.as_slice(), &m.card),
+                    None => (false, empty.as_slice(), &m.card),
+                },
+                None => (false, empty.as_slice(), &VectorMatchCardinality::OneToOne),
+            };
+            let matching = Matching { on, labels, card };
+            if op.is_set() {
+                return Ok(Value::Vector(set_op(op, l, r, &matching)));
+            }
+            vector_vector(op, l, r, &matching, return_bool, ts).map(Value::Vector)
+        }
+        (l, r) => Err(exec(format!("binary operator not defined on {} and {}", type_name(&l), type_name(&r)))),
+    }
+}
+
+fn vector_scalar(op: Op, vector: Vec<Element>, scalar: f64, swap: bool, return_bool: bool, ts: i64) -> Vec<Element> {
+    let mut out = Vec::with_capacity(vector.len());
+    for e in vector {
+        let (l, r) = if swap { (scalar, e.v) } else { (e.v, scalar) };
+        let (mut value, mut keep) = apply(op, l, r);
+        // The vector's value is the result of a filtering comparison, whichever side it is on.
+        if op.is_comparison() && swap {
+            value = r;
+        }
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if !keep {
+            continue;
+        }
+        let drop_name = e.drop_name || !op.is_comparison() || return_bool;
+        out.push(Element { labels: e.labels, t: ts, v: value, drop_name });
+    }
+    out
+}
+
+fn set_op(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching<'_>) -> Vec<Element> {
+    match op {
+        Op::And => {
+            let right: HashSet<Vec<(String, String)>> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            lhs.into_iter().filter(|e| right.contains(&matching.signature(&e.labels))).collect()
+        }
+        Op::Unless => {
+            let right: HashSet<Vec<(String, String)>> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            lhs.into_iter().filter(|e| !right.contains(&matching.signature(&e.labels))).collect()
+        }
+        _ => {
+            let left: HashSet<Vec<(String, String)>> = lhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            let mut out = lhs;
+            out.extend(rhs.into_iter().filter(|e| !left.contains(&matching.signature(&e.labels))));
+            out
+        }
+    }
+}
+
+fn format_match_labels(labels: &Labels, matching: &Matching<'_>) -> String {
+    let kept: Vec<(String, String)> = if matching.on {
+        labels.iter().filter(|l| matching.labels.contains(&l.name)).map(|l| (l.name.clone(), l.value.clone())).collect()
+    } else {
+        labels
+            .iter()
+            .filter(|l| l.name != "__name__" && !matching.labels.contains(&l.name))
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect()
+    };
+    Labels::from_pairs(kept).to_string()
+}
+
+fn vector_vector(
+    op: Op,
+    lhs: Vec<Element>,
+    rhs: Vec<Element>,
+    matching: &Matching<'_>,
+    return_bool: bool,
+    ts: i64,
+) -> Result<Vec<Element>, Error> {
+    let one_to_many = matches!(matching.card, VectorMatchCardinality::OneToMany(_));
+    let include: &[String] = match matching.card {
+        VectorMatchCardinality::ManyToOne(ls) | VectorMatchCardinality::OneToMany(ls) => &ls.labels,
+        _ => &[],
+    };
+    let grouped = !matches!(matching.card, VectorMatchCardinality::OneToOne);
+    let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+
+    let mut one_side: HashMap<Vec<(String, String)>, Element> = HashMap::with_capacity(one.len());
+    for e in one {
+        let sig = matching.signature(&e.labels);
+        if let Some(existing) = one_side.get(&sig) {
+            let side = if one_to_many { "left" } else { "right" };
+            return Err(exec(format!(
+                "found duplicate series for the match group {} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                format_match_labels(&e.labels, matching),
+                e.labels,
+                existing.labels
+            )));
+        }
+        one_side.insert(sig, e);
+    }
+
+    let mut matched: HashMap<Vec<(String, String)>, HashSet<Labels>> = HashMap::new();
+    let mut out = Vec::new();
+    for ls in many {
+        let sig = matching.signature(&ls.labels);
+        let Some(rs) = one_side.get(&sig) else { continue };
+        let (l, r) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (mut value, keep) = apply(op, l, r);
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        let labels = result_labels(&ls.labels, &rs.labels, matching, include, grouped);
+        let entry = matched.entry(sig);
+        match entry {
+            std::collections::hash_map::Entry::Occupied(mut seen) => {
+                if !grouped {
+                    return Err(exec(
+                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                    ));
+                }
+                if !seen.get_mut().insert(labels.clone()) {
+                    return Err(exec("multiple matches for labels: grouping labels must ensure unique matches"));
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let mut set = HashSet::new();
+                set.insert(labels.clone());
+                slot.insert(set);
+            }
+        }
+        let drop_name = if op.is_comparison() && !return_bool { ls.drop_name } else { true };
+        out.push(Element { labels, t: ts, v: value, drop_name });
+    }
+    Ok(out)
+}
+
+fn result_labels(many: &Labels, one: &Labels, matching: &Matching<'_>, include: &[String], grouped: bool) -> Labels {
+    let mut b = many.to_builder();
+    if !grouped {
+        if matching.on {
+            let keep: Vec<(String, String)> = many
+                .iter()
+                .filter(|l| matching.labels.contains(&l.name))
+                .map(|l| (l.name.clone(), l.value.clone()))
+                .collect();
+            return Labels::from_pairs(keep);
+        }
+        for name in matching.labels {
+            b.delete(name);
+        }
+    }
+    for name in include {
+        match one.get(name) {
+            Some(v) => {
+                b.set(name.clone(), v.to_owned());
+            }
+            None => {
+                b.delete(name);
+            }
+        }
+    }
+    b.build()
+}

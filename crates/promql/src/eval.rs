@@ -1,0 +1,433 @@
+//! The evaluator: preloads every selector's series once, then evaluates the expression
+//! tree at each step.
+
+use std::collections::HashMap;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use promql_parser::label::MatchOp;
+use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
+use strata_types::{Labels, MatchType, Matcher, Sample, is_stale_nan};
+
+use crate::engine::EngineOptions;
+use crate::error::{Error, exec};
+use crate::queryable::{Queryable, SelectHints, Series};
+use crate::value::{Element, RangeSeries, Value};
+
+/// A range vector handed to a function, with what extrapolation needs to know.
+#[derive(Debug, Clone)]
+pub(crate) struct RangeArg {
+    pub(crate) series: Vec<RangeSeries>,
+    /// Range in ms.
+    pub(crate) range: i64,
+    /// End of the window (evaluation time after `@` and `offset`).
+    pub(crate) ref_time: i64,
+}
+
+pub(crate) struct Evaluator<'a> {
+    pub(crate) opts: &'a EngineOptions,
+    pub(crate) start: i64,
+    pub(crate) end: i64,
+    pub(crate) interval: i64,
+    deadline: Instant,
+    data: HashMap<usize, Vec<Series>>,
+    loaded_samples: usize,
+    warnings: Vec<String>,
+    infos: Vec<String>,
+}
+
+fn key(vs: &VectorSelector) -> usize {
+    std::ptr::from_ref(vs) as usize
+}
+
+pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn offset_ms(offset: Option<&Offset>) -> i64 {
+    match offset {
+        None => 0,
+        Some(Offset::Pos(d)) => duration_ms(d),
+        Some(Offset::Neg(d)) => -duration_ms(d),
+    }
+}
+
+fn system_time_ms(t: &SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => duration_ms(&d),
+        Err(e) => -duration_ms(&e.duration()),
+    }
+}
+
+/// Converts the parser's matchers of a selector into ours.
+pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, Error> {
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        out.push(Matcher::equal("__name__", name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let kind = match m.op {
+            MatchOp::Equal => MatchType::Equal,
+            MatchOp::NotEqual => MatchType::NotEqual,
+            MatchOp::Re(_) => MatchType::Regex,
+            MatchOp::NotRe(_) => MatchType::NotRegex,
+        };
+        out.push(Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| Error::Parse(e.to_string()))?);
+    }
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(Error::Parse("'or' in label matchers is not supported".to_owned()));
+    }
+    Ok(out)
+}
+
+impl<'a> Evaluator<'a> {
+    pub(crate) fn new(opts: &'a EngineOptions, start: i64, end: i64, interval: i64, deadline: Instant) -> Self {
+        Evaluator {
+            opts,
+            start,
+            end,
+            interval,
+            deadline,
+            data: HashMap::new(),
+            loaded_samples: 0,
+            warnings: Vec::new(),
+            infos: Vec::new(),
+        }
+    }
+
+    pub(crate) fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    pub(crate) fn infos(&self) -> Vec<String> {
+        self.infos.clone()
+    }
+
+    pub(crate) fn add_info(&mut self, msg: String) {
+        if !self.infos.contains(&msg) {
+            self.infos.push(msg);
+        }
+    }
+
+    pub(crate) fn add_warning(&mut self, msg: String) {
+        if !self.warnings.contains(&msg) {
+            self.warnings.push(msg);
+        }
+    }
+
+    /// The evaluation time after an `@` modifier.
+    pub(crate) fn at_time(&self, at: Option<&AtModifier>, ts: i64) -> i64 {
+        match at {
+            None => ts,
+            Some(AtModifier::Start) => self.start,
+            Some(AtModifier::End) => self.end,
+            Some(AtModifier::At(t)) => system_time_ms(t),
+        }
+    }
+
+    /// Loads the series of every selector in `expr` for every time the evaluation can ask.
+    pub(crate) fn preload(&mut self, q: &dyn Queryable, expr: &Expr) -> Result<(), Error> {
+        self.preload_node(q, expr, self.start, self.end, None)
+    }
+
+    fn eval_window(&self, at: Option<&AtModifier>, offset: Option<&Offset>, lo: i64, hi: i64) -> (i64, i64) {
+        let off = offset_ms(offset);
+        match at {
+            Some(_) => {
+                let t = self.at_time(at, lo);
+                (t - off, t - off)
+            }
+            None => (lo - off, hi - off),
+        }
+    }
+
+    fn preload_node(&mut self, q: &dyn Queryable, expr: &Expr, lo: i64, hi: i64, func: Option<&str>) -> Result<(), Error> {
+        match expr {
+            Expr::VectorSelector(vs) => {
+                let (from, to) = self.eval_window(vs.at.as_ref(), vs.offset.as_ref(), lo, hi);
+                self.load(q, vs, from - self.opts.lookback_delta, to, 0, func)
+            }
+            Expr::MatrixSelector(ms) => {
+                let (from, to) = self.eval_window(ms.vs.at.as_ref(), ms.vs.offset.as_ref(), lo, hi);
+                let range = duration_ms(&ms.range);
+                self.load(q, &ms.vs, from - range, to, range, func)
+            }
+            Expr::Subquery(sq) => {
+                let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset.as_ref(), lo, hi);
+                let range = duration_ms(&sq.range);
+                self.preload_node(q, &sq.expr, from - range, to, None)
+            }
+            Expr::Aggregate(agg) => {
+                if let Some(param) = &agg.param {
+                    self.preload_node(q, param, lo, hi, None)?;
+                }
+                self.preload_node(q, &agg.expr, lo, hi, None)
+            }
+            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, None),
+            Expr::Binary(b) => {
+                self.preload_node(q, &b.lhs, lo, hi, None)?;
+                self.preload_node(q, &b.rhs, lo, hi, None)
+            }
+            Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func),
+            Expr::Call(call) => {
+                for arg in &call.args.args {
+                    self.preload_node(q, arg, lo, hi, Some(call.func.name))?;
+                }
+                Ok(())
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+        }
+    }
+
+    fn load(&mut self, q: &dyn Queryable, vs: &VectorSelector, from: i64, to: i64, range: i64, func: Option<&str>) -> Result<(), Error> {
+        let matchers = selector_matchers(vs)?;
+        let hints = SelectHints { start: from, end: to, step: self.interval, range, func: func.map(str::to_owned) };
+        let series = q.select(&matchers, &hints)?;
+        self.loaded_samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
+        if self.loaded_samples > self.opts.max_samples {
+            return Err(Error::TooManySamples("query execution"));
+        }
+        self.data.insert(key(vs), series);
+        Ok(())
+    }
+
+    fn check_deadline(&self) -> Result<(), Error> {
+        if Instant::now() > self.deadline {
+            return Err(Error::Timeout("query execution"));
+        }
+        Ok(())
+    }
+
+    /// Instant query: evaluate once and finalise labels.
+    pub(crate) fn eval_top(&mut self, expr: &Expr, ts: i64) -> Result<Value, Error> {
+        let value = self.eval(expr, ts)?;
+        match value {
+            Value::Vector(v) => Ok(Value::Vector(finalize_vector(v)?)),
+            Value::Matrix(m) => {
+                let mut out: Vec<RangeSeries> = m
+                    .into_iter()
+                    .map(|mut s| {
+                        if s.drop_name {
+                            s.labels = without_name(&s.labels);
+                            s.drop_name = false;
+                        }
+                        s
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Ok(Value::Matrix(out))
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// Range query: evaluate at every step and assemble a matrix sorted by labels.
+    pub(crate) fn eval_range_top(&mut self, expr: &Expr) -> Result<Value, Error> {
+        let mut by_labels: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let mut ts = self.start;
+        while ts <= self.end {
+            self.check_deadline()?;
+            match self.eval(expr, ts)? {
+                Value::Scalar { v, .. } => by_labels.entry(Labels::empty()).or_default().push(Sample::new(ts, v)),
+                Value::Vector(vector) => {
+                    for e in finalize_vector(vector)? {
+                        by_labels.entry(e.labels).or_default().push(Sample::new(ts, e.v));
+                    }
+                }
+                Value::Matrix(_) => {
+                    return Err(Error::Parse(
+                        "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".to_owned(),
+                    ));
+                }
+                Value::String { .. } => {
+                    return Err(Error::Parse(
+                        "invalid expression type \"string\" for range query, must be Scalar or instant Vector".to_owned(),
+                    ));
+                }
+            }
+            ts += self.interval;
+        }
+        let mut out: Vec<RangeSeries> =
+            by_labels.into_iter().map(|(labels, samples)| RangeSeries { labels, samples, drop_name: false }).collect();
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Value::Matrix(out))
+    }
+
+    pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<Value, Error> {
+        match expr {
+            Expr::NumberLiteral(n) => Ok(Value::Scalar { t: ts, v: n.val }),
+            Expr::StringLiteral(s) => Ok(Value::String { t: ts, s: s.val.clone() }),
+            Expr::Paren(p) => self.eval(&p.expr, ts),
+            Expr::Unary(u) => match self.eval(&u.expr, ts)? {
+                Value::Scalar { t, v } => Ok(Value::Scalar { t, v: -v }),
+                Value::Vector(v) => Ok(Value::Vector(
+                    v.into_iter().map(|e| Element { v: -e.v, t: ts, drop_name: true, ..e }).collect(),
+                )),
+                _ => Err(exec("unary expression only allowed on expressions of type scalar or instant vector")),
+            },
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.eval_vector_selector(vs, ts))),
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
+                let arg = self.eval_range(expr, ts)?;
+                Ok(Value::Matrix(arg.series))
+            }
+            Expr::Binary(b) => crate::binop::eval_binary(self, b, ts),
+            Expr::Aggregate(a) => crate::aggregate::eval_aggregate(self, a, ts),
+            Expr::Call(c) => crate::functions::eval_call(self, c, ts),
+            Expr::Extension(_) => Err(exec("extension expressions are not supported")),
+        }
+    }
+
+    /// Evaluates to an instant vector or fails.
+    pub(crate) fn eval_vector(&mut self, expr: &Expr, ts: i64) -> Result<Vec<Element>, Error> {
+        match self.eval(expr, ts)? {
+            Value::Vector(v) => Ok(v),
+            other => Err(exec(format!("expected instant vector, got {}", type_name(&other)))),
+        }
+    }
+
+    /// Evaluates to a scalar or fails.
+    pub(crate) fn eval_scalar(&mut self, expr: &Expr, ts: i64) -> Result<f64, Error> {
+        match self.eval(expr, ts)? {
+            Value::Scalar { v, .. } => Ok(v),
+            other => Err(exec(format!("expected scalar, got {}", type_name(&other)))),
+        }
+    }
+
+    fn eval_vector_selector(&self, vs: &VectorSelector, ts: i64) -> Vec<Element> {
+        let ref_time = self.at_time(vs.at.as_ref(), ts) - offset_ms(vs.offset.as_ref());
+        let lookback = self.opts.lookback_delta;
+        let Some(series) = self.data.get(&key(vs)) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(series.len());
+        for s in series {
+            // Newest sample with t <= ref_time, inside the left-open lookback window.
+            let idx = s.samples.partition_point(|p| p.t <= ref_time);
+            if idx == 0 {
+                continue;
+            }
+            let Some(sample) = s.samples.get(idx - 1) else { continue };
+            if sample.t <= ref_time - lookback || is_stale_nan(sample.v) {
+                continue;
+            }
+            out.push(Element { labels: s.labels.clone(), t: sample.t, v: sample.v, drop_name: false });
+        }
+        out
+    }
+
+    /// Evaluates a range selector or subquery at `ts` into a range vector.
+    pub(crate) fn eval_range(&mut self, expr: &Expr, ts: i64) -> Result<RangeArg, Error> {
+        match expr {
+            Expr::Paren(p) => self.eval_range(&p.expr, ts),
+            Expr::MatrixSelector(ms) => {
+                let vs = &ms.vs;
+                let range = duration_ms(&ms.range);
+                let ref_time = self.at_time(vs.at.as_ref(), ts) - offset_ms(vs.offset.as_ref());
+                let mut out = Vec::new();
+                if let Some(series) = self.data.get(&key(vs)) {
+                    for s in series {
+                        let lo = s.samples.partition_point(|p| p.t <= ref_time - range);
+                        let hi = s.samples.partition_point(|p| p.t <= ref_time);
+                        let window = s.samples.get(lo..hi).unwrap_or_default();
+                        let samples: Vec<Sample> = window.iter().filter(|p| !is_stale_nan(p.v)).copied().collect();
+                        if samples.is_empty() {
+                            continue;
+                        }
+                        out.push(RangeSeries { labels: s.labels.clone(), samples, drop_name: false });
+                    }
+                }
+                Ok(RangeArg { series: out, range, ref_time })
+            }
+            Expr::Subquery(sq) => self.eval_subquery(sq, ts),
+            _ => Err(exec("expected range vector")),
+        }
+    }
+
+    fn eval_subquery(&mut self, sq: &SubqueryExpr, ts: i64) -> Result<RangeArg, Error> {
+        let range = duration_ms(&sq.range);
+        let step = sq.step.as_ref().map(duration_ms).filter(|s| *s > 0).unwrap_or(self.opts.default_subquery_step);
+        let ref_time = self.at_time(sq.at.as_ref(), ts) - offset_ms(sq.offset.as_ref());
+        let window_start = ref_time - range;
+        // First step-aligned time after the (left-open) window start, as Go computes it.
+        let mut t = step * (window_start / step);
+        if t <= window_start {
+            t += step;
+        }
+        let mut by_labels: Vec<RangeSeries> = Vec::new();
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        while t <= ref_time {
+            self.check_deadline()?;
+            match self.eval(&sq.expr, t)? {
+                Value::Vector(v) => {
+                    for e in v {
+                        if is_stale_nan(e.v) {
+                            continue;
+                        }
+                        let slot = *index.entry(e.labels.clone()).or_insert_with(|| {
+                            by_labels.push(RangeSeries { labels: e.labels.clone(), samples: Vec::new(), drop_name: e.drop_name });
+                            by_labels.len() - 1
+                        });
+                        if let Some(series) = by_labels.get_mut(slot) {
+                            series.samples.push(Sample::new(t, e.v));
+                            series.drop_name |= e.drop_name;
+                        }
+                    }
+                }
+                Value::Scalar { v, .. } => {
+                    let slot = *index.entry(Labels::empty()).or_insert_with(|| {
+                        by_labels.push(RangeSeries { labels: Labels::empty(), samples: Vec::new(), drop_name: false });
+                        by_labels.len() - 1
+                    });
+                    if let Some(series) = by_labels.get_mut(slot) {
+                        series.samples.push(Sample::new(t, v));
+                    }
+                }
+                _ => return Err(exec("subquery is only allowed on instant vector or scalar")),
+            }
+            t += step;
+        }
+        Ok(RangeArg { series: by_labels, range, ref_time })
+    }
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Scalar { .. } => "scalar",
+        Value::String { .. } => "string",
+        Value::Vector(_) => "instant vector",
+        Value::Matrix(_) => "range vector",
+    }
+}
+
+pub(crate) fn without_name(labels: &Labels) -> Labels {
+    let mut b = labels.to_builder();
+    b.delete("__name__");
+    b.build()
+}
+
+/// Applies delayed `__name__` removal and rejects duplicate label sets.
+pub(crate) fn finalize_vector(vector: Vec<Element>) -> Result<Vec<Element>, Error> {
+    let mut out = Vec::with_capacity(vector.len());
+    let mut any_dropped = false;
+    for mut e in vector {
+        if e.drop_name {
+            e.labels = without_name(&e.labels);
+            e.drop_name = false;
+            any_dropped = true;
+        }
+        out.push(e);
+    }
+    if any_dropped {
+        check_unique(&out)?;
+    }
+    Ok(out)
+}
+
+pub(crate) fn check_unique(vector: &[Element]) -> Result<(), Error> {
+    let mut seen = std::collections::HashSet::with_capacity(vector.len());
+    for e in vector {
+        if !seen.insert(&e.labels) {
+            return Err(exec("vector cannot contain metrics with the same labelset"));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! PromQL evaluation with Prometheus 3 semantics.
+//!
+//! Owns the evaluation of a parsed expression (via the `promql-parser` crate) over any
+//! [`Queryable`]: instant and range queries, lookback with left-open windows, staleness,
+//! `offset` and `@`, subqueries, binary operators with vector matching, aggregations and
+//! the float functions. Does no IO of its own: the querier plugs in Store API fan-out, tests
+//! plug in [`MemQueryable`]. Synchronous; callers run it off async workers.
+
+mod aggregate;
+mod binop;
+mod engine;
+mod error;
+mod eval;
+mod functions;
+mod queryable;
+mod value;
+
+pub use engine::{Engine, EngineOptions, QueryResult};
+pub use error::Error;
+pub use queryable::{MemQueryable, Queryable, SelectHints, Series};
+pub use value::{Element, RangeSeries, Value, format_float};

@@ -1,0 +1,90 @@
+use strata_types::{Labels, Matcher, Sample};
+
+use crate::Error;
+
+/// One series with its samples in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The series' labels.
+    pub labels: Labels,
+    /// Samples, strictly increasing in time; stale markers included.
+    pub samples: Vec<Sample>,
+}
+
+/// What the engine will do with selected data, so a storage can prune or pick resolutions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectHints {
+    /// First timestamp needed (ms, inclusive).
+    pub start: i64,
+    /// Last timestamp needed (ms, inclusive).
+    pub end: i64,
+    /// Query step (0 for instant queries).
+    pub step: i64,
+    /// Range of the selector (0 for instant selectors).
+    pub range: i64,
+    /// Function that surrounds the selector, if any.
+    pub func: Option<String>,
+}
+
+/// A source of series: the engine's only way to read data.
+pub trait Queryable {
+    /// Series matching all `matchers` with their samples in `[hints.start, hints.end]`.
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, Error>;
+}
+
+/// An in-memory [`Queryable`] (tests, and the PromQL conformance runner).
+#[derive(Debug, Clone, Default)]
+pub struct MemQueryable {
+    series: Vec<Series>,
+}
+
+impl MemQueryable {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds samples to a series, keeping time order (later samples at the same time win).
+    pub fn add(&mut self, labels: Labels, samples: &[Sample]) {
+        let index = match self.series.iter().position(|s| s.labels == labels) {
+            Some(i) => i,
+            None => {
+                self.series.push(Series { labels, samples: Vec::new() });
+                self.series.len() - 1
+            }
+        };
+        if let Some(series) = self.series.get_mut(index) {
+            series.samples.extend_from_slice(samples);
+            series.samples.sort_by_key(|s| s.t);
+            series.samples.reverse();
+            series.samples.dedup_by_key(|s| s.t);
+            series.samples.reverse();
+        }
+    }
+
+    /// Removes everything.
+    pub fn clear(&mut self) {
+        self.series.clear();
+    }
+
+    /// All series.
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+}
+
+impl Queryable for MemQueryable {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, Error> {
+        let mut out = Vec::new();
+        for series in &self.series {
+            if !matchers.iter().all(|m| m.matches(series.labels.get(m.name()).unwrap_or(""))) {
+                continue;
+            }
+            let samples: Vec<Sample> =
+                series.samples.iter().filter(|s| s.t >= hints.start && s.t <= hints.end).copied().collect();
+            out.push(Series { labels: series.labels.clone(), samples });
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
+    }
+}
