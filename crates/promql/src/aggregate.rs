@@ -21,15 +21,19 @@ struct Group {
     incremental_mean: bool,
     values: Vec<f64>,
     members: Vec<Element>,
+    drop_name: bool,
 }
 
-fn grouping_labels(labels: &Labels, drop_name: bool, modifier: Option<&LabelModifier>) -> Labels {
+/// The group of a sample. With delayed name removal a to-be-dropped `__name__` still
+/// partitions `by (__name__)` groups, as in Prometheus; the group then drops the name if
+/// any member does.
+fn grouping_labels(labels: &Labels, _drop_name: bool, modifier: Option<&LabelModifier>) -> Labels {
     match modifier {
         None => Labels::empty(),
         Some(LabelModifier::Include(names)) => {
             let kept: Vec<(String, String)> = labels
                 .iter()
-                .filter(|l| names.labels.contains(&l.name) && !(drop_name && l.name == "__name__"))
+                .filter(|l| names.labels.contains(&l.name))
                 .map(|l| (l.name.clone(), l.value.clone()))
                 .collect();
             Labels::from_pairs(kept)
@@ -45,7 +49,11 @@ fn grouping_labels(labels: &Labels, drop_name: bool, modifier: Option<&LabelModi
     }
 }
 
-pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, agg: &AggregateExpr, ts: i64) -> Result<Value, Error> {
+pub(crate) fn eval_aggregate(
+    ev: &mut Evaluator<'_>,
+    agg: &AggregateExpr,
+    ts: i64,
+) -> Result<Value, Error> {
     let op = agg.op.to_string();
     let op = op.as_str();
     let param = match &agg.param {
@@ -77,9 +85,13 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, agg: &AggregateExpr, ts: i6
         let key = grouping_labels(&e.labels, e.drop_name, modifier);
         let group = groups.entry(key.clone()).or_insert_with(|| {
             order.push(key.clone());
-            Group { labels: key, ..Group::default() }
+            Group {
+                labels: key,
+                ..Group::default()
+            }
         });
         let f = e.v;
+        group.drop_name |= e.drop_name;
         let first = group.count == 0.0;
         group.count += 1.0;
         match op {
@@ -120,11 +132,6 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, agg: &AggregateExpr, ts: i6
                 }
             }
             "stddev" | "stdvar" => {
-                if first {
-                    group.mean = f;
-                    group.value = 0.0;
-                    continue;
-                }
                 let delta = f - group.mean;
                 group.mean += delta / group.count;
                 group.value += delta * (f - group.mean);
@@ -138,10 +145,16 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, agg: &AggregateExpr, ts: i6
 
     let mut out = Vec::with_capacity(order.len());
     for key in order {
-        let Some(group) = groups.remove(&key) else { continue };
+        let Some(group) = groups.remove(&key) else {
+            continue;
+        };
         let value = match op {
             "sum" => {
-                if group.value.is_infinite() { group.value } else { group.value + group.kahan }
+                if group.value.is_infinite() {
+                    group.value
+                } else {
+                    group.value + group.kahan
+                }
             }
             "avg" => {
                 if group.count == 1.0 {
@@ -164,12 +177,22 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, agg: &AggregateExpr, ts: i6
             }
             _ => 0.0,
         };
-        out.push(Element { labels: group.labels, t: ts, v: value, drop_name: false });
+        out.push(Element {
+            labels: group.labels,
+            t: ts,
+            v: value,
+            drop_name: group.drop_name,
+        });
     }
     Ok(Value::Vector(out))
 }
 
-fn count_values(label: &str, input: Vec<Element>, modifier: Option<&LabelModifier>, ts: i64) -> Result<Value, Error> {
+fn count_values(
+    label: &str,
+    input: Vec<Element>,
+    modifier: Option<&LabelModifier>,
+    ts: i64,
+) -> Result<Value, Error> {
     if !is_valid_label_name(label) {
         return Err(exec(format!("invalid label name {label:?}")));
     }
@@ -189,7 +212,12 @@ fn count_values(label: &str, input: Vec<Element>, modifier: Option<&LabelModifie
         .into_iter()
         .map(|labels| {
             let v = counts.get(&labels).copied().unwrap_or(0.0);
-            Element { labels, t: ts, v, drop_name: false }
+            Element {
+                labels,
+                t: ts,
+                v,
+                drop_name: false,
+            }
         })
         .collect();
     Ok(Value::Vector(out))
@@ -204,12 +232,21 @@ pub(crate) fn is_valid_label_name(name: &str) -> bool {
     chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn top_bottom(op: &str, k: f64, input: Vec<Element>, modifier: Option<&LabelModifier>, ts: i64) -> Result<Value, Error> {
+fn top_bottom(
+    op: &str,
+    k: f64,
+    input: Vec<Element>,
+    modifier: Option<&LabelModifier>,
+    ts: i64,
+) -> Result<Value, Error> {
     if k.is_nan() {
-        return Err(exec(format!("Parameter value is NaN for {op}")));
+        return Err(exec("Parameter value is NaN"));
     }
     if k >= 9.223_372_036_854_776e18 || k <= -9.223_372_036_854_776e18 {
-        return Err(exec(format!("Scalar value {} overflows int64", crate::value::format_float(k))));
+        return Err(exec(format!(
+            "Scalar value {} overflows int64",
+            crate::value::format_float(k)
+        )));
     }
     let k = k as i64;
     if k < 1 {
@@ -230,7 +267,9 @@ fn top_bottom(op: &str, k: f64, input: Vec<Element>, modifier: Option<&LabelModi
     }
     let mut out = Vec::new();
     for key in order {
-        let Some(mut members) = groups.remove(&key) else { continue };
+        let Some(mut members) = groups.remove(&key) else {
+            continue;
+        };
         match op {
             "topk" => members.sort_by(|a, b| desc_nan_last(a.v, b.v)),
             "bottomk" => members.sort_by(|a, b| asc_nan_last(a.v, b.v)),
@@ -271,7 +310,11 @@ fn limit_ratio(ratio: f64, members: Vec<Element>) -> Vec<Element> {
         .into_iter()
         .filter(|e| {
             let position = label_hash_ratio(&without_name(&e.labels));
-            if ratio >= 0.0 { position < ratio } else { position >= 1.0 + ratio }
+            if ratio >= 0.0 {
+                position < ratio
+            } else {
+                position >= 1.0 + ratio
+            }
         })
         .collect()
 }

@@ -118,11 +118,29 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
     match (lhs, rhs) {
         (Value::Scalar { v: l, .. }, Value::Scalar { v: r, .. }) => {
             let (value, keep) = apply(op, l, r);
-            let value = if op.is_comparison() { if keep { 1.0 } else { 0.0 } } else { value };
+            let value = if op.is_comparison() {
+                if keep { 1.0 } else { 0.0 }
+            } else {
+                value
+            };
             Ok(Value::Scalar { t: ts, v: value })
         }
-        (Value::Vector(v), Value::Scalar { v: s, .. }) => Ok(Value::Vector(vector_scalar(op, v, s, false, return_bool, ts))),
-        (Value::Scalar { v: s, .. }, Value::Vector(v)) => Ok(Value::Vector(vector_scalar(op, v, s, true, return_bool, ts))),
+        (Value::Vector(v), Value::Scalar { v: s, .. }) => Ok(Value::Vector(vector_scalar(
+            op,
+            v,
+            s,
+            false,
+            return_bool,
+            ts,
+        ))),
+        (Value::Scalar { v: s, .. }, Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
+            op,
+            v,
+            s,
+            true,
+            return_bool,
+            ts,
+        ))),
         (Value::Vector(l), Value::Vector(r)) => {
             let empty: Vec<String> = Vec::new();
             let (on, labels, card) = match &b.modifier {
@@ -139,11 +157,22 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
             }
             vector_vector(op, l, r, &matching, return_bool, ts).map(Value::Vector)
         }
-        (l, r) => Err(exec(format!("binary operator not defined on {} and {}", type_name(&l), type_name(&r)))),
+        (l, r) => Err(exec(format!(
+            "binary operator not defined on {} and {}",
+            type_name(&l),
+            type_name(&r)
+        ))),
     }
 }
 
-fn vector_scalar(op: Op, vector: Vec<Element>, scalar: f64, swap: bool, return_bool: bool, ts: i64) -> Vec<Element> {
+fn vector_scalar(
+    op: Op,
+    vector: Vec<Element>,
+    scalar: f64,
+    swap: bool,
+    return_bool: bool,
+    ts: i64,
+) -> Vec<Element> {
     let mut out = Vec::with_capacity(vector.len());
     for e in vector {
         let (l, r) = if swap { (scalar, e.v) } else { (e.v, scalar) };
@@ -160,7 +189,12 @@ fn vector_scalar(op: Op, vector: Vec<Element>, scalar: f64, swap: bool, return_b
             continue;
         }
         let drop_name = e.drop_name || !op.is_comparison() || return_bool;
-        out.push(Element { labels: e.labels, t: ts, v: value, drop_name });
+        out.push(Element {
+            labels: e.labels,
+            t: ts,
+            v: value,
+            drop_name,
+        });
     }
     out
 }
@@ -168,17 +202,27 @@ fn vector_scalar(op: Op, vector: Vec<Element>, scalar: f64, swap: bool, return_b
 fn set_op(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching<'_>) -> Vec<Element> {
     match op {
         Op::And => {
-            let right: HashSet<Vec<(String, String)>> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
-            lhs.into_iter().filter(|e| right.contains(&matching.signature(&e.labels))).collect()
+            let right: HashSet<Vec<(String, String)>> =
+                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            lhs.into_iter()
+                .filter(|e| right.contains(&matching.signature(&e.labels)))
+                .collect()
         }
         Op::Unless => {
-            let right: HashSet<Vec<(String, String)>> = rhs.iter().map(|e| matching.signature(&e.labels)).collect();
-            lhs.into_iter().filter(|e| !right.contains(&matching.signature(&e.labels))).collect()
+            let right: HashSet<Vec<(String, String)>> =
+                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            lhs.into_iter()
+                .filter(|e| !right.contains(&matching.signature(&e.labels)))
+                .collect()
         }
         _ => {
-            let left: HashSet<Vec<(String, String)>> = lhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            let left: HashSet<Vec<(String, String)>> =
+                lhs.iter().map(|e| matching.signature(&e.labels)).collect();
             let mut out = lhs;
-            out.extend(rhs.into_iter().filter(|e| !left.contains(&matching.signature(&e.labels))));
+            out.extend(
+                rhs.into_iter()
+                    .filter(|e| !left.contains(&matching.signature(&e.labels))),
+            );
             out
         }
     }
@@ -186,7 +230,11 @@ fn set_op(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching<'_>)
 
 fn format_match_labels(labels: &Labels, matching: &Matching<'_>) -> String {
     let kept: Vec<(String, String)> = if matching.on {
-        labels.iter().filter(|l| matching.labels.contains(&l.name)).map(|l| (l.name.clone(), l.value.clone())).collect()
+        labels
+            .iter()
+            .filter(|l| matching.labels.contains(&l.name))
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect()
     } else {
         labels
             .iter()
@@ -232,15 +280,17 @@ fn vector_vector(
     let mut out = Vec::new();
     for ls in many {
         let sig = matching.signature(&ls.labels);
-        let Some(rs) = one_side.get(&sig) else { continue };
-        let (l, r) = if one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
-        let (mut value, keep) = apply(op, l, r);
-        if return_bool {
-            value = if keep { 1.0 } else { 0.0 };
-        } else if !keep {
+        let Some(rs) = one_side.get(&sig) else {
             continue;
-        }
+        };
+        let (l, r) = if one_to_many {
+            (rs.v, ls.v)
+        } else {
+            (ls.v, rs.v)
+        };
+        let (mut value, keep) = apply(op, l, r);
         let labels = result_labels(&ls.labels, &rs.labels, matching, include, grouped);
+        // Matching errors are found even for samples a comparison filters away.
         let entry = matched.entry(sig);
         match entry {
             std::collections::hash_map::Entry::Occupied(mut seen) => {
@@ -250,7 +300,9 @@ fn vector_vector(
                     ));
                 }
                 if !seen.get_mut().insert(labels.clone()) {
-                    return Err(exec("multiple matches for labels: grouping labels must ensure unique matches"));
+                    return Err(exec(
+                        "multiple matches for labels: grouping labels must ensure unique matches",
+                    ));
                 }
             }
             std::collections::hash_map::Entry::Vacant(slot) => {
@@ -259,13 +311,33 @@ fn vector_vector(
                 slot.insert(set);
             }
         }
-        let drop_name = if op.is_comparison() && !return_bool { ls.drop_name } else { true };
-        out.push(Element { labels, t: ts, v: value, drop_name });
+        if return_bool {
+            value = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        let drop_name = if op.is_comparison() && !return_bool {
+            ls.drop_name
+        } else {
+            true
+        };
+        out.push(Element {
+            labels,
+            t: ts,
+            v: value,
+            drop_name,
+        });
     }
     Ok(out)
 }
 
-fn result_labels(many: &Labels, one: &Labels, matching: &Matching<'_>, include: &[String], grouped: bool) -> Labels {
+fn result_labels(
+    many: &Labels,
+    one: &Labels,
+    matching: &Matching<'_>,
+    include: &[String],
+    grouped: bool,
+) -> Labels {
     let mut b = many.to_builder();
     if !grouped {
         if matching.on {

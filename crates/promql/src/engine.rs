@@ -66,18 +66,32 @@ impl Engine {
     }
 
     /// Evaluates `query` at `time` (ms).
-    pub fn instant_query(&self, queryable: &dyn Queryable, query: &str, time: i64) -> Result<QueryResult, Error> {
+    pub fn instant_query(
+        &self,
+        queryable: &dyn Queryable,
+        query: &str,
+        time: i64,
+    ) -> Result<QueryResult, Error> {
         let expr = Self::parse(query)?;
         self.instant_expr(queryable, &expr, time)
     }
 
     /// Evaluates a parsed expression at `time` (ms).
-    pub fn instant_expr(&self, queryable: &dyn Queryable, expr: &Expr, time: i64) -> Result<QueryResult, Error> {
+    pub fn instant_expr(
+        &self,
+        queryable: &dyn Queryable,
+        expr: &Expr,
+        time: i64,
+    ) -> Result<QueryResult, Error> {
         let deadline = Instant::now() + self.options.timeout;
         let mut ev = Evaluator::new(&self.options, time, time, 0, deadline);
         ev.preload(queryable, expr)?;
         let value = ev.eval_top(expr, time)?;
-        Ok(QueryResult { value, warnings: ev.warnings(), infos: ev.infos() })
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings(),
+            infos: ev.infos(),
+        })
     }
 
     /// Evaluates `query` at `start, start+step, …, ≤ end` (ms); the result is a matrix.
@@ -103,15 +117,23 @@ impl Engine {
         step: i64,
     ) -> Result<QueryResult, Error> {
         if step <= 0 {
-            return Err(Error::Parse("zero or negative query resolution step widths are not accepted".to_owned()));
+            return Err(Error::Parse(
+                "zero or negative query resolution step widths are not accepted".to_owned(),
+            ));
         }
         if end < start {
-            return Err(Error::Parse("end timestamp must not be before start time".to_owned()));
+            return Err(Error::Parse(
+                "end timestamp must not be before start time".to_owned(),
+            ));
         }
         let deadline = Instant::now() + self.options.timeout;
         let mut ev = Evaluator::new(&self.options, start, end, step, deadline);
         ev.preload(queryable, expr)?;
         let value = ev.eval_range_top(expr)?;
-        Ok(QueryResult { value, warnings: ev.warnings(), infos: ev.infos() })
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings(),
+            infos: ev.infos(),
+        })
     }
 }

@@ -71,16 +71,27 @@ pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, Err
             MatchOp::Re(_) => MatchType::Regex,
             MatchOp::NotRe(_) => MatchType::NotRegex,
         };
-        out.push(Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| Error::Parse(e.to_string()))?);
+        out.push(
+            Matcher::new(kind, m.name.clone(), m.value.clone())
+                .map_err(|e| Error::Parse(e.to_string()))?,
+        );
     }
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(Error::Parse("'or' in label matchers is not supported".to_owned()));
+        return Err(Error::Parse(
+            "'or' in label matchers is not supported".to_owned(),
+        ));
     }
     Ok(out)
 }
 
 impl<'a> Evaluator<'a> {
-    pub(crate) fn new(opts: &'a EngineOptions, start: i64, end: i64, interval: i64, deadline: Instant) -> Self {
+    pub(crate) fn new(
+        opts: &'a EngineOptions,
+        start: i64,
+        end: i64,
+        interval: i64,
+        deadline: Instant,
+    ) -> Self {
         Evaluator {
             opts,
             start,
@@ -102,6 +113,7 @@ impl<'a> Evaluator<'a> {
         self.infos.clone()
     }
 
+    #[allow(dead_code)]
     pub(crate) fn add_info(&mut self, msg: String) {
         if !self.infos.contains(&msg) {
             self.infos.push(msg);
@@ -129,7 +141,13 @@ impl<'a> Evaluator<'a> {
         self.preload_node(q, expr, self.start, self.end, None)
     }
 
-    fn eval_window(&self, at: Option<&AtModifier>, offset: Option<&Offset>, lo: i64, hi: i64) -> (i64, i64) {
+    fn eval_window(
+        &self,
+        at: Option<&AtModifier>,
+        offset: Option<&Offset>,
+        lo: i64,
+        hi: i64,
+    ) -> (i64, i64) {
         let off = offset_ms(offset);
         match at {
             Some(_) => {
@@ -140,7 +158,14 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn preload_node(&mut self, q: &dyn Queryable, expr: &Expr, lo: i64, hi: i64, func: Option<&str>) -> Result<(), Error> {
+    fn preload_node(
+        &mut self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        lo: i64,
+        hi: i64,
+        func: Option<&str>,
+    ) -> Result<(), Error> {
         match expr {
             Expr::VectorSelector(vs) => {
                 let (from, to) = self.eval_window(vs.at.as_ref(), vs.offset.as_ref(), lo, hi);
@@ -178,9 +203,23 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn load(&mut self, q: &dyn Queryable, vs: &VectorSelector, from: i64, to: i64, range: i64, func: Option<&str>) -> Result<(), Error> {
+    fn load(
+        &mut self,
+        q: &dyn Queryable,
+        vs: &VectorSelector,
+        from: i64,
+        to: i64,
+        range: i64,
+        func: Option<&str>,
+    ) -> Result<(), Error> {
         let matchers = selector_matchers(vs)?;
-        let hints = SelectHints { start: from, end: to, step: self.interval, range, func: func.map(str::to_owned) };
+        let hints = SelectHints {
+            start: from,
+            end: to,
+            step: self.interval,
+            range,
+            func: func.map(str::to_owned),
+        };
         let series = q.select(&matchers, &hints)?;
         self.loaded_samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
         if self.loaded_samples > self.opts.max_samples {
@@ -227,10 +266,16 @@ impl<'a> Evaluator<'a> {
         while ts <= self.end {
             self.check_deadline()?;
             match self.eval(expr, ts)? {
-                Value::Scalar { v, .. } => by_labels.entry(Labels::empty()).or_default().push(Sample::new(ts, v)),
+                Value::Scalar { v, .. } => by_labels
+                    .entry(Labels::empty())
+                    .or_default()
+                    .push(Sample::new(ts, v)),
                 Value::Vector(vector) => {
                     for e in finalize_vector(vector)? {
-                        by_labels.entry(e.labels).or_default().push(Sample::new(ts, e.v));
+                        by_labels
+                            .entry(e.labels)
+                            .or_default()
+                            .push(Sample::new(ts, e.v));
                     }
                 }
                 Value::Matrix(_) => {
@@ -246,8 +291,14 @@ impl<'a> Evaluator<'a> {
             }
             ts += self.interval;
         }
-        let mut out: Vec<RangeSeries> =
-            by_labels.into_iter().map(|(labels, samples)| RangeSeries { labels, samples, drop_name: false }).collect();
+        let mut out: Vec<RangeSeries> = by_labels
+            .into_iter()
+            .map(|(labels, samples)| RangeSeries {
+                labels,
+                samples,
+                drop_name: false,
+            })
+            .collect();
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Value::Matrix(out))
     }
@@ -255,14 +306,26 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<Value, Error> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar { t: ts, v: n.val }),
-            Expr::StringLiteral(s) => Ok(Value::String { t: ts, s: s.val.clone() }),
+            Expr::StringLiteral(s) => Ok(Value::String {
+                t: ts,
+                s: s.val.clone(),
+            }),
             Expr::Paren(p) => self.eval(&p.expr, ts),
             Expr::Unary(u) => match self.eval(&u.expr, ts)? {
                 Value::Scalar { t, v } => Ok(Value::Scalar { t, v: -v }),
                 Value::Vector(v) => Ok(Value::Vector(
-                    v.into_iter().map(|e| Element { v: -e.v, t: ts, drop_name: true, ..e }).collect(),
+                    v.into_iter()
+                        .map(|e| Element {
+                            v: -e.v,
+                            t: ts,
+                            drop_name: true,
+                            ..e
+                        })
+                        .collect(),
                 )),
-                _ => Err(exec("unary expression only allowed on expressions of type scalar or instant vector")),
+                _ => Err(exec(
+                    "unary expression only allowed on expressions of type scalar or instant vector",
+                )),
             },
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.eval_vector_selector(vs, ts))),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
@@ -280,7 +343,10 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn eval_vector(&mut self, expr: &Expr, ts: i64) -> Result<Vec<Element>, Error> {
         match self.eval(expr, ts)? {
             Value::Vector(v) => Ok(v),
-            other => Err(exec(format!("expected instant vector, got {}", type_name(&other)))),
+            other => Err(exec(format!(
+                "expected instant vector, got {}",
+                type_name(&other)
+            ))),
         }
     }
 
@@ -305,11 +371,18 @@ impl<'a> Evaluator<'a> {
             if idx == 0 {
                 continue;
             }
-            let Some(sample) = s.samples.get(idx - 1) else { continue };
+            let Some(sample) = s.samples.get(idx - 1) else {
+                continue;
+            };
             if sample.t <= ref_time - lookback || is_stale_nan(sample.v) {
                 continue;
             }
-            out.push(Element { labels: s.labels.clone(), t: sample.t, v: sample.v, drop_name: false });
+            out.push(Element {
+                labels: s.labels.clone(),
+                t: sample.t,
+                v: sample.v,
+                drop_name: false,
+            });
         }
         out
     }
@@ -328,14 +401,26 @@ impl<'a> Evaluator<'a> {
                         let lo = s.samples.partition_point(|p| p.t <= ref_time - range);
                         let hi = s.samples.partition_point(|p| p.t <= ref_time);
                         let window = s.samples.get(lo..hi).unwrap_or_default();
-                        let samples: Vec<Sample> = window.iter().filter(|p| !is_stale_nan(p.v)).copied().collect();
+                        let samples: Vec<Sample> = window
+                            .iter()
+                            .filter(|p| !is_stale_nan(p.v))
+                            .copied()
+                            .collect();
                         if samples.is_empty() {
                             continue;
                         }
-                        out.push(RangeSeries { labels: s.labels.clone(), samples, drop_name: false });
+                        out.push(RangeSeries {
+                            labels: s.labels.clone(),
+                            samples,
+                            drop_name: false,
+                        });
                     }
                 }
-                Ok(RangeArg { series: out, range, ref_time })
+                Ok(RangeArg {
+                    series: out,
+                    range,
+                    ref_time,
+                })
             }
             Expr::Subquery(sq) => self.eval_subquery(sq, ts),
             _ => Err(exec("expected range vector")),
@@ -344,7 +429,12 @@ impl<'a> Evaluator<'a> {
 
     fn eval_subquery(&mut self, sq: &SubqueryExpr, ts: i64) -> Result<RangeArg, Error> {
         let range = duration_ms(&sq.range);
-        let step = sq.step.as_ref().map(duration_ms).filter(|s| *s > 0).unwrap_or(self.opts.default_subquery_step);
+        let step = sq
+            .step
+            .as_ref()
+            .map(duration_ms)
+            .filter(|s| *s > 0)
+            .unwrap_or(self.opts.default_subquery_step);
         let ref_time = self.at_time(sq.at.as_ref(), ts) - offset_ms(sq.offset.as_ref());
         let window_start = ref_time - range;
         // First step-aligned time after the (left-open) window start, as Go computes it.
@@ -363,7 +453,11 @@ impl<'a> Evaluator<'a> {
                             continue;
                         }
                         let slot = *index.entry(e.labels.clone()).or_insert_with(|| {
-                            by_labels.push(RangeSeries { labels: e.labels.clone(), samples: Vec::new(), drop_name: e.drop_name });
+                            by_labels.push(RangeSeries {
+                                labels: e.labels.clone(),
+                                samples: Vec::new(),
+                                drop_name: e.drop_name,
+                            });
                             by_labels.len() - 1
                         });
                         if let Some(series) = by_labels.get_mut(slot) {
@@ -374,7 +468,11 @@ impl<'a> Evaluator<'a> {
                 }
                 Value::Scalar { v, .. } => {
                     let slot = *index.entry(Labels::empty()).or_insert_with(|| {
-                        by_labels.push(RangeSeries { labels: Labels::empty(), samples: Vec::new(), drop_name: false });
+                        by_labels.push(RangeSeries {
+                            labels: Labels::empty(),
+                            samples: Vec::new(),
+                            drop_name: false,
+                        });
                         by_labels.len() - 1
                     });
                     if let Some(series) = by_labels.get_mut(slot) {
@@ -385,7 +483,11 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
-        Ok(RangeArg { series: by_labels, range, ref_time })
+        Ok(RangeArg {
+            series: by_labels,
+            range,
+            ref_time,
+        })
     }
 }
 

@@ -81,7 +81,12 @@ fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
 }
 
 /// rate / increase / delta with Prometheus' extrapolation to the window edges.
-fn extrapolated_rate(arg: &RangeArg, samples: &[Sample], is_counter: bool, is_rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    arg: &RangeArg,
+    samples: &[Sample],
+    is_counter: bool,
+    is_rate: bool,
+) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
@@ -146,7 +151,9 @@ fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
 }
 
 fn avg_over(samples: &[Sample]) -> f64 {
-    let Some(first) = samples.first() else { return f64::NAN };
+    let Some(first) = samples.first() else {
+        return f64::NAN;
+    };
     let (mut sum, mut count) = (first.v, 1.0);
     let (mut mean, mut c) = (0.0, 0.0);
     let mut incremental = false;
@@ -166,7 +173,11 @@ fn avg_over(samples: &[Sample]) -> f64 {
         let q = (count - 1.0) / count;
         (mean, c) = kahan_inc(s.v / count, q * mean, q * c);
     }
-    if incremental { mean + c } else { sum / count + c / count }
+    if incremental {
+        mean + c
+    } else {
+        sum / count + c / count
+    }
 }
 
 fn stdvar_over(samples: &[Sample]) -> f64 {
@@ -187,8 +198,12 @@ fn absent_labels(expr: &Expr) -> Labels {
         Expr::MatrixSelector(ms) => Some(&ms.vs),
         _ => None,
     };
-    let Some(vs) = inner else { return Labels::empty() };
-    let Ok(matchers) = selector_matchers(vs) else { return Labels::empty() };
+    let Some(vs) = inner else {
+        return Labels::empty();
+    };
+    let Ok(matchers) = selector_matchers(vs) else {
+        return Labels::empty();
+    };
     let mut pairs: Vec<(String, Option<String>)> = Vec::new();
     for m in matchers {
         if m.name() == "__name__" {
@@ -196,7 +211,9 @@ fn absent_labels(expr: &Expr) -> Labels {
         }
         let existing = pairs.iter().position(|(n, _)| n == m.name());
         match (m.kind(), existing) {
-            (strata_types::MatchType::Equal, None) => pairs.push((m.name().to_owned(), Some(m.value().to_owned()))),
+            (strata_types::MatchType::Equal, None) => {
+                pairs.push((m.name().to_owned(), Some(m.value().to_owned())))
+            }
             (_, Some(i)) => {
                 if let Some(slot) = pairs.get_mut(i) {
                     slot.1 = None;
@@ -302,7 +319,14 @@ fn simple(name: &str, v: f64) -> Option<f64> {
 }
 
 fn map_vector(v: Vec<Element>, ts: i64, f: impl Fn(f64) -> f64) -> Vec<Element> {
-    v.into_iter().map(|e| Element { v: f(e.v), t: ts, drop_name: true, ..e }).collect()
+    v.into_iter()
+        .map(|e| Element {
+            v: f(e.v),
+            t: ts,
+            drop_name: true,
+            ..e
+        })
+        .collect()
 }
 
 /// Applies a function of a range vector's samples to each series.
@@ -315,20 +339,33 @@ fn over_time(
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
         if let Some(v) = f(&arg, &s.samples) {
-            out.push(Element { labels: s.labels.clone(), t: ts, v, drop_name: !keep_name || s.drop_name });
+            out.push(Element {
+                labels: s.labels.clone(),
+                t: ts,
+                v,
+                drop_name: !keep_name || s.drop_name,
+            });
         }
     }
     out
 }
 
-fn arg<'e>(call: &'e Call, i: usize) -> Result<&'e Expr, Error> {
-    call.args.args.get(i).map(|b| b.as_ref()).ok_or_else(|| exec(format!("{}: missing argument {}", call.func.name, i + 1)))
+fn arg(call: &Call, i: usize) -> Result<&Expr, Error> {
+    call.args
+        .args
+        .get(i)
+        .map(|b| b.as_ref())
+        .ok_or_else(|| exec(format!("{}: missing argument {}", call.func.name, i + 1)))
 }
 
 fn string_arg(ev: &mut Evaluator<'_>, call: &Call, i: usize, ts: i64) -> Result<String, Error> {
     match ev.eval(arg(call, i)?, ts)? {
         Value::String { s, .. } => Ok(s),
-        _ => Err(exec(format!("{}: argument {} must be a string", call.func.name, i + 1))),
+        _ => Err(exec(format!(
+            "{}: argument {} must be a string",
+            call.func.name,
+            i + 1
+        ))),
     }
 }
 
@@ -338,8 +375,18 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         return Ok(Value::Vector(value));
     }
     match name {
-        "time" => return Ok(Value::Scalar { t: ts, v: ts as f64 / 1000.0 }),
-        "pi" => return Ok(Value::Scalar { t: ts, v: std::f64::consts::PI }),
+        "time" => {
+            return Ok(Value::Scalar {
+                t: ts,
+                v: ts as f64 / 1000.0,
+            });
+        }
+        "pi" => {
+            return Ok(Value::Scalar {
+                t: ts,
+                v: std::f64::consts::PI,
+            });
+        }
         "scalar" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
             let value = match v.as_slice() {
@@ -350,12 +397,23 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "vector" => {
             let v = ev.eval_scalar(arg(call, 0)?, ts)?;
-            return Ok(Value::Vector(vec![Element { labels: Labels::empty(), t: ts, v, drop_name: false }]));
+            return Ok(Value::Vector(vec![Element {
+                labels: Labels::empty(),
+                t: ts,
+                v,
+                drop_name: false,
+            }]));
         }
-        "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "month" | "year" => {
+        "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
+        | "month" | "year" => {
             if call.args.args.is_empty() {
                 let v = date_part(name, ts as f64 / 1000.0);
-                return Ok(Value::Vector(vec![Element { labels: Labels::empty(), t: ts, v, drop_name: false }]));
+                return Ok(Value::Vector(vec![Element {
+                    labels: Labels::empty(),
+                    t: ts,
+                    v,
+                    drop_name: false,
+                }]));
             }
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
             return Ok(Value::Vector(map_vector(v, ts, |x| date_part(name, x))));
@@ -364,7 +422,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
     }
     if let Some(_probe) = simple(name, 0.0) {
         let v = ev.eval_vector(arg(call, 0)?, ts)?;
-        return Ok(Value::Vector(map_vector(v, ts, |x| simple(name, x).unwrap_or(f64::NAN))));
+        return Ok(Value::Vector(map_vector(v, ts, |x| {
+            simple(name, x).unwrap_or(f64::NAN)
+        })));
     }
     match name {
         "round" => {
@@ -374,7 +434,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 None => 1.0,
             };
             let inverse = 1.0 / to;
-            Ok(Value::Vector(map_vector(v, ts, |x| (x * inverse + 0.5).floor() / inverse)))
+            Ok(Value::Vector(map_vector(v, ts, |x| {
+                (x * inverse + 0.5).floor() / inverse
+            })))
         }
         "clamp" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
@@ -383,7 +445,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             if max < min {
                 return Ok(Value::Vector(Vec::new()));
             }
-            Ok(Value::Vector(map_vector(v, ts, |x| go_max(min, go_min(max, x)))))
+            Ok(Value::Vector(map_vector(v, ts, |x| {
+                go_max(min, go_min(max, x))
+            })))
         }
         "clamp_min" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
@@ -397,7 +461,16 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "timestamp" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
-            Ok(Value::Vector(v.into_iter().map(|e| Element { v: e.t as f64 / 1000.0, t: ts, drop_name: true, ..e }).collect()))
+            Ok(Value::Vector(
+                v.into_iter()
+                    .map(|e| Element {
+                        v: e.t as f64 / 1000.0,
+                        t: ts,
+                        drop_name: true,
+                        ..e
+                    })
+                    .collect(),
+            ))
         }
         "sort" | "sort_desc" => {
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
@@ -421,13 +494,22 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             }
             v.sort_by(|a, b| {
                 for n in &names {
-                    let ord = natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
+                    let ord =
+                        natural_cmp(a.labels.get(n).unwrap_or(""), b.labels.get(n).unwrap_or(""));
                     if ord != std::cmp::Ordering::Equal {
-                        return if name == "sort_by_label_desc" { ord.reverse() } else { ord };
+                        return if name == "sort_by_label_desc" {
+                            ord.reverse()
+                        } else {
+                            ord
+                        };
                     }
                 }
                 let ord = a.labels.cmp(&b.labels);
-                if name == "sort_by_label_desc" { ord.reverse() } else { ord }
+                if name == "sort_by_label_desc" {
+                    ord.reverse()
+                } else {
+                    ord
+                }
             });
             Ok(Value::Vector(v))
         }
@@ -437,36 +519,74 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 return Ok(Value::Vector(Vec::new()));
             }
             let labels = absent_labels(arg(call, 0)?);
-            Ok(Value::Vector(vec![Element { labels, t: ts, v: 1.0, drop_name: false }]))
+            Ok(Value::Vector(vec![Element {
+                labels,
+                t: ts,
+                v: 1.0,
+                drop_name: false,
+            }]))
         }
         "label_replace" => label_replace(ev, call, ts),
         "label_join" => label_join(ev, call, ts),
         "histogram_quantile" => histogram_quantile(ev, call, ts),
+        "histogram_fraction" => histogram_fraction(ev, call, ts),
         other => Err(exec(format!("function {other:?} is not supported"))),
     }
 }
 
 /// Go's math.Max: NaN wins, +Inf wins.
 fn go_max(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
 }
 
 fn go_min(a: f64, b: f64) -> f64 {
-    if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) }
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
 }
 
 fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
     a.cmp(b)
 }
 
-fn range_function(ev: &mut Evaluator<'_>, call: &Call, name: &str, ts: i64) -> Result<Option<Vec<Element>>, Error> {
+fn range_function(
+    ev: &mut Evaluator<'_>,
+    call: &Call,
+    name: &str,
+    ts: i64,
+) -> Result<Option<Vec<Element>>, Error> {
     let range_arg_index = match name {
         "quantile_over_time" => 1,
         "predict_linear" | "double_exponential_smoothing" | "holt_winters" => 0,
-        "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "changes" | "resets" | "avg_over_time"
-        | "min_over_time" | "max_over_time" | "sum_over_time" | "count_over_time" | "stddev_over_time"
-        | "stdvar_over_time" | "last_over_time" | "first_over_time" | "present_over_time" | "absent_over_time"
-        | "mad_over_time" | "ts_of_max_over_time" | "ts_of_min_over_time" | "ts_of_last_over_time"
+        "rate"
+        | "increase"
+        | "delta"
+        | "irate"
+        | "idelta"
+        | "deriv"
+        | "changes"
+        | "resets"
+        | "avg_over_time"
+        | "min_over_time"
+        | "max_over_time"
+        | "sum_over_time"
+        | "count_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "last_over_time"
+        | "first_over_time"
+        | "present_over_time"
+        | "absent_over_time"
+        | "mad_over_time"
+        | "ts_of_max_over_time"
+        | "ts_of_min_over_time"
+        | "ts_of_last_over_time"
         | "ts_of_first_over_time" => 0,
         _ => return Ok(None),
     };
@@ -474,8 +594,12 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, name: &str, ts: i64) -> R
     let range = ev.eval_range(range_expr, ts)?;
     let out = match name {
         "rate" => over_time(range, ts, false, |a, s| extrapolated_rate(a, s, true, true)),
-        "increase" => over_time(range, ts, false, |a, s| extrapolated_rate(a, s, true, false)),
-        "delta" => over_time(range, ts, false, |a, s| extrapolated_rate(a, s, false, false)),
+        "increase" => over_time(range, ts, false, |a, s| {
+            extrapolated_rate(a, s, true, false)
+        }),
+        "delta" => over_time(range, ts, false, |a, s| {
+            extrapolated_rate(a, s, false, false)
+        }),
         "irate" => over_time(range, ts, false, |_, s| instant_value(s, true)),
         "idelta" => over_time(range, ts, false, |_, s| instant_value(s, false)),
         "deriv" => over_time(range, ts, false, |_, s| {
@@ -486,7 +610,8 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, name: &str, ts: i64) -> R
         }),
         "predict_linear" => {
             let duration = ev.eval_scalar(arg(call, 1)?, ts)?;
-            let eval_time = range.ref_time;
+            // Prometheus takes the intercept at the step's time, even under `@` or `offset`.
+            let eval_time = ts;
             over_time(range, ts, false, |_, s| {
                 if s.len() < 2 {
                     return None;
@@ -499,12 +624,18 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, name: &str, ts: i64) -> R
             let sf = ev.eval_scalar(arg(call, 1)?, ts)?;
             let tf = ev.eval_scalar(arg(call, 2)?, ts)?;
             if !(sf > 0.0 && sf < 1.0) {
-                return Err(exec(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}")));
+                return Err(exec(format!(
+                    "invalid smoothing factor. Expected: 0 < sf < 1, got: {sf}"
+                )));
             }
             if !(tf > 0.0 && tf < 1.0) {
-                return Err(exec(format!("invalid trend factor. Expected: 0 < tf < 1, got: {tf}")));
+                return Err(exec(format!(
+                    "invalid trend factor. Expected: 0 < tf < 1, got: {tf}"
+                )));
             }
-            over_time(range, ts, false, |_, s| double_exponential_smoothing(s, sf, tf))
+            over_time(range, ts, false, |_, s| {
+                double_exponential_smoothing(s, sf, tf)
+            })
         }
         "changes" => over_time(range, ts, false, |_, s| {
             let mut changes = 0.0;
@@ -560,14 +691,22 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, name: &str, ts: i64) -> R
         "last_over_time" => over_time(range, ts, true, |_, s| Some(s.last()?.v)),
         "first_over_time" => over_time(range, ts, true, |_, s| Some(s.first()?.v)),
         "present_over_time" => over_time(range, ts, false, |_, _| Some(1.0)),
-        "ts_of_last_over_time" => over_time(range, ts, false, |_, s| Some(s.last()?.t as f64 / 1000.0)),
-        "ts_of_first_over_time" => over_time(range, ts, false, |_, s| Some(s.first()?.t as f64 / 1000.0)),
+        "ts_of_last_over_time" => {
+            over_time(range, ts, false, |_, s| Some(s.last()?.t as f64 / 1000.0))
+        }
+        "ts_of_first_over_time" => {
+            over_time(range, ts, false, |_, s| Some(s.first()?.t as f64 / 1000.0))
+        }
         "ts_of_max_over_time" | "ts_of_min_over_time" => {
             let max = name == "ts_of_max_over_time";
             over_time(range, ts, false, |_, s| {
                 let mut best = s.first()?;
                 for p in s {
-                    let better = if max { p.v >= best.v || best.v.is_nan() } else { p.v <= best.v || best.v.is_nan() };
+                    let better = if max {
+                        p.v >= best.v || best.v.is_nan()
+                    } else {
+                        p.v <= best.v || best.v.is_nan()
+                    };
                     if better {
                         best = p;
                     }
@@ -578,15 +717,25 @@ fn range_function(ev: &mut Evaluator<'_>, call: &Call, name: &str, ts: i64) -> R
         "mad_over_time" => over_time(range, ts, false, |_, s| {
             let values: Vec<f64> = s.iter().map(|p| p.v).collect();
             let median = quantile_of(0.5, values.clone());
-            Some(quantile_of(0.5, values.iter().map(|v| (v - median).abs()).collect()))
+            Some(quantile_of(
+                0.5,
+                values.iter().map(|v| (v - median).abs()).collect(),
+            ))
         }),
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(call, 0)?, ts)?;
-            over_time(range, ts, false, |_, s| Some(quantile_of(q, s.iter().map(|p| p.v).collect())))
+            over_time(range, ts, false, |_, s| {
+                Some(quantile_of(q, s.iter().map(|p| p.v).collect()))
+            })
         }
         "absent_over_time" => {
             if range.series.is_empty() {
-                vec![Element { labels: absent_labels(range_expr), t: ts, v: 1.0, drop_name: false }]
+                vec![Element {
+                    labels: absent_labels(range_expr),
+                    t: ts,
+                    v: 1.0,
+                    drop_name: false,
+                }]
             } else {
                 Vec::new()
             }
@@ -623,10 +772,15 @@ fn label_replace(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, 
     let replacement = string_arg(ev, call, 2, ts)?;
     let src = string_arg(ev, call, 3, ts)?;
     let pattern = string_arg(ev, call, 4, ts)?;
-    let regex = regex::Regex::new(&format!("^(?s:{pattern})$"))
-        .map_err(|e| exec(format!("invalid regular expression in label_replace(): {pattern}: {e}")))?;
+    let regex = regex::Regex::new(&format!("^(?s:{pattern})$")).map_err(|e| {
+        exec(format!(
+            "invalid regular expression in label_replace(): {pattern}: {e}"
+        ))
+    })?;
     if !crate::aggregate::is_valid_label_name(&dst) {
-        return Err(exec(format!("invalid destination label name in label_replace(): {dst}")));
+        return Err(exec(format!(
+            "invalid destination label name in label_replace(): {dst}"
+        )));
     }
     let mut out = Vec::with_capacity(v.len());
     for mut e in v {
@@ -644,6 +798,7 @@ fn label_replace(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, 
         e.t = ts;
         out.push(e);
     }
+    crate::eval::check_unique(&out)?;
     Ok(Value::Vector(out))
 }
 
@@ -656,7 +811,9 @@ fn label_join(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Err
         srcs.push(string_arg(ev, call, i, ts)?);
     }
     if !crate::aggregate::is_valid_label_name(&dst) {
-        return Err(exec(format!("invalid destination label name in label_join(): {dst}")));
+        return Err(exec(format!(
+            "invalid destination label name in label_join(): {dst}"
+        )));
     }
     let mut out = Vec::with_capacity(v.len());
     for mut e in v {
@@ -671,23 +828,26 @@ fn label_join(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Err
         e.t = ts;
         out.push(e);
     }
+    crate::eval::check_unique(&out)?;
     Ok(Value::Vector(out))
 }
 
-fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
-    let q = ev.eval_scalar(arg(call, 0)?, ts)?;
-    let v = ev.eval_vector(arg(call, 1)?, ts)?;
+/// Groups classic histogram buckets by their labels without `le` (the metric name kept, so
+/// two histograms never merge; it is dropped from the result).
+fn bucket_groups(ev: &mut Evaluator<'_>, v: Vec<Element>) -> Vec<(Labels, Vec<(f64, f64)>)> {
     let mut order: Vec<Labels> = Vec::new();
-    let mut groups: std::collections::HashMap<Labels, Vec<(f64, f64)>> = std::collections::HashMap::new();
+    let mut groups: std::collections::HashMap<Labels, Vec<(f64, f64)>> =
+        std::collections::HashMap::new();
     for e in v {
-        let Some(le) = e.labels.get("le") else { continue };
+        let Some(le) = e.labels.get("le") else {
+            continue;
+        };
         let Ok(bound) = parse_le(le) else {
             ev.add_warning(format!("PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{le}\""));
             continue;
         };
         let mut b = e.labels.to_builder();
         b.delete("le");
-        b.delete("__name__");
         let key = b.build();
         groups
             .entry(key.clone())
@@ -697,13 +857,137 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Va
             })
             .push((bound, e.v));
     }
-    let mut out = Vec::with_capacity(order.len());
-    for key in order {
-        let Some(buckets) = groups.remove(&key) else { continue };
-        let value = bucket_quantile(q, buckets);
-        out.push(Element { labels: key, t: ts, v: value, drop_name: false });
-    }
+    order
+        .into_iter()
+        .filter_map(|k| groups.remove(&k).map(|b| (k, b)))
+        .collect()
+}
+
+fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
+    let q = ev.eval_scalar(arg(call, 0)?, ts)?;
+    let v = ev.eval_vector(arg(call, 1)?, ts)?;
+    let out = bucket_groups(ev, v)
+        .into_iter()
+        .map(|(labels, buckets)| Element {
+            labels,
+            t: ts,
+            v: bucket_quantile(q, buckets),
+            drop_name: true,
+        })
+        .collect();
     Ok(Value::Vector(out))
+}
+
+fn histogram_fraction(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
+    let lower = ev.eval_scalar(arg(call, 0)?, ts)?;
+    let upper = ev.eval_scalar(arg(call, 1)?, ts)?;
+    let v = ev.eval_vector(arg(call, 2)?, ts)?;
+    let out = bucket_groups(ev, v)
+        .into_iter()
+        .map(|(labels, buckets)| Element {
+            labels,
+            t: ts,
+            v: bucket_fraction(lower, upper, buckets),
+            drop_name: true,
+        })
+        .collect();
+    Ok(Value::Vector(out))
+}
+
+/// Sorts buckets by upper bound and merges equal bounds; `None` unless the last is +Inf.
+fn prepare_buckets(mut buckets: Vec<(f64, f64)>) -> Option<Vec<(f64, f64)>> {
+    buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+    match buckets.last() {
+        Some((bound, _)) if *bound == f64::INFINITY => {}
+        _ => return None,
+    }
+    let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
+    for (bound, count) in buckets {
+        match merged.last_mut() {
+            Some(last) if last.0 == bound => last.1 += count,
+            _ => merged.push((bound, count)),
+        }
+    }
+    Some(merged)
+}
+
+/// The share of observations between `lower` and `upper` in classic buckets, interpolating
+/// linearly inside finite buckets (a first bucket with a positive bound starts at 0) and
+/// never inside an infinitely wide one.
+fn bucket_fraction(lower: f64, upper: f64, buckets: Vec<(f64, f64)>) -> f64 {
+    let Some(buckets) = prepare_buckets(buckets) else {
+        return f64::NAN;
+    };
+    let count = buckets.last().map_or(0.0, |b| b.1);
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let rank_at = |x: f64| -> f64 {
+        let mut prev_rank = 0.0;
+        for (i, &(bucket_upper, bucket_rank)) in buckets.iter().enumerate() {
+            let bucket_lower = match i {
+                0 if bucket_upper > 0.0 => 0.0,
+                0 => f64::NEG_INFINITY,
+                _ => buckets.get(i - 1).map_or(f64::NEG_INFINITY, |b| b.0),
+            };
+            if x <= bucket_lower {
+                return prev_rank;
+            }
+            if x < bucket_upper {
+                if bucket_lower.is_infinite() || bucket_upper.is_infinite() {
+                    // No interpolation in an infinitely wide bucket: it holds nothing of a
+                    // range that does not cover it completely.
+                    return if x == f64::NEG_INFINITY {
+                        prev_rank
+                    } else {
+                        f64::NAN
+                    };
+                }
+                return prev_rank
+                    + (bucket_rank - prev_rank) * (x - bucket_lower)
+                        / (bucket_upper - bucket_lower);
+            }
+            prev_rank = bucket_rank;
+        }
+        count
+    };
+    // (rank before, rank after) of the bucket holding x.
+    let bucket_ranks = |x: f64| -> (f64, f64) {
+        match buckets.iter().position(|&(u, _)| x < u) {
+            Some(i) => {
+                let before = if i == 0 {
+                    0.0
+                } else {
+                    buckets.get(i - 1).map_or(0.0, |b| b.1)
+                };
+                (before, buckets.get(i).map_or(count, |b| b.1))
+            }
+            None => (count, count),
+        }
+    };
+    let mut lower_rank = rank_at(lower);
+    if lower_rank.is_nan() {
+        // Inside an infinitely wide bucket: all of it if the range reaches +Inf, else none.
+        let (before, after) = bucket_ranks(lower);
+        lower_rank = if upper == f64::INFINITY {
+            before
+        } else {
+            after
+        };
+    }
+    let mut upper_rank = rank_at(upper);
+    if upper_rank.is_nan() {
+        let (before, after) = bucket_ranks(upper);
+        upper_rank = if lower == f64::NEG_INFINITY {
+            after
+        } else {
+            before
+        };
+    }
+    ((upper_rank - lower_rank) / count).max(0.0)
 }
 
 fn parse_le(s: &str) -> Result<f64, ()> {
@@ -778,22 +1062,29 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
     }
     let mut rank = q * observations;
     let last_index = merged.len() - 1;
-    let b = merged.get(..last_index).unwrap_or_default().partition_point(|bucket| bucket.1 < rank);
+    let b = merged
+        .get(..last_index)
+        .unwrap_or_default()
+        .partition_point(|bucket| bucket.1 < rank);
     if b == last_index {
-        return merged.get(last_index - 1).map_or(f64::NAN, |bucket| bucket.0);
+        return merged
+            .get(last_index - 1)
+            .map_or(f64::NAN, |bucket| bucket.0);
     }
-    let Some(&(bucket_end, bucket_count)) = merged.get(b) else { return f64::NAN };
+    let Some(&(bucket_end, bucket_count)) = merged.get(b) else {
+        return f64::NAN;
+    };
     if b == 0 && bucket_end <= 0.0 {
         return bucket_end;
     }
     let mut bucket_start = 0.0;
     let mut count = bucket_count;
-    if b > 0 {
-        if let Some(&(prev_bound, prev_count)) = merged.get(b - 1) {
-            bucket_start = prev_bound;
-            count -= prev_count;
-            rank -= prev_count;
-        }
+    if b > 0
+        && let Some(&(prev_bound, prev_count)) = merged.get(b - 1)
+    {
+        bucket_start = prev_bound;
+        count -= prev_count;
+        rank -= prev_count;
     }
     bucket_start + (bucket_end - bucket_start) * (rank / count)
 }

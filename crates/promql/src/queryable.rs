@@ -49,7 +49,10 @@ impl MemQueryable {
         let index = match self.series.iter().position(|s| s.labels == labels) {
             Some(i) => i,
             None => {
-                self.series.push(Series { labels, samples: Vec::new() });
+                self.series.push(Series {
+                    labels,
+                    samples: Vec::new(),
+                });
                 self.series.len() - 1
             }
         };
@@ -77,12 +80,22 @@ impl Queryable for MemQueryable {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, Error> {
         let mut out = Vec::new();
         for series in &self.series {
-            if !matchers.iter().all(|m| m.matches(series.labels.get(m.name()).unwrap_or(""))) {
+            if !matchers
+                .iter()
+                .all(|m| m.matches(series.labels.get(m.name()).unwrap_or("")))
+            {
                 continue;
             }
-            let samples: Vec<Sample> =
-                series.samples.iter().filter(|s| s.t >= hints.start && s.t <= hints.end).copied().collect();
-            out.push(Series { labels: series.labels.clone(), samples });
+            let samples: Vec<Sample> = series
+                .samples
+                .iter()
+                .filter(|s| s.t >= hints.start && s.t <= hints.end)
+                .copied()
+                .collect();
+            out.push(Series {
+                labels: series.labels.clone(),
+                samples,
+            });
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(out)

@@ -56,7 +56,11 @@ pub fn format_float(v: f64) -> String {
         return "NaN".to_owned();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() };
+        return if v > 0.0 {
+            "+Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        };
     }
     let abs = v.abs();
     if abs != 0.0 && !(1e-6..1e21).contains(&abs) {
@@ -75,7 +79,11 @@ pub(crate) fn format_float_f(v: f64) -> String {
         return "NaN".to_owned();
     }
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".to_owned() } else { "-Inf".to_owned() };
+        return if v > 0.0 {
+            "+Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        };
     }
     format!("{v}")
 }

@@ -1,1 +1,932 @@
-fn main(){}
+//! Runs Prometheus' own PromQL test scripts (`../shared/promqltest/*.test`) against our engine
+//! and prints `passed / failed / skipped` per file. Files listed in `REQUIRED` must have no
+//! failures; evals that need native histograms or experimental features are skipped by
+//! reason, never dropped silently.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use promql_parser::parser::Expr;
+use strata_promql::{Engine, EngineOptions, MemQueryable, Value};
+use strata_types::{Labels, Matcher, Sample, stale_nan};
+
+/// Files in which every non-skipped eval must pass.
+const REQUIRED: &[&str] = &[
+    "aggregators.test",
+    "at_modifier.test",
+    "collision.test",
+    "functions.test",
+    "histograms.test",
+    "literals.test",
+    "name_label_dropping.test",
+    "operators.test",
+    "range_queries.test",
+    "selectors.test",
+    "staleness.test",
+    "subquery.test",
+    "trig_functions.test",
+];
+
+/// Files of experimental features (see the README beside them): an eval there that fails is
+/// reported as skipped for "experimental feature not implemented", not as a failure.
+const EXPERIMENTAL: &[&str] = &[
+    "duration_expression.test",
+    "extended_vectors.test",
+    "fill-modifier.test",
+    "info.test",
+    "limit.test",
+    "type_and_unit.test",
+    "start_timestamps.test",
+];
+
+fn testdata_dir() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let candidates = [
+        manifest.join("../../../shared/promqltest"),
+        manifest.join("../../shared/promqltest"),
+    ];
+    for c in candidates {
+        if c.is_dir() {
+            return c;
+        }
+    }
+    panic!("shared/promqltest not found beside the repository");
+}
+
+// ---------------------------------------------------------------- parsing helpers
+
+/// Prometheus durations (`1h30m`, `500ms`, `-5m`) or plain seconds, to milliseconds.
+fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let value = if let Ok(secs) = body.parse::<f64>() {
+        (secs * 1000.0).round() as i64
+    } else {
+        let mut total: i64 = 0;
+        let mut rest = body;
+        while !rest.is_empty() {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            if digits == 0 {
+                return None;
+            }
+            let n: i64 = rest[..digits].parse().ok()?;
+            rest = &rest[digits..];
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            let ms = match unit {
+                "ms" => 1,
+                "s" => 1000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "w" => 7 * 86_400_000,
+                "y" => 365 * 86_400_000,
+                _ => return None,
+            };
+            total += n * ms;
+        }
+        total
+    };
+    Some(if neg { -value } else { value })
+}
+
+fn parse_float(s: &str) -> Option<f64> {
+    match s {
+        "Inf" | "+Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        _ => {
+            if let Some(hex) = s.strip_prefix("0x") {
+                return i64::from_str_radix(hex, 16).ok().map(|v| v as f64);
+            }
+            s.parse::<f64>().ok()
+        }
+    }
+}
+
+/// One expanded value: a sample, a gap, or a native histogram we do not model.
+#[derive(Debug, Clone, Copy)]
+enum Point {
+    Value(f64),
+    Gap,
+    Histogram,
+}
+
+/// Splits a values string into tokens, keeping `{{ … }}` histograms whole.
+fn tokens(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut depth = 0;
+    for c in s.chars() {
+        match c {
+            '{' => {
+                depth += 1;
+                current.push(c);
+            }
+            '}' => {
+                depth -= 1;
+                current.push(c);
+            }
+            c if c.is_whitespace() && depth == 0 => {
+                if !current.is_empty() {
+                    out.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+/// Expands the series-values notation (`1+2x3`, `_x2`, `stale`, `{{…}}`).
+fn expand_values(s: &str) -> Option<Vec<Point>> {
+    let mut out = Vec::new();
+    for token in tokens(s) {
+        if token.contains("{{") {
+            let repeat = token
+                .rsplit_once("}}x")
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+                .map_or(1, |n| n + 1);
+            out.extend(std::iter::repeat_n(Point::Histogram, repeat));
+            continue;
+        }
+        if token == "_" {
+            out.push(Point::Gap);
+            continue;
+        }
+        if let Some(n) = token.strip_prefix("_x") {
+            out.extend(std::iter::repeat_n(Point::Gap, n.parse().ok()?));
+            continue;
+        }
+        if token == "stale" {
+            out.push(Point::Value(stale_nan()));
+            continue;
+        }
+        if let Some((head, times)) = token.rsplit_once('x')
+            && let Ok(n) = times.parse::<usize>()
+        {
+            // head is `a`, `a+b` or `a-b` (a may itself be signed).
+            let split = head.char_indices().skip(1).find(|&(i, c)| {
+                (c == '+' || c == '-') && !matches!(head.as_bytes().get(i - 1), Some(b'e' | b'E'))
+            });
+            let (start, step) = match split {
+                Some((i, _)) => (parse_float(&head[..i])?, parse_float(&head[i..])?),
+                None => (parse_float(head)?, 0.0),
+            };
+            for k in 0..=n {
+                out.push(Point::Value(start + step * k as f64));
+            }
+            continue;
+        }
+        out.push(Point::Value(parse_float(&token)?));
+    }
+    Some(out)
+}
+
+/// Parses `name{a="b", c="d"}` / `{a="b"}` / `name` at the start of `line`; returns the
+/// labels and the rest of the line.
+fn parse_series_desc(line: &str) -> Option<(Labels, &str)> {
+    let line = line.trim_start();
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let name_end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or(line.len());
+    if name_end > 0 {
+        pairs.push(("__name__".into(), line[..name_end].to_owned()));
+    }
+    let mut rest = &line[name_end..];
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices().peekable();
+        let consumed;
+        loop {
+            while let Some(&(_, c)) = chars.peek() {
+                if c.is_whitespace() || c == ',' {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let &(i, c) = chars.peek()?;
+            if c == '}' {
+                consumed = i + 1;
+                break;
+            }
+            // label name, possibly quoted
+            let name = if c == '"' {
+                chars.next();
+                read_quoted(&mut chars, '"')?
+            } else {
+                let mut name = String::new();
+                while let Some(&(_, c)) = chars.peek() {
+                    if c.is_ascii_alphanumeric() || c == '_' {
+                        name.push(c);
+                        chars.next();
+                    } else {
+                        break;
+                    }
+                }
+                name
+            };
+            while let Some(&(_, c)) = chars.peek() {
+                if c.is_whitespace() {
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            match chars.peek() {
+                Some(&(_, '=')) => {
+                    chars.next();
+                    while let Some(&(_, c)) = chars.peek() {
+                        if c.is_whitespace() {
+                            chars.next();
+                        } else {
+                            break;
+                        }
+                    }
+                    let (_, quote) = chars.next()?;
+                    let value = read_quoted(&mut chars, quote)?;
+                    pairs.push((name, value));
+                }
+                // `{"metric_name"}`: a quoted metric name alone.
+                _ => pairs.push(("__name__".into(), name)),
+            }
+        }
+        rest = &inner[consumed..];
+    }
+    if pairs.is_empty() && !line.starts_with('{') {
+        return None;
+    }
+    Some((Labels::from_pairs(pairs), rest))
+}
+
+fn read_quoted(
+    chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>,
+    quote: char,
+) -> Option<String> {
+    let mut out = String::new();
+    loop {
+        let (_, c) = chars.next()?;
+        if c == quote {
+            return Some(out);
+        }
+        if c == '\\' && quote != '`' {
+            let (_, escaped) = chars.next()?;
+            out.push(match escaped {
+                'n' => '\n',
+                't' => '\t',
+                other => other,
+            });
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- the runner
+
+#[derive(Debug, Default)]
+struct FileReport {
+    passed: usize,
+    failed: usize,
+    skipped: BTreeMap<&'static str, usize>,
+    failures: Vec<String>,
+}
+
+#[derive(Debug)]
+enum Expectation {
+    Fail(Option<String>),
+    Ordered,
+    Warn,
+    Info,
+    NoWarn,
+    NoInfo,
+    String(String),
+    RangeVector(i64, i64, i64),
+}
+
+struct Eval {
+    line: usize,
+    range: Option<(i64, i64, i64)>,
+    at: i64,
+    query: String,
+    expectations: Vec<Expectation>,
+    results: Vec<String>,
+}
+
+struct Env {
+    store: MemQueryable,
+    histogram_series: Vec<Labels>,
+}
+
+fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e promql_parser::parser::VectorSelector>) {
+    match expr {
+        Expr::VectorSelector(vs) => out.push(vs),
+        Expr::MatrixSelector(ms) => out.push(&ms.vs),
+        Expr::Subquery(s) => collect_selectors(&s.expr, out),
+        Expr::Aggregate(a) => {
+            collect_selectors(&a.expr, out);
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+        }
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                collect_selectors(a, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn uses_experimental(expr: &Expr) -> bool {
+    match expr {
+        Expr::Call(c) => c.func.experimental || c.args.args.iter().any(|a| uses_experimental(a)),
+        Expr::Aggregate(a) => {
+            let op = a.op.to_string();
+            matches!(op.as_str(), "limitk" | "limit_ratio")
+                || uses_experimental(&a.expr)
+                || a.param.as_ref().is_some_and(|p| uses_experimental(p))
+        }
+        Expr::Binary(b) => {
+            b.modifier
+                .as_ref()
+                .is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
+                || uses_experimental(&b.lhs)
+                || uses_experimental(&b.rhs)
+        }
+        Expr::Unary(u) => uses_experimental(&u.expr),
+        Expr::Paren(p) => uses_experimental(&p.expr),
+        Expr::Subquery(s) => uses_experimental(&s.expr),
+        _ => false,
+    }
+}
+
+fn matchers_of(vs: &promql_parser::parser::VectorSelector) -> Vec<Matcher> {
+    let mut out = Vec::new();
+    if let Some(name) = &vs.name {
+        out.push(Matcher::equal("__name__", name.clone()));
+    }
+    for m in &vs.matchers.matchers {
+        let kind = match m.op {
+            promql_parser::label::MatchOp::Equal => strata_types::MatchType::Equal,
+            promql_parser::label::MatchOp::NotEqual => strata_types::MatchType::NotEqual,
+            promql_parser::label::MatchOp::Re(_) => strata_types::MatchType::Regex,
+            promql_parser::label::MatchOp::NotRe(_) => strata_types::MatchType::NotRegex,
+        };
+        if let Ok(m) = Matcher::new(kind, m.name.clone(), m.value.clone()) {
+            out.push(m);
+        }
+    }
+    out
+}
+
+fn almost_equal(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() {
+        return true;
+    }
+    if a == b {
+        return true;
+    }
+    let abs_sum = a.abs() + b.abs();
+    let diff = (a - b).abs();
+    if a == 0.0 || b == 0.0 || abs_sum < f64::MIN_POSITIVE {
+        return diff < 1e-6 * f64::MIN_POSITIVE;
+    }
+    diff / abs_sum.min(f64::MAX) < 1e-6
+}
+
+fn load(env: &mut Env, interval: i64, lines: &[String], nhcb: bool) -> Result<(), String> {
+    for line in lines {
+        let (labels, rest) =
+            parse_series_desc(line).ok_or_else(|| format!("bad series line {line:?}"))?;
+        let points = expand_values(rest).ok_or_else(|| format!("bad values in {line:?}"))?;
+        let mut samples = Vec::new();
+        let mut histogram = false;
+        for (i, p) in points.iter().enumerate() {
+            match p {
+                Point::Value(v) => samples.push(Sample::new(i as i64 * interval, *v)),
+                Point::Gap => {}
+                Point::Histogram => histogram = true,
+            }
+        }
+        if histogram {
+            env.histogram_series.push(labels.clone());
+        }
+        if nhcb && let Some(name) = labels.metric_name().and_then(|n| n.strip_suffix("_bucket")) {
+            let mut b = labels.to_builder();
+            b.set("__name__", name.to_owned());
+            b.delete("le");
+            env.histogram_series.push(b.build());
+        }
+        if !samples.is_empty() {
+            env.store.add(labels, &samples);
+        }
+    }
+    Ok(())
+}
+
+enum Outcome {
+    Pass,
+    Fail(String),
+    Skip(&'static str),
+}
+
+fn expected_series(results: &[String]) -> Result<Vec<(Labels, Vec<Point>)>, String> {
+    let mut out = Vec::new();
+    for line in results {
+        let (labels, rest) =
+            parse_series_desc(line).ok_or_else(|| format!("bad expected line {line:?}"))?;
+        out.push((
+            labels,
+            expand_values(rest).ok_or_else(|| format!("bad expected values {line:?}"))?,
+        ));
+    }
+    Ok(out)
+}
+
+fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
+    let expr = match Engine::parse(&eval.query) {
+        Ok(e) => e,
+        Err(e) => {
+            if eval
+                .expectations
+                .iter()
+                .any(|x| matches!(x, Expectation::Fail(_)))
+            {
+                return Outcome::Pass;
+            }
+            if eval.query.contains("{{") {
+                return Outcome::Skip("native histograms");
+            }
+            if eval.query.contains(">/") || eval.query.contains("</") {
+                return Outcome::Skip("experimental feature");
+            }
+            return Outcome::Fail(format!("parse error: {e}"));
+        }
+    };
+    if eval.results.iter().any(|r| r.contains("{{")) {
+        return Outcome::Skip("native histograms");
+    }
+    let mut selectors = Vec::new();
+    collect_selectors(&expr, &mut selectors);
+    for vs in &selectors {
+        let matchers = matchers_of(vs);
+        if env.histogram_series.iter().any(|l| {
+            matchers
+                .iter()
+                .all(|m| m.matches(l.get(m.name()).unwrap_or("")))
+        }) {
+            return Outcome::Skip("native histograms");
+        }
+    }
+    if uses_experimental(&expr) {
+        return Outcome::Skip("experimental feature");
+    }
+    let result = match eval.range {
+        Some((start, end, step)) => engine.range_expr(&env.store, &expr, start, end, step),
+        None => engine.instant_expr(&env.store, &expr, eval.at),
+    };
+    let expect_fail = eval.expectations.iter().find_map(|x| match x {
+        Expectation::Fail(m) => Some(m.clone()),
+        _ => None,
+    });
+    let result = match (result, expect_fail) {
+        (Err(err), Some(None)) => {
+            let _ = err;
+            return Outcome::Pass;
+        }
+        (Err(err), Some(Some(pattern))) => {
+            let message = err.to_string();
+            let ok = match pattern.strip_prefix("regex:") {
+                Some(re) => regex::Regex::new(re.trim().trim_matches('"'))
+                    .is_ok_and(|r| r.is_match(&message)),
+                None => {
+                    let want = pattern.trim_start_matches("msg:").trim().trim_matches('"');
+                    message == want
+                }
+            };
+            return if ok {
+                Outcome::Pass
+            } else {
+                Outcome::Fail(format!("error {message:?} does not match {pattern:?}"))
+            };
+        }
+        (Ok(_), Some(_)) => return Outcome::Fail("expected an error, query succeeded".to_owned()),
+        (Err(err), None) => return Outcome::Fail(format!("unexpected error: {err}")),
+        (Ok(result), None) => result,
+    };
+    let outcome = compare(eval, &result.value);
+    if let Outcome::Fail(_) = outcome {
+        return outcome;
+    }
+    for x in &eval.expectations {
+        match x {
+            Expectation::Warn if result.warnings.is_empty() => {
+                return Outcome::Skip("annotations not implemented");
+            }
+            Expectation::Info if result.infos.is_empty() => {
+                return Outcome::Skip("annotations not implemented");
+            }
+            Expectation::NoWarn if !result.warnings.is_empty() => {
+                return Outcome::Fail(format!("unexpected warnings {:?}", result.warnings));
+            }
+            Expectation::NoInfo if !result.infos.is_empty() => {
+                return Outcome::Fail(format!("unexpected infos {:?}", result.infos));
+            }
+            _ => {}
+        }
+    }
+    outcome
+}
+
+fn compare(eval: &Eval, value: &Value) -> Outcome {
+    let ordered = eval
+        .expectations
+        .iter()
+        .any(|x| matches!(x, Expectation::Ordered));
+    if let Some(s) = eval.expectations.iter().find_map(|x| match x {
+        Expectation::String(s) => Some(s),
+        _ => None,
+    }) {
+        return match value {
+            Value::String { s: got, .. } if got == s => Outcome::Pass,
+            other => Outcome::Fail(format!("expected string {s:?}, got {other:?}")),
+        };
+    }
+    let range_vector = eval.expectations.iter().find_map(|x| match x {
+        Expectation::RangeVector(a, b, c) => Some((*a, *b, *c)),
+        _ => None,
+    });
+    // A bare number is a scalar expectation.
+    if eval.range.is_none()
+        && eval.results.len() == 1
+        && tokens(&eval.results[0]).len() == 1
+        && let Some(want) = parse_float(eval.results[0].trim())
+    {
+        return match value {
+            Value::Scalar { v, .. } if almost_equal(*v, want) => Outcome::Pass,
+            other => Outcome::Fail(format!("expected scalar {want}, got {other:?}")),
+        };
+    }
+    let expected = match expected_series(&eval.results) {
+        Ok(e) => e,
+        Err(e) => return Outcome::Fail(e),
+    };
+    let grid: Option<(i64, i64)> = match (eval.range, range_vector) {
+        (Some((start, _, step)), _) => Some((start, step)),
+        (None, Some((start, _, step))) => Some((start, step)),
+        (None, None) => None,
+    };
+    match (value, grid) {
+        (Value::Vector(v), None) => {
+            if v.len() != expected.len() {
+                return Outcome::Fail(format!(
+                    "expected {} elements, got {}: {:?}",
+                    expected.len(),
+                    v.len(),
+                    summarize_vector(v)
+                ));
+            }
+            for (i, (labels, points)) in expected.iter().enumerate() {
+                let want = match points.first() {
+                    Some(Point::Value(x)) => *x,
+                    _ => return Outcome::Fail(format!("bad expectation for {labels}")),
+                };
+                let found = if ordered {
+                    v.get(i).filter(|e| &e.labels == labels)
+                } else {
+                    v.iter().find(|e| &e.labels == labels)
+                };
+                match found {
+                    Some(e) if almost_equal(e.v, want) => {}
+                    Some(e) => {
+                        return Outcome::Fail(format!("{labels}: expected {want}, got {}", e.v));
+                    }
+                    None => {
+                        return Outcome::Fail(format!(
+                            "missing {labels} (got {:?})",
+                            summarize_vector(v)
+                        ));
+                    }
+                }
+            }
+            Outcome::Pass
+        }
+        (Value::Matrix(m), Some((start, step))) => {
+            let mut want_series = 0;
+            for (labels, points) in &expected {
+                let want: Vec<(i64, f64)> = points
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, p)| match p {
+                        Point::Value(v) => Some((start + i as i64 * step, *v)),
+                        _ => None,
+                    })
+                    .collect();
+                if want.is_empty() {
+                    continue;
+                }
+                want_series += 1;
+                let Some(got) = m.iter().find(|s| &s.labels == labels) else {
+                    return Outcome::Fail(format!(
+                        "missing series {labels}; got {:?}",
+                        m.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                    ));
+                };
+                let got_points: Vec<(i64, f64)> = got.samples.iter().map(|s| (s.t, s.v)).collect();
+                if got_points.len() != want.len()
+                    || got_points
+                        .iter()
+                        .zip(&want)
+                        .any(|(g, w)| g.0 != w.0 || !almost_equal(g.1, w.1))
+                {
+                    return Outcome::Fail(format!(
+                        "{labels}: expected {want:?}, got {got_points:?}"
+                    ));
+                }
+            }
+            if m.len() != want_series {
+                return Outcome::Fail(format!(
+                    "expected {want_series} series, got {}: {:?}",
+                    m.len(),
+                    m.iter().map(|s| s.labels.to_string()).collect::<Vec<_>>()
+                ));
+            }
+            Outcome::Pass
+        }
+        (Value::Scalar { v, .. }, _) if expected.is_empty() => {
+            Outcome::Fail(format!("got scalar {v}, expected nothing"))
+        }
+        (other, _) => {
+            if expected.is_empty() {
+                if let Value::Vector(v) = other
+                    && v.is_empty()
+                {
+                    return Outcome::Pass;
+                }
+                if let Value::Matrix(m) = other
+                    && m.is_empty()
+                {
+                    return Outcome::Pass;
+                }
+            }
+            Outcome::Fail(format!("unexpected result type: {other:?}"))
+        }
+    }
+}
+
+fn summarize_vector(v: &[strata_promql::Element]) -> Vec<String> {
+    v.iter()
+        .take(6)
+        .map(|e| format!("{} {}", e.labels, e.v))
+        .collect()
+}
+
+fn parse_expectation(line: &str) -> Option<Expectation> {
+    let rest = line.trim().strip_prefix("expect ")?;
+    let (kind, arg) = rest
+        .split_once(' ')
+        .map_or((rest, ""), |(k, a)| (k, a.trim()));
+    Some(match kind {
+        "fail" => Expectation::Fail(if arg.is_empty() {
+            None
+        } else {
+            Some(arg.to_owned())
+        }),
+        "ordered" => Expectation::Ordered,
+        "warn" => Expectation::Warn,
+        "info" => Expectation::Info,
+        "no_warn" => Expectation::NoWarn,
+        "no_info" => Expectation::NoInfo,
+        "string" => Expectation::String(arg.trim_matches(|c| c == '"' || c == '`').to_owned()),
+        "range" => {
+            // range vector from <a> to <b> step <c>
+            let words: Vec<&str> = arg.split_whitespace().collect();
+            match words.as_slice() {
+                ["vector", "from", a, "to", b, "step", c] => {
+                    Expectation::RangeVector(parse_time(a)?, parse_time(b)?, parse_time(c)?)
+                }
+                _ => return None,
+            }
+        }
+        _ => return None,
+    })
+}
+
+fn run_file(engine: &Engine, path: &Path, experimental_file: bool) -> FileReport {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let mut report = FileReport::default();
+    let mut env = Env {
+        store: MemQueryable::new(),
+        histogram_series: Vec::new(),
+    };
+    let mut i = 0;
+    while i < lines.len() {
+        let line = lines[i].trim();
+        if line.is_empty() || line.starts_with('#') {
+            i += 1;
+            continue;
+        }
+        let start_line = i + 1;
+        // The block: this line and the following non-blank lines (comments dropped).
+        let mut block = Vec::new();
+        let mut j = i + 1;
+        while j < lines.len() && !lines[j].trim().is_empty() {
+            let l = lines[j].trim();
+            if !l.starts_with('#') {
+                if l.starts_with("eval") || l.starts_with("load") || l == "clear" {
+                    break;
+                }
+                block.push(l.to_owned());
+            }
+            j += 1;
+        }
+        i = j;
+        if line == "clear" {
+            env = Env {
+                store: MemQueryable::new(),
+                histogram_series: Vec::new(),
+            };
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix("load_with_nhcb ")
+            .or_else(|| line.strip_prefix("load "))
+        {
+            let interval = parse_time(rest).unwrap_or(60_000);
+            if let Err(e) = load(
+                &mut env,
+                interval,
+                &block,
+                line.starts_with("load_with_nhcb"),
+            ) {
+                report
+                    .failures
+                    .push(format!("line {start_line}: load: {e}"));
+            }
+            continue;
+        }
+        if line.starts_with("eval") {
+            let (command, rest) = line.split_once(' ').unwrap_or((line, ""));
+            let mut expectations = Vec::new();
+            match command {
+                "eval_fail" => expectations.push(Expectation::Fail(None)),
+                "eval_ordered" => expectations.push(Expectation::Ordered),
+                "eval_warn" => expectations.push(Expectation::Warn),
+                "eval_info" => expectations.push(Expectation::Info),
+                _ => {}
+            }
+            let (range, at, query) = if let Some(r) = rest.strip_prefix("instant at ") {
+                let (t, q) = r.split_once(' ').unwrap_or((r, ""));
+                (None, parse_time(t).unwrap_or(0), q.to_owned())
+            } else if let Some(r) = rest.strip_prefix("range from ") {
+                let words: Vec<&str> = r.splitn(6, ' ').collect();
+                match words.as_slice() {
+                    [a, "to", b, "step", c, q] => (
+                        Some((
+                            parse_time(a).unwrap_or(0),
+                            parse_time(b).unwrap_or(0),
+                            parse_time(c).unwrap_or(1),
+                        )),
+                        0,
+                        (*q).to_owned(),
+                    ),
+                    _ => {
+                        report.failed += 1;
+                        report
+                            .failures
+                            .push(format!("line {start_line}: cannot parse {line:?}"));
+                        continue;
+                    }
+                }
+            } else {
+                report.failed += 1;
+                report
+                    .failures
+                    .push(format!("line {start_line}: cannot parse {line:?}"));
+                continue;
+            };
+            let mut results = Vec::new();
+            for l in &block {
+                match parse_expectation(l) {
+                    Some(x) => expectations.push(x),
+                    None if l.starts_with("expect") => {}
+                    None => results.push(l.clone()),
+                }
+            }
+            let eval = Eval {
+                line: start_line,
+                range,
+                at,
+                query,
+                expectations,
+                results,
+            };
+            match run_eval(engine, &env, &eval) {
+                Outcome::Pass => report.passed += 1,
+                Outcome::Skip(reason) => *report.skipped.entry(reason).or_default() += 1,
+                Outcome::Fail(_) if experimental_file => {
+                    *report
+                        .skipped
+                        .entry("experimental feature not implemented")
+                        .or_default() += 1;
+                }
+                Outcome::Fail(why) => {
+                    report.failed += 1;
+                    report
+                        .failures
+                        .push(format!("line {}: {}: {why}", eval.line, eval.query));
+                }
+            }
+            continue;
+        }
+        report
+            .failures
+            .push(format!("line {start_line}: unknown command {line:?}"));
+    }
+    report
+}
+
+#[test]
+fn prometheus_promql_test_files() {
+    let dir = testdata_dir();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "test"))
+        .collect();
+    files.sort();
+    let engine = Engine::new(EngineOptions::default());
+    let verbose = std::env::var_os("PROMQLTEST_VERBOSE").is_some();
+    let only = std::env::var("PROMQLTEST_FILE").ok();
+    let mut required_failures = Vec::new();
+    let (mut total_pass, mut total_fail, mut total_skip) = (0, 0, 0);
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
+        let report = run_file(&engine, &path, EXPERIMENTAL.contains(&name.as_str()));
+        let skipped: usize = report.skipped.values().sum();
+        total_pass += report.passed;
+        total_fail += report.failed;
+        total_skip += skipped;
+        let reasons: Vec<String> = report
+            .skipped
+            .iter()
+            .map(|(r, n)| format!("{n} {r}"))
+            .collect();
+        let required = REQUIRED.contains(&name.as_str());
+        eprintln!(
+            "promqltest {name:<28} {:>4} passed {:>4} failed {:>4} skipped{}{}",
+            report.passed,
+            report.failed,
+            skipped,
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", reasons.join(", "))
+            },
+            if required { "  [required]" } else { "" }
+        );
+        if verbose {
+            for f in &report.failures {
+                eprintln!("    {f}");
+            }
+        }
+        if required && (report.failed > 0 || !report.failures.is_empty()) {
+            required_failures.push((name, report.failures));
+        }
+    }
+    eprintln!("promqltest total: {total_pass} passed, {total_fail} failed, {total_skip} skipped");
+    assert!(
+        required_failures.is_empty(),
+        "failures in required files: {required_failures:#?}"
+    );
+}
