@@ -74,6 +74,9 @@ pub(crate) fn eval_aggregate(
         Some(_) => return Err(exec(format!("{op}: parameter must be a scalar"))),
         None => None,
     };
+    if op == "quantile" {
+        crate::functions::check_quantile(ev, scalar_param.unwrap_or(f64::NAN));
+    }
     if matches!(op, "topk" | "bottomk" | "limitk") {
         let k = scalar_param.unwrap_or(f64::NAN);
         return top_bottom(op, k, input, modifier, ts);

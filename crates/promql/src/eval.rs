@@ -113,7 +113,14 @@ impl<'a> Evaluator<'a> {
         self.infos.clone()
     }
 
-    #[allow(dead_code)]
+    pub(crate) fn warn_sort_in_range_query(&mut self) {
+        if self.interval > 0 {
+            self.add_warning(
+                "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".to_owned(),
+            );
+        }
+    }
+
     pub(crate) fn add_info(&mut self, msg: String) {
         if !self.infos.contains(&msg) {
             self.infos.push(msg);

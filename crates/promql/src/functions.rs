@@ -20,6 +20,31 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
+/// Prometheus' warning for a quantile parameter outside [0, 1].
+pub(crate) fn check_quantile(ev: &mut Evaluator<'_>, q: f64) {
+    if q.is_nan() || !(0.0..=1.0).contains(&q) {
+        ev.add_warning(format!(
+            "PromQL warning: quantile value should be between 0 and 1, got {}",
+            go_g(q)
+        ));
+    }
+}
+
+/// Go's `%g`-style shortest formatting for messages.
+pub(crate) fn go_g(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_owned();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 {
+            "+Inf".to_owned()
+        } else {
+            "-Inf".to_owned()
+        };
+    }
+    format!("{v}")
+}
+
 /// The φ-quantile of `values` with linear interpolation (Prometheus' `quantile`).
 pub(crate) fn quantile_of(q: f64, mut values: Vec<f64>) -> f64 {
     if values.is_empty() || q.is_nan() {
@@ -473,6 +498,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             ))
         }
         "sort" | "sort_desc" => {
+            ev.warn_sort_in_range_query();
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
             let desc = name == "sort_desc";
             v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
@@ -487,6 +513,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             Ok(Value::Vector(v))
         }
         "sort_by_label" | "sort_by_label_desc" => {
+            ev.warn_sort_in_range_query();
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
             let mut names = Vec::new();
             for i in 1..call.args.args.len() {
@@ -724,6 +751,7 @@ fn range_function(
         }),
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(call, 0)?, ts)?;
+            check_quantile(ev, q);
             over_time(range, ts, false, |_, s| {
                 Some(quantile_of(q, s.iter().map(|p| p.v).collect()))
             })
@@ -839,11 +867,12 @@ fn bucket_groups(ev: &mut Evaluator<'_>, v: Vec<Element>) -> Vec<(Labels, Vec<(f
     let mut groups: std::collections::HashMap<Labels, Vec<(f64, f64)>> =
         std::collections::HashMap::new();
     for e in v {
-        let Some(le) = e.labels.get("le") else {
-            continue;
-        };
+        let le = e.labels.get("le").unwrap_or("");
         let Ok(bound) = parse_le(le) else {
-            ev.add_warning(format!("PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{le}\""));
+            let name = e.labels.metric_name().unwrap_or("").to_owned();
+            ev.add_warning(format!(
+                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{le}\" for metric name \"{name}\""
+            ));
             continue;
         };
         let mut b = e.labels.to_builder();
@@ -865,16 +894,24 @@ fn bucket_groups(ev: &mut Evaluator<'_>, v: Vec<Element>) -> Vec<(Labels, Vec<(f
 
 fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
     let q = ev.eval_scalar(arg(call, 0)?, ts)?;
+    check_quantile(ev, q);
     let v = ev.eval_vector(arg(call, 1)?, ts)?;
-    let out = bucket_groups(ev, v)
-        .into_iter()
-        .map(|(labels, buckets)| Element {
+    let mut out = Vec::new();
+    for (labels, buckets) in bucket_groups(ev, v) {
+        let (value, fixed) = bucket_quantile(q, buckets);
+        if fixed {
+            let name = labels.metric_name().unwrap_or("").to_owned();
+            ev.add_info(format!(
+                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{name}\""
+            ));
+        }
+        out.push(Element {
             labels,
             t: ts,
-            v: bucket_quantile(q, buckets),
+            v: value,
             drop_name: true,
-        })
-        .collect();
+        });
+    }
     Ok(Value::Vector(out))
 }
 
@@ -1015,20 +1052,22 @@ fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     diff / abs_sum.min(f64::MAX) < epsilon
 }
 
-fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
+/// Prometheus' `bucketQuantile`; also says whether counts had to be forced monotonic.
+fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> (f64, bool) {
+    let mut forced = false;
     if q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, forced);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, forced);
     }
     buckets.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
     match buckets.last() {
         Some((bound, _)) if *bound == f64::INFINITY => {}
-        _ => return f64::NAN,
+        _ => return (f64::NAN, forced),
     }
     // Coalesce buckets with the same upper bound.
     let mut merged: Vec<(f64, f64)> = Vec::with_capacity(buckets.len());
@@ -1046,19 +1085,24 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
             if curr == prev {
                 continue;
             }
-            if almost_equal(prev, curr, 1e-12) || curr < prev {
+            if almost_equal(prev, curr, 1e-12) {
                 bucket.1 = prev;
+                continue;
+            }
+            if curr < prev {
+                bucket.1 = prev;
+                forced = true;
                 continue;
             }
             prev = curr;
         }
     }
     if merged.len() < 2 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let observations = merged.last().map_or(0.0, |b| b.1);
     if observations == 0.0 {
-        return f64::NAN;
+        return (f64::NAN, forced);
     }
     let mut rank = q * observations;
     let last_index = merged.len() - 1;
@@ -1067,15 +1111,18 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         .unwrap_or_default()
         .partition_point(|bucket| bucket.1 < rank);
     if b == last_index {
-        return merged
-            .get(last_index - 1)
-            .map_or(f64::NAN, |bucket| bucket.0);
+        return (
+            merged
+                .get(last_index - 1)
+                .map_or(f64::NAN, |bucket| bucket.0),
+            forced,
+        );
     }
     let Some(&(bucket_end, bucket_count)) = merged.get(b) else {
-        return f64::NAN;
+        return (f64::NAN, forced);
     };
     if b == 0 && bucket_end <= 0.0 {
-        return bucket_end;
+        return (bucket_end, forced);
     }
     let mut bucket_start = 0.0;
     let mut count = bucket_count;
@@ -1086,5 +1133,8 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         count -= prev_count;
         rank -= prev_count;
     }
-    bucket_start + (bucket_end - bucket_start) * (rank / count)
+    (
+        bucket_start + (bucket_end - bucket_start) * (rank / count),
+        forced,
+    )
 }

@@ -315,8 +315,8 @@ struct FileReport {
 enum Expectation {
     Fail(Option<String>),
     Ordered,
-    Warn,
-    Info,
+    Warn(Option<String>),
+    Info(Option<String>),
     NoWarn,
     NoInfo,
     String(String),
@@ -494,22 +494,31 @@ fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
     }
     let mut selectors = Vec::new();
     collect_selectors(&expr, &mut selectors);
-    for vs in &selectors {
+    // An eval whose selectors reach series holding native histograms runs anyway; only if it
+    // fails is it counted as needing native histograms.
+    let touches_histograms = selectors.iter().any(|vs| {
         let matchers = matchers_of(vs);
-        if env.histogram_series.iter().any(|l| {
+        env.histogram_series.iter().any(|l| {
             matchers
                 .iter()
                 .all(|m| m.matches(l.get(m.name()).unwrap_or("")))
-        }) {
-            return Outcome::Skip("native histograms");
-        }
-    }
+        })
+    });
     if uses_experimental(&expr) {
         return Outcome::Skip("experimental feature");
     }
+    match check_eval(engine, env, eval, &expr) {
+        Outcome::Fail(_) | Outcome::Skip(_) if touches_histograms => {
+            Outcome::Skip("native histograms")
+        }
+        outcome => outcome,
+    }
+}
+
+fn check_eval(engine: &Engine, env: &Env, eval: &Eval, expr: &Expr) -> Outcome {
     let result = match eval.range {
-        Some((start, end, step)) => engine.range_expr(&env.store, &expr, start, end, step),
-        None => engine.instant_expr(&env.store, &expr, eval.at),
+        Some((start, end, step)) => engine.range_expr(&env.store, expr, start, end, step),
+        None => engine.instant_expr(&env.store, expr, eval.at),
     };
     let expect_fail = eval.expectations.iter().find_map(|x| match x {
         Expectation::Fail(m) => Some(m.clone()),
@@ -546,11 +555,17 @@ fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
     }
     for x in &eval.expectations {
         match x {
-            Expectation::Warn if result.warnings.is_empty() => {
-                return Outcome::Skip("annotations not implemented");
+            Expectation::Warn(pattern) => {
+                if let Some(outcome) =
+                    check_annotation("warning", pattern.as_deref(), &result.warnings)
+                {
+                    return outcome;
+                }
             }
-            Expectation::Info if result.infos.is_empty() => {
-                return Outcome::Skip("annotations not implemented");
+            Expectation::Info(pattern) => {
+                if let Some(outcome) = check_annotation("info", pattern.as_deref(), &result.infos) {
+                    return outcome;
+                }
             }
             Expectation::NoWarn if !result.warnings.is_empty() => {
                 return Outcome::Fail(format!("unexpected warnings {:?}", result.warnings));
@@ -562,6 +577,37 @@ fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
         }
     }
     outcome
+}
+
+/// `msg: text` or `regex: pattern` after an annotation expectation.
+fn annotation_pattern(arg: &str) -> Option<String> {
+    if arg.is_empty() {
+        None
+    } else {
+        Some(arg.to_owned())
+    }
+}
+
+/// Checks an expected annotation; `None` when satisfied.
+fn check_annotation(kind: &str, pattern: Option<&str>, got: &[String]) -> Option<Outcome> {
+    if got.is_empty() {
+        return Some(Outcome::Skip("annotations not implemented"));
+    }
+    let pattern = pattern?;
+    let matched = match pattern.strip_prefix("regex:") {
+        Some(re) => regex::Regex::new(re.trim()).is_ok_and(|r| got.iter().any(|g| r.is_match(g))),
+        None => {
+            let want = pattern.trim_start_matches("msg:").trim();
+            got.iter().any(|g| g == want)
+        }
+    };
+    if matched {
+        None
+    } else {
+        Some(Outcome::Fail(format!(
+            "expected {kind} {pattern:?}, got {got:?}"
+        )))
+    }
 }
 
 fn compare(eval: &Eval, value: &Value) -> Outcome {
@@ -719,8 +765,8 @@ fn parse_expectation(line: &str) -> Option<Expectation> {
             Some(arg.to_owned())
         }),
         "ordered" => Expectation::Ordered,
-        "warn" => Expectation::Warn,
-        "info" => Expectation::Info,
+        "warn" => Expectation::Warn(annotation_pattern(arg)),
+        "info" => Expectation::Info(annotation_pattern(arg)),
         "no_warn" => Expectation::NoWarn,
         "no_info" => Expectation::NoInfo,
         "string" => Expectation::String(arg.trim_matches(|c| c == '"' || c == '`').to_owned()),
@@ -798,8 +844,8 @@ fn run_file(engine: &Engine, path: &Path, experimental_file: bool) -> FileReport
             match command {
                 "eval_fail" => expectations.push(Expectation::Fail(None)),
                 "eval_ordered" => expectations.push(Expectation::Ordered),
-                "eval_warn" => expectations.push(Expectation::Warn),
-                "eval_info" => expectations.push(Expectation::Info),
+                "eval_warn" => expectations.push(Expectation::Warn(None)),
+                "eval_info" => expectations.push(Expectation::Info(None)),
                 _ => {}
             }
             let (range, at, query) = if let Some(r) = rest.strip_prefix("instant at ") {
@@ -850,7 +896,12 @@ fn run_file(engine: &Engine, path: &Path, experimental_file: bool) -> FileReport
             };
             match run_eval(engine, &env, &eval) {
                 Outcome::Pass => report.passed += 1,
-                Outcome::Skip(reason) => *report.skipped.entry(reason).or_default() += 1,
+                Outcome::Skip(reason) => {
+                    if std::env::var_os("PROMQLTEST_SHOW_SKIPS").is_some() {
+                        eprintln!("    skip line {}: {reason}: {}", eval.line, eval.query);
+                    }
+                    *report.skipped.entry(reason).or_default() += 1;
+                }
                 Outcome::Fail(_) if experimental_file => {
                     *report
                         .skipped
