@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod blocks_queryable;
 pub mod data;
 pub mod prometheus;
 
