@@ -16,6 +16,11 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// `--query.timeout` (default 2m).
     pub timeout: Duration,
+    /// Range queries are evaluated in slices of about this much evaluation time (ms); each
+    /// slice loads only the data its own steps need, which bounds memory.
+    pub slice_duration: i64,
+    /// Slices evaluated in parallel (threads per range query).
+    pub parallelism: usize,
     /// Subquery step when none is given, in ms (Prometheus uses the global evaluation
     /// interval; 1m by default).
     pub default_subquery_step: i64,
@@ -27,6 +32,10 @@ impl Default for EngineOptions {
             lookback_delta: 5 * 60 * 1000,
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            slice_duration: 2 * 60 * 60 * 1000,
+            parallelism: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
             default_subquery_step: 60 * 1000,
         }
     }
@@ -68,7 +77,7 @@ impl Engine {
     /// Evaluates `query` at `time` (ms).
     pub fn instant_query(
         &self,
-        queryable: &dyn Queryable,
+        queryable: &(dyn Queryable + Sync),
         query: &str,
         time: i64,
     ) -> Result<QueryResult, Error> {
@@ -97,7 +106,7 @@ impl Engine {
     /// Evaluates `query` at `start, start+step, …, ≤ end` (ms); the result is a matrix.
     pub fn range_query(
         &self,
-        queryable: &dyn Queryable,
+        queryable: &(dyn Queryable + Sync),
         query: &str,
         start: i64,
         end: i64,
@@ -107,10 +116,11 @@ impl Engine {
         self.range_expr(queryable, &expr, start, end, step)
     }
 
-    /// Evaluates a parsed expression over a range.
+    /// Evaluates a parsed expression over a range: in time slices, each loading only the
+    /// data its steps need, several slices at once on separate threads.
     pub fn range_expr(
         &self,
-        queryable: &dyn Queryable,
+        queryable: &(dyn Queryable + Sync),
         expr: &Expr,
         start: i64,
         end: i64,
@@ -127,13 +137,200 @@ impl Engine {
             ));
         }
         let deadline = Instant::now() + self.options.timeout;
-        let mut ev = Evaluator::new(&self.options, start, end, step, deadline);
-        ev.preload(queryable, expr)?;
-        let value = ev.eval_range_top(expr)?;
-        Ok(QueryResult {
-            value,
-            warnings: ev.warnings(),
-            infos: ev.infos(),
+        let steps_per_slice = (self.options.slice_duration / step).max(1);
+        let mut slices = Vec::new();
+        let mut slice_start = start;
+        while slice_start <= end {
+            let slice_end = slice_start
+                .saturating_add((steps_per_slice - 1).saturating_mul(step))
+                .min(end);
+            slices.push((slice_start, slice_end));
+            slice_start = slice_end + step;
+        }
+        let run_slice =
+            |(from, to): (i64, i64)| -> Result<(Value, Vec<String>, Vec<String>), Error> {
+                let mut ev =
+                    Evaluator::new(&self.options, from, to, step, deadline).for_slice(start, end);
+                ev.preload(queryable, expr)?;
+                let value = ev.eval_range_top(expr)?;
+                Ok((value, ev.warnings(), ev.infos()))
+            };
+        let workers = self.options.parallelism.clamp(1, slices.len().max(1));
+        let results: Vec<Result<(Value, Vec<String>, Vec<String>), Error>> = if workers == 1 {
+            slices.iter().map(|&s| run_slice(s)).collect()
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let mut slots: Vec<Option<Result<(Value, Vec<String>, Vec<String>), Error>>> =
+                (0..slices.len()).map(|_| None).collect();
+            let done = std::sync::Mutex::new(Vec::new());
+            std::thread::scope(|scope| {
+                for _ in 0..workers {
+                    scope.spawn(|| {
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(&slice) = slices.get(i) else { break };
+                            let result = run_slice(slice);
+                            let failed = result.is_err();
+                            if let Ok(mut d) = done.lock() {
+                                d.push((i, result));
+                            }
+                            if failed {
+                                // Later slices are pointless once one fails.
+                                next.store(usize::MAX / 2, std::sync::atomic::Ordering::Relaxed);
+                                break;
+                            }
+                        }
+                    });
+                }
+            });
+            for (i, result) in done.into_inner().unwrap_or_default() {
+                if let Some(slot) = slots.get_mut(i) {
+                    *slot = Some(result);
+                }
+            }
+            let mut ordered = Vec::with_capacity(slots.len());
+            for slot in slots {
+                match slot {
+                    Some(r) => ordered.push(r),
+                    None => break,
+                }
+            }
+            ordered
+        };
+        merge_slices(results)
+    }
+}
+
+/// Joins the per-slice matrices (each sorted by labels, slices in time order).
+fn merge_slices(
+    results: Vec<Result<(Value, Vec<String>, Vec<String>), Error>>,
+) -> Result<QueryResult, Error> {
+    let mut series: std::collections::BTreeMap<strata_types::Labels, Vec<strata_types::Sample>> =
+        std::collections::BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
+    let mut infos: Vec<String> = Vec::new();
+    for result in results {
+        let (value, w, i) = result?;
+        for message in w {
+            if !warnings.contains(&message) {
+                warnings.push(message);
+            }
+        }
+        for message in i {
+            if !infos.contains(&message) {
+                infos.push(message);
+            }
+        }
+        if let Value::Matrix(m) = value {
+            for s in m {
+                series.entry(s.labels).or_default().extend(s.samples);
+            }
+        }
+    }
+    let matrix = series
+        .into_iter()
+        .map(|(labels, samples)| crate::value::RangeSeries {
+            labels,
+            samples,
+            drop_name: false,
         })
+        .collect();
+    Ok(QueryResult {
+        value: Value::Matrix(matrix),
+        warnings,
+        infos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queryable::MemQueryable;
+    use strata_types::{Labels, Sample};
+
+    fn store(series: usize, samples: i64) -> MemQueryable {
+        let mut q = MemQueryable::new();
+        for i in 0..series {
+            let labels = Labels::from_pairs([("__name__", "m".to_owned()), ("i", i.to_string())]);
+            let points: Vec<Sample> = (0..samples)
+                .map(|t| Sample::new(t * 15_000, t as f64))
+                .collect();
+            q.add(labels, &points);
+        }
+        q
+    }
+
+    #[test]
+    fn too_many_samples_is_prometheus_error_not_oom() {
+        let q = store(20, 200);
+        let engine = Engine::new(EngineOptions {
+            max_samples: 1000,
+            ..EngineOptions::default()
+        });
+        let err = engine
+            .instant_query(&q, "sum(sum_over_time(m[1h]))", 3_000_000)
+            .unwrap_err();
+        assert_eq!(err, Error::TooManySamples("query execution"));
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+        assert_eq!(err.error_type(), "execution");
+        // Within the limit the same query works.
+        let engine = Engine::new(EngineOptions {
+            max_samples: 100_000,
+            ..EngineOptions::default()
+        });
+        assert!(
+            engine
+                .instant_query(&q, "sum(sum_over_time(m[1h]))", 3_000_000)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn timeout_is_prometheus_error() {
+        let q = store(5, 100);
+        let engine = Engine::new(EngineOptions {
+            timeout: Duration::ZERO,
+            ..EngineOptions::default()
+        });
+        let err = engine
+            .range_query(&q, "rate(m[5m])", 0, 1_500_000, 15_000)
+            .unwrap_err();
+        assert_eq!(err, Error::Timeout("query execution"));
+        assert_eq!(err.to_string(), "query timed out in query execution");
+        assert_eq!(err.error_type(), "timeout");
+    }
+
+    #[test]
+    fn slices_and_threads_do_not_change_results() {
+        let q = store(7, 2000);
+        let query = "sum by (i) (rate(m[5m])) + on(i) group_left max_over_time(m[10m:1m])";
+        let whole = Engine::new(EngineOptions {
+            slice_duration: i64::MAX,
+            parallelism: 1,
+            ..EngineOptions::default()
+        })
+        .range_query(&q, query, 600_000, 29_000_000, 60_000)
+        .unwrap();
+        let sliced = Engine::new(EngineOptions {
+            slice_duration: 7 * 60_000,
+            parallelism: 3,
+            ..EngineOptions::default()
+        })
+        .range_query(&q, query, 600_000, 29_000_000, 60_000)
+        .unwrap();
+        assert_eq!(whole, sliced);
+        let Value::Matrix(m) = whole.value else {
+            panic!("matrix expected")
+        };
+        assert_eq!(m.len(), 7);
+    }
+
+    #[test]
+    fn parse_errors_are_bad_data() {
+        let err = Engine::parse("sum(").unwrap_err();
+        assert_eq!(err.error_type(), "bad_data");
     }
 }

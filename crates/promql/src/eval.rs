@@ -25,8 +25,13 @@ pub(crate) struct RangeArg {
 
 pub(crate) struct Evaluator<'a> {
     pub(crate) opts: &'a EngineOptions,
+    /// First step evaluated by this evaluator (a slice of a range query, or the instant).
     pub(crate) start: i64,
+    /// Last step evaluated by this evaluator.
     pub(crate) end: i64,
+    /// The whole query's start and end, what `@ start()` and `@ end()` mean.
+    query_start: i64,
+    query_end: i64,
     pub(crate) interval: i64,
     deadline: Instant,
     data: HashMap<usize, Vec<Series>>,
@@ -96,6 +101,8 @@ impl<'a> Evaluator<'a> {
             opts,
             start,
             end,
+            query_start: start,
+            query_end: end,
             interval,
             deadline,
             data: HashMap::new(),
@@ -103,6 +110,14 @@ impl<'a> Evaluator<'a> {
             warnings: Vec::new(),
             infos: Vec::new(),
         }
+    }
+
+    /// Restricts this evaluator to the steps `[start, end]` of a query spanning
+    /// `[query_start, query_end]`.
+    pub(crate) fn for_slice(mut self, query_start: i64, query_end: i64) -> Self {
+        self.query_start = query_start;
+        self.query_end = query_end;
+        self
     }
 
     pub(crate) fn warnings(&self) -> Vec<String> {
@@ -137,8 +152,8 @@ impl<'a> Evaluator<'a> {
     pub(crate) fn at_time(&self, at: Option<&AtModifier>, ts: i64) -> i64 {
         match at {
             None => ts,
-            Some(AtModifier::Start) => self.start,
-            Some(AtModifier::End) => self.end,
+            Some(AtModifier::Start) => self.query_start,
+            Some(AtModifier::End) => self.query_end,
             Some(AtModifier::At(t)) => system_time_ms(t),
         }
     }
