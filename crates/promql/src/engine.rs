@@ -156,12 +156,11 @@ impl Engine {
                 Ok((value, ev.warnings(), ev.infos()))
             };
         let workers = self.options.parallelism.clamp(1, slices.len().max(1));
-        let results: Vec<Result<(Value, Vec<String>, Vec<String>), Error>> = if workers == 1 {
+        let results: Vec<SliceResult> = if workers == 1 {
             slices.iter().map(|&s| run_slice(s)).collect()
         } else {
             let next = std::sync::atomic::AtomicUsize::new(0);
-            let mut slots: Vec<Option<Result<(Value, Vec<String>, Vec<String>), Error>>> =
-                (0..slices.len()).map(|_| None).collect();
+            let mut slots: Vec<Option<SliceResult>> = (0..slices.len()).map(|_| None).collect();
             let done = std::sync::Mutex::new(Vec::new());
             std::thread::scope(|scope| {
                 for _ in 0..workers {
@@ -210,7 +209,11 @@ fn merge_slices(
     let mut warnings: Vec<String> = Vec::new();
     let mut infos: Vec<String> = Vec::new();
     for result in results {
-        let (value, w, i) = result?;
+        let QueryResult {
+            value,
+            warnings: w,
+            infos: i,
+        } = result?;
         for message in w {
             if !warnings.contains(&message) {
                 warnings.push(message);
