@@ -201,9 +201,10 @@ impl Engine {
 }
 
 /// Joins the per-slice matrices (each sorted by labels, slices in time order).
-fn merge_slices(
-    results: Vec<Result<(Value, Vec<String>, Vec<String>), Error>>,
-) -> Result<QueryResult, Error> {
+/// The outcome of evaluating one slice of a range query.
+type SliceResult = Result<QueryResult, Error>;
+
+fn merge_slices(results: Vec<SliceResult>) -> Result<QueryResult, Error> {
     let mut series: std::collections::BTreeMap<strata_types::Labels, Vec<strata_types::Sample>> =
         std::collections::BTreeMap::new();
     let mut warnings: Vec<String> = Vec::new();
