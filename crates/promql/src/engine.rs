@@ -147,14 +147,17 @@ impl Engine {
             slices.push((slice_start, slice_end));
             slice_start = slice_end + step;
         }
-        let run_slice =
-            |(from, to): (i64, i64)| -> Result<(Value, Vec<String>, Vec<String>), Error> {
-                let mut ev =
-                    Evaluator::new(&self.options, from, to, step, deadline).for_slice(start, end);
-                ev.preload(queryable, expr)?;
-                let value = ev.eval_range_top(expr)?;
-                Ok((value, ev.warnings(), ev.infos()))
-            };
+        let run_slice = |(from, to): (i64, i64)| -> SliceResult {
+            let mut ev =
+                Evaluator::new(&self.options, from, to, step, deadline).for_slice(start, end);
+            ev.preload(queryable, expr)?;
+            let value = ev.eval_range_top(expr)?;
+            Ok(QueryResult {
+                value,
+                warnings: ev.warnings(),
+                infos: ev.infos(),
+            })
+        };
         let workers = self.options.parallelism.clamp(1, slices.len().max(1));
         let results: Vec<SliceResult> = if workers == 1 {
             slices.iter().map(|&s| run_slice(s)).collect()
