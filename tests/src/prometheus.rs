@@ -80,7 +80,12 @@ impl Prometheus {
             request = request.query(*k, *v);
         }
         let mut resp = request.call().unwrap();
-        let body = resp.body_mut().read_to_string().unwrap();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_string()
+            .unwrap();
         serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
     }
 

@@ -1,0 +1,152 @@
+//! Data sets shared by the cross-crate benchmarks.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use strata_tsdb::{BlockOptions, BlockWriter, DEFAULT_BLOCK_DURATION};
+use strata_types::{Labels, Sample};
+
+/// One generated series: labels and a value for every 15 s step `n`.
+#[derive(Debug, Clone)]
+pub struct GenSeries {
+    pub labels: Labels,
+    kind: Kind,
+    seed: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Bucket(u32),
+    Gauge,
+}
+
+impl GenSeries {
+    fn value(&self, n: i64) -> f64 {
+        let wobble = ((n.wrapping_mul(n).wrapping_add(self.seed as i64)) % 7) as f64;
+        match self.kind {
+            Kind::Counter => (n * (7 + (self.seed % 13) as i64)) as f64 + wobble,
+            Kind::Bucket(le_index) => {
+                (n * i64::from(le_index + 1) * 3) as f64 + f64::from(le_index)
+            }
+            Kind::Gauge => 1e9 + ((n as f64) / 40.0 + self.seed as f64).sin() * 1e8 + wobble,
+        }
+    }
+}
+
+/// The benchmark data set: 5,000 counters, 4,000 histogram buckets (400 histograms of 10
+/// buckets) and 1,000 gauges: 10,000 series.
+pub fn series_set() -> Vec<GenSeries> {
+    let mut out = Vec::new();
+    for job in 0..10 {
+        for instance in 0..100 {
+            for code in ["200", "201", "400", "404", "500"] {
+                out.push(GenSeries {
+                    labels: Labels::from_pairs([
+                        ("__name__", "http_requests_total".to_owned()),
+                        ("job", format!("job-{job}")),
+                        ("instance", format!("10.0.{job}.{instance}:9100")),
+                        ("code", code.to_owned()),
+                    ]),
+                    kind: Kind::Counter,
+                    seed: (job * 1000 + instance) as u64,
+                });
+            }
+        }
+    }
+    let bounds = [
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf",
+    ];
+    for job in 0..10 {
+        for instance in 0..40 {
+            for (i, le) in bounds.iter().enumerate() {
+                out.push(GenSeries {
+                    labels: Labels::from_pairs([
+                        (
+                            "__name__",
+                            "http_request_duration_seconds_bucket".to_owned(),
+                        ),
+                        ("job", format!("job-{job}")),
+                        ("instance", format!("10.0.{job}.{instance}:9100")),
+                        ("le", (*le).to_owned()),
+                    ]),
+                    kind: Kind::Bucket(i as u32),
+                    seed: (job * 100 + instance) as u64,
+                });
+            }
+        }
+    }
+    for instance in 0..1000 {
+        out.push(GenSeries {
+            labels: Labels::from_pairs([
+                ("__name__", "node_memory_bytes".to_owned()),
+                ("job", format!("job-{}", instance % 10)),
+                (
+                    "instance",
+                    format!("10.0.{}.{}:9100", instance % 10, instance / 10),
+                ),
+            ]),
+            kind: Kind::Gauge,
+            seed: instance as u64,
+        });
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    out
+}
+
+/// Writes `hours` of the data set at 15 s into 2h blocks under `dir`, starting at `start_ms`
+/// (aligned to 2h). Returns the number of samples written.
+pub fn write_blocks(dir: &Path, start_ms: i64, hours: i64) -> u64 {
+    let series = series_set();
+    let step = 15_000i64;
+    let mut total = 0u64;
+    let windows = hours * 3_600_000 / DEFAULT_BLOCK_DURATION;
+    for w in 0..windows {
+        let from = start_ms + w * DEFAULT_BLOCK_DURATION;
+        let to = from + DEFAULT_BLOCK_DURATION;
+        let mut writer = BlockWriter::new(dir).unwrap();
+        for s in &series {
+            let first_n = (from - start_ms) / step;
+            let last_n = (to - start_ms) / step;
+            let samples: Vec<Sample> = (first_n..last_n)
+                .map(|n| Sample::new(start_ms + n * step, s.value(n)))
+                .collect();
+            total += samples.len() as u64;
+            writer
+                .add_samples(&s.labels, &samples, DEFAULT_BLOCK_DURATION)
+                .unwrap();
+        }
+        writer
+            .finish(BlockOptions {
+                min_time: Some(from),
+                max_time: Some(to),
+                ..BlockOptions::default()
+            })
+            .unwrap();
+    }
+    total
+}
+
+/// The benchmark queries, by what they exercise.
+pub const QUERIES: &[(&str, &str)] = &[
+    ("selector", "node_memory_bytes"),
+    ("rate", "rate(http_requests_total[5m])"),
+    ("sum by", "sum by (job) (rate(http_requests_total[5m]))"),
+    (
+        "histogram_quantile",
+        "histogram_quantile(0.99, sum by (le, job) (rate(http_request_duration_seconds_bucket[5m])))",
+    ),
+    (
+        "binary join",
+        "sum by (instance) (rate(http_requests_total{code=\"500\"}[5m])) / on(instance) sum by (instance) (rate(http_requests_total[5m]))",
+    ),
+    (
+        "subquery",
+        "max_over_time(sum by (job) (rate(http_requests_total[5m]))[1h:1m])",
+    ),
+    (
+        "aggregation over time",
+        "avg_over_time(node_memory_bytes[10m])",
+    ),
+    ("topk", "topk(5, rate(http_requests_total[5m]))"),
+];
