@@ -11,6 +11,7 @@
 pub mod blocks_queryable;
 pub mod data;
 pub mod prometheus;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,202 @@
+//! What every component serves on its HTTP address and how it stops.
+//!
+//! - `/metrics`: the component's Prometheus registry (OpenMetrics text);
+//! - `/-/healthy`: 200 once the process is up;
+//! - `/-/ready`: 200 when the component says it is ready, else 503 `NOT OK`, as Thanos;
+//! - extra routes a component adds (the querier's HTTP API).
+//!
+//! [`Shutdown`] turns SIGINT/SIGTERM into a future every server awaits.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Errors starting a server.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding the listen address failed.
+    #[error("listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("serve {address}: {source}")]
+    Serve {
+        /// The address.
+        address: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Readiness of a component, shared between the component and its HTTP server.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Marks the component ready (or not).
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+
+    /// Whether the component is ready.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// A shared metrics registry.
+pub type SharedRegistry = Arc<Mutex<Registry>>;
+
+#[derive(Clone)]
+struct HttpState {
+    registry: SharedRegistry,
+    ready: Readiness,
+}
+
+/// The HTTP routes every component serves, plus `extra`.
+pub fn http_router(registry: SharedRegistry, ready: Readiness, extra: Router) -> Router {
+    let state = HttpState { registry, ready };
+    let base = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(healthy))
+        .route("/-/ready", get(ready_handler))
+        .with_state(state);
+    base.merge(extra)
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    let mut body = String::new();
+    let encoded = match state.registry.lock() {
+        Ok(registry) => prometheus_client::encoding::text::encode(&mut body, &registry),
+        Err(_) => return (StatusCode::INTERNAL_SERVER_ERROR, "registry poisoned").into_response(),
+    };
+    if encoded.is_err() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "encoding metrics failed").into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn healthy() -> &'static str {
+    "OK"
+}
+
+async fn ready_handler(State(state): State<HttpState>) -> Response {
+    if state.ready.is_ready() {
+        (StatusCode::OK, "OK").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "NOT OK").into_response()
+    }
+}
+
+/// Binds `address` (e.g. `127.0.0.1:10902`).
+pub async fn bind(address: &str) -> Result<TcpListener, Error> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Bind {
+            address: address.to_owned(),
+            source,
+        })
+}
+
+/// Serves `router` on `listener` until `shutdown` fires.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: Shutdown,
+) -> Result<(), Error> {
+    let address = listener
+        .local_addr()
+        .map(|a: SocketAddr| a.to_string())
+        .unwrap_or_default();
+    tracing::info!(address = %address, "serving HTTP");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+        .map_err(|source| Error::Serve { address, source })
+}
+
+/// A shutdown signal shared by every task of a component.
+#[derive(Debug, Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+}
+
+/// Fires a [`Shutdown`].
+#[derive(Debug)]
+pub struct ShutdownTrigger {
+    tx: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    /// A new signal and its trigger.
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger { tx }, Shutdown { rx })
+    }
+
+    /// Resolves once shutdown has been triggered (or the trigger is gone).
+    pub async fn wait(&mut self) {
+        let _ = self.rx.wait_for(|stop| *stop).await;
+    }
+
+    /// Whether shutdown has been triggered.
+    pub fn is_triggered(&self) -> bool {
+        *self.rx.borrow()
+    }
+}
+
+impl ShutdownTrigger {
+    /// Triggers shutdown.
+    pub fn trigger(&self) {
+        let _ = self.tx.send(true);
+    }
+
+    /// Triggers shutdown on SIGINT or SIGTERM.
+    pub async fn on_signals(self) {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(term) => term,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        self.trigger();
+                        return;
+                    }
+                };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ctrl_c.await;
+        }
+        tracing::info!("shutting down");
+        self.trigger();
+    }
+}

@@ -1,0 +1,22 @@
+//! Compiles the Store API protos in `/proto` with protox (no `protoc` binary needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = [
+        "store/labelpb/types.proto",
+        "store/storepb/types.proto",
+        "store/storepb/rpc.proto",
+        "store/hintspb/hints.proto",
+        "info/infopb/rpc.proto",
+    ];
+    for file in files {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
+    let descriptors = protox::compile(files, [&root])?;
+    let mut config = prost_build::Config::new();
+    config.enable_type_names();
+    tonic_prost_build::configure()
+        .include_file("protos.rs")
+        .compile_fds_with_config(descriptors, config)?;
+    Ok(())
+}

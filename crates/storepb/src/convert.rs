@@ -1,0 +1,98 @@
+//! Conversions between Store API messages and Strata types.
+
+use prost::Message;
+use strata_types::{Labels, MatchType, Matcher};
+
+use crate::{ANY_TYPE_PREFIX, Label, LabelMatcher, label_matcher};
+
+/// A request carried a matcher Strata cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum ConvertError {
+    /// The matcher type number is not one of EQ, NEQ, RE, NRE.
+    #[error("unknown matcher type {0}")]
+    UnknownMatcherType(i32),
+    /// The regular expression does not compile.
+    #[error(transparent)]
+    Matcher(#[from] strata_types::MatcherError),
+    /// A hints `Any` has another type or does not decode.
+    #[error("hints: {0}")]
+    Hints(String),
+}
+
+/// Store API labels from a Strata label set.
+pub fn labels_to_proto(labels: &Labels) -> Vec<Label> {
+    labels
+        .iter()
+        .map(|l| Label {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+/// A Strata label set from Store API labels (sorted and de-duplicated, empty values dropped).
+pub fn labels_from_proto(labels: &[Label]) -> Labels {
+    Labels::from_pairs(
+        labels
+            .iter()
+            .filter(|l| !l.value.is_empty())
+            .map(|l| (l.name.as_str(), l.value.as_str())),
+    )
+}
+
+/// A Strata matcher from a Store API matcher.
+pub fn matcher_from_proto(m: &LabelMatcher) -> Result<Matcher, ConvertError> {
+    let kind = match label_matcher::Type::try_from(m.r#type) {
+        Ok(label_matcher::Type::Eq) => MatchType::Equal,
+        Ok(label_matcher::Type::Neq) => MatchType::NotEqual,
+        Ok(label_matcher::Type::Re) => MatchType::Regex,
+        Ok(label_matcher::Type::Nre) => MatchType::NotRegex,
+        Err(_) => return Err(ConvertError::UnknownMatcherType(m.r#type)),
+    };
+    Ok(Matcher::new(kind, m.name.clone(), m.value.clone())?)
+}
+
+/// Strata matchers from Store API matchers.
+pub fn matchers_from_proto(ms: &[LabelMatcher]) -> Result<Vec<Matcher>, ConvertError> {
+    ms.iter().map(matcher_from_proto).collect()
+}
+
+/// A Store API matcher from a Strata matcher.
+pub fn matcher_to_proto(m: &Matcher) -> LabelMatcher {
+    let kind = match m.kind() {
+        MatchType::Equal => label_matcher::Type::Eq,
+        MatchType::NotEqual => label_matcher::Type::Neq,
+        MatchType::Regex => label_matcher::Type::Re,
+        MatchType::NotRegex => label_matcher::Type::Nre,
+    };
+    LabelMatcher {
+        r#type: kind as i32,
+        name: m.name().to_owned(),
+        value: m.value().to_owned(),
+    }
+}
+
+/// The chunk hash Thanos puts in `Chunk.hash`: xxhash64 (seed 0) of the data.
+pub fn chunk_hash(data: &[u8]) -> u64 {
+    xxhash_rust::xxh64::xxh64(data, 0)
+}
+
+/// Packs a hints message into `google.protobuf.Any` as Go's `types.MarshalAny` does.
+pub fn to_any<M: Message + prost::Name>(message: &M) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("{ANY_TYPE_PREFIX}{}", M::full_name()),
+        value: message.encode_to_vec(),
+    }
+}
+
+/// Unpacks hints from `google.protobuf.Any`, checking the type URL.
+pub fn from_any<M: Message + prost::Name + Default>(
+    any: &prost_types::Any,
+) -> Result<M, ConvertError> {
+    let want = M::full_name();
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    if name != want {
+        return Err(ConvertError::Hints(format!("type {name:?}, want {want:?}")));
+    }
+    M::decode(any.value.as_slice()).map_err(|e| ConvertError::Hints(e.to_string()))
+}

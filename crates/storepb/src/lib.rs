@@ -1,0 +1,31 @@
+//! The Thanos Store API (`thanos.Store`) and Info API (`thanos.info.Info`), generated from
+//! `/proto` and wire-compatible with Thanos, plus conversions between their messages and
+//! Strata's label and matcher types.
+
+#[allow(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    clippy::all,
+    clippy::pedantic,
+    rust_2018_idioms
+)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/protos.rs"));
+}
+
+pub use generated::hintspb;
+pub use generated::thanos::info;
+pub use generated::thanos::*;
+
+pub mod convert;
+
+/// `ComponentType` of a store gateway in `InfoResponse`.
+pub const COMPONENT_STORE: &str = "store";
+/// `ComponentType` of a sidecar.
+pub const COMPONENT_SIDECAR: &str = "sidecar";
+/// `ComponentType` of a querier.
+pub const COMPONENT_QUERY: &str = "query";
+
+/// Type URL prefix of hints carried in `google.protobuf.Any` (Go `types.MarshalAny`).
+pub const ANY_TYPE_PREFIX: &str = "type.googleapis.com/";
