@@ -77,19 +77,38 @@ pub fn decode_chunk(data: &Bytes, segment: u32, offset: u32) -> Result<RawChunk,
             },
         ));
     }
-    let region = data.get(offset as usize..).unwrap_or_default();
+    decode_chunk_at(&data.slice(offset as usize..), segment, offset)
+}
+
+/// Decodes the chunk whose bytes start at `region` (fetched from byte `offset` of segment
+/// `segment`; the region may extend past the chunk), checking its CRC.
+pub fn decode_chunk_at(region: &Bytes, segment: u32, offset: u32) -> Result<RawChunk, Corruption> {
+    let section = Section::Chunks(segment);
     let mut d = Decoder::new(region, u64::from(offset), section);
     let len = d.uvarint()?;
     let len = usize::try_from(len).unwrap_or(usize::MAX);
-    let start = offset as usize + d.position();
+    let start = d.position();
     let encoded = d.bytes(len.saturating_add(1))?;
     let crc = d.bytes(4)?;
-    check_crc(encoded, crc, section, (start + encoded.len()) as u64)?;
+    check_crc(
+        encoded,
+        crc,
+        section,
+        u64::from(offset) + (start + encoded.len()) as u64,
+    )?;
     let encoding = Encoding::from_byte(encoded.first().copied().unwrap_or_default());
     Ok(RawChunk {
         encoding,
-        data: data.slice(start + 1..start + 1 + len),
+        data: region.slice(start + 1..start + 1 + len),
     })
+}
+
+/// The total size of the chunk whose bytes start at `prefix` (length varint, encoding
+/// byte, data, CRC), when `prefix` holds at least the complete length varint.
+pub fn chunk_size_hint(prefix: &[u8]) -> Option<u64> {
+    let mut d = Decoder::new(prefix, 0, Section::Chunks(0));
+    let len = d.uvarint().ok()?;
+    Some((d.position() as u64).saturating_add(len).saturating_add(5))
 }
 
 /// Reads chunks from a block's segment files, held as [`Bytes`].

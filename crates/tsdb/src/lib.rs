@@ -17,8 +17,9 @@ pub mod cutter;
 mod encoding;
 pub mod error;
 pub mod index;
+pub mod index_header;
 pub mod meta;
-mod source;
+pub mod source;
 pub mod tombstones;
 
 pub use block::{BlockOptions, BlockReader, BlockWriter};

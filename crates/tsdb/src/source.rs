@@ -11,7 +11,7 @@ use bytes::Bytes;
 
 /// Maps `path` read-only. Block files are immutable once written (Prometheus and Strata write
 /// them to a temporary directory and rename it), so the mapping's contents do not change.
-pub(crate) fn map_file(path: &Path) -> std::io::Result<Bytes> {
+pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
     if len == 0 {

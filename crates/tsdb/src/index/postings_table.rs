@@ -14,6 +14,9 @@ const SAMPLING: usize = 32;
 pub struct PostingsRange {
     /// File offset of the list's `len` field.
     pub offset: u64,
+    /// An upper bound of the list's end: the next list's offset, or the end of the postings
+    /// region for the last list. Readers fetching byte ranges read `offset..end`.
+    pub end: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -33,6 +36,7 @@ pub struct PostingsOffsetTable {
     entries: Bytes,
     base: u64,
     names: BTreeMap<String, NameEntry>,
+    postings_limit: u64,
 }
 
 impl PostingsOffsetTable {
@@ -111,6 +115,7 @@ impl PostingsOffsetTable {
             entries,
             base: offset + entries_start as u64,
             names,
+            postings_limit,
         })
     }
 
@@ -169,23 +174,37 @@ impl PostingsOffsetTable {
         end: u32,
         mut keep: impl FnMut(&str) -> bool,
     ) -> Result<Vec<(&str, PostingsRange)>, Corruption> {
-        let region = self
-            .entries
-            .get(start as usize..end as usize)
-            .unwrap_or_default();
+        let region = self.entries.get(start as usize..).unwrap_or_default();
         let mut d = Decoder::new(
             region,
             self.base + u64::from(start),
             Section::PostingsOffsetTable,
         );
-        let mut out = Vec::new();
+        let scan_len = end.saturating_sub(start) as usize;
+        let mut out: Vec<(&str, PostingsRange)> = Vec::new();
+        // Whether the previous entry was kept: its end is this entry's offset.
+        let mut previous_kept = false;
         while !d.is_empty() {
+            let inside = d.position() < scan_len;
             d.uvarint()?;
             d.uvarint_str()?;
             let value = d.uvarint_str()?;
             let offset = d.uvarint()?;
-            if keep(value) {
-                out.push((value, PostingsRange { offset }));
+            if previous_kept && let Some((_, range)) = out.last_mut() {
+                range.end = offset;
+            }
+            if !inside {
+                break;
+            }
+            previous_kept = keep(value);
+            if previous_kept {
+                out.push((
+                    value,
+                    PostingsRange {
+                        offset,
+                        end: self.postings_limit,
+                    },
+                ));
             }
         }
         Ok(out)
@@ -239,6 +258,8 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(range.offset, 100 + i * 12);
+            let end = if i == 99 { 5000 } else { 100 + (i + 1) * 12 };
+            assert_eq!(range.end, end);
         }
         assert_eq!(table.lookup("instance", "host-100").unwrap(), None);
         assert_eq!(table.lookup("instance", "a").unwrap(), None);
@@ -246,7 +267,10 @@ mod tests {
         assert_eq!(table.values("instance").unwrap().len(), 100);
         assert_eq!(
             table.lookup("job", "api").unwrap(),
-            Some(PostingsRange { offset: 5000 })
+            Some(PostingsRange {
+                offset: 5000,
+                end: 10_000
+            })
         );
         let err = PostingsOffsetTable::decode(
             Bytes::from(PostingsOffsetTable::encode([("a", "b", 10)])),
