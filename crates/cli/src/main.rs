@@ -9,6 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod flags;
+mod store;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "strata",
@@ -30,6 +33,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Store gateway: serves the blocks of a bucket over the Store API.
+    Store(store::StoreArgs),
     /// Inspection and repair tools.
     Tools {
         #[command(subcommand)]
@@ -130,6 +135,7 @@ fn main() -> ExitCode {
         Command::Tools {
             command: ToolsCommand::Block { command },
         } => run_block(command),
+        Command::Store(args) => store::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

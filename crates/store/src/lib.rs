@@ -1,1 +1,202 @@
-//! The store gateway.
+//! The store gateway (`strata store`): serves the blocks of a bucket over the Thanos Store
+//! API within a fixed memory budget.
+//!
+//! - [`fetcher`] lists the bucket and filters block metas (partial uploads, deletion marks,
+//!   time window, relabel sharding, blocks superseded by compaction);
+//! - [`block`] serves one block from a local index-header plus byte-range reads;
+//! - [`bucket_store`] keeps the served set in step with the bucket;
+//! - [`service`] implements `thanos.Store` and `thanos.info.Info`.
+
+pub mod block;
+pub mod bucket_store;
+mod cache;
+pub mod fetcher;
+pub mod relabel;
+pub mod service;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use strata_objstore::Bucket;
+use strata_runtime::{Readiness, Shutdown};
+use strata_storepb::info::info_server::InfoServer;
+use strata_storepb::store_server::StoreServer;
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use bucket_store::{BucketStore, SyncStats};
+pub use cache::IndexCache;
+pub use fetcher::FetchFilter;
+pub use relabel::Relabel;
+pub use service::{Limits, StoreService};
+
+/// Settings of `strata store` (flag names as in Thanos).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The bucket config YAML (`--objstore.config` or the file's contents).
+    pub bucket_yaml: String,
+    /// `--data-dir`: index-headers and cached metas.
+    pub data_dir: PathBuf,
+    /// `--grpc-address`.
+    pub grpc_address: String,
+    /// `--http-address`.
+    pub http_address: String,
+    /// `--sync-block-duration`.
+    pub sync_interval: Duration,
+    /// `--block-sync-concurrency`.
+    pub block_sync_concurrency: usize,
+    /// `--min-time`, ms.
+    pub min_time: i64,
+    /// `--max-time`, ms.
+    pub max_time: i64,
+    /// `--selector.relabel-config` YAML.
+    pub relabel_yaml: String,
+    /// `--index-cache-size` in bytes.
+    pub index_cache_size: u64,
+    /// `--store.grpc.*` limits.
+    pub limits: Limits,
+    /// `--store.grpc.series-max-concurrency`.
+    pub series_max_concurrency: usize,
+    /// `--ignore-deletion-marks-delay`.
+    pub ignore_deletion_marks_delay: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            bucket_yaml: String::new(),
+            data_dir: PathBuf::from("./data"),
+            grpc_address: "0.0.0.0:10901".into(),
+            http_address: "0.0.0.0:10902".into(),
+            sync_interval: Duration::from_secs(15 * 60),
+            block_sync_concurrency: 20,
+            min_time: i64::MIN,
+            max_time: i64::MAX,
+            relabel_yaml: String::new(),
+            index_cache_size: 250 << 20,
+            limits: Limits::default(),
+            series_max_concurrency: 20,
+            ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Errors that stop the gateway.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The bucket config is invalid.
+    #[error(transparent)]
+    Bucket(#[from] strata_objstore::Error),
+    /// The relabel config is invalid.
+    #[error(transparent)]
+    Relabel(#[from] relabel::RelabelError),
+    /// A server failed.
+    #[error(transparent)]
+    Server(#[from] strata_runtime::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// The data directory is unusable.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the gateway until `shutdown` fires.
+pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreError> {
+    let mut registry = Registry::default();
+    let bucket = Bucket::from_yaml(&config.bucket_yaml, Some(&mut registry))?;
+    let relabel = Relabel::from_yaml(&config.relabel_yaml)?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let cache = IndexCache::new(config.index_cache_size, Some(&mut registry));
+    let filter = FetchFilter {
+        min_time: config.min_time,
+        max_time: config.max_time,
+        relabel,
+        ignore_deletion_marks_delay: config.ignore_deletion_marks_delay,
+    };
+    let store = Arc::new(BucketStore::new(
+        bucket.clone(),
+        cache,
+        config.data_dir.clone(),
+        filter,
+        config.block_sync_concurrency,
+        Some(&mut registry),
+    ));
+    let registry = Arc::new(Mutex::new(registry));
+    let ready = Readiness::default();
+
+    let http_listener = strata_runtime::bind(&config.http_address).await?;
+    let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
+    let router = strata_runtime::http_router(registry, ready.clone(), axum::Router::new());
+    let http = tokio::spawn(strata_runtime::serve_http(
+        http_listener,
+        router,
+        shutdown.clone(),
+    ));
+
+    let sync_store = Arc::clone(&store);
+    let mut sync_shutdown = shutdown.clone();
+    let interval = config.sync_interval;
+    let sync_ready = ready.clone();
+    let syncer = tokio::spawn(async move {
+        loop {
+            match sync_store.sync().await {
+                Ok(stats) => {
+                    tracing::info!(
+                        bucket = bucket.name(),
+                        loaded = stats.loaded,
+                        added = stats.added,
+                        dropped = stats.dropped,
+                        failed = stats.failed,
+                        "synced blocks"
+                    );
+                    if !sync_ready.is_ready() {
+                        sync_ready.set(true);
+                        tracing::info!("store gateway ready");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "syncing blocks failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = sync_shutdown.wait() => return,
+            }
+        }
+    });
+
+    let service = StoreService::new(
+        Arc::clone(&store),
+        config.limits,
+        config.series_max_concurrency,
+    );
+    let address = config.grpc_address.clone();
+    tracing::info!(address = %address, "serving gRPC");
+    let mut grpc_shutdown = shutdown.clone();
+    tonic::transport::Server::builder()
+        .add_service(
+            StoreServer::new(service.clone())
+                .max_decoding_message_size(32 << 20)
+                .max_encoding_message_size(usize::MAX),
+        )
+        .add_service(InfoServer::new(service))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+            grpc_shutdown.wait().await;
+        })
+        .await?;
+    syncer.abort();
+    match http.await {
+        Ok(result) => result?,
+        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    }
+    Ok(())
+}

@@ -178,7 +178,8 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn corrupt(block: &str, source: Corruption) -> Self {
+    /// A corruption of block `block`.
+    pub fn corrupt(block: &str, source: Corruption) -> Self {
         Error::Corrupt {
             block: block.to_owned(),
             source,
@@ -193,7 +194,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(block: &str, reason: impl Into<String>) -> Self {
+    /// Invalid input for block `block`.
+    pub fn invalid(block: &str, reason: impl Into<String>) -> Self {
         Error::InvalidInput {
             block: block.to_owned(),
             reason: reason.into(),
