@@ -12,6 +12,7 @@ pub mod blocks_queryable;
 pub mod data;
 pub mod prometheus;
 pub mod s3;
+pub mod store_api;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

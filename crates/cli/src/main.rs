@@ -34,7 +34,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Store gateway: serves the blocks of a bucket over the Store API.
-    Store(store::StoreArgs),
+    Store(Box<store::StoreArgs>),
     /// Inspection and repair tools.
     Tools {
         #[command(subcommand)]
@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         Command::Tools {
             command: ToolsCommand::Block { command },
         } => run_block(command),
-        Command::Store(args) => store::run(args),
+        Command::Store(args) => store::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

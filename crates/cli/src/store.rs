@@ -14,7 +14,7 @@ pub(crate) struct StoreArgs {
     #[arg(long = "objstore.config-file")]
     objstore_config_file: Option<PathBuf>,
     /// The bucket config YAML itself (instead of a file).
-    #[arg(long = "objstore.config")]
+    #[arg(long = "objstore.config", allow_hyphen_values = true)]
     objstore_config: Option<String>,
     /// Local directory for index-headers and cached metas.
     #[arg(long = "data-dir", default_value = "./data")]
@@ -41,7 +41,7 @@ pub(crate) struct StoreArgs {
     #[arg(long = "selector.relabel-config-file")]
     relabel_config_file: Option<PathBuf>,
     /// Relabel config YAML (instead of a file).
-    #[arg(long = "selector.relabel-config")]
+    #[arg(long = "selector.relabel-config", allow_hyphen_values = true)]
     relabel_config: Option<String>,
     /// Maximum size of the in-memory index cache (postings and series).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]

@@ -418,9 +418,7 @@ async fn merge_and_send(
         }
         let Some(mut series) = merged else { break };
         if series.chunks.len() > 1 {
-            series
-                .chunks
-                .sort_by(|a, b| (a.min_time, a.max_time).cmp(&(b.min_time, b.max_time)));
+            series.chunks.sort_by_key(|c| (c.min_time, c.max_time));
             series.chunks.dedup();
         }
         batch.push(Series {
@@ -428,10 +426,8 @@ async fn merge_and_send(
             chunks: series.chunks,
         });
         sent += 1;
-        if batch.len() >= batch_size {
-            if !send_batch(&out, &mut batch, batch_size).await {
-                return;
-            }
+        if batch.len() >= batch_size && !send_batch(&out, &mut batch, batch_size).await {
+            return;
         }
         if limit > 0 && sent >= limit {
             break;

@@ -1,0 +1,179 @@
+//! Helpers for tests of Store API components: uploading blocks to a bucket as Thanos does,
+//! running `strata` subcommands as processes, and reading Series answers back as samples.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_objstore::Bucket;
+use strata_storepb::store_client::StoreClient;
+use strata_storepb::{SeriesRequest, series_response};
+use strata_tsdb::BlockMeta;
+use strata_tsdb::meta::{BlockFile, ThanosMeta};
+use strata_types::{Labels, Sample};
+
+/// Uploads a local block directory as Thanos' shipper does: the `thanos` section with
+/// `ext_labels` and the file list, chunks and index first, meta.json last.
+pub async fn upload_block(bucket: &Bucket, dir: &Path, ext_labels: &[(&str, &str)]) -> BlockMeta {
+    let mut meta = BlockMeta::parse(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap();
+    let id = meta.ulid.clone();
+    let mut files = Vec::new();
+    let mut chunk_files: Vec<_> = std::fs::read_dir(dir.join("chunks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    chunk_files.sort();
+    for path in &chunk_files {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let rel = format!("chunks/{name}");
+        bucket
+            .upload_file(&format!("{id}/{rel}"), path)
+            .await
+            .unwrap();
+        files.push(BlockFile {
+            rel_path: rel,
+            size_bytes: Some(std::fs::metadata(path).unwrap().len()),
+            hash: None,
+        });
+    }
+    bucket
+        .upload_file(&format!("{id}/index"), &dir.join("index"))
+        .await
+        .unwrap();
+    files.push(BlockFile {
+        rel_path: "index".into(),
+        size_bytes: Some(std::fs::metadata(dir.join("index")).unwrap().len()),
+        hash: None,
+    });
+    files.push(BlockFile {
+        rel_path: "meta.json".into(),
+        size_bytes: None,
+        hash: None,
+    });
+    meta.thanos = Some(ThanosMeta {
+        version: 1,
+        labels: ext_labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        source: "test".into(),
+        files,
+        ..ThanosMeta::default()
+    });
+    bucket
+        .upload(&format!("{id}/meta.json"), meta.to_json().unwrap().into())
+        .await
+        .unwrap();
+    meta
+}
+
+/// A `strata` process, killed when dropped.
+#[derive(Debug)]
+pub struct StrataProcess {
+    child: Child,
+    pub http: String,
+    pub grpc: String,
+}
+
+impl StrataProcess {
+    /// Starts `strata <args>` with `--http-address` and `--grpc-address` on free ports and
+    /// waits until `/-/ready` answers 200.
+    pub fn start(args: &[&str]) -> StrataProcess {
+        let http = format!("127.0.0.1:{}", crate::free_port());
+        let grpc = format!("127.0.0.1:{}", crate::free_port());
+        let child = Command::new(crate::strata_binary())
+            .args(args)
+            .args(["--http-address", &http, "--grpc-address", &grpc])
+            .stdout(Stdio::null())
+            .env("STRATA_LOG_LEVEL", "warn")
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut process = StrataProcess { child, http, grpc };
+        process.wait_ready(Duration::from_secs(60));
+        process
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let url = format!("http://{}/-/ready", self.http);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("strata exited before ready: {status}");
+            }
+            if let Ok(resp) = ureq::get(&url).call()
+                && resp.status() == 200
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata not ready after {timeout:?}"
+            );
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The body of `GET <http>/<path>`.
+    pub fn http_get(&self, path: &str) -> String {
+        let mut resp = ureq::get(&format!("http://{}{path}", self.http))
+            .call()
+            .unwrap();
+        resp.body_mut().read_to_string().unwrap()
+    }
+
+    /// The gRPC endpoint URL.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+}
+
+impl Drop for StrataProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls Series and decodes every chunk; returns samples per series, trimmed to the
+/// request's time range.
+pub async fn series_samples(
+    url: &str,
+    request: SeriesRequest,
+) -> Result<BTreeMap<Labels, Vec<Sample>>, tonic::Status> {
+    let mut client = StoreClient::connect(url.to_owned()).await.unwrap();
+    let (mint, maxt) = (request.min_time, request.max_time);
+    let mut stream = client.series(request).await?.into_inner();
+    let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    let mut previous: Option<Labels> = None;
+    while let Some(frame) = stream.message().await? {
+        let series = match frame.result {
+            Some(series_response::Result::Series(s)) => vec![s],
+            Some(series_response::Result::Batch(b)) => b.series,
+            _ => continue,
+        };
+        for s in series {
+            let labels = strata_storepb::convert::labels_from_proto(&s.labels);
+            if let Some(prev) = &previous {
+                assert!(prev < &labels, "series out of order: {prev} then {labels}");
+            }
+            previous = Some(labels.clone());
+            let samples = out.entry(labels).or_default();
+            for c in s.chunks {
+                let raw = c.raw.unwrap();
+                let (mut ts, mut vs) = (Vec::new(), Vec::new());
+                strata_chunkenc::decode_xor(&raw.data, &mut ts, &mut vs).unwrap();
+                assert_eq!(raw.hash, strata_storepb::convert::chunk_hash(&raw.data));
+                samples.extend(
+                    ts.into_iter()
+                        .zip(vs)
+                        .filter(|(t, _)| *t >= mint && *t <= maxt)
+                        .map(|(t, v)| Sample { t, v }),
+                );
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,547 @@
+//! `strata store` end to end: real Prometheus blocks (written by promtool) uploaded to a
+//! bucket with Thanos metas, served by the real binary over FILESYSTEM and over S3 (an
+//! in-process s3s server); Series answers hold exactly the samples in the blocks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use strata_e2e::data::DataSet;
+use strata_e2e::s3::S3Server;
+use strata_e2e::store_api::{StrataProcess, series_samples, upload_block};
+use strata_e2e::{block_dirs, copy_dir, promtool_create_blocks};
+use strata_objstore::Bucket;
+use strata_storepb::store_client::StoreClient;
+use strata_storepb::{LabelNamesRequest, LabelValuesRequest, SeriesRequest, info};
+use strata_types::{Labels, MatchType, Matcher, Sample};
+
+const START_S: i64 = 1_700_000_000;
+const HOURS: i64 = 6;
+const EXT: [(&str, &str); 2] = [("cluster", "eu1"), ("replica", "a")];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: DataSet,
+    blocks: Vec<std::path::PathBuf>,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(11, START_S, HOURS);
+    let input = dir.path().join("data.om");
+    std::fs::write(&input, data.to_openmetrics()).unwrap();
+    let out = dir.path().join("blocks");
+    promtool_create_blocks(&input, &out);
+    let blocks = block_dirs(&out);
+    assert!(blocks.len() >= 3, "promtool wrote {} blocks", blocks.len());
+    Fixture {
+        _dir: dir,
+        data,
+        blocks,
+    }
+}
+
+/// The data with external labels, as the gateway must serve it.
+fn expected(data: &DataSet, strip: &[&str]) -> BTreeMap<Labels, Vec<Sample>> {
+    data.series()
+        .into_iter()
+        .map(|(labels, samples)| {
+            let mut b = labels.to_builder();
+            for (k, v) in EXT {
+                if !strip.contains(&k) {
+                    b.set(k, v);
+                }
+            }
+            (b.build(), samples)
+        })
+        .collect()
+}
+
+fn matcher(kind: MatchType, name: &str, value: &str) -> Matcher {
+    Matcher::new(kind, name, value).unwrap()
+}
+
+fn select(
+    all: &BTreeMap<Labels, Vec<Sample>>,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+) -> BTreeMap<Labels, Vec<Sample>> {
+    all.iter()
+        .filter(|(l, _)| {
+            matchers
+                .iter()
+                .all(|m| m.matches(l.get(m.name()).unwrap_or("")))
+        })
+        .map(|(l, s)| {
+            let samples: Vec<Sample> = s
+                .iter()
+                .filter(|x| x.t >= mint && x.t <= maxt)
+                .copied()
+                .collect();
+            (l.clone(), samples)
+        })
+        .filter(|(_, s)| !s.is_empty())
+        .collect()
+}
+
+fn same(
+    got: &BTreeMap<Labels, Vec<Sample>>,
+    want: &BTreeMap<Labels, Vec<Sample>>,
+    what: &str,
+) -> usize {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: series differ"
+    );
+    let mut samples = 0;
+    for (labels, w) in want {
+        let g = &got[labels];
+        assert_eq!(g.len(), w.len(), "{what}: {labels}: sample count");
+        for (a, b) in g.iter().zip(w) {
+            let same_value = a.v.to_bits() == b.v.to_bits() || (a.v.is_nan() && b.v.is_nan());
+            assert!(a.t == b.t && same_value, "{what}: {labels}: {a:?} vs {b:?}");
+        }
+        samples += w.len();
+    }
+    samples
+}
+
+fn request(matchers: &[Matcher], mint: i64, maxt: i64) -> SeriesRequest {
+    SeriesRequest {
+        min_time: mint,
+        max_time: maxt,
+        matchers: matchers
+            .iter()
+            .map(strata_storepb::convert::matcher_to_proto)
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn metric_names(data: &DataSet) -> Vec<String> {
+    let mut names: Vec<String> = data
+        .series()
+        .keys()
+        .filter_map(|l| l.metric_name().map(str::to_owned))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Checks Series for a set of selectors and ranges; returns the samples compared.
+async fn check_series(url: &str, data: &DataSet) -> usize {
+    let all = expected(data, &[]);
+    let start = START_S * 1000;
+    let end = start + HOURS * 3_600_000;
+    let names = metric_names(data);
+    let mut cases: Vec<(Vec<Matcher>, i64, i64)> = vec![
+        (
+            vec![matcher(MatchType::Regex, "__name__", ".+")],
+            start,
+            end,
+        ),
+        // Crosses a block boundary in the middle of chunks.
+        (
+            vec![matcher(MatchType::Regex, "__name__", ".+")],
+            start + 5_432_100,
+            start + 9_876_500,
+        ),
+        (
+            vec![
+                matcher(MatchType::Equal, "cluster", "eu1"),
+                matcher(MatchType::Regex, "__name__", ".+"),
+            ],
+            start,
+            end,
+        ),
+        (
+            vec![
+                matcher(MatchType::Equal, "cluster", "us1"),
+                matcher(MatchType::Regex, "__name__", ".+"),
+            ],
+            start,
+            end,
+        ),
+        (
+            vec![
+                matcher(MatchType::NotRegex, "replica", "b|c"),
+                matcher(MatchType::Regex, "__name__", ".*_total|.*_bucket"),
+            ],
+            start,
+            end,
+        ),
+    ];
+    for name in &names {
+        cases.push((
+            vec![matcher(MatchType::Equal, "__name__", name)],
+            start,
+            end,
+        ));
+        cases.push((
+            vec![
+                matcher(MatchType::Equal, "__name__", name),
+                matcher(MatchType::Equal, "nonexistent", ""),
+            ],
+            start + 3_600_000,
+            end - 1_800_000,
+        ));
+    }
+    if let Some(first) = names.first() {
+        cases.push((
+            vec![
+                matcher(MatchType::Equal, "__name__", first),
+                matcher(MatchType::NotEqual, "instance", ""),
+            ],
+            start,
+            end,
+        ));
+    }
+    let mut total = 0;
+    for (matchers, mint, maxt) in cases {
+        let want = select(&all, &matchers, mint, maxt);
+        let got = series_samples(url, request(&matchers, mint, maxt))
+            .await
+            .unwrap();
+        total += same(&got, &want, &format!("{matchers:?} [{mint}, {maxt}]"));
+    }
+
+    // Batched frames and replica-label stripping.
+    let matchers = vec![matcher(MatchType::Regex, "__name__", ".+")];
+    let mut req = request(&matchers, start, end);
+    req.response_batch_size = 64;
+    req.without_replica_labels = vec!["replica".into()];
+    let got = series_samples(url, req).await.unwrap();
+    total += same(
+        &got,
+        &select(&expected(data, &["replica"]), &matchers, start, end),
+        "batched, without replica",
+    );
+
+    // Labels only.
+    let mut client = StoreClient::connect(url.to_owned()).await.unwrap();
+    let mut req = request(&matchers, start, end);
+    req.skip_chunks = true;
+    let mut stream = client.series(req).await.unwrap().into_inner();
+    let mut count = 0;
+    while let Some(frame) = stream.message().await.unwrap() {
+        if let Some(strata_storepb::series_response::Result::Series(s)) = frame.result {
+            assert!(s.chunks.is_empty());
+            count += 1;
+        }
+    }
+    assert_eq!(count, all.len());
+    total
+}
+
+async fn check_labels(url: &str, data: &DataSet) {
+    let mut client = StoreClient::connect(url.to_owned()).await.unwrap();
+    let names = client
+        .label_names(LabelNamesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .names;
+    let mut want: Vec<String> = expected(data, &[])
+        .keys()
+        .flat_map(|l| l.iter().map(|x| x.name.clone()).collect::<Vec<_>>())
+        .collect();
+    want.sort();
+    want.dedup();
+    assert_eq!(names, want);
+
+    let values = client
+        .label_values(LabelValuesRequest {
+            label: "__name__".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .values;
+    assert_eq!(values, metric_names(data));
+
+    let values = client
+        .label_values(LabelValuesRequest {
+            label: "cluster".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .values;
+    assert_eq!(values, vec!["eu1"]);
+
+    // With a matcher: only the values of matching series.
+    let first = &metric_names(data)[0];
+    let values = client
+        .label_values(LabelValuesRequest {
+            label: "__name__".into(),
+            matchers: vec![strata_storepb::convert::matcher_to_proto(&matcher(
+                MatchType::Equal,
+                "__name__",
+                first,
+            ))],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .values;
+    assert_eq!(values, vec![first.clone()]);
+
+    let mut info_client = info::info_client::InfoClient::connect(url.to_owned())
+        .await
+        .unwrap();
+    let info = info_client
+        .info(info::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.component_type, "store");
+    assert_eq!(info.label_sets.len(), 1);
+    let store = info.store.unwrap();
+    assert_eq!(store.min_time, data.start_ms);
+    assert!(
+        store.max_time >= data.end_ms - 15_000,
+        "{} vs {}",
+        store.max_time,
+        data.end_ms
+    );
+    assert!(store.supports_without_replica_labels);
+}
+
+/// Adds noise the gateway must ignore or survive: a partial upload, a block with a corrupt
+/// index, and a block marked for deletion two days ago.
+async fn upload_noise(bucket: &Bucket, block: &Path, scratch: &Path) {
+    let with_new_id = |name: &str| {
+        let dir = scratch.join(name);
+        copy_dir(block, &dir);
+        let meta_path = dir.join("meta.json");
+        let mut meta = strata_tsdb::BlockMeta::parse(&std::fs::read(&meta_path).unwrap()).unwrap();
+        meta.ulid = ulid::Ulid::generate().to_string();
+        meta.compaction.sources = vec![meta.ulid.clone()];
+        std::fs::write(&meta_path, meta.to_json().unwrap()).unwrap();
+        (dir, meta.ulid)
+    };
+    let (partial, partial_id) = with_new_id("partial");
+    bucket
+        .upload_file(&format!("{partial_id}/index"), &partial.join("index"))
+        .await
+        .unwrap();
+
+    let (corrupt, _) = with_new_id("corrupt");
+    let index = corrupt.join("index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    let len = bytes.len();
+    for b in &mut bytes[len - 200..] {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&index, bytes).unwrap();
+    upload_block(bucket, &corrupt, &EXT).await;
+
+    let (deleted, deleted_id) = with_new_id("deleted");
+    upload_block(bucket, &deleted, &EXT).await;
+    let two_days_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 2 * 86_400;
+    let mark = format!(
+        r#"{{"id":"{deleted_id}","version":1,"details":"test","deletion_time":{two_days_ago}}}"#
+    );
+    bucket
+        .upload(
+            &format!("{deleted_id}/deletion-mark.json"),
+            mark.into_bytes().into(),
+        )
+        .await
+        .unwrap();
+}
+
+fn metric_value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{metrics}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gateway_over_filesystem_bucket() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket_dir = dir.path().join("bucket");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    let bucket = Bucket::from_yaml(&yaml, None).unwrap();
+    for block in &fx.blocks {
+        upload_block(&bucket, block, &EXT).await;
+    }
+    upload_noise(&bucket, &fx.blocks[0], dir.path()).await;
+    let config = dir.path().join("bucket.yml");
+    std::fs::write(&config, &yaml).unwrap();
+    let data_dir = dir.path().join("data");
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config-file",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let samples = check_series(&store.grpc_url(), &fx.data).await;
+    assert!(samples > 100_000, "compared {samples} samples");
+    check_labels(&store.grpc_url(), &fx.data).await;
+
+    let metrics = store.http_get("/metrics");
+    assert_eq!(
+        metric_value(&metrics, "thanos_bucket_store_blocks_loaded"),
+        fx.blocks.len() as f64
+    );
+    assert_eq!(
+        metric_value(&metrics, "thanos_bucket_store_block_load_failures_total"),
+        1.0
+    );
+    assert!(
+        metrics.contains("thanos_blocks_meta_synced{state=\"no-meta-json\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("thanos_blocks_meta_synced{state=\"marked-for-deletion\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("thanos_objstore_bucket_operations_total{"),
+        "{metrics}"
+    );
+    // Index-headers are on local disk, one per served block.
+    for block in &fx.blocks {
+        let id = block.file_name().unwrap();
+        assert!(data_dir.join(id).join("index-header").exists());
+    }
+    drop(store);
+
+    // A restart reuses the index-headers; a corrupt one is rebuilt.
+    let first = fx.blocks[0].file_name().unwrap();
+    std::fs::write(data_dir.join(first).join("index-header"), b"garbage").unwrap();
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config-file",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    check_series(&store.grpc_url(), &fx.data).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gateway_over_s3_bucket() {
+    let fx = fixture();
+    let server = S3Server::start("thanos");
+    let bucket = Bucket::from_yaml(&server.bucket_yaml(), None).unwrap();
+    for block in &fx.blocks {
+        upload_block(&bucket, block, &EXT).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &server.bucket_yaml(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ]);
+    let samples = check_series(&store.grpc_url(), &fx.data).await;
+    assert!(samples > 100_000, "compared {samples} samples");
+    check_labels(&store.grpc_url(), &fx.data).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gateway_limits_time_window_and_shards() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let bucket_dir = dir.path().join("bucket");
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    let bucket = Bucket::from_yaml(&yaml, None).unwrap();
+    for block in &fx.blocks {
+        upload_block(&bucket, block, &EXT).await;
+    }
+    let start = START_S * 1000;
+    let end = start + HOURS * 3_600_000;
+    let all = vec![matcher(MatchType::Regex, "__name__", ".+")];
+
+    // Sample limit: a clear RESOURCE_EXHAUSTED.
+    let data_dir = dir.path().join("data-limit");
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &yaml,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--store.grpc.series-sample-limit",
+        "1000",
+    ]);
+    let err = series_samples(&store.grpc_url(), request(&all, start, end))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    assert!(err.message().contains("samples limit"), "{err}");
+    drop(store);
+
+    // Two hashmod shards split the blocks: each block served by exactly one.
+    let mut served = Vec::new();
+    for shard in 0..2 {
+        let relabel = format!(
+            "- action: hashmod\n  source_labels: [__block_id]\n  target_label: shard\n  modulus: 2\n- action: keep\n  source_labels: [shard]\n  regex: {shard}\n"
+        );
+        let data_dir = dir.path().join(format!("data-shard-{shard}"));
+        let store = StrataProcess::start(&[
+            "store",
+            "--objstore.config",
+            &yaml,
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--selector.relabel-config",
+            &relabel,
+        ]);
+        let metrics = store.http_get("/metrics");
+        served.push(metric_value(&metrics, "thanos_bucket_store_blocks_loaded") as usize);
+    }
+    assert_eq!(served.iter().sum::<usize>(), fx.blocks.len(), "{served:?}");
+
+    // Time window: only blocks overlapping the last two hours.
+    let data_dir = dir.path().join("data-window");
+    let min_time = strata_tools::format_rfc3339_millis(end - 3_600_000);
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &yaml,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--min-time",
+        &min_time,
+    ]);
+    let got = series_samples(&store.grpc_url(), request(&all, start, end))
+        .await
+        .unwrap();
+    let first_kept = got.values().flatten().map(|s| s.t).min().unwrap();
+    assert!(
+        first_kept >= end - 3_600_000 - 3 * 3_600_000,
+        "{first_kept}"
+    );
+    assert!(first_kept > start, "early blocks should be excluded");
+}
