@@ -75,18 +75,7 @@ impl Prometheus {
 
     /// GET `path` with query parameters; returns the parsed JSON body whatever the status.
     pub fn get_json(&self, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
-        let mut request = agent().get(format!("{}{path}", self.url()));
-        for (k, v) in params {
-            request = request.query(*k, *v);
-        }
-        let mut resp = request.call().unwrap();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(1 << 30)
-            .read_to_string()
-            .unwrap();
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+        get_json(&self.url(), path, params)
     }
 
     /// An instant query at `time` (seconds).
@@ -124,4 +113,125 @@ impl Drop for Prometheus {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// GET `base` + `path` with query parameters; the parsed JSON body whatever the status.
+pub fn get_json(base: &str, path: &str, params: &[(&str, &str)]) -> serde_json::Value {
+    let mut request = agent().get(format!("{base}{path}"));
+    for (k, v) in params {
+        request = request.query(*k, *v);
+    }
+    let mut resp = request.call().unwrap();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// Series keyed by their label set rendered as `{a="b"}`, with (seconds, value) points.
+pub type Answer = std::collections::BTreeMap<String, Vec<(f64, f64)>>;
+
+fn parse_value(s: &str) -> f64 {
+    match s {
+        "NaN" => f64::NAN,
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse().unwrap(),
+    }
+}
+
+/// The labels of a JSON `metric` object, without `drop` labels, rendered as `{a="b"}`.
+fn labels_key(metric: &serde_json::Map<String, serde_json::Value>, drop: &[&str]) -> String {
+    let pairs: Vec<(String, String)> = metric
+        .iter()
+        .filter(|(k, _)| !drop.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    strata_types::Labels::from_pairs(pairs).to_string()
+}
+
+/// A query API answer as series → points; `Err` with the error text for an error answer.
+/// Labels named in `drop` are removed from every series first.
+pub fn parse_answer(body: &serde_json::Value, drop: &[&str]) -> Result<Answer, String> {
+    if body["status"] != "success" {
+        return Err(body["error"].as_str().unwrap_or_default().to_owned());
+    }
+    let data = &body["data"];
+    let mut out = Answer::new();
+    match data["resultType"].as_str().unwrap() {
+        "scalar" => {
+            let pair = data["result"].as_array().unwrap();
+            out.insert(
+                "scalar".into(),
+                vec![(
+                    pair[0].as_f64().unwrap(),
+                    parse_value(pair[1].as_str().unwrap()),
+                )],
+            );
+        }
+        "vector" => {
+            for e in data["result"].as_array().unwrap() {
+                let pair = e["value"].as_array().unwrap();
+                out.insert(
+                    labels_key(e["metric"].as_object().unwrap(), drop),
+                    vec![(
+                        pair[0].as_f64().unwrap(),
+                        parse_value(pair[1].as_str().unwrap()),
+                    )],
+                );
+            }
+        }
+        "matrix" => {
+            for e in data["result"].as_array().unwrap() {
+                let points = e["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| (p[0].as_f64().unwrap(), parse_value(p[1].as_str().unwrap())))
+                    .collect();
+                out.insert(labels_key(e["metric"].as_object().unwrap(), drop), points);
+            }
+        }
+        other => return Err(format!("unexpected result type {other}")),
+    }
+    Ok(out)
+}
+
+/// Whether two values agree within a relative 1e-9 (NaN equals NaN).
+pub fn close(a: f64, b: f64) -> bool {
+    if a.is_nan() && b.is_nan() || a == b {
+        return true;
+    }
+    let diff = (a - b).abs();
+    diff <= 1e-9 * a.abs().max(b.abs()) || diff < 1e-12
+}
+
+/// The first difference between two answers, if any.
+pub fn compare_answers(query: &str, ours: &Answer, theirs: &Answer) -> Option<String> {
+    if ours.keys().ne(theirs.keys()) {
+        return Some(format!(
+            "{query}: series differ\n  ours:   {:?}\n  theirs: {:?}",
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>()
+        ));
+    }
+    for (key, want) in theirs {
+        let got = &ours[key];
+        if got.len() != want.len() {
+            return Some(format!(
+                "{query}: {key}: {} points vs {}",
+                got.len(),
+                want.len()
+            ));
+        }
+        for (g, w) in got.iter().zip(want) {
+            if (g.0 - w.0).abs() > 1e-6 || !close(g.1, w.1) {
+                return Some(format!("{query}: {key}: ours {g:?}, Prometheus {w:?}"));
+            }
+        }
+    }
+    None
 }

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod flags;
+mod query;
 mod store;
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,8 @@ struct Cli {
 enum Command {
     /// Store gateway: serves the blocks of a bucket over the Store API.
     Store(Box<store::StoreArgs>),
+    /// Querier: PromQL over all Store API endpoints, with the Prometheus HTTP API.
+    Query(Box<query::QueryArgs>),
     /// Inspection and repair tools.
     Tools {
         #[command(subcommand)]
@@ -136,6 +139,7 @@ fn main() -> ExitCode {
             command: ToolsCommand::Block { command },
         } => run_block(command),
         Command::Store(args) => store::run(*args),
+        Command::Query(args) => query::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

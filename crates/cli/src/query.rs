@@ -1,0 +1,88 @@
+//! `strata query`: flags as Thanos' querier.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::flags::parse_duration;
+
+#[derive(Debug, Args)]
+pub(crate) struct QueryArgs {
+    /// Store API endpoint (host:port) to query; repeat for several.
+    #[arg(long = "endpoint")]
+    endpoints: Vec<String>,
+    /// Same as --endpoint (Thanos' older flag).
+    #[arg(long = "store")]
+    stores: Vec<String>,
+    /// HTTP listen address (Prometheus HTTP API, /metrics, /-/healthy, /-/ready).
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    http_address: String,
+    /// gRPC listen address.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    grpc_address: String,
+    /// Label naming a replica; series differing only in it are deduplicated. Repeatable.
+    #[arg(long = "query.replica-label")]
+    replica_labels: Vec<String>,
+    /// How replicas are merged: penalty or chain.
+    #[arg(long = "deduplication.func", default_value = "penalty")]
+    dedup: strata_query::DedupFunc,
+    /// Answer with a warning instead of an error when an endpoint fails.
+    #[arg(long = "query.partial-response", default_value_t = true, action = clap::ArgAction::Set)]
+    partial_response: bool,
+    /// Maximum time to evaluate a query.
+    #[arg(long = "query.timeout", default_value = "2m", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Queries evaluated at once; more wait.
+    #[arg(long = "query.max-concurrent", default_value_t = 20)]
+    max_concurrent: usize,
+    /// How far back an instant selector looks for a sample.
+    #[arg(long = "query.lookback-delta", default_value = "5m", value_parser = parse_duration)]
+    lookback_delta: Duration,
+    /// Most samples a query may load.
+    #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
+    max_samples: usize,
+    /// Per-endpoint timeout of a fan-out call (0: none).
+    #[arg(long = "store.response-timeout", default_value = "0", value_parser = parse_duration)]
+    endpoint_timeout: Duration,
+    /// How often endpoints are checked with the Info API, and the check's timeout.
+    #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = parse_duration)]
+    info_interval: Duration,
+}
+
+pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let mut endpoints = args.endpoints;
+    endpoints.extend(args.stores);
+    let replica_labels = args
+        .replica_labels
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let config = strata_query::QueryConfig {
+        endpoints,
+        http_address: args.http_address,
+        grpc_address: args.grpc_address,
+        replica_labels,
+        dedup: args.dedup,
+        partial_response: args.partial_response,
+        timeout: args.timeout,
+        max_concurrent: args.max_concurrent,
+        lookback_delta: args.lookback_delta.as_millis() as i64,
+        max_samples: args.max_samples,
+        endpoint_timeout: args.endpoint_timeout,
+        info_interval: args.info_interval,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (trigger, shutdown) = strata_runtime::Shutdown::new();
+        tokio::spawn(trigger.on_signals());
+        strata_query::run(config, shutdown).await
+    })?;
+    Ok(())
+}

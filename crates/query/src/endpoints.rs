@@ -1,0 +1,170 @@
+//! The Store API endpoints the querier fans out to: static addresses, each checked with the
+//! Info API every few seconds. An endpoint whose Info call fails is unhealthy and left out
+//! of queries until it answers again.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use strata_storepb::convert::labels_from_proto;
+use strata_storepb::info::InfoRequest;
+use strata_storepb::info::info_client::InfoClient;
+use strata_storepb::store_client::StoreClient;
+use strata_types::Labels;
+use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+/// What an endpoint said about itself in its last successful Info call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointInfo {
+    /// `ComponentType` (store, sidecar, query, …).
+    pub component: String,
+    /// External label sets.
+    pub label_sets: Vec<Labels>,
+    /// First timestamp served (ms).
+    pub min_time: i64,
+    /// Last timestamp served (ms).
+    pub max_time: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+struct State {
+    info: Option<EndpointInfo>,
+    healthy: bool,
+    last_check: Option<Instant>,
+    last_error: Option<String>,
+}
+
+/// One Store API endpoint.
+#[derive(Debug)]
+pub struct Endpoint {
+    address: String,
+    channel: Channel,
+    state: RwLock<State>,
+}
+
+impl Endpoint {
+    /// An endpoint at `address` (`host:port`); connects lazily.
+    pub fn new(address: &str) -> Result<Endpoint, tonic::transport::Error> {
+        let channel = TonicEndpoint::from_shared(format!("http://{address}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Endpoint {
+            address: address.to_owned(),
+            channel,
+            state: RwLock::new(State::default()),
+        })
+    }
+
+    /// The configured address.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// A Store API client on the shared connection.
+    pub fn store_client(&self) -> StoreClient<Channel> {
+        StoreClient::new(self.channel.clone())
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+
+    /// Whether the last Info call succeeded.
+    pub fn is_healthy(&self) -> bool {
+        self.state.read().map(|s| s.healthy).unwrap_or(false)
+    }
+
+    /// The last Info answer.
+    pub fn info(&self) -> Option<EndpointInfo> {
+        self.state.read().ok().and_then(|s| s.info.clone())
+    }
+
+    /// Last check time and error, for `/api/v1/stores`.
+    pub fn status(&self) -> (Option<Instant>, Option<String>) {
+        self.state
+            .read()
+            .map(|s| (s.last_check, s.last_error.clone()))
+            .unwrap_or((None, None))
+    }
+
+    /// Calls Info with `timeout` and records the outcome.
+    pub async fn check(&self, timeout: Duration) {
+        let mut client = InfoClient::new(self.channel.clone());
+        let result = tokio::time::timeout(timeout, client.info(InfoRequest {})).await;
+        let outcome = match result {
+            Err(_) => Err(format!("info call timed out after {timeout:?}")),
+            Ok(Err(status)) => Err(status.message().to_owned()),
+            Ok(Ok(resp)) => {
+                let resp = resp.into_inner();
+                let (min_time, max_time) = resp
+                    .store
+                    .as_ref()
+                    .map_or((i64::MIN, i64::MAX), |s| (s.min_time, s.max_time));
+                if resp.store.is_none() {
+                    Err("endpoint does not serve the Store API".to_owned())
+                } else {
+                    Ok(EndpointInfo {
+                        component: resp.component_type,
+                        label_sets: resp
+                            .label_sets
+                            .iter()
+                            .map(|s| labels_from_proto(&s.labels))
+                            .collect(),
+                        min_time,
+                        max_time,
+                    })
+                }
+            }
+        };
+        if let Ok(mut state) = self.state.write() {
+            state.last_check = Some(Instant::now());
+            match outcome {
+                Ok(info) => {
+                    if !state.healthy {
+                        tracing::info!(endpoint = %self.address, component = %info.component, "endpoint healthy");
+                    }
+                    state.info = Some(info);
+                    state.healthy = true;
+                    state.last_error = None;
+                }
+                Err(e) => {
+                    if state.healthy {
+                        tracing::warn!(endpoint = %self.address, error = %e, "endpoint unhealthy");
+                    }
+                    state.healthy = false;
+                    state.last_error = Some(e);
+                }
+            }
+        }
+    }
+}
+
+/// Every configured endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointSet {
+    endpoints: Arc<Vec<Arc<Endpoint>>>,
+}
+
+impl EndpointSet {
+    /// Endpoints for `addresses`.
+    pub fn new(addresses: &[String]) -> Result<EndpointSet, tonic::transport::Error> {
+        let endpoints = addresses
+            .iter()
+            .map(|a| Endpoint::new(a).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(EndpointSet {
+            endpoints: Arc::new(endpoints),
+        })
+    }
+
+    /// All endpoints, healthy or not.
+    pub fn all(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    /// Checks every endpoint concurrently.
+    pub async fn check_all(&self, timeout: Duration) {
+        let checks = self.endpoints.iter().map(|e| e.check(timeout));
+        futures::future::join_all(checks).await;
+    }
+}

@@ -1,0 +1,131 @@
+//! The querier (`strata query`): fans out to Store API endpoints (sidecars, store gateways,
+//! other queriers), merges and deduplicates replica series, evaluates PromQL with
+//! `strata-promql`, and serves the Prometheus HTTP API so Grafana can use it as a Prometheus
+//! datasource.
+//!
+//! - [`endpoints`]: the endpoint set, health-checked with the Info API;
+//! - [`proxy`]: fan-out and k-way merge;
+//! - [`dedup`]: replica deduplication (`penalty`, `chain`);
+//! - [`queryable`]: the engine's `Queryable` over the proxy;
+//! - [`api`]: the HTTP API.
+
+pub mod api;
+pub mod dedup;
+pub mod endpoints;
+pub mod json;
+pub mod proxy;
+pub mod queryable;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use strata_promql::{Engine, EngineOptions};
+use strata_runtime::{Readiness, Shutdown};
+use tokio::sync::Semaphore;
+
+pub use dedup::DedupFunc;
+
+/// Settings of `strata query` (flag names as in Thanos).
+#[derive(Debug, Clone)]
+pub struct QueryConfig {
+    /// `--endpoint` addresses (`host:port`).
+    pub endpoints: Vec<String>,
+    /// `--http-address`.
+    pub http_address: String,
+    /// `--grpc-address` (reserved for serving the Store API to other queriers).
+    pub grpc_address: String,
+    /// `--query.replica-label`.
+    pub replica_labels: Vec<String>,
+    /// `--deduplication.func`.
+    pub dedup: DedupFunc,
+    /// `--query.partial-response`.
+    pub partial_response: bool,
+    /// `--query.timeout`.
+    pub timeout: Duration,
+    /// `--query.max-concurrent`.
+    pub max_concurrent: usize,
+    /// `--query.lookback-delta` (ms).
+    pub lookback_delta: i64,
+    /// `--query.max-samples`.
+    pub max_samples: usize,
+    /// `--store.response-timeout` (zero: none).
+    pub endpoint_timeout: Duration,
+    /// `--endpoint.info-timeout`: how often and how long endpoints are checked.
+    pub info_interval: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            endpoints: Vec::new(),
+            http_address: "0.0.0.0:10902".into(),
+            grpc_address: "0.0.0.0:10901".into(),
+            replica_labels: Vec::new(),
+            dedup: DedupFunc::Penalty,
+            partial_response: true,
+            timeout: Duration::from_secs(120),
+            max_concurrent: 20,
+            lookback_delta: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            endpoint_timeout: Duration::ZERO,
+            info_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors that stop the querier.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// An endpoint address is invalid.
+    #[error("endpoint: {0}")]
+    Endpoint(#[from] tonic::transport::Error),
+    /// A server failed.
+    #[error(transparent)]
+    Server(#[from] strata_runtime::Error),
+}
+
+/// Runs the querier until `shutdown` fires.
+pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryError> {
+    let endpoints = endpoints::EndpointSet::new(&config.endpoints)?;
+    let registry = Arc::new(Mutex::new(Registry::default()));
+    let ready = Readiness::default();
+    let engine = Engine::new(EngineOptions {
+        lookback_delta: config.lookback_delta,
+        max_samples: config.max_samples,
+        timeout: config.timeout,
+        ..EngineOptions::default()
+    });
+    let state = Arc::new(api::ApiState {
+        endpoints: endpoints.clone(),
+        engine,
+        options: api::ApiOptions {
+            replica_labels: config.replica_labels.clone(),
+            dedup: config.dedup,
+            partial_response: config.partial_response,
+            endpoint_timeout: config.endpoint_timeout,
+        },
+        gate: Semaphore::new(config.max_concurrent.max(1)),
+    });
+    let listener = strata_runtime::bind(&config.http_address).await?;
+    let router = strata_runtime::http_router(registry, ready.clone(), api::router(state));
+
+    let checker_endpoints = endpoints.clone();
+    let interval = config.info_interval;
+    let mut checker_shutdown = shutdown.clone();
+    let checker_ready = ready.clone();
+    let checker = tokio::spawn(async move {
+        loop {
+            checker_endpoints.check_all(interval).await;
+            checker_ready.set(true);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = checker_shutdown.wait() => return,
+            }
+        }
+    });
+    let served = strata_runtime::serve_http(listener, router, shutdown).await;
+    checker.abort();
+    served?;
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The engine's view of the Store API: each selector becomes one fan-out Series call, its
+//! chunks are decoded, and replicas are deduplicated.
+
+use std::sync::Mutex;
+
+use strata_promql::{Error, Queryable, SelectHints, Series};
+use strata_storepb::{AggrChunk, Func, QueryHints, Range, SeriesRequest, chunk};
+use strata_types::{Labels, Matcher, Sample};
+
+use crate::dedup::{DedupFunc, dedup_replicas};
+use crate::endpoints::EndpointSet;
+use crate::proxy::{self, FanOut};
+
+/// Functions whose input is treated as a counter when switching replicas.
+const COUNTER_FUNCS: [&str; 4] = ["rate", "irate", "increase", "resets"];
+
+/// Settings of one query's reads.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// Fan-out behaviour.
+    pub fan_out: FanOut,
+    /// Replica labels to deduplicate on (empty: no deduplication).
+    pub replica_labels: Vec<String>,
+    /// How replicas are merged.
+    pub dedup: DedupFunc,
+    /// `max_source_resolution` in ms (0: raw data only).
+    pub max_resolution: i64,
+}
+
+/// A [`Queryable`] over Store API endpoints. Must be called from outside the async runtime
+/// (the engine runs on blocking threads); it blocks on `handle` for the network calls.
+#[derive(Debug)]
+pub struct StoreQueryable {
+    handle: tokio::runtime::Handle,
+    endpoints: EndpointSet,
+    options: ReadOptions,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl StoreQueryable {
+    /// A queryable for one query.
+    pub fn new(
+        handle: tokio::runtime::Handle,
+        endpoints: EndpointSet,
+        options: ReadOptions,
+    ) -> Self {
+        StoreQueryable {
+            handle,
+            endpoints,
+            options,
+            warnings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Warnings collected by the reads (failed endpoints under partial response).
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+}
+
+/// Decodes a series' chunks into samples within `[start, end]`, sorted, one per timestamp.
+pub fn decode_chunks(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<Sample>, String> {
+    let mut samples: Vec<Sample> = Vec::new();
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    for c in chunks {
+        if c.max_time < start || c.min_time > end {
+            continue;
+        }
+        let Some(raw) = &c.raw else {
+            return Err("downsampled chunks without raw data are not supported yet".into());
+        };
+        if raw.r#type != chunk::Encoding::Xor as i32 {
+            return Err(format!("chunk encoding {} is not supported", raw.r#type));
+        }
+        ts.clear();
+        vs.clear();
+        strata_chunkenc::decode_xor(&raw.data, &mut ts, &mut vs).map_err(|e| e.to_string())?;
+        samples.extend(
+            ts.iter()
+                .zip(&vs)
+                .filter(|(t, _)| **t >= start && **t <= end)
+                .map(|(&t, &v)| Sample { t, v }),
+        );
+    }
+    if !samples.is_sorted_by_key(|s| s.t) {
+        samples.sort_by_key(|s| s.t);
+    }
+    samples.dedup_by_key(|s| s.t);
+    Ok(samples)
+}
+
+/// Strips replica labels and merges series that become equal.
+pub fn deduplicate(
+    series: Vec<(Labels, Vec<Sample>)>,
+    replica_labels: &[String],
+    func: DedupFunc,
+    counter: bool,
+) -> Vec<Series> {
+    if replica_labels.is_empty() {
+        return series
+            .into_iter()
+            .map(|(labels, samples)| Series { labels, samples })
+            .collect();
+    }
+    let mut stripped: Vec<(Labels, Vec<Sample>)> = series
+        .into_iter()
+        .map(|(labels, samples)| {
+            let mut b = labels.to_builder();
+            for name in replica_labels {
+                b.delete(name);
+            }
+            (b.build(), samples)
+        })
+        .collect();
+    stripped.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out: Vec<Series> = Vec::new();
+    let mut iter = stripped.into_iter().peekable();
+    while let Some((labels, first)) = iter.next() {
+        let mut replicas = vec![first];
+        while iter.peek().is_some_and(|(l, _)| *l == labels) {
+            if let Some((_, samples)) = iter.next() {
+                replicas.push(samples);
+            }
+        }
+        let samples = if replicas.len() == 1 {
+            replicas.pop().unwrap_or_default()
+        } else {
+            dedup_replicas(replicas, func, counter)
+        };
+        out.push(Series { labels, samples });
+    }
+    out
+}
+
+impl Queryable for StoreQueryable {
+    fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, Error> {
+        let request = SeriesRequest {
+            min_time: hints.start,
+            max_time: hints.end,
+            max_resolution_window: self.options.max_resolution,
+            query_hints: Some(QueryHints {
+                step_millis: hints.step,
+                func: hints.func.as_ref().map(|name| Func { name: name.clone() }),
+                range: (hints.range > 0).then_some(Range {
+                    millis: hints.range,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let set = self
+            .handle
+            .block_on(proxy::series(
+                &self.endpoints,
+                matchers,
+                request,
+                self.options.fan_out,
+            ))
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        if !set.warnings.is_empty()
+            && let Ok(mut w) = self.warnings.lock()
+        {
+            w.extend(set.warnings);
+        }
+        let mut decoded = Vec::with_capacity(set.series.len());
+        for (labels, chunks) in set.series {
+            let samples = decode_chunks(&chunks, hints.start, hints.end)
+                .map_err(|e| Error::Storage(format!("series {labels}: {e}")))?;
+            if !samples.is_empty() {
+                decoded.push((labels, samples));
+            }
+        }
+        let counter = hints
+            .func
+            .as_deref()
+            .is_some_and(|f| COUNTER_FUNCS.contains(&f));
+        Ok(deduplicate(
+            decoded,
+            &self.options.replica_labels,
+            self.options.dedup,
+            counter,
+        ))
+    }
+}

@@ -1,0 +1,387 @@
+//! `strata query` end to end: promtool blocks in a bucket as two replicas (each missing a
+//! block the other has), served by `strata store`, queried through `strata query`; answers
+//! must equal a real Prometheus 2.42 over the complete data.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+
+use strata_e2e::data::DataSet;
+use strata_e2e::prometheus::{Prometheus, compare_answers, get_json, parse_answer};
+use strata_e2e::store_api::{StrataProcess, upload_block};
+use strata_e2e::{block_dirs, copy_dir, promtool_create_blocks};
+use strata_objstore::Bucket;
+
+const START_S: i64 = 1_700_000_000;
+const HOURS: i64 = 6;
+
+const QUERIES: &[&str] = &[
+    "http_requests_total",
+    "http_requests_total{job=\"api\",code!=\"500\"}",
+    "{__name__=~\"http_.*\", instance=~\"10.0.0.[12]:9100\"}",
+    "rate(http_requests_total[5m])",
+    "irate(http_requests_total[5m])",
+    "increase(http_requests_total[1h])",
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "sum without (instance) (rate(http_requests_total[10m]))",
+    "avg by (code) (http_requests_total)",
+    "count by (job) (http_requests_total > 5000)",
+    "topk(3, http_requests_total)",
+    "quantile(0.9, http_requests_total)",
+    "resets(http_requests_total[2h])",
+    "changes(temperature_celsius[30m])",
+    "deriv(temperature_celsius[20m])",
+    "avg_over_time(temperature_celsius[30m])",
+    "max_over_time(misc_gauge[30m])",
+    "count_over_time(misc_gauge[20m])",
+    "last_over_time(misc_gauge[10m])",
+    "quantile_over_time(0.75, temperature_celsius[1h])",
+    "absent(nonexistent{job=\"x\"})",
+    "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[10m])))",
+    "rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])",
+    "http_requests_total / on(instance, job) group_left sum by (instance, job) (http_requests_total)",
+    "http_requests_total > bool 10000",
+    "http_requests_total{job=\"api\"} or temperature_celsius",
+    "clamp(temperature_celsius, -10, 20)",
+    "timestamp(temperature_celsius)",
+    "scalar(sum(temperature_celsius)) * 2",
+    "label_replace(http_requests_total, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
+    "sum(rate(http_requests_total[5m] offset 10m))",
+    "max_over_time(rate(http_requests_total[5m])[30m:1m])",
+    "1 + 2 * 3 / 4 - 5 ^ 2",
+];
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    prometheus: Prometheus,
+    bucket_yaml: String,
+    data_root: PathBuf,
+}
+
+/// Copies a block under a new ULID (its own source), as a second replica's block.
+fn copy_as_new_block(block: &Path, to: &Path) -> PathBuf {
+    let id = ulid::Ulid::generate().to_string();
+    let dir = to.join(&id);
+    copy_dir(block, &dir);
+    let meta_path = dir.join("meta.json");
+    let mut meta = strata_tsdb::BlockMeta::parse(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta.ulid = id.clone();
+    meta.compaction.sources = vec![id];
+    std::fs::write(&meta_path, meta.to_json().unwrap()).unwrap();
+    dir
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(23, START_S, HOURS);
+    let input = dir.path().join("data.om");
+    std::fs::write(&input, data.to_openmetrics()).unwrap();
+    let blocks_dir = dir.path().join("blocks");
+    promtool_create_blocks(&input, &blocks_dir);
+    let blocks = block_dirs(&blocks_dir);
+    assert!(blocks.len() >= 4, "{} blocks", blocks.len());
+
+    let prom_dir = dir.path().join("prometheus");
+    copy_dir(&blocks_dir, &prom_dir);
+    let prometheus = Prometheus::start_on_blocks(&prom_dir);
+
+    let bucket_yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.path().join("bucket").display()
+    );
+    let bucket = Bucket::from_yaml(&bucket_yaml, None).unwrap();
+    let copies = dir.path().join("replica-b");
+    for (i, block) in blocks.iter().enumerate() {
+        if i != 1 {
+            upload_block(&bucket, block, &[("cluster", "eu1"), ("replica", "a")]).await;
+        }
+        if i != 2 {
+            let copy = copy_as_new_block(block, &copies);
+            upload_block(&bucket, &copy, &[("cluster", "eu1"), ("replica", "b")]).await;
+        }
+    }
+    Setup {
+        data_root: dir.path().to_owned(),
+        _dir: dir,
+        prometheus,
+        bucket_yaml,
+    }
+}
+
+fn start_store(setup: &Setup, name: &str) -> StrataProcess {
+    let data_dir = setup.data_root.join(name);
+    StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &setup.bucket_yaml,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+    ])
+}
+
+fn start_query(endpoints: &[&StrataProcess], extra: &[&str]) -> StrataProcess {
+    let mut args = vec!["query"];
+    for e in endpoints {
+        args.push("--endpoint");
+        args.push(&e.grpc);
+    }
+    args.extend_from_slice(extra);
+    StrataProcess::start(&args)
+}
+
+fn our_url(p: &StrataProcess) -> String {
+    format!("http://{}", p.http)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn querier_over_store_with_chain_dedup_matches_prometheus() {
+    let setup = setup().await;
+    let store = start_store(&setup, "store");
+    let query = start_query(
+        &[&store],
+        &[
+            "--query.replica-label",
+            "replica",
+            "--deduplication.func",
+            "chain",
+        ],
+    );
+    let base = our_url(&query);
+    let mut compared = 0usize;
+    let mut failures = Vec::new();
+    for q in QUERIES {
+        for t in [
+            START_S as f64 + 3.0 * 3600.0 + 0.567,
+            START_S as f64 + 5.0 * 3600.0 + 0.123,
+        ] {
+            let ts = t.to_string();
+            let ours = parse_answer(
+                &get_json(&base, "/api/v1/query", &[("query", q), ("time", &ts)]),
+                &["cluster"],
+            );
+            let theirs = parse_answer(&setup.prometheus.query(q, t), &[]);
+            match (ours, theirs) {
+                (Ok(o), Ok(t)) => {
+                    compared += t.values().map(Vec::len).sum::<usize>();
+                    failures.extend(compare_answers(&format!("instant {q}"), &o, &t));
+                }
+                (o, t) => failures.push(format!("{q}: ours {o:?}, Prometheus {t:?}")),
+            }
+        }
+        let (start, end) = (
+            START_S as f64 + 0.567,
+            (START_S + HOURS * 3600) as f64 + 0.567,
+        );
+        let params = [
+            ("query", *q),
+            ("start", &start.to_string()),
+            ("end", &end.to_string()),
+            ("step", "60"),
+        ];
+        let ours = parse_answer(
+            &get_json(&base, "/api/v1/query_range", &params),
+            &["cluster"],
+        );
+        let theirs = parse_answer(&setup.prometheus.query_range(q, start, end, 60.0), &[]);
+        match (ours, theirs) {
+            (Ok(o), Ok(t)) => {
+                compared += t.values().map(Vec::len).sum::<usize>();
+                failures.extend(compare_answers(&format!("range {q}"), &o, &t));
+            }
+            (o, t) => failures.push(format!("range {q}: ours {o:?}, Prometheus {t:?}")),
+        }
+    }
+    eprintln!("compared {compared} points over {} queries", QUERIES.len());
+    assert!(
+        failures.is_empty(),
+        "{} differences:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(compared > 20_000, "{compared}");
+
+    // Without deduplication both replicas' series appear, with their replica label (in the
+    // first block, which both replicas hold).
+    let t = (START_S + 2000) as f64 + 0.567;
+    let deduped = parse_answer(
+        &get_json(
+            &base,
+            "/api/v1/query",
+            &[("query", "temperature_celsius"), ("time", &t.to_string())],
+        ),
+        &[],
+    )
+    .unwrap();
+    let raw = get_json(
+        &base,
+        "/api/v1/query",
+        &[
+            ("query", "temperature_celsius"),
+            ("time", &t.to_string()),
+            ("dedup", "false"),
+        ],
+    );
+    let raw = parse_answer(&raw, &[]).unwrap();
+    assert_eq!(raw.len(), 2 * deduped.len(), "{raw:?}");
+    assert!(raw.keys().all(|k| k.contains("replica=")));
+
+    // Metadata APIs.
+    let labels = get_json(&base, "/api/v1/labels", &[]);
+    let names: Vec<&str> = labels["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"__name__") && names.contains(&"cluster") && !names.contains(&"replica"),
+        "{names:?}"
+    );
+    let values = get_json(&base, "/api/v1/label/__name__/values", &[]);
+    let theirs = setup
+        .prometheus
+        .get_json("/api/v1/label/__name__/values", &[]);
+    assert_eq!(values["data"], theirs["data"]);
+    let series = get_json(
+        &base,
+        "/api/v1/series",
+        &[("match[]", "http_requests_total{job=\"api\"}")],
+    );
+    let theirs = setup.prometheus.get_json(
+        "/api/v1/series",
+        &[
+            ("match[]", "http_requests_total{job=\"api\"}"),
+            ("start", "0"),
+        ],
+    );
+    assert_eq!(
+        series["data"].as_array().unwrap().len(),
+        theirs["data"].as_array().unwrap().len()
+    );
+    let buildinfo = get_json(&base, "/api/v1/status/buildinfo", &[]);
+    assert_eq!(buildinfo["status"], "success");
+    let stores = get_json(&base, "/api/v1/stores", &[]);
+    assert_eq!(
+        stores["data"]["store"].as_array().unwrap().len(),
+        1,
+        "{stores}"
+    );
+
+    // Errors as Prometheus reports them.
+    let bad = get_json(&base, "/api/v1/query", &[("query", "sum(")]);
+    assert_eq!(bad["errorType"], "bad_data");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid parameter \"query\": "),
+        "{bad}"
+    );
+    let bad = get_json(
+        &base,
+        "/api/v1/query_range",
+        &[
+            ("query", "up"),
+            ("start", "0"),
+            ("end", "1000000"),
+            ("step", "1"),
+        ],
+    );
+    assert_eq!(bad["errorType"], "bad_data");
+    assert!(
+        bad["error"].as_str().unwrap().contains("11,000 points"),
+        "{bad}"
+    );
+
+    // Grafana's health check: `1+1` as a POST form.
+    let mut resp = ureq::post(format!("{base}/api/v1/query"))
+        .send_form([("query", "1+1"), ("time", "4")])
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    assert_eq!(body["data"]["result"], serde_json::json!([4, "2"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn penalty_dedup_and_partial_response() {
+    let setup = setup().await;
+    let store = start_store(&setup, "store-a");
+    let spare = start_store(&setup, "store-b");
+    // A long info interval keeps a killed endpoint "healthy" so the fan-out hits it.
+    let query = start_query(
+        &[&store, &spare],
+        &[
+            "--query.replica-label",
+            "replica",
+            "--endpoint.info-timeout",
+            "60s",
+        ],
+    );
+    let base = our_url(&query);
+    let (start, end) = (
+        START_S as f64 + 0.567,
+        (START_S + HOURS * 3600) as f64 + 0.567,
+    );
+    let params = [
+        ("query", "temperature_celsius"),
+        ("start", &start.to_string()),
+        ("end", &end.to_string()),
+        ("step", "60"),
+    ];
+    let ours = parse_answer(
+        &get_json(&base, "/api/v1/query_range", &params),
+        &["cluster"],
+    )
+    .unwrap();
+    let theirs = parse_answer(
+        &setup
+            .prometheus
+            .query_range("temperature_celsius", start, end, 60.0),
+        &[],
+    )
+    .unwrap();
+    // No series doubled, every one present, gaps of each replica filled by the other.
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>()
+    );
+    for (key, want) in &theirs {
+        let got = &ours[key];
+        assert!(
+            got.len() * 100 >= want.len() * 99,
+            "{key}: {} of {} points",
+            got.len(),
+            want.len()
+        );
+    }
+
+    drop(spare);
+    let body = get_json(
+        &base,
+        "/api/v1/query",
+        &[
+            ("query", "count(temperature_celsius)"),
+            ("time", &(start + 3600.0).to_string()),
+        ],
+    );
+    assert_eq!(body["status"], "success", "{body}");
+    let warnings = body["warnings"]
+        .as_array()
+        .expect("a warning for the dead endpoint");
+    assert!(warnings[0].as_str().unwrap().contains("endpoint"), "{body}");
+    let body = get_json(
+        &base,
+        "/api/v1/query",
+        &[
+            ("query", "count(temperature_celsius)"),
+            ("time", &(start + 3600.0).to_string()),
+            ("partial_response", "false"),
+        ],
+    );
+    assert_eq!(body["status"], "error", "{body}");
+}
