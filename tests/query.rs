@@ -298,6 +298,57 @@ async fn querier_over_store_with_chain_dedup_matches_prometheus() {
         "{bad}"
     );
 
+    // Stacking: a querier over this querier's Store API answers the same.
+    let top = start_query(
+        &[&query],
+        &[
+            "--query.replica-label",
+            "replica",
+            "--deduplication.func",
+            "chain",
+        ],
+    );
+    let top_base = our_url(&top);
+    for q in [
+        "sum by (job) (rate(http_requests_total[5m]))",
+        "temperature_celsius",
+        "http_requests_total{job=\"api\"}",
+    ] {
+        let (start, end) = (
+            START_S as f64 + 0.567,
+            (START_S + HOURS * 3600) as f64 + 0.567,
+        );
+        let params = [
+            ("query", q),
+            ("start", &start.to_string()),
+            ("end", &end.to_string()),
+            ("step", "120"),
+        ];
+        let direct = parse_answer(&get_json(&base, "/api/v1/query_range", &params), &[]).unwrap();
+        let stacked =
+            parse_answer(&get_json(&top_base, "/api/v1/query_range", &params), &[]).unwrap();
+        assert!(!direct.is_empty());
+        assert_eq!(compare_answers(q, &stacked, &direct), None);
+    }
+    let stores = get_json(&top_base, "/api/v1/stores", &[]);
+    assert_eq!(
+        stores["data"]["query"].as_array().unwrap().len(),
+        1,
+        "{stores}"
+    );
+
+    // gzip when the client accepts it.
+    let resp = ureq::get(format!("{base}/api/v1/label/__name__/values"))
+        .header("Accept-Encoding", "gzip")
+        .call()
+        .unwrap();
+    assert_eq!(
+        resp.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
+
     // Grafana's health check: `1+1` as a POST form.
     let mut resp = ureq::post(format!("{base}/api/v1/query"))
         .send_form([("query", "1+1"), ("time", "4")])

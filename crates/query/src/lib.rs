@@ -15,6 +15,7 @@ pub mod endpoints;
 pub mod json;
 pub mod proxy;
 pub mod queryable;
+pub mod store_api;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,7 +34,7 @@ pub struct QueryConfig {
     pub endpoints: Vec<String>,
     /// `--http-address`.
     pub http_address: String,
-    /// `--grpc-address` (reserved for serving the Store API to other queriers).
+    /// `--grpc-address`: the Store API for queriers stacked above this one.
     pub grpc_address: String,
     /// `--query.replica-label`.
     pub replica_labels: Vec<String>,
@@ -83,6 +84,9 @@ pub enum QueryError {
     /// A server failed.
     #[error(transparent)]
     Server(#[from] strata_runtime::Error),
+    /// The gRPC server failed.
+    #[error("gRPC server: {0}")]
+    Grpc(String),
 }
 
 /// Runs the querier until `shutdown` fires.
@@ -108,7 +112,24 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         gate: Semaphore::new(config.max_concurrent.max(1)),
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
-    let router = strata_runtime::http_router(registry, ready.clone(), api::router(state));
+    let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
+    let router = strata_runtime::http_router(registry, ready.clone(), api::router(state))
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
+    let mut grpc_shutdown = shutdown.clone();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                strata_storepb::store_server::StoreServer::new(proxy.clone())
+                    .max_decoding_message_size(32 << 20)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(strata_storepb::info::info_server::InfoServer::new(proxy))
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                async move { grpc_shutdown.wait().await },
+            ),
+    );
 
     let checker_endpoints = endpoints.clone();
     let interval = config.info_interval;
@@ -127,5 +148,9 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     let served = strata_runtime::serve_http(listener, router, shutdown).await;
     checker.abort();
     served?;
-    Ok(())
+    match grpc.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(QueryError::Grpc(e.to_string())),
+        Err(e) => Err(QueryError::Grpc(e.to_string())),
+    }
 }
