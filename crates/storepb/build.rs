@@ -8,6 +8,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "store/storepb/rpc.proto",
         "store/hintspb/hints.proto",
         "info/infopb/rpc.proto",
+        "prompb/types.proto",
+        "prompb/remote.proto",
     ];
     for file in files {
         println!("cargo:rerun-if-changed={}", root.join(file).display());

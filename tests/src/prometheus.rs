@@ -50,6 +50,46 @@ impl Prometheus {
         prometheus
     }
 
+    /// Starts Prometheus scraping itself every second with `external_labels`, cutting
+    /// blocks every minute (`--storage.tsdb.min-block-duration=1m`, max equal), over a new
+    /// data directory `data_dir`. Waits until it is ready.
+    pub fn start_scraping_itself(data_dir: &Path, external_labels: &[(&str, &str)]) -> Prometheus {
+        let binary = require_tool("prometheus");
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("prometheus.yml");
+        let port = free_port();
+        let labels: String = external_labels
+            .iter()
+            .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
+            .collect();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n{labels}scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.min-block-duration=1m")
+            .arg("--storage.tsdb.max-block-duration=1m")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let prometheus = Prometheus {
+            child,
+            port,
+            _config_dir: config_dir,
+            data_dir: data_dir.to_owned(),
+        };
+        prometheus.wait_ready(Duration::from_secs(60));
+        prometheus
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

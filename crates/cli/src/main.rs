@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 mod flags;
 mod query;
+mod sidecar;
 mod store;
 
 #[derive(Debug, Parser)]
@@ -38,6 +39,8 @@ enum Command {
     Store(Box<store::StoreArgs>),
     /// Querier: PromQL over all Store API endpoints, with the Prometheus HTTP API.
     Query(Box<query::QueryArgs>),
+    /// Sidecar: ships Prometheus' blocks to the bucket, serves its recent data.
+    Sidecar(Box<sidecar::SidecarArgs>),
     /// Inspection and repair tools.
     Tools {
         #[command(subcommand)]
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
         } => run_block(command),
         Command::Store(args) => store::run(*args),
         Command::Query(args) => query::run(*args),
+        Command::Sidecar(args) => sidecar::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -15,6 +15,8 @@ mod generated {
 }
 
 pub use generated::hintspb;
+/// Prometheus' remote-read messages (package `prometheus`).
+pub use generated::prometheus as prompb;
 pub use generated::thanos::info;
 pub use generated::thanos::*;
 

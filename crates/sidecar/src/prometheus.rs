@@ -1,0 +1,392 @@
+//! The Prometheus HTTP client of the sidecar: configuration and flags, the lowest stored
+//! timestamp, label APIs, and streamed remote read.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use prost::Message;
+use serde::Deserialize;
+use strata_storepb::prompb::{
+    ChunkedReadResponse, ChunkedSeries, LabelMatcher, Query, ReadRequest, read_request,
+};
+use strata_types::{Labels, MatchType, Matcher};
+
+/// Largest remote-read frame accepted (Prometheus' default chunked read limit).
+pub const MAX_FRAME: usize = 50 << 20;
+
+/// A call to Prometheus failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PromError {
+    /// Transport or HTTP status error.
+    #[error("prometheus {url}: {message}")]
+    Http {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The answer did not decode.
+    #[error("prometheus {url}: bad response: {message}")]
+    Decode {
+        /// The URL called.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A Prometheus server.
+#[derive(Debug, Clone)]
+pub struct PromClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(Deserialize)]
+struct ApiAnswer<T> {
+    status: String,
+    data: Option<T>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ConfigData {
+    yaml: String,
+}
+
+#[derive(Deserialize, Default)]
+struct PromConfig {
+    #[serde(default)]
+    global: GlobalConfig,
+}
+
+#[derive(Deserialize, Default)]
+struct GlobalConfig {
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+}
+
+impl PromClient {
+    /// A client for the Prometheus at `base` (e.g. `http://localhost:9090`).
+    pub fn new(base: &str, timeout: Duration) -> Result<PromClient, PromError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| PromError::Http {
+                url: base.to_owned(),
+                message: e.to_string(),
+            })?;
+        Ok(PromClient {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    /// The base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn get_api<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, PromError> {
+        let mut url = format!("{}{path}", self.base);
+        if !query.is_empty() {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in query {
+                form.append_pair(k, v);
+            }
+            url.push('?');
+            url.push_str(&form.finish());
+        }
+        let http_err = |e: reqwest::Error| PromError::Http {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let resp = self.http.get(&url).send().await.map_err(http_err)?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(http_err)?;
+        let answer: ApiAnswer<T> =
+            serde_json::from_slice(&body).map_err(|e| PromError::Decode {
+                url: url.clone(),
+                message: format!("HTTP {status}: {e}"),
+            })?;
+        if answer.status != "success" {
+            return Err(PromError::Http {
+                url,
+                message: answer.error.unwrap_or_else(|| format!("HTTP {status}")),
+            });
+        }
+        answer.data.ok_or_else(|| PromError::Decode {
+            url,
+            message: "no data".into(),
+        })
+    }
+
+    /// `global.external_labels` from `/api/v1/status/config`.
+    pub async fn external_labels(&self) -> Result<Labels, PromError> {
+        let data: ConfigData = self.get_api("/api/v1/status/config", &[]).await?;
+        let config: PromConfig =
+            serde_norway::from_str(&data.yaml).map_err(|e| PromError::Decode {
+                url: format!("{}/api/v1/status/config", self.base),
+                message: e.to_string(),
+            })?;
+        Ok(Labels::from_pairs(config.global.external_labels))
+    }
+
+    /// `/api/v1/status/flags`.
+    pub async fn flags(&self) -> Result<BTreeMap<String, String>, PromError> {
+        self.get_api("/api/v1/status/flags", &[]).await
+    }
+
+    /// The lowest timestamp Prometheus holds (ms), from its own metrics.
+    pub async fn lowest_timestamp(&self) -> Result<i64, PromError> {
+        let url = format!("{}/metrics", self.base);
+        let http_err = |e: reqwest::Error| PromError::Http {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let body = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(http_err)?
+            .text()
+            .await
+            .map_err(http_err)?;
+        for line in body.lines() {
+            if let Some(v) = line.strip_prefix("prometheus_tsdb_lowest_timestamp_seconds ") {
+                let seconds: f64 = v.trim().parse().unwrap_or(0.0);
+                return Ok((seconds * 1000.0) as i64);
+            }
+        }
+        for line in body.lines() {
+            if let Some(v) = line.strip_prefix("prometheus_tsdb_lowest_timestamp ") {
+                let ms: f64 = v.trim().parse().unwrap_or(0.0);
+                return Ok(ms as i64);
+            }
+        }
+        Err(PromError::Decode {
+            url,
+            message: "no prometheus_tsdb_lowest_timestamp metric".into(),
+        })
+    }
+
+    fn selector(matchers: &[Matcher]) -> String {
+        let parts: Vec<String> = matchers.iter().map(|m| m.to_string()).collect();
+        format!("{{{}}}", parts.join(","))
+    }
+
+    /// `/api/v1/labels`.
+    pub async fn label_names(
+        &self,
+        start: i64,
+        end: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, PromError> {
+        let mut query = time_params(start, end);
+        if !matchers.is_empty() {
+            query.push(("match[]", Self::selector(matchers)));
+        }
+        self.get_api("/api/v1/labels", &query).await
+    }
+
+    /// `/api/v1/label/<name>/values`.
+    pub async fn label_values(
+        &self,
+        name: &str,
+        start: i64,
+        end: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>, PromError> {
+        let mut query = time_params(start, end);
+        if !matchers.is_empty() {
+            query.push(("match[]", Self::selector(matchers)));
+        }
+        self.get_api(&format!("/api/v1/label/{name}/values"), &query)
+            .await
+    }
+
+    /// Streamed remote read: every series matching `matchers` in `[start, end]` with its
+    /// XOR chunks, as Prometheus sends them.
+    pub async fn remote_read(
+        &self,
+        start: i64,
+        end: i64,
+        matchers: &[Matcher],
+    ) -> Result<Vec<ChunkedSeries>, PromError> {
+        let url = format!("{}/api/v1/read", self.base);
+        let request = ReadRequest {
+            queries: vec![Query {
+                start_timestamp_ms: start,
+                end_timestamp_ms: end,
+                matchers: matchers.iter().map(to_prom_matcher).collect(),
+                hints: None,
+            }],
+            accepted_response_types: vec![read_request::ResponseType::StreamedXorChunks as i32],
+        };
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .map_err(|e| PromError::Decode {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        let http_err = |e: reqwest::Error| PromError::Http {
+            url: url.clone(),
+            message: e.to_string(),
+        };
+        let mut resp = self
+            .http
+            .post(&url)
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+            .body(body)
+            .send()
+            .await
+            .map_err(http_err)?;
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(PromError::Http {
+                url,
+                message: format!("HTTP {status}: {}", text.trim()),
+            });
+        }
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if !content_type.starts_with("application/x-streamed-protobuf") {
+            return Err(PromError::Decode {
+                url,
+                message: format!(
+                    "unexpected content type {content_type:?} (no streamed remote read)"
+                ),
+            });
+        }
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        loop {
+            while let Some((frame, used)) =
+                next_frame(&buffer).map_err(|message| PromError::Decode {
+                    url: url.clone(),
+                    message,
+                })?
+            {
+                let decoded =
+                    ChunkedReadResponse::decode(frame).map_err(|e| PromError::Decode {
+                        url: url.clone(),
+                        message: e.to_string(),
+                    })?;
+                out.extend(decoded.chunked_series);
+                buffer.drain(..used);
+            }
+            match resp.chunk().await.map_err(http_err)? {
+                Some(bytes) => buffer.extend_from_slice(&bytes),
+                None => break,
+            }
+        }
+        if !buffer.is_empty() {
+            return Err(PromError::Decode {
+                url,
+                message: format!("{} trailing bytes in the stream", buffer.len()),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn time_params(start: i64, end: i64) -> Vec<(&'static str, String)> {
+    let mut out = Vec::new();
+    if start > i64::MIN / 2 {
+        out.push(("start", format!("{:.3}", start as f64 / 1000.0)));
+    }
+    if end < i64::MAX / 2 {
+        out.push(("end", format!("{:.3}", end as f64 / 1000.0)));
+    }
+    out
+}
+
+fn to_prom_matcher(m: &Matcher) -> LabelMatcher {
+    use strata_storepb::prompb::label_matcher::Type;
+    let kind = match m.kind() {
+        MatchType::Equal => Type::Eq,
+        MatchType::NotEqual => Type::Neq,
+        MatchType::Regex => Type::Re,
+        MatchType::NotRegex => Type::Nre,
+    };
+    LabelMatcher {
+        r#type: kind as i32,
+        name: m.name().to_owned(),
+        value: m.value().to_owned(),
+    }
+}
+
+/// One frame of a streamed remote-read body: `uvarint(len) | BE u32 CRC32C | message`.
+/// Returns the message and the bytes used, `None` if `data` does not hold a whole frame.
+pub fn next_frame(data: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
+    let mut len = 0u64;
+    let mut header = 0usize;
+    for (i, &b) in data.iter().take(10).enumerate() {
+        len |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            header = i + 1;
+            break;
+        }
+    }
+    if header == 0 {
+        if data.len() >= 10 {
+            return Err("malformed frame length".into());
+        }
+        return Ok(None);
+    }
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    if len > MAX_FRAME {
+        return Err(format!(
+            "frame of {len} bytes exceeds the {MAX_FRAME}-byte limit"
+        ));
+    }
+    let total = header + 4 + len;
+    if data.len() < total {
+        return Ok(None);
+    }
+    let (Some(crc), Some(message)) = (data.get(header..header + 4), data.get(header + 4..total))
+    else {
+        return Ok(None);
+    };
+    let stored = u32::from_be_bytes(crc.try_into().unwrap_or([0; 4]));
+    let computed = crc32c::crc32c(message);
+    if stored != computed {
+        return Err(format!(
+            "frame checksum mismatch: stored {stored:08x}, computed {computed:08x}"
+        ));
+    }
+    Ok(Some((message, total)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames() {
+        let message = b"hello";
+        let mut data = vec![5u8];
+        data.extend_from_slice(&crc32c::crc32c(message).to_be_bytes());
+        data.extend_from_slice(message);
+        let (m, used) = next_frame(&data).unwrap().unwrap();
+        assert_eq!(m, message);
+        assert_eq!(used, data.len());
+        assert!(next_frame(&data[..6]).unwrap().is_none());
+        let mut bad = data.clone();
+        bad[1] ^= 1;
+        assert!(next_frame(&bad).is_err());
+        assert!(next_frame(&[0xff; 12]).is_err());
+    }
+}

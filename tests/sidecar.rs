@@ -1,0 +1,249 @@
+//! `strata sidecar` beside a real Prometheus 2.42 (scraping itself every second, cutting
+//! blocks every minute): blocks appear in the bucket with Thanos metas, byte-identical to
+//! Prometheus' files and readable by our block reader with the samples Prometheus serves;
+//! the Store API returns the samples Prometheus' own API returns; a restart ships nothing
+//! twice.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use strata_e2e::prometheus::Prometheus;
+use strata_e2e::store_api::{StrataProcess, series_samples};
+use strata_objstore::Bucket;
+use strata_storepb::SeriesRequest;
+use strata_tsdb::{BlockMeta, BlockReader};
+use strata_types::{Labels, Matcher};
+
+const EXT: [(&str, &str); 2] = [("cluster", "eu1"), ("replica", "0")];
+
+async fn uploaded_blocks(bucket: &Bucket) -> Vec<BlockMeta> {
+    let mut out = Vec::new();
+    for entry in bucket.iter("").await.unwrap() {
+        let Some(id) = entry.strip_suffix('/') else {
+            continue;
+        };
+        if let Ok(bytes) = bucket.get(&format!("{id}/meta.json")).await {
+            out.push(BlockMeta::parse(&bytes).unwrap());
+        }
+    }
+    out.sort_by_key(|m| m.min_time);
+    out
+}
+
+fn sidecar(prometheus: &Prometheus, bucket_yaml: &str) -> StrataProcess {
+    StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &prometheus.url(),
+        "--tsdb.path",
+        prometheus.data_dir.to_str().unwrap(),
+        "--objstore.config",
+        bucket_yaml,
+        "--shipper.sync-interval",
+        "2s",
+        "--prometheus.get_config_interval",
+        "2s",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_ships_blocks_and_serves_recent_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start_scraping_itself(&dir.path().join("prom"), &EXT);
+    let bucket_yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.path().join("bucket").display()
+    );
+    let bucket = Bucket::from_yaml(&bucket_yaml, None).unwrap();
+    let side = sidecar(&prometheus, &bucket_yaml);
+
+    // Recent data over the Store API equals Prometheus' raw samples.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (now_s, raw) = loop {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            .floor();
+        let raw = prometheus.query("up[1m]", now_s);
+        let points = raw["data"]["result"][0]["values"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if points >= 3 {
+            break (now_s, raw);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus has no samples of up: {raw}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    let result = raw["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 1, "{raw}");
+    let want: Vec<(i64, f64)> = result[0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                (p[0].as_f64().unwrap() * 1000.0).round() as i64,
+                p[1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect();
+    assert!(want.len() >= 3, "{raw}");
+    let end = (now_s * 1000.0) as i64;
+    let request = SeriesRequest {
+        min_time: end - 60_000 + 1,
+        max_time: end,
+        matchers: vec![strata_storepb::convert::matcher_to_proto(&Matcher::equal(
+            "__name__", "up",
+        ))],
+        ..Default::default()
+    };
+    let got = series_samples(&side.grpc_url(), request).await.unwrap();
+    let mut want_labels = Labels::from_pairs([
+        ("__name__", "up"),
+        (
+            "instance",
+            &format!("127.0.0.1:{}", prometheus.url().rsplit(':').next().unwrap()),
+        ),
+        ("job", "prometheus"),
+    ])
+    .to_builder();
+    for (k, v) in EXT {
+        want_labels.set(k, v);
+    }
+    let want_labels = want_labels.build();
+    let samples: Vec<(i64, f64)> = got[&want_labels].iter().map(|s| (s.t, s.v)).collect();
+    assert_eq!(samples, want, "{got:?}");
+
+    // Blocks appear in the bucket within a few minutes, each complete and as Prometheus wrote it.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let metas = loop {
+        let metas = uploaded_blocks(&bucket).await;
+        if metas.len() >= 2 {
+            break metas;
+        }
+        assert!(Instant::now() < deadline, "no blocks shipped: {metas:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+    for meta in &metas {
+        let cut = std::fs::metadata(prometheus.data_dir.join(&meta.ulid).join("meta.json"))
+            .and_then(|m| m.modified());
+        let shipped =
+            std::fs::metadata(dir.path().join("bucket").join(&meta.ulid).join("meta.json"))
+                .and_then(|m| m.modified());
+        if let (Ok(cut), Ok(shipped)) = (cut, shipped) {
+            eprintln!(
+                "block {}: cut to meta.json in the bucket: {} ms",
+                meta.ulid,
+                shipped.duration_since(cut).map_or(0, |d| d.as_millis())
+            );
+        }
+    }
+    let local = dir.path().join("download");
+    for meta in &metas {
+        let thanos = meta.thanos.as_ref().unwrap();
+        assert_eq!(thanos.source, "sidecar");
+        assert_eq!(
+            thanos.labels,
+            EXT.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>()
+        );
+        assert_eq!(thanos.downsample.resolution, 0);
+        let block_dir = local.join(&meta.ulid);
+        std::fs::create_dir_all(block_dir.join("chunks")).unwrap();
+        for file in &thanos.files {
+            let object = format!("{}/{}", meta.ulid, file.rel_path);
+            let bytes = bucket.get(&object).await.unwrap();
+            if let Some(size) = file.size_bytes {
+                assert_eq!(bytes.len() as u64, size, "{object}");
+            }
+            if file.rel_path != "meta.json" {
+                // Byte-identical to Prometheus' file (if Prometheus still holds the block).
+                if let Ok(original) =
+                    std::fs::read(prometheus.data_dir.join(&meta.ulid).join(&file.rel_path))
+                {
+                    assert_eq!(bytes.as_ref(), original.as_slice(), "{object}");
+                }
+            }
+            std::fs::write(block_dir.join(&file.rel_path), &bytes).unwrap();
+        }
+        // Our reader reads it; its `up` samples are the ones Prometheus serves for that range.
+        let block = BlockReader::open(&block_dir).unwrap();
+        let refs = block.select(&[Matcher::equal("__name__", "up")]).unwrap();
+        assert_eq!(refs.len(), 1);
+        let ours = block
+            .samples(
+                refs[0],
+                &block.series(refs[0]).unwrap(),
+                meta.min_time,
+                meta.max_time - 1,
+            )
+            .unwrap();
+        let end_s = (meta.max_time - 1) as f64 / 1000.0;
+        let range_s = (meta.max_time - meta.min_time) / 1000 + 2;
+        let theirs = prometheus.query(&format!("up[{range_s}s]"), end_s);
+        let theirs: Vec<i64> = theirs["data"]["result"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_f64().unwrap() * 1000.0).round() as i64)
+            .filter(|t| *t >= meta.min_time && *t < meta.max_time)
+            .collect();
+        let ours_t: Vec<i64> = ours.iter().map(|s| s.t).collect();
+        assert_eq!(ours_t, theirs, "block {}", meta.ulid);
+        assert!(ours.iter().all(|s| s.v == 1.0));
+    }
+    let shipper: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prometheus.data_dir.join("thanos.shipper.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(shipper["version"], 1);
+    let listed: Vec<&str> = shipper["uploaded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for meta in &metas {
+        assert!(listed.contains(&meta.ulid.as_str()), "{listed:?}");
+    }
+    let metrics = side.http_get("/metrics");
+    assert!(
+        metrics.contains("thanos_shipper_uploads_total"),
+        "{metrics}"
+    );
+
+    // A restart uploads nothing twice: every block's meta.json keeps its upload.
+    let before: Vec<String> = metas.iter().map(|m| m.ulid.clone()).collect();
+    let mtimes: Vec<_> = before
+        .iter()
+        .map(|id| {
+            std::fs::metadata(dir.path().join("bucket").join(id).join("meta.json"))
+                .unwrap()
+                .modified()
+                .unwrap()
+        })
+        .collect();
+    drop(side);
+    let side = sidecar(&prometheus, &bucket_yaml);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    for (id, mtime) in before.iter().zip(&mtimes) {
+        let now = std::fs::metadata(dir.path().join("bucket").join(id).join("meta.json"))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(&now, mtime, "{id} uploaded again");
+    }
+    drop(side);
+}
