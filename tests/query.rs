@@ -436,3 +436,55 @@ async fn penalty_dedup_and_partial_response() {
     );
     assert_eq!(body["status"], "error", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_from_dns_names_and_sd_files() {
+    let setup = setup().await;
+    let a = start_store(&setup, "store-a");
+    let b = start_store(&setup, "store-b");
+    let sd = setup.data_root.join("endpoints.yml");
+    std::fs::write(&sd, format!("- targets: ['{}']\n", b.grpc)).unwrap();
+    let port = a.grpc.rsplit(':').next().unwrap();
+    let dns = format!("dns+localhost:{port}");
+    let query = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &dns,
+        "--endpoint.sd-files",
+        sd.to_str().unwrap(),
+        "--endpoint.info-timeout",
+        "1s",
+    ]);
+    let base = our_url(&query);
+    let names = |stores: &serde_json::Value| -> Vec<String> {
+        let mut out: Vec<String> = stores["data"]
+            .as_object()
+            .map(|m| {
+                m.values()
+                    .flat_map(|v| v.as_array().unwrap().clone())
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| e["lastError"].is_null())
+            .map(|e| e["name"].as_str().unwrap().to_owned())
+            .collect();
+        out.sort();
+        out
+    };
+    let mut want = vec![a.grpc.clone(), b.grpc.clone()];
+    want.sort();
+    assert_eq!(names(&get_json(&base, "/api/v1/stores", &[])), want);
+
+    // The file changes: the endpoint it listed goes away.
+    std::fs::write(&sd, "[]\n").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = names(&get_json(&base, "/api/v1/stores", &[]));
+        if now == vec![a.grpc.clone()] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

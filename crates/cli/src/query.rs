@@ -15,6 +15,12 @@ pub(crate) struct QueryArgs {
     /// Same as --endpoint (Thanos' older flag).
     #[arg(long = "store")]
     stores: Vec<String>,
+    /// Prometheus file-SD files (YAML or JSON) listing endpoints; re-read when they change.
+    #[arg(long = "endpoint.sd-files", alias = "store.sd-files")]
+    sd_files: Vec<std::path::PathBuf>,
+    /// How often DNS names (dns+host:port) and SD files are re-read.
+    #[arg(long = "store.sd-dns-interval", default_value = "30s", value_parser = parse_duration)]
+    sd_interval: Duration,
     /// HTTP listen address (Prometheus HTTP API, /metrics, /-/healthy, /-/ready).
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: String,
@@ -63,6 +69,8 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         .collect();
     let config = strata_query::QueryConfig {
         endpoints,
+        sd_files: args.sd_files,
+        sd_interval: args.sd_interval,
         http_address: args.http_address,
         grpc_address: args.grpc_address,
         replica_labels,

@@ -639,7 +639,7 @@ async fn buildinfo() -> Response {
 async fn stores(State(state): State<Arc<ApiState>>) -> Response {
     let mut by_type: std::collections::BTreeMap<String, Vec<String>> =
         std::collections::BTreeMap::new();
-    for e in state.endpoints.all() {
+    for e in &state.endpoints.all() {
         let info = e.info();
         let (_, last_error) = e.status();
         let component = info

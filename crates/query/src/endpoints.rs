@@ -139,10 +139,67 @@ impl Endpoint {
     }
 }
 
-/// Every configured endpoint.
+/// Where endpoint addresses come from: static `host:port`, `dns+host:port` (every A/AAAA
+/// record of `host`), and Prometheus file-SD files (`- targets: [host:port, …]`, YAML or
+/// JSON), re-read when they change.
+#[derive(Debug, Clone, Default)]
+pub struct Discovery {
+    /// `--endpoint` values.
+    pub endpoints: Vec<String>,
+    /// `--endpoint.sd-files` paths.
+    pub sd_files: Vec<std::path::PathBuf>,
+}
+
+#[derive(serde::Deserialize)]
+struct FileSdGroup {
+    #[serde(default)]
+    targets: Vec<String>,
+}
+
+impl Discovery {
+    /// The addresses to use now. Unresolvable names and unreadable files are logged and
+    /// skipped (the previous answer stays for them).
+    pub async fn resolve(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for spec in &self.endpoints {
+            if let Some(name) = spec.strip_prefix("dns+") {
+                match tokio::net::lookup_host(name).await {
+                    Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
+                    Err(e) => tracing::warn!(endpoint = %spec, error = %e, "DNS lookup failed"),
+                }
+            } else {
+                out.push(spec.clone());
+            }
+        }
+        for path in &self.sd_files {
+            match std::fs::read_to_string(path) {
+                Ok(text) => match serde_norway::from_str::<Vec<FileSdGroup>>(&text) {
+                    Ok(groups) => out.extend(groups.into_iter().flat_map(|g| g.targets)),
+                    Err(e) => {
+                        tracing::warn!(file = %path.display(), error = %e, "file SD parse failed")
+                    }
+                },
+                Err(e) => tracing::warn!(file = %path.display(), error = %e, "file SD read failed"),
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Modification times of the SD files, to notice changes.
+    pub fn file_stamps(&self) -> Vec<Option<std::time::SystemTime>> {
+        self.sd_files
+            .iter()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+}
+
+/// The current endpoints; changes when discovery finds other addresses.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointSet {
-    endpoints: Arc<Vec<Arc<Endpoint>>>,
+    endpoints: Arc<RwLock<Vec<Arc<Endpoint>>>>,
 }
 
 impl EndpointSet {
@@ -153,18 +210,49 @@ impl EndpointSet {
             .map(|a| Endpoint::new(a).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EndpointSet {
-            endpoints: Arc::new(endpoints),
+            endpoints: Arc::new(RwLock::new(endpoints)),
         })
     }
 
     /// All endpoints, healthy or not.
-    pub fn all(&self) -> &[Arc<Endpoint>] {
-        &self.endpoints
+    pub fn all(&self) -> Vec<Arc<Endpoint>> {
+        self.endpoints.read().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Replaces the set with `addresses`, keeping the state of endpoints that stay.
+    pub fn update(&self, addresses: &[String]) {
+        let current = self.all();
+        let mut next = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            if let Some(existing) = current.iter().find(|e| e.address() == address) {
+                next.push(Arc::clone(existing));
+                continue;
+            }
+            match Endpoint::new(address) {
+                Ok(e) => {
+                    tracing::info!(endpoint = %address, "adding endpoint");
+                    next.push(Arc::new(e));
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %address, error = %e, "invalid endpoint address")
+                }
+            }
+        }
+        for gone in current
+            .iter()
+            .filter(|e| !addresses.iter().any(|a| a == e.address()))
+        {
+            tracing::info!(endpoint = %gone.address(), "removing endpoint");
+        }
+        if let Ok(mut endpoints) = self.endpoints.write() {
+            *endpoints = next;
+        }
     }
 
     /// Checks every endpoint concurrently.
     pub async fn check_all(&self, timeout: Duration) {
-        let checks = self.endpoints.iter().map(|e| e.check(timeout));
+        let all = self.all();
+        let checks = all.iter().map(|e| e.check(timeout));
         futures::future::join_all(checks).await;
     }
 }

@@ -30,8 +30,12 @@ pub use dedup::DedupFunc;
 /// Settings of `strata query` (flag names as in Thanos).
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
-    /// `--endpoint` addresses (`host:port`).
+    /// `--endpoint` addresses (`host:port` or `dns+host:port`).
     pub endpoints: Vec<String>,
+    /// `--endpoint.sd-files`: Prometheus file-SD files listing endpoints.
+    pub sd_files: Vec<std::path::PathBuf>,
+    /// `--store.sd-dns-interval`: how often DNS names and SD files are re-read.
+    pub sd_interval: Duration,
     /// `--http-address`.
     pub http_address: String,
     /// `--grpc-address`: the Store API for queriers stacked above this one.
@@ -60,6 +64,8 @@ impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             endpoints: Vec::new(),
+            sd_files: Vec::new(),
+            sd_interval: Duration::from_secs(30),
             http_address: "0.0.0.0:10902".into(),
             grpc_address: "0.0.0.0:10901".into(),
             replica_labels: Vec::new(),
@@ -91,7 +97,11 @@ pub enum QueryError {
 
 /// Runs the querier until `shutdown` fires.
 pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryError> {
-    let endpoints = endpoints::EndpointSet::new(&config.endpoints)?;
+    let discovery = endpoints::Discovery {
+        endpoints: config.endpoints.clone(),
+        sd_files: config.sd_files.clone(),
+    };
+    let endpoints = endpoints::EndpointSet::new(&discovery.resolve().await)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
@@ -135,13 +145,22 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     let interval = config.info_interval;
     let mut checker_shutdown = shutdown.clone();
     let checker_ready = ready.clone();
+    let sd_interval = config.sd_interval;
     let checker = tokio::spawn(async move {
+        let mut stamps = discovery.file_stamps();
+        let mut last_resolve = tokio::time::Instant::now();
         loop {
             checker_endpoints.check_all(interval).await;
             checker_ready.set(true);
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = checker_shutdown.wait() => return,
+            }
+            let now_stamps = discovery.file_stamps();
+            if now_stamps != stamps || last_resolve.elapsed() >= sd_interval {
+                stamps = now_stamps;
+                last_resolve = tokio::time::Instant::now();
+                checker_endpoints.update(&discovery.resolve().await);
             }
         }
     });

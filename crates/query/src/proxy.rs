@@ -68,7 +68,7 @@ pub fn select_endpoints(
 ) -> Vec<Arc<Endpoint>> {
     endpoints
         .all()
-        .iter()
+        .into_iter()
         .filter(|e| e.is_healthy())
         .filter(|e| {
             e.info().is_some_and(|info| {
@@ -77,7 +77,6 @@ pub fn select_endpoints(
                     && label_sets_match(&info.label_sets, matchers)
             })
         })
-        .cloned()
         .collect()
 }
 

@@ -175,7 +175,7 @@ impl Info for ProxyStoreService {
     async fn info(&self, _request: Request<InfoRequest>) -> Result<Response<InfoResponse>, Status> {
         let mut sets: Vec<Labels> = Vec::new();
         let (mut min_time, mut max_time) = (i64::MAX, i64::MIN);
-        for e in self.endpoints.all() {
+        for e in &self.endpoints.all() {
             if !e.is_healthy() {
                 continue;
             }
