@@ -247,3 +247,101 @@ async fn sidecar_ships_blocks_and_serves_recent_data() {
     }
     drop(side);
 }
+
+/// Checks that every block listed in the bucket (a directory with meta.json) is complete:
+/// every file of its `thanos.files` is there with its size. Returns the listed blocks.
+async fn check_complete(bucket: &Bucket) -> Vec<String> {
+    let mut listed = Vec::new();
+    let Ok(entries) = bucket.iter("").await else {
+        return listed; // the server is down
+    };
+    for entry in entries {
+        let Some(id) = entry.strip_suffix('/') else {
+            continue;
+        };
+        let Ok(bytes) = bucket.get(&format!("{id}/meta.json")).await else {
+            continue;
+        };
+        let meta = BlockMeta::parse(&bytes).unwrap();
+        let Ok(objects) = bucket.iter_recursive(id).await else {
+            continue;
+        };
+        for file in &meta.thanos.as_ref().unwrap().files {
+            let Some(size) = file.size_bytes else {
+                continue;
+            };
+            let name = format!("{id}/{}", file.rel_path);
+            let found = objects.iter().find(|(n, _)| *n == name);
+            assert_eq!(
+                found.map(|(_, s)| *s),
+                Some(size),
+                "block {id} listed before {name} was complete"
+            );
+        }
+        listed.push(id.to_owned());
+    }
+    listed
+}
+
+/// Bucket outages and SIGKILLs of the sidecar at pseudo-random points during uploads:
+/// afterwards the bucket holds every block Prometheus cut exactly once and complete, and no
+/// incomplete block was ever listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_survives_bucket_outages_and_kills() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start_scraping_itself(&dir.path().join("prom"), &EXT);
+    let mut server = strata_e2e::s3::S3Server::start("thanos");
+    let bucket_yaml = server.bucket_yaml();
+    let bucket = Bucket::from_yaml(&format!("{bucket_yaml}  max_retries: 1\n"), None).unwrap();
+    let mut side = Some(sidecar(&prometheus, &bucket_yaml));
+    let mut rng = strata_e2e::data::Rng::new(42);
+    let start = Instant::now();
+    let mut kills = 0;
+    let mut outages = 0;
+    // Faults for three and a half minutes: at least three blocks are cut meanwhile.
+    while start.elapsed() < Duration::from_secs(210) {
+        tokio::time::sleep(Duration::from_millis(500 + rng.below(2500))).await;
+        check_complete(&bucket).await;
+        if rng.below(2) == 0 {
+            drop(side.take()); // SIGKILL
+            kills += 1;
+            tokio::time::sleep(Duration::from_millis(rng.below(1500))).await;
+            side = Some(sidecar(&prometheus, &bucket_yaml));
+        } else {
+            server.stop();
+            outages += 1;
+            tokio::time::sleep(Duration::from_millis(1000 + rng.below(4000))).await;
+            server.restart();
+        }
+    }
+    // Let it catch up, then every local block with samples must be in the bucket, complete.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed = check_complete(&bucket).await;
+        let mut local: Vec<String> = std::fs::read_dir(&prometheus.data_dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().join("meta.json").exists())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().to_string();
+                name.parse::<ulid::Ulid>().ok().map(|_| name)
+            })
+            .collect();
+        local.sort();
+        let missing: Vec<&String> = local.iter().filter(|l| !listed.contains(l)).collect();
+        if missing.is_empty() && local.len() >= 3 {
+            eprintln!(
+                "{} blocks shipped complete through {kills} kills and {outages} bucket outages",
+                local.len()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "blocks missing from the bucket: {missing:?} (local {local:?})"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    assert!(kills > 0 && outages > 0);
+    drop(side);
+}
