@@ -85,8 +85,14 @@ pub fn strata_binary() -> PathBuf {
     BINARY
         .get_or_init(|| {
             let test_exe = std::env::current_exe().unwrap();
-            // target/<profile>/deps/<test> → target/<profile>/strata
-            let profile_dir = test_exe.parent().and_then(Path::parent).unwrap().to_owned();
+            // target/<profile>/deps/<test> → target/<profile>/strata; a bench binary lives
+            // in target/<profile> itself.
+            let parent = test_exe.parent().unwrap();
+            let profile_dir = if parent.file_name().is_some_and(|n| n == "deps") {
+                parent.parent().unwrap().to_owned()
+            } else {
+                parent.to_owned()
+            };
             let release = profile_dir.file_name().is_some_and(|n| n == "release");
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut build = Command::new(cargo);

@@ -19,14 +19,26 @@ impl Prometheus {
     /// Starts Prometheus without scrape jobs over `data_dir` (blocks only; no compaction of
     /// the given blocks: min and max block duration are both 2h). Waits until it is ready.
     pub fn start_on_blocks(data_dir: &Path) -> Prometheus {
+        Prometheus::start_on_blocks_with_labels(data_dir, &[])
+    }
+
+    /// [`Prometheus::start_on_blocks`] with external labels.
+    pub fn start_on_blocks_with_labels(
+        data_dir: &Path,
+        external_labels: &[(&str, &str)],
+    ) -> Prometheus {
         let binary = require_tool("prometheus");
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
-        .unwrap();
+        let mut text = String::from("global:\n  scrape_interval: 15s\n");
+        if !external_labels.is_empty() {
+            text.push_str("  external_labels:\n");
+            for (k, v) in external_labels {
+                text.push_str(&format!("    {k}: \"{v}\"\n"));
+            }
+        }
+        text.push_str("scrape_configs: []\n");
+        std::fs::write(&config, text).unwrap();
         let port = free_port();
         let child = Command::new(binary)
             .arg(format!("--config.file={}", config.display()))
@@ -88,6 +100,11 @@ impl Prometheus {
         };
         prometheus.wait_ready(Duration::from_secs(60));
         prometheus
+    }
+
+    /// The server's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self) -> String {

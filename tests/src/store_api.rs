@@ -124,6 +124,11 @@ impl StrataProcess {
         resp.body_mut().read_to_string().unwrap()
     }
 
+    /// The process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The gRPC endpoint URL.
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.grpc)
