@@ -80,11 +80,23 @@ impl StrataProcess {
     /// Starts `strata <args>` with `--http-address` and `--grpc-address` on free ports and
     /// waits until `/-/ready` answers 200.
     pub fn start(args: &[&str]) -> StrataProcess {
+        StrataProcess::spawn(args, true)
+    }
+
+    /// Starts a component without a gRPC address (the query frontend).
+    pub fn start_http_only(args: &[&str]) -> StrataProcess {
+        StrataProcess::spawn(args, false)
+    }
+
+    fn spawn(args: &[&str], with_grpc: bool) -> StrataProcess {
         let http = format!("127.0.0.1:{}", crate::free_port());
         let grpc = format!("127.0.0.1:{}", crate::free_port());
-        let child = Command::new(crate::strata_binary())
-            .args(args)
-            .args(["--http-address", &http, "--grpc-address", &grpc])
+        let mut command = Command::new(crate::strata_binary());
+        command.args(args).args(["--http-address", &http]);
+        if with_grpc {
+            command.args(["--grpc-address", &grpc]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .env("STRATA_LOG_LEVEL", "warn")
             .stderr(Stdio::inherit())

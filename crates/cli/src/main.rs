@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod flags;
+mod frontend;
 mod query;
 mod sidecar;
 mod store;
@@ -41,6 +42,9 @@ enum Command {
     Query(Box<query::QueryArgs>),
     /// Sidecar: ships Prometheus' blocks to the bucket, serves its recent data.
     Sidecar(Box<sidecar::SidecarArgs>),
+    /// Query frontend: splits range queries and caches their results.
+    #[command(name = "query-frontend")]
+    QueryFrontend(Box<frontend::FrontendArgs>),
     /// Inspection and repair tools.
     Tools {
         #[command(subcommand)]
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
         Command::Store(args) => store::run(*args),
         Command::Query(args) => query::run(*args),
         Command::Sidecar(args) => sidecar::run(*args),
+        Command::QueryFrontend(args) => frontend::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
