@@ -104,6 +104,8 @@ fn frontend(prometheus: &Prometheus, cache_yaml: &str) -> StrataProcess {
         &prometheus.url(),
         "--query-range.split-interval",
         "1h",
+        "--labels.split-interval",
+        "1h",
         "--query-range.response-cache-config",
         cache_yaml,
     ])
@@ -149,6 +151,44 @@ fn frontend_with_in_memory_cache_matches_downstream() {
         end - end % 300,
         "300",
     );
+
+    // Label and series requests over six hours are split in hours and merged.
+    let (s6, e6) = (START_S.to_string(), (START_S + HOURS * 3600).to_string());
+    for (path, params) in [
+        (
+            "/api/v1/labels",
+            vec![("start", s6.as_str()), ("end", e6.as_str())],
+        ),
+        (
+            "/api/v1/label/__name__/values",
+            vec![("start", s6.as_str()), ("end", e6.as_str())],
+        ),
+        (
+            "/api/v1/label/instance/values",
+            vec![
+                ("start", s6.as_str()),
+                ("end", e6.as_str()),
+                ("match[]", "http_requests_total"),
+            ],
+        ),
+        (
+            "/api/v1/series",
+            vec![
+                ("start", s6.as_str()),
+                ("end", e6.as_str()),
+                ("match[]", "{__name__=~\"http.*|misc.*\"}"),
+            ],
+        ),
+    ] {
+        let before = metric(&fe, "thanos_frontend_downstream_requests_total");
+        let fe_answer = get(&base, path, &params);
+        let prom_answer = get(&prometheus.url(), path, &params);
+        assert_eq!(fe_answer, prom_answer, "{path} {params:?}");
+        assert!(
+            metric(&fe, "thanos_frontend_downstream_requests_total") - before >= 6.0,
+            "{path} not split"
+        );
+    }
 
     // Everything else is proxied unchanged, errors included.
     for (path, params) in [

@@ -41,9 +41,9 @@ pub(crate) struct FrontendArgs {
     /// Sub-queries of one query run at once.
     #[arg(long = "query-range.max-query-parallelism", default_value_t = 14)]
     parallelism: usize,
-    /// Accepted for compatibility; label and series requests are passed through unsplit.
-    #[arg(long = "labels.split-interval", hide = true)]
-    labels_split_interval: Option<String>,
+    /// Label and series requests with a time range are split at multiples of this (0: not split).
+    #[arg(long = "labels.split-interval", default_value = "24h", value_parser = parse_duration)]
+    labels_split_interval: Duration,
     /// Accepted for compatibility; answers are gzip-compressed when the client accepts it.
     #[arg(long = "query-frontend.compress-responses", hide = true, num_args = 0..=1, default_missing_value = "true")]
     compress_responses: Option<String>,
@@ -69,6 +69,7 @@ pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
         cache,
         max_freshness: args.max_freshness,
         parallelism: args.parallelism,
+        labels_split_interval: args.labels_split_interval,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -200,15 +200,18 @@ impl ResultsCache {
                 max_items,
                 validity,
             }) => {
+                // Both bounds with one weigher: every entry weighs at least
+                // max_size / max_items, so no more than max_items fit.
+                let floor = max_size.checked_div(*max_items).map_or(0, |f| f.max(1));
                 let mut builder = moka::sync::Cache::builder()
                     .max_capacity(*max_size)
-                    .weigher(|k: &String, v: &Arc<Vec<u8>>| {
-                        u32::try_from(k.len() + v.len()).unwrap_or(u32::MAX)
+                    .weigher(move |k: &String, v: &Arc<Vec<u8>>| {
+                        let weight = ((k.len() + v.len()) as u64).max(floor);
+                        u32::try_from(weight).unwrap_or(u32::MAX)
                     });
                 if !validity.is_zero() {
                     builder = builder.time_to_live(*validity);
                 }
-                let _ = max_items; // moka bounds one measure; bytes are the one that matters
                 Backend::InMemory(builder.build())
             }
             Some(CacheConfig::Memcached {
@@ -252,6 +255,39 @@ impl ResultsCache {
         ResultsCache {
             backend: Arc::new(backend),
             metrics,
+        }
+    }
+
+    /// Resolves `dns+host:port` memcached addresses (every A/AAAA record) once, at start.
+    pub async fn resolve_addresses(config: &mut CacheConfig) {
+        let CacheConfig::Memcached { addresses, .. } = config else {
+            return;
+        };
+        let mut out = Vec::new();
+        for a in addresses.iter() {
+            match a.strip_prefix("dns+") {
+                Some(name) => match tokio::net::lookup_host(name).await {
+                    Ok(found) => out.extend(found.map(|s| s.to_string())),
+                    Err(e) => {
+                        tracing::warn!(address = %a, error = %e, "memcached DNS lookup failed")
+                    }
+                },
+                None => out.push(a.clone()),
+            }
+        }
+        out.sort();
+        out.dedup();
+        *addresses = out;
+    }
+
+    /// Entries held (in-memory cache only).
+    pub fn entry_count(&self) -> u64 {
+        match &*self.backend {
+            Backend::InMemory(cache) => {
+                cache.run_pending_tasks();
+                cache.entry_count()
+            }
+            _ => 0,
         }
     }
 
@@ -386,6 +422,28 @@ impl ResultsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn in_memory_bounds_items() {
+        let mut registry = Registry::default();
+        let cache = ResultsCache::new(
+            Some(&CacheConfig::InMemory {
+                max_size: 1 << 20,
+                max_items: 10,
+                validity: Duration::ZERO,
+            }),
+            &mut registry,
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for i in 0..100 {
+                cache.set(&format!("k{i}"), vec![0u8; 10]).await;
+            }
+        });
+        assert!(cache.entry_count() <= 10, "{}", cache.entry_count());
+    }
 
     #[test]
     fn parses_thanos_configs() {

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod merge;
 pub mod split;
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +53,9 @@ pub struct FrontendConfig {
     pub max_freshness: Duration,
     /// `--query-range.max-query-parallelism`.
     pub parallelism: usize,
+    /// `--labels.split-interval`: label and series requests are split at multiples of it
+    /// (zero: not split).
+    pub labels_split_interval: Duration,
 }
 
 impl Default for FrontendConfig {
@@ -65,6 +69,7 @@ impl Default for FrontendConfig {
             cache: None,
             max_freshness: Duration::from_secs(60),
             parallelism: 14,
+            labels_split_interval: Duration::from_secs(86_400),
         }
     }
 }
@@ -98,7 +103,11 @@ struct FrontendState {
 /// Runs the frontend until `shutdown` fires.
 pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), FrontendError> {
     let mut registry = Registry::default();
-    let cache = ResultsCache::new(config.cache.as_ref(), &mut registry);
+    let mut cache_config = config.cache.clone();
+    if let Some(c) = cache_config.as_mut() {
+        ResultsCache::resolve_addresses(c).await;
+    }
+    let cache = ResultsCache::new(cache_config.as_ref(), &mut registry);
     let metrics = Metrics::default();
     registry.register(
         "thanos_frontend_split_queries",
@@ -132,6 +141,9 @@ pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), Front
     ready.set(true);
     let api = Router::new()
         .route("/api/v1/query_range", any(query_range))
+        .route("/api/v1/labels", any(metadata_split))
+        .route("/api/v1/label/{name}/values", any(metadata_split))
+        .route("/api/v1/series", any(metadata_split))
         .fallback(proxy)
         .with_state(state);
     let router = strata_runtime::http_router(Arc::new(Mutex::new(registry)), ready, api)
@@ -442,6 +454,148 @@ async fn query_range(State(state): State<Arc<FrontendState>>, req: Request) -> R
     warnings.sort();
     warnings.dedup();
     let body = write_answer(&merge_extents(extents), &warnings);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Splits `/api/v1/labels`, `/api/v1/label/<name>/values` and `/api/v1/series` requests
+/// with a time range at `--labels.split-interval` boundaries, asks the downstream for each
+/// part in parallel and returns the union (sorted, as the downstream sorts it).
+async fn metadata_split(State(state): State<Arc<FrontendState>>, req: Request) -> Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let (headers, params) = match read_params(req).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let interval = state.config.labels_split_interval.as_millis() as i64;
+    let get = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let range = match (
+        get("start").and_then(parse_seconds),
+        get("end").and_then(parse_seconds),
+    ) {
+        (Some(s), Some(e)) if e >= s && interval > 0 && e - s > interval => Some((s, e)),
+        _ => None,
+    };
+    let form = || {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params.iter())
+            .finish()
+    };
+    let Some((start, end)) = range else {
+        if method == axum::http::Method::GET {
+            return forward(&state, method, &uri, &headers, Vec::new(), false).await;
+        }
+        return forward(&state, method, &uri, &headers, form().into_bytes(), true).await;
+    };
+    let mut parts = Vec::new();
+    let mut from = start;
+    while from <= end {
+        let boundary = (from.div_euclid(interval) + 1) * interval;
+        let to = (boundary - 1).min(end);
+        parts.push((from, to));
+        from = boundary;
+    }
+    let path = uri.path().to_owned();
+    let is_series = path.ends_with("/series");
+    let answers: Vec<Result<serde_json::Value, Response>> = futures::stream::iter(parts)
+        .map(|(from, to)| {
+            let mut sub: Vec<(String, String)> = params
+                .iter()
+                .filter(|(k, _)| k != "start" && k != "end")
+                .cloned()
+                .collect();
+            sub.push(("start".into(), format_seconds(from)));
+            sub.push(("end".into(), format_seconds(to)));
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(sub.iter())
+                .finish();
+            let state = &state;
+            let path = &path;
+            let headers = &headers;
+            async move {
+                // GET: Prometheus serves label values over GET only.
+                let url = format!("{}{path}?{body}", state.config.downstream_url);
+                state.metrics.downstream_requests.inc();
+                let mut builder = state.http.get(&url);
+                if let Some(v) = headers.get(header::AUTHORIZATION) {
+                    builder = builder.header("authorization", v.as_bytes());
+                }
+                let resp = builder.send().await.map_err(|e| {
+                    (StatusCode::BAD_GATEWAY, format!("downstream: {e}")).into_response()
+                })?;
+                let status = resp.status();
+                let bytes = resp.bytes().await.map_err(|e| {
+                    (StatusCode::BAD_GATEWAY, format!("downstream: {e}")).into_response()
+                })?;
+                if !status.is_success() {
+                    let mut r = Response::new(Body::from(bytes));
+                    *r.status_mut() =
+                        StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    return Err(r);
+                }
+                serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+                    (StatusCode::BAD_GATEWAY, format!("downstream: {e}")).into_response()
+                })
+            }
+        })
+        .buffered(state.config.parallelism.max(1))
+        .collect()
+        .await;
+    let mut strings: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let mut series: BTreeMap<strata_types::Labels, BTreeMap<String, String>> = BTreeMap::new();
+    let mut warnings: Vec<String> = Vec::new();
+    for answer in answers {
+        let value = match answer {
+            Ok(v) => v,
+            Err(r) => return r,
+        };
+        if let Some(w) = value.get("warnings").and_then(|w| w.as_array()) {
+            warnings.extend(w.iter().filter_map(|x| x.as_str().map(str::to_owned)));
+        }
+        let Some(data) = value.get("data").and_then(|d| d.as_array()) else {
+            continue;
+        };
+        for item in data {
+            if is_series {
+                let Some(obj) = item.as_object() else {
+                    continue;
+                };
+                let metric: BTreeMap<String, String> = obj
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect();
+                let key = strata_types::Labels::from_pairs(
+                    metric.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                series.insert(key, metric);
+            } else if let Some(s) = item.as_str() {
+                strings.insert(s.to_owned());
+            }
+        }
+    }
+    let data = if is_series {
+        serde_json::to_string(&series.into_values().collect::<Vec<_>>())
+    } else {
+        serde_json::to_string(&strings.into_iter().collect::<Vec<_>>())
+    }
+    .unwrap_or_else(|_| "[]".into());
+    let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
+    if !warnings.is_empty() {
+        warnings.sort();
+        warnings.dedup();
+        body.push_str(",\"warnings\":");
+        body.push_str(&serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()));
+    }
+    body.push('}');
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
