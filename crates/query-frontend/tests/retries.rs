@@ -1,5 +1,6 @@
 //! Failed sub-queries are retried: a downstream that answers 503 twice before answering
 //! still yields the full answer, and a downstream that keeps failing yields its error.
+#![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
