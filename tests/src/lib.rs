@@ -9,6 +9,7 @@
 )]
 
 pub mod blocks_queryable;
+pub mod certs;
 pub mod data;
 pub mod prometheus;
 pub mod s3;

@@ -1,6 +1,32 @@
 //! Parsers for flag values in Thanos' formats.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `--grpc-server-tls-*`, shared by every component that serves gRPC.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GrpcServerTlsArgs {
+    /// TLS certificate (PEM) for the gRPC server; with the key, turns TLS on.
+    #[arg(long = "grpc-server-tls-cert")]
+    cert: Option<PathBuf>,
+    /// TLS private key (PEM) for the gRPC server.
+    #[arg(long = "grpc-server-tls-key")]
+    key: Option<PathBuf>,
+    /// CA bundle (PEM): clients must present a certificate signed by it (mutual TLS).
+    #[arg(long = "grpc-server-tls-client-ca")]
+    client_ca: Option<PathBuf>,
+}
+
+impl GrpcServerTlsArgs {
+    pub(crate) fn files(&self) -> strata_runtime::TlsFiles {
+        let non_empty = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+        strata_runtime::TlsFiles {
+            cert: non_empty(&self.cert),
+            key: non_empty(&self.key),
+            client_ca: non_empty(&self.client_ca),
+        }
+    }
+}
 
 /// A Prometheus duration such as `15m`, `1h30m`, `2d` or `1w`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -24,6 +24,8 @@ pub(crate) struct QueryArgs {
     /// HTTP listen address (Prometheus HTTP API, /metrics, /-/healthy, /-/ready).
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: String,
+    #[command(flatten)]
+    grpc_tls: crate::flags::GrpcServerTlsArgs,
     /// gRPC listen address.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: String,
@@ -82,6 +84,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         max_samples: args.max_samples,
         endpoint_timeout: args.endpoint_timeout,
         info_interval: args.info_interval,
+        grpc_tls: args.grpc_tls.files(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -30,6 +30,8 @@ pub(crate) struct SidecarArgs {
     /// HTTP listen address (/metrics, /-/healthy, /-/ready).
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: String,
+    #[command(flatten)]
+    grpc_tls: crate::flags::GrpcServerTlsArgs,
     /// Also ship blocks Prometheus compacted (level > 1), to migrate old data.
     #[arg(long = "shipper.upload-compacted", default_value_t = false)]
     upload_compacted: bool,
@@ -51,6 +53,22 @@ pub(crate) struct SidecarArgs {
     /// Accepted for compatibility (Prometheus Operator); not used.
     #[arg(long = "log.format", hide = true)]
     log_format: Option<String>,
+    /// Accepted for compatibility (Prometheus Operator); HTTP client settings for Prometheus
+    /// are not supported yet (a warning is logged when set).
+    #[arg(long = "prometheus.http-client", hide = true)]
+    prometheus_http_client: Option<String>,
+    /// Accepted for compatibility; see --prometheus.http-client.
+    #[arg(long = "prometheus.http-client-file", hide = true)]
+    prometheus_http_client_file: Option<String>,
+    /// Accepted for compatibility; not used.
+    #[arg(long = "prometheus.get_config_timeout", hide = true)]
+    get_config_timeout: Option<String>,
+    /// Accepted for compatibility; not used.
+    #[arg(long = "grpc-server-tls-min-version", hide = true)]
+    grpc_tls_min_version: Option<String>,
+    /// Accepted for compatibility; not used.
+    #[arg(long = "grpc-server-max-connection-age", hide = true)]
+    grpc_max_connection_age: Option<String>,
     /// Accepted for compatibility; not used.
     #[arg(long = "prometheus.ready_timeout", hide = true)]
     ready_timeout: Option<String>,
@@ -115,6 +133,7 @@ pub(crate) fn run(args: SidecarArgs) -> anyhow::Result<()> {
         config_interval: args.config_interval,
         shipper_interval: args.shipper_interval,
         min_time: args.min_time,
+        grpc_tls: args.grpc_tls.files(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

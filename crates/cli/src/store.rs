@@ -25,6 +25,8 @@ pub(crate) struct StoreArgs {
     /// HTTP listen address (/metrics, /-/healthy, /-/ready).
     #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
     http_address: String,
+    #[command(flatten)]
+    grpc_tls: crate::flags::GrpcServerTlsArgs,
     /// How often to sync blocks from the bucket.
     #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration)]
     sync_block_duration: Duration,
@@ -123,6 +125,7 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         },
         series_max_concurrency: args.series_max_concurrency,
         ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
+        grpc_tls: args.grpc_tls.files(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -58,6 +58,8 @@ pub struct QueryConfig {
     pub endpoint_timeout: Duration,
     /// `--endpoint.info-timeout`: how often and how long endpoints are checked.
     pub info_interval: Duration,
+    /// `--grpc-server-tls-*`.
+    pub grpc_tls: strata_runtime::TlsFiles,
 }
 
 impl Default for QueryConfig {
@@ -77,6 +79,7 @@ impl Default for QueryConfig {
             max_samples: 50_000_000,
             endpoint_timeout: Duration::ZERO,
             info_interval: Duration::from_secs(5),
+            grpc_tls: strata_runtime::TlsFiles::default(),
         }
     }
 }
@@ -93,6 +96,9 @@ pub enum QueryError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(String),
+    /// The gRPC TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] strata_runtime::TlsError),
 }
 
 /// Runs the querier until `shutdown` fires.
@@ -127,8 +133,14 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
     let mut grpc_shutdown = shutdown.clone();
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.grpc_tls.server_config()? {
+        server = server
+            .tls_config(tls)
+            .map_err(|e| QueryError::Grpc(e.to_string()))?;
+    }
     let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
+        server
             .add_service(
                 strata_storepb::store_server::StoreServer::new(proxy.clone())
                     .max_decoding_message_size(32 << 20)

@@ -49,6 +49,8 @@ pub struct SidecarConfig {
     pub shipper_interval: Duration,
     /// `--min-time` (ms): the earliest time served.
     pub min_time: i64,
+    /// `--grpc-server-tls-*`.
+    pub grpc_tls: strata_runtime::TlsFiles,
 }
 
 impl Default for SidecarConfig {
@@ -64,6 +66,7 @@ impl Default for SidecarConfig {
             config_interval: Duration::from_secs(30),
             shipper_interval: Duration::from_secs(30),
             min_time: i64::MIN,
+            grpc_tls: strata_runtime::TlsFiles::default(),
         }
     }
 }
@@ -83,6 +86,9 @@ pub enum SidecarError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The gRPC TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] strata_runtime::TlsError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -238,7 +244,11 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     let service = SidecarStore::new(prom, state);
     tracing::info!(address = %config.grpc_address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.grpc_tls.server_config()? {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(
             StoreServer::new(service.clone())
                 .max_decoding_message_size(32 << 20)

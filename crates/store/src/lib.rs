@@ -60,6 +60,8 @@ pub struct StoreConfig {
     pub series_max_concurrency: usize,
     /// `--ignore-deletion-marks-delay`.
     pub ignore_deletion_marks_delay: Duration,
+    /// `--grpc-server-tls-*`.
+    pub grpc_tls: strata_runtime::TlsFiles,
 }
 
 impl Default for StoreConfig {
@@ -78,6 +80,7 @@ impl Default for StoreConfig {
             limits: Limits::default(),
             series_max_concurrency: 20,
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
+            grpc_tls: strata_runtime::TlsFiles::default(),
         }
     }
 }
@@ -97,6 +100,9 @@ pub enum StoreError {
     /// The gRPC server failed.
     #[error("gRPC server: {0}")]
     Grpc(#[from] tonic::transport::Error),
+    /// The gRPC TLS files are unusable.
+    #[error(transparent)]
+    Tls(#[from] strata_runtime::TlsError),
     /// The data directory is unusable.
     #[error("data dir {path}: {source}")]
     DataDir {
@@ -182,7 +188,11 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
     let address = config.grpc_address.clone();
     tracing::info!(address = %address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = config.grpc_tls.server_config()? {
+        server = server.tls_config(tls)?;
+    }
+    server
         .add_service(
             StoreServer::new(service.clone())
                 .max_decoding_message_size(32 << 20)
