@@ -97,6 +97,59 @@ async fn mutual_tls_admits_only_trusted_clients() {
     .await;
     assert!(wrong_name.is_err(), "a wrong server name was accepted");
 
+    // A querier with the trusted client certificate reaches the store over mTLS; one
+    // without a certificate, and a plaintext one, do not.
+    let (client_cert, client_key) = trusted.write(dir.path(), "querier");
+    let with_cert = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &store.grpc,
+        "--grpc-client-tls-secure",
+        "--grpc-client-tls-ca",
+        ca_file.to_str().unwrap(),
+        "--grpc-client-tls-cert",
+        client_cert.to_str().unwrap(),
+        "--grpc-client-tls-key",
+        client_key.to_str().unwrap(),
+        "--grpc-client-server-name",
+        "localhost",
+    ]);
+    let stores = strata_e2e::prometheus::get_json(
+        &format!("http://{}", with_cert.http),
+        "/api/v1/stores",
+        &[],
+    );
+    assert!(
+        stores["data"]["store"][0]["lastError"].is_null(),
+        "{stores}"
+    );
+    let without_cert = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &store.grpc,
+        "--grpc-client-tls-secure",
+        "--grpc-client-tls-ca",
+        ca_file.to_str().unwrap(),
+        "--grpc-client-server-name",
+        "localhost",
+    ]);
+    let stores = strata_e2e::prometheus::get_json(
+        &format!("http://{}", without_cert.http),
+        "/api/v1/stores",
+        &[],
+    );
+    assert!(
+        stores["data"]["unknown"][0]["lastError"].is_string(),
+        "{stores}"
+    );
+    let plain = StrataProcess::start(&["query", "--endpoint", &store.grpc]);
+    let stores =
+        strata_e2e::prometheus::get_json(&format!("http://{}", plain.http), "/api/v1/stores", &[]);
+    assert!(
+        stores["data"]["unknown"][0]["lastError"].is_string(),
+        "{stores}"
+    );
+
     // Plaintext clients are refused too.
     let plain = Endpoint::from_shared(format!("http://{}", store.grpc))
         .unwrap()

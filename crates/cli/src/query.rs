@@ -26,6 +26,21 @@ pub(crate) struct QueryArgs {
     http_address: String,
     #[command(flatten)]
     grpc_tls: crate::flags::GrpcServerTlsArgs,
+    /// Use TLS towards the endpoints.
+    #[arg(long = "grpc-client-tls-secure", default_value_t = false)]
+    client_tls_secure: bool,
+    /// Client certificate (PEM) presented to the endpoints (mutual TLS).
+    #[arg(long = "grpc-client-tls-cert")]
+    client_tls_cert: Option<std::path::PathBuf>,
+    /// Client key (PEM).
+    #[arg(long = "grpc-client-tls-key")]
+    client_tls_key: Option<std::path::PathBuf>,
+    /// CA (PEM) to verify the endpoints' certificates (default: system roots).
+    #[arg(long = "grpc-client-tls-ca")]
+    client_tls_ca: Option<std::path::PathBuf>,
+    /// Server name to verify the endpoints' certificates against.
+    #[arg(long = "grpc-client-server-name")]
+    client_server_name: Option<String>,
     /// gRPC listen address.
     #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
     grpc_address: String,
@@ -58,7 +73,35 @@ pub(crate) struct QueryArgs {
     info_interval: Duration,
 }
 
+fn client_tls(args: &QueryArgs) -> anyhow::Result<Option<strata_query::endpoints::ClientTls>> {
+    if !args.client_tls_secure {
+        return Ok(None);
+    }
+    let read = |p: &std::path::PathBuf, flag: &str| {
+        std::fs::read(p).with_context(|| format!("{flag}: reading {}", p.display()))
+    };
+    let ca = args
+        .client_tls_ca
+        .as_ref()
+        .map(|p| read(p, "--grpc-client-tls-ca"))
+        .transpose()?;
+    let identity = match (&args.client_tls_cert, &args.client_tls_key) {
+        (Some(c), Some(k)) => Some((
+            read(c, "--grpc-client-tls-cert")?,
+            read(k, "--grpc-client-tls-key")?,
+        )),
+        (None, None) => None,
+        _ => anyhow::bail!("--grpc-client-tls-cert and --grpc-client-tls-key must be set together"),
+    };
+    Ok(Some(strata_query::endpoints::ClientTls {
+        ca,
+        identity,
+        server_name: args.client_server_name.clone().filter(|s| !s.is_empty()),
+    }))
+}
+
 pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let client_tls = client_tls(&args)?;
     let mut endpoints = args.endpoints;
     endpoints.extend(args.stores);
     let replica_labels = args
@@ -85,6 +128,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         endpoint_timeout: args.endpoint_timeout,
         info_interval: args.info_interval,
         grpc_tls: args.grpc_tls.files(),
+        client_tls,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -33,6 +33,36 @@ struct State {
     last_error: Option<String>,
 }
 
+/// Client TLS for endpoints (`--grpc-client-tls-*`): CA to trust (system roots when
+/// absent), client certificate for mutual TLS, and server name override.
+#[derive(Debug, Clone, Default)]
+pub struct ClientTls {
+    /// CA certificates (PEM).
+    pub ca: Option<Vec<u8>>,
+    /// Client certificate and key (PEM).
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    /// Name to verify the server certificate against (default: the address' host).
+    pub server_name: Option<String>,
+}
+
+impl ClientTls {
+    fn config(&self, address: &str) -> tonic::transport::ClientTlsConfig {
+        let mut config = tonic::transport::ClientTlsConfig::new();
+        if let Some(ca) = &self.ca {
+            config = config.ca_certificate(tonic::transport::Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &self.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        let host = address
+            .rsplit_once(':')
+            .map_or(address, |(h, _)| h)
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        config.domain_name(self.server_name.clone().unwrap_or_else(|| host.to_owned()))
+    }
+}
+
 /// One Store API endpoint.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -43,8 +73,16 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// An endpoint at `address` (`host:port`); connects lazily.
-    pub fn new(address: &str) -> Result<Endpoint, tonic::transport::Error> {
-        let channel = TonicEndpoint::from_shared(format!("http://{address}"))?
+    pub fn new(
+        address: &str,
+        tls: Option<&ClientTls>,
+    ) -> Result<Endpoint, tonic::transport::Error> {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut endpoint = TonicEndpoint::from_shared(format!("{scheme}://{address}"))?;
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls.config(address))?;
+        }
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
@@ -200,17 +238,22 @@ impl Discovery {
 #[derive(Debug, Clone, Default)]
 pub struct EndpointSet {
     endpoints: Arc<RwLock<Vec<Arc<Endpoint>>>>,
+    tls: Option<Arc<ClientTls>>,
 }
 
 impl EndpointSet {
     /// Endpoints for `addresses`.
-    pub fn new(addresses: &[String]) -> Result<EndpointSet, tonic::transport::Error> {
+    pub fn new(
+        addresses: &[String],
+        tls: Option<ClientTls>,
+    ) -> Result<EndpointSet, tonic::transport::Error> {
         let endpoints = addresses
             .iter()
-            .map(|a| Endpoint::new(a).map(Arc::new))
+            .map(|a| Endpoint::new(a, tls.as_ref()).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EndpointSet {
             endpoints: Arc::new(RwLock::new(endpoints)),
+            tls: tls.map(Arc::new),
         })
     }
 
@@ -228,7 +271,7 @@ impl EndpointSet {
                 next.push(Arc::clone(existing));
                 continue;
             }
-            match Endpoint::new(address) {
+            match Endpoint::new(address, self.tls.as_deref()) {
                 Ok(e) => {
                     tracing::info!(endpoint = %address, "adding endpoint");
                     next.push(Arc::new(e));

@@ -60,6 +60,8 @@ pub struct QueryConfig {
     pub info_interval: Duration,
     /// `--grpc-server-tls-*`.
     pub grpc_tls: strata_runtime::TlsFiles,
+    /// `--grpc-client-tls-*`: TLS towards the endpoints (`None`: plaintext).
+    pub client_tls: Option<endpoints::ClientTls>,
 }
 
 impl Default for QueryConfig {
@@ -80,6 +82,7 @@ impl Default for QueryConfig {
             endpoint_timeout: Duration::ZERO,
             info_interval: Duration::from_secs(5),
             grpc_tls: strata_runtime::TlsFiles::default(),
+            client_tls: None,
         }
     }
 }
@@ -107,7 +110,8 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         endpoints: config.endpoints.clone(),
         sd_files: config.sd_files.clone(),
     };
-    let endpoints = endpoints::EndpointSet::new(&discovery.resolve().await)?;
+    let endpoints =
+        endpoints::EndpointSet::new(&discovery.resolve().await, config.client_tls.clone())?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
