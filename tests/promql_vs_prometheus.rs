@@ -13,82 +13,16 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::BTreeMap;
-
-use serde_json::Value as Json;
 use strata_e2e::blocks_queryable::BlocksQueryable;
 use strata_e2e::data::DataSet;
-use strata_e2e::prometheus::Prometheus;
+use strata_e2e::prometheus::{Answer, Prometheus, compare_answers, parse_answer};
 use strata_e2e::{copy_dir, promtool_create_blocks};
 use strata_promql::{Engine, EngineOptions, Value};
 
 const START_S: i64 = 1_700_000_000;
 const HOURS: i64 = 6;
 
-/// Series keyed by their label set rendered as `{a="b"}`, with (seconds, value) points.
-type Result = BTreeMap<String, Vec<(f64, f64)>>;
-
-fn parse_value(s: &str) -> f64 {
-    match s {
-        "NaN" => f64::NAN,
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other.parse().unwrap(),
-    }
-}
-
-fn labels_key(metric: &serde_json::Map<String, Json>) -> String {
-    let pairs: Vec<(String, String)> = metric
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
-        .collect();
-    strata_types::Labels::from_pairs(pairs).to_string()
-}
-
-fn from_prometheus(body: &Json) -> std::result::Result<Result, String> {
-    if body["status"] != "success" {
-        return Err(body["error"].as_str().unwrap_or_default().to_owned());
-    }
-    let data = &body["data"];
-    let mut out = Result::new();
-    match data["resultType"].as_str().unwrap() {
-        "scalar" => {
-            let pair = data["result"].as_array().unwrap();
-            out.insert(
-                "scalar".into(),
-                vec![(
-                    pair[0].as_f64().unwrap(),
-                    parse_value(pair[1].as_str().unwrap()),
-                )],
-            );
-        }
-        "vector" => {
-            for e in data["result"].as_array().unwrap() {
-                let pair = e["value"].as_array().unwrap();
-                out.insert(
-                    labels_key(e["metric"].as_object().unwrap()),
-                    vec![(
-                        pair[0].as_f64().unwrap(),
-                        parse_value(pair[1].as_str().unwrap()),
-                    )],
-                );
-            }
-        }
-        "matrix" => {
-            for e in data["result"].as_array().unwrap() {
-                let points = e["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|p| (p[0].as_f64().unwrap(), parse_value(p[1].as_str().unwrap())))
-                    .collect();
-                out.insert(labels_key(e["metric"].as_object().unwrap()), points);
-            }
-        }
-        other => return Err(format!("unexpected result type {other}")),
-    }
-    Ok(out)
-}
+type Result = Answer;
 
 fn from_engine(
     value: std::result::Result<strata_promql::QueryResult, strata_promql::Error>,
@@ -119,44 +53,6 @@ fn from_engine(
         Value::String { .. } => return Err("string result".into()),
     }
     Ok(out)
-}
-
-fn close(a: f64, b: f64) -> bool {
-    if a.is_nan() && b.is_nan() {
-        return true;
-    }
-    if a == b {
-        return true;
-    }
-    let diff = (a - b).abs();
-    let scale = a.abs().max(b.abs());
-    diff <= 1e-9 * scale || diff < 1e-12
-}
-
-fn compare(query: &str, ours: &Result, theirs: &Result) -> Option<String> {
-    if ours.keys().ne(theirs.keys()) {
-        return Some(format!(
-            "{query}: series differ\n  ours:   {:?}\n  theirs: {:?}",
-            ours.keys().collect::<Vec<_>>(),
-            theirs.keys().collect::<Vec<_>>()
-        ));
-    }
-    for (key, want) in theirs {
-        let got = &ours[key];
-        if got.len() != want.len() {
-            return Some(format!(
-                "{query}: {key}: {} points vs {}",
-                got.len(),
-                want.len()
-            ));
-        }
-        for (g, w) in got.iter().zip(want) {
-            if (g.0 - w.0).abs() > 1e-6 || !close(g.1, w.1) {
-                return Some(format!("{query}: {key}: ours {g:?}, Prometheus {w:?}"));
-            }
-        }
-    }
-    None
 }
 
 /// The queries: every function family over the generated metrics.
@@ -262,7 +158,7 @@ fn engine_agrees_with_prometheus_2_42() {
         // Instant queries at times off the sample grid.
         for i in 0..4 {
             let time_s = START_S as f64 + 1234.567 + f64::from(i) * 4321.25;
-            let theirs = from_prometheus(&prometheus.query(&query, time_s));
+            let theirs = parse_answer(&prometheus.query(&query, time_s), &[]);
             let ours = from_engine(
                 engine.instant_query(&queryable, &query, (time_s * 1000.0).round() as i64),
                 time_s,
@@ -271,7 +167,7 @@ fn engine_agrees_with_prometheus_2_42() {
             match (ours, theirs) {
                 (Ok(o), Ok(t)) => {
                     points += t.values().map(Vec::len).sum::<usize>();
-                    failures.extend(compare(&query, &o, &t));
+                    failures.extend(compare_answers(&query, &o, &t));
                 }
                 (Err(e), Err(_)) => both_failed.push(format!("{query}: {e}")),
                 (o, t) => failures.push(format!("{query}: ours {o:?}, Prometheus {t:?}")),
@@ -283,7 +179,7 @@ fn engine_agrees_with_prometheus_2_42() {
             (START_S + HOURS * 3600) as f64,
             137.0,
         );
-        let theirs = from_prometheus(&prometheus.query_range(&query, start, end, step));
+        let theirs = parse_answer(&prometheus.query_range(&query, start, end, step), &[]);
         let ours = from_engine(
             engine.range_query(
                 &queryable,
@@ -298,7 +194,7 @@ fn engine_agrees_with_prometheus_2_42() {
         match (ours, theirs) {
             (Ok(o), Ok(t)) => {
                 points += t.values().map(Vec::len).sum::<usize>();
-                failures.extend(compare(&format!("range {query}"), &o, &t));
+                failures.extend(compare_answers(&format!("range {query}"), &o, &t));
             }
             (Err(e), Err(_)) => both_failed.push(format!("range {query}: {e}")),
             (o, t) => failures.push(format!("range {query}: ours {o:?}, Prometheus {t:?}")),

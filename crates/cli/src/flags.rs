@@ -35,42 +35,8 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn parse_duration_ms(s: &str) -> Result<u64, String> {
-    let bad = || format!("invalid duration {s:?} (want e.g. 30s, 15m, 2h, 1d)");
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut rest = s;
-    let mut total: u64 = 0;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        if digits == 0 {
-            return Err(bad());
-        }
-        let (number, tail) = rest.split_at(digits);
-        let value: u64 = number.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let factor: u64 = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return Err(bad()),
-        };
-        total = total
-            .checked_add(value.checked_mul(factor).ok_or_else(bad)?)
-            .ok_or_else(bad)?;
-        rest = tail;
-    }
-    Ok(total)
+    strata_types::time::parse_duration_ms(s)
+        .ok_or_else(|| format!("invalid duration {s:?} (want e.g. 30s, 15m, 2h, 1d)"))
 }
 
 /// A byte size such as `250MB` or `1GiB` (base 2, as Thanos' units).
@@ -106,71 +72,9 @@ pub(crate) fn parse_time_or_duration(s: &str) -> Result<i64, String> {
     if let Ok(ms) = parse_duration_ms(s) {
         return Ok(now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)));
     }
-    parse_rfc3339_ms(s).ok_or_else(|| {
+    strata_types::time::parse_rfc3339_ms(s).ok_or_else(|| {
         format!("invalid time {s:?} (want RFC 3339 or a relative duration like -2w)")
     })
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` in ms since the epoch.
-fn parse_rfc3339_ms(s: &str) -> Option<i64> {
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(range)?;
-        if !part.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let bytes = s.as_bytes();
-    if bytes.len() < 20 || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') {
-        return None;
-    }
-    if !matches!(bytes.get(10), Some(b'T' | b't' | b' ')) {
-        return None;
-    }
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut rest = s.get(19..)?;
-    let mut millis = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        let (f, tail) = frac.split_at(digits);
-        let padded = format!("{f:0<3}");
-        millis = padded.get(0..3)?.parse().ok()?;
-        rest = tail;
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.get(0..1)? {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            let h: i64 = rest.get(1..3)?.parse().ok()?;
-            let m: i64 = rest.get(4..6)?.parse().ok()?;
-            sign * (h * 60 + m)
-        }
-    };
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Some(seconds * 1000 + millis)
 }
 
 fn now_ms() -> i64 {

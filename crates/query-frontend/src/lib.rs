@@ -171,37 +171,7 @@ fn parse_step(s: &str) -> Option<i64> {
     if let Some(ms) = parse_seconds(s) {
         return Some(ms);
     }
-    promql_duration(s)
-}
-
-fn promql_duration(s: &str) -> Option<i64> {
-    let mut rest = s;
-    let mut total = 0i64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        let (n, tail) = rest.split_at(digits);
-        let n: i64 = n.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let factor = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 604_800_000,
-            "y" => 31_536_000_000,
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(factor)?)?;
-        rest = tail;
-    }
-    Some(total)
+    strata_types::time::parse_duration_ms(s).and_then(|ms| i64::try_from(ms).ok())
 }
 
 fn format_seconds(ms: i64) -> String {

@@ -230,7 +230,8 @@ fn parse_time(s: &str) -> Result<i64, String> {
         "292277025-08-18T07:12:54.999999999Z" => return Ok(i64::MAX / 1000 * 1000),
         _ => {}
     }
-    parse_rfc3339(s).ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
+    strata_types::time::parse_rfc3339_ms(s)
+        .ok_or_else(|| format!("cannot parse {s:?} to a valid timestamp"))
 }
 
 /// Prometheus' `parseDuration`: float seconds or a Prometheus duration.
@@ -246,68 +247,9 @@ fn parse_duration(s: &str) -> Result<i64, String> {
         }
         return Ok(ms as i64);
     }
-    promql_parser::util::parse_duration(s)
-        .map(|d| d.as_millis() as i64)
-        .map_err(|_| format!("cannot parse {s:?} to a valid duration"))
-}
-
-fn parse_rfc3339(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        part.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    if b.len() < 20
-        || b.get(4) != Some(&b'-')
-        || b.get(7) != Some(&b'-')
-        || !matches!(b.get(10), Some(b'T' | b't'))
-    {
-        return None;
-    }
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
-        return None;
-    }
-    let mut rest = s.get(19..)?;
-    let mut ms = 0i64;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let n = frac
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(frac.len());
-        let digits = frac.get(..n)?;
-        if digits.is_empty() {
-            return None;
-        }
-        ms = format!("{digits:0<3}").get(..3)?.parse().ok()?;
-        rest = frac.get(n..)?;
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.get(..1)? {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 60
-                + rest.get(4..6)?.parse::<i64>().ok()?)
-        }
-    };
-    let yy = if mo <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60 + se - offset * 60) * 1000 + ms)
+    strata_types::time::parse_duration_ms(s)
+        .and_then(|ms| i64::try_from(ms).ok())
+        .ok_or_else(|| format!("cannot parse {s:?} to a valid duration"))
 }
 
 fn time_param(p: &Params, name: &str, default: i64) -> Result<i64, ApiError> {

@@ -137,25 +137,13 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
     let mut grpc_shutdown = shutdown.clone();
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = config.grpc_tls.server_config()? {
-        server = server
-            .tls_config(tls)
-            .map_err(|e| QueryError::Grpc(e.to_string()))?;
-    }
-    let grpc = tokio::spawn(
-        server
-            .add_service(
-                strata_storepb::store_server::StoreServer::new(proxy.clone())
-                    .max_decoding_message_size(32 << 20)
-                    .max_encoding_message_size(usize::MAX),
-            )
-            .add_service(strata_storepb::info::info_server::InfoServer::new(proxy))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-                async move { grpc_shutdown.wait().await },
-            ),
-    );
+    let tls = config.grpc_tls.server_config()?;
+    let server = strata_storepb::serve::store_api_server(proxy, tls)
+        .map_err(|e| QueryError::Grpc(e.to_string()))?;
+    let grpc = tokio::spawn(server.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+        async move { grpc_shutdown.wait().await },
+    ));
 
     let checker_endpoints = endpoints.clone();
     let interval = config.info_interval;

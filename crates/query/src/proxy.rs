@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use strata_storepb::convert::{labels_from_proto, matcher_to_proto};
+use strata_storepb::store_client::StoreClient;
 use strata_storepb::{
     AggrChunk, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, SeriesRequest,
     series_response,
 };
 use strata_types::{Labels, Matcher};
+use tonic::transport::Channel;
 
 use crate::endpoints::{Endpoint, EndpointSet};
 
@@ -135,11 +137,7 @@ pub async fn series(
     fan_out: FanOut,
 ) -> Result<SeriesSet, ProxyError> {
     request.matchers = matchers.iter().map(matcher_to_proto).collect();
-    request.partial_response_strategy = if fan_out.partial_response {
-        PartialResponseStrategy::Warn as i32
-    } else {
-        PartialResponseStrategy::Abort as i32
-    };
+    request.partial_response_strategy = strategy(fan_out);
     if request.response_batch_size == 0 {
         request.response_batch_size = 64;
     }
@@ -220,7 +218,7 @@ pub async fn label_names(
     end: i64,
     matchers: &[Matcher],
     fan_out: FanOut,
-) -> Result<(Vec<String>, Vec<String>), ProxyError> {
+) -> Result<Gathered, ProxyError> {
     let request = LabelNamesRequest {
         start,
         end,
@@ -228,26 +226,14 @@ pub async fn label_names(
         partial_response_strategy: strategy(fan_out),
         ..Default::default()
     };
-    let selected = select_endpoints(endpoints, start, end, matchers);
-    let calls = selected.iter().map(|e| {
+    fan_out_strings(endpoints, start, end, matchers, fan_out, |mut client| {
         let request = request.clone();
         async move {
-            let mut client = e.store_client();
-            let result = with_timeout(fan_out.timeout, async {
-                client
-                    .label_names(request)
-                    .await
-                    .map(|r| r.into_inner())
-                    .map_err(|s| s.message().to_owned())
-            })
-            .await;
-            (
-                e.address().to_owned(),
-                result.map(|r| (r.names, r.warnings)),
-            )
+            let r = client.label_names(request).await?.into_inner();
+            Ok((r.names, r.warnings))
         }
-    });
-    gather(join_all(calls).await, fan_out)
+    })
+    .await
 }
 
 /// Values of label `name` from every selected endpoint, sorted and unique.
@@ -258,7 +244,7 @@ pub async fn label_values(
     end: i64,
     matchers: &[Matcher],
     fan_out: FanOut,
-) -> Result<(Vec<String>, Vec<String>), ProxyError> {
+) -> Result<Gathered, ProxyError> {
     let request = LabelValuesRequest {
         label: name.to_owned(),
         start,
@@ -267,23 +253,39 @@ pub async fn label_values(
         partial_response_strategy: strategy(fan_out),
         ..Default::default()
     };
-    let selected = select_endpoints(endpoints, start, end, matchers);
-    let calls = selected.iter().map(|e| {
+    fan_out_strings(endpoints, start, end, matchers, fan_out, |mut client| {
         let request = request.clone();
         async move {
-            let mut client = e.store_client();
+            let r = client.label_values(request).await?.into_inner();
+            Ok((r.values, r.warnings))
+        }
+    })
+    .await
+}
+
+/// Runs `call` (one unary call returning strings and warnings) on every selected endpoint
+/// concurrently and gathers the answers.
+async fn fan_out_strings<F, Fut>(
+    endpoints: &EndpointSet,
+    start: i64,
+    end: i64,
+    matchers: &[Matcher],
+    fan_out: FanOut,
+    call: F,
+) -> Result<Gathered, ProxyError>
+where
+    F: Fn(StoreClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<Gathered, tonic::Status>>,
+{
+    let selected = select_endpoints(endpoints, start, end, matchers);
+    let calls = selected.iter().map(|e| {
+        let answer = call(e.store_client());
+        async move {
             let result = with_timeout(fan_out.timeout, async {
-                client
-                    .label_values(request)
-                    .await
-                    .map(|r| r.into_inner())
-                    .map_err(|s| s.message().to_owned())
+                answer.await.map_err(|s| s.message().to_owned())
             })
             .await;
-            (
-                e.address().to_owned(),
-                result.map(|r| (r.values, r.warnings)),
-            )
+            (e.address().to_owned(), result)
         }
     });
     gather(join_all(calls).await, fan_out)

@@ -9,11 +9,11 @@ use futures::Stream;
 use strata_storepb::convert::{labels_to_proto, matchers_from_proto};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
+use strata_storepb::serve::stream_series;
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
-    PartialResponseStrategy, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet,
-    series_response,
+    PartialResponseStrategy, SeriesRequest, SeriesResponse, ZLabelSet, series_response,
 };
 use strata_types::Labels;
 use tokio::sync::mpsc;
@@ -84,19 +84,7 @@ impl Store for ProxyStoreService {
                 }
                 series.sort_by(|a, b| a.0.cmp(&b.0));
             }
-            let mut batch: Vec<Series> = Vec::new();
-            for (labels, chunks) in series {
-                batch.push(Series {
-                    labels: labels_to_proto(&labels),
-                    chunks,
-                });
-                if batch.len() >= batch_size && !send(&tx, &mut batch, batch_size).await {
-                    return;
-                }
-            }
-            if !batch.is_empty() {
-                send(&tx, &mut batch, batch_size).await;
-            }
+            stream_series(&tx, series, batch_size).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -145,29 +133,6 @@ impl Store for ProxyStoreService {
             hints: None,
         }))
     }
-}
-
-async fn send(
-    tx: &mpsc::Sender<Result<SeriesResponse, Status>>,
-    batch: &mut Vec<Series>,
-    batch_size: usize,
-) -> bool {
-    let series = std::mem::take(batch);
-    if batch_size <= 1 {
-        for s in series {
-            let frame = SeriesResponse {
-                result: Some(series_response::Result::Series(s)),
-            };
-            if tx.send(Ok(frame)).await.is_err() {
-                return false;
-            }
-        }
-        return true;
-    }
-    let frame = SeriesResponse {
-        result: Some(series_response::Result::Batch(SeriesBatch { series })),
-    };
-    tx.send(Ok(frame)).await.is_ok()
 }
 
 #[tonic::async_trait]

@@ -331,21 +331,12 @@ fn to_prom_matcher(m: &Matcher) -> LabelMatcher {
 /// One frame of a streamed remote-read body: `uvarint(len) | BE u32 CRC32C | message`.
 /// Returns the message and the bytes used, `None` if `data` does not hold a whole frame.
 pub fn next_frame(data: &[u8]) -> Result<Option<(&[u8], usize)>, String> {
-    let mut len = 0u64;
-    let mut header = 0usize;
-    for (i, &b) in data.iter().take(10).enumerate() {
-        len |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            header = i + 1;
-            break;
-        }
-    }
-    if header == 0 {
+    let Some((len, header)) = strata_chunkenc::get_uvarint(data) else {
         if data.len() >= 10 {
             return Err("malformed frame length".into());
         }
         return Ok(None);
-    }
+    };
     let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len > MAX_FRAME {
         return Err(format!(

@@ -9,13 +9,13 @@ use futures::Stream;
 use strata_storepb::convert::{chunk_hash, labels_to_proto, matchers_from_proto};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
+use strata_storepb::serve::{matchers_without_external, stream_series, with_external_labels};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk,
-    prompb, series_response,
+    LabelValuesResponse, SeriesRequest, SeriesResponse, ZLabelSet, chunk, prompb,
 };
-use strata_types::{Labels, Matcher};
+use strata_types::Labels;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -73,32 +73,6 @@ impl SidecarStore {
     }
 }
 
-/// Splits matchers into those on external labels (checked here) and the rest; `None` if
-/// the external labels rule the request out.
-fn split_matchers(ext: &Labels, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
-    let mut rest = Vec::new();
-    for m in matchers {
-        match ext.get(m.name()) {
-            Some(v) if !m.matches(v) => return None,
-            Some(_) => {}
-            None => rest.push(m.clone()),
-        }
-    }
-    Some(rest)
-}
-
-fn with_ext(labels: Labels, ext: &Labels, strip: &[String]) -> Labels {
-    let mut b = labels.to_builder();
-    for l in ext.iter() {
-        if strip.contains(&l.name) {
-            b.delete(&l.name);
-        } else {
-            b.set(l.name.clone(), l.value.clone());
-        }
-    }
-    b.build()
-}
-
 fn convert_chunk(c: prompb::Chunk) -> Option<AggrChunk> {
     let kind = match prompb::chunk::Encoding::try_from(c.r#type).ok()? {
         prompb::chunk::Encoding::Xor => chunk::Encoding::Xor,
@@ -133,7 +107,7 @@ impl Store for SidecarStore {
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let (tx, rx) = mpsc::channel(16);
-        let Some(rest) = split_matchers(&ext, &matchers) else {
+        let Some(rest) = matchers_without_external(&ext, &matchers) else {
             return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
         };
         if rest.is_empty() {
@@ -149,34 +123,30 @@ impl Store for SidecarStore {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         let strip = req.without_replica_labels.clone();
-        let mut series: Vec<(Labels, Vec<AggrChunk>)> = raw
-            .into_iter()
-            .map(|s| {
-                let labels = Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value)));
-                let chunks = if req.skip_chunks {
-                    Vec::new()
-                } else {
-                    s.chunks.into_iter().filter_map(convert_chunk).collect()
-                };
-                (with_ext(labels, &ext, &strip), chunks)
-            })
-            .collect();
-        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let skip_chunks = req.skip_chunks;
+        // Hashing chunks and sorting are CPU work: off the async workers.
+        let series = tokio::task::spawn_blocking(move || {
+            let mut series: Vec<(Labels, Vec<AggrChunk>)> = raw
+                .into_iter()
+                .map(|s| {
+                    let labels =
+                        Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value)));
+                    let chunks = if skip_chunks {
+                        Vec::new()
+                    } else {
+                        s.chunks.into_iter().filter_map(convert_chunk).collect()
+                    };
+                    (with_external_labels(&labels, &ext, &strip), chunks)
+                })
+                .collect();
+            series.sort_by(|a, b| a.0.cmp(&b.0));
+            series
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
         let batch_size = usize::try_from(req.response_batch_size.max(1)).unwrap_or(1);
         tokio::spawn(async move {
-            let mut batch: Vec<Series> = Vec::new();
-            for (labels, chunks) in series {
-                batch.push(Series {
-                    labels: labels_to_proto(&labels),
-                    chunks,
-                });
-                if batch.len() >= batch_size && !send(&tx, &mut batch, batch_size).await {
-                    return;
-                }
-            }
-            if !batch.is_empty() {
-                send(&tx, &mut batch, batch_size).await;
-            }
+            stream_series(&tx, series, batch_size).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -189,7 +159,7 @@ impl Store for SidecarStore {
         let ext = self.ext_labels()?;
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let Some(rest) = split_matchers(&ext, &matchers) else {
+        let Some(rest) = matchers_without_external(&ext, &matchers) else {
             return Ok(Response::new(LabelNamesResponse::default()));
         };
         let (start, end) = range(req.start, req.end);
@@ -217,7 +187,7 @@ impl Store for SidecarStore {
         let ext = self.ext_labels()?;
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let Some(rest) = split_matchers(&ext, &matchers) else {
+        let Some(rest) = matchers_without_external(&ext, &matchers) else {
             return Ok(Response::new(LabelValuesResponse::default()));
         };
         if let Some(v) = ext.get(&req.label) {
@@ -247,29 +217,6 @@ fn range(start: i64, end: i64) -> (i64, i64) {
     } else {
         (start, end)
     }
-}
-
-async fn send(
-    tx: &mpsc::Sender<Result<SeriesResponse, Status>>,
-    batch: &mut Vec<Series>,
-    batch_size: usize,
-) -> bool {
-    let series = std::mem::take(batch);
-    if batch_size <= 1 {
-        for s in series {
-            let frame = SeriesResponse {
-                result: Some(series_response::Result::Series(s)),
-            };
-            if tx.send(Ok(frame)).await.is_err() {
-                return false;
-            }
-        }
-        return true;
-    }
-    let frame = SeriesResponse {
-        result: Some(series_response::Result::Batch(SeriesBatch { series })),
-    };
-    tx.send(Ok(frame)).await.is_ok()
 }
 
 #[tonic::async_trait]

@@ -341,9 +341,13 @@ impl BucketBlock {
             .map_err(|e| self.bucket_err(e))?;
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
-            let part = fetched
-                .iter()
-                .find(|(m, _)| m.start <= r.start && r.end <= m.end)
+            // Merged ranges are disjoint and sorted: the one holding `r` starts last at or
+            // before it.
+            let index = fetched.partition_point(|(m, _)| m.start <= r.start);
+            let part = index
+                .checked_sub(1)
+                .and_then(|i| fetched.get(i))
+                .filter(|(m, _)| r.end <= m.end)
                 .map(|(m, bytes)| {
                     let start = (r.start - m.start) as usize;
                     let end = ((r.end - m.start) as usize).min(bytes.len());
@@ -359,14 +363,8 @@ impl BucketBlock {
 /// Total size of the series entry at the start of `data` (length varint, body, CRC), if
 /// the varint is complete.
 fn series_size(data: &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for (i, &b) in data.iter().take(10).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            return Some((i as u64 + 1).saturating_add(value).saturating_add(4));
-        }
-    }
-    None
+    let (len, used) = strata_chunkenc::get_uvarint(data)?;
+    Some((used as u64).saturating_add(len).saturating_add(4))
 }
 
 fn open_header(name: &str, path: &Path) -> Option<IndexHeader> {

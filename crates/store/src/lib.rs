@@ -21,9 +21,6 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use strata_objstore::Bucket;
 use strata_runtime::{Readiness, Shutdown};
-use strata_storepb::info::info_server::InfoServer;
-use strata_storepb::store_server::StoreServer;
-use tokio_stream::wrappers::TcpListenerStream;
 
 pub use bucket_store::{BucketStore, SyncStats};
 pub use cache::IndexCache;
@@ -188,20 +185,12 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
     let address = config.grpc_address.clone();
     tracing::info!(address = %address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = config.grpc_tls.server_config()? {
-        server = server.tls_config(tls)?;
-    }
-    server
-        .add_service(
-            StoreServer::new(service.clone())
-                .max_decoding_message_size(32 << 20)
-                .max_encoding_message_size(usize::MAX),
+    let tls = config.grpc_tls.server_config()?;
+    strata_storepb::serve::store_api_server(service, tls)?
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            async move { grpc_shutdown.wait().await },
         )
-        .add_service(InfoServer::new(service))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
-            grpc_shutdown.wait().await;
-        })
         .await?;
     syncer.abort();
     match http.await {

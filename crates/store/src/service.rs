@@ -18,11 +18,12 @@ use strata_chunkenc::Encoding;
 use strata_storepb::convert::{chunk_hash, from_any, labels_to_proto, matchers_from_proto, to_any};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
+use strata_storepb::serve::{matchers_without_external, send_series, with_external_labels};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Series, SeriesBatch, SeriesRequest, SeriesResponse, ZLabelSet, chunk,
-    hintspb, series_response,
+    LabelValuesResponse, Series, SeriesRequest, SeriesResponse, ZLabelSet, chunk, hintspb,
+    series_response,
 };
 use strata_tsdb::chunks::RawChunk;
 use strata_tsdb::index::ChunkMeta;
@@ -90,40 +91,6 @@ fn block_status(e: BlockError) -> Status {
     Status::internal(e.to_string())
 }
 
-/// The matchers left for the index once external labels are checked; `None` if the
-/// block's external labels rule it out.
-fn index_matchers(block: &BucketBlock, matchers: &[Matcher]) -> Option<Vec<Matcher>> {
-    let mut left = Vec::with_capacity(matchers.len());
-    for m in matchers {
-        match block.ext_labels().get(m.name()) {
-            Some(value) => {
-                if !m.matches(value) {
-                    return None;
-                }
-            }
-            None => left.push(m.clone()),
-        }
-    }
-    Some(left)
-}
-
-/// A series' labels as served: external labels override, then replica labels the caller
-/// asked to drop (only those that are external labels) are removed.
-fn served_labels(series: &Labels, block: &BucketBlock, strip: &[String]) -> Labels {
-    if block.ext_labels().is_empty() {
-        return series.clone();
-    }
-    let mut b = series.to_builder();
-    for l in block.ext_labels().iter() {
-        if strip.contains(&l.name) {
-            b.delete(&l.name);
-        } else {
-            b.set(l.name.clone(), l.value.clone());
-        }
-    }
-    b.build()
-}
-
 fn decode_request_block_matchers(hints: Option<&prost_types::Any>) -> Result<Vec<Matcher>, Status> {
     let Some(any) = hints else {
         return Ok(Vec::new());
@@ -179,7 +146,7 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
     let mut rest = data;
     let mut parts: Vec<Option<Chunk>> = Vec::with_capacity(5);
     for _ in 0..5 {
-        let (len, used) = read_uvarint(rest)
+        let (len, used) = strata_chunkenc::get_uvarint(rest)
             .ok_or_else(|| Status::internal("corrupt aggregate chunk: bad length"))?;
         rest = rest.get(used..).unwrap_or_default();
         if len == 0 {
@@ -223,20 +190,11 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
     Ok(out)
 }
 
-fn read_uvarint(data: &[u8]) -> Option<(u64, usize)> {
-    let mut value = 0u64;
-    for (i, &b) in data.iter().take(10).enumerate() {
-        value |= u64::from(b & 0x7f) << (7 * i);
-        if b < 0x80 {
-            return Some((value, i + 1));
-        }
-    }
-    None
-}
-
 fn chunk_samples(raw: &RawChunk) -> u64 {
-    match (raw.encoding, raw.data.get(0..2)) {
-        (Encoding::Xor, Some(&[a, b])) => u64::from(u16::from_be_bytes([a, b])),
+    match raw.encoding {
+        Encoding::Xor => {
+            strata_chunkenc::xor_num_samples(&raw.data).map_or(MAX_SAMPLES_PER_CHUNK, u64::from)
+        }
         _ => MAX_SAMPLES_PER_CHUNK,
     }
 }
@@ -279,7 +237,8 @@ impl BlockQuery {
                 if chunks.is_empty() {
                     continue;
                 }
-                let labels = served_labels(&entry.labels, &self.block, &self.strip);
+                let labels =
+                    with_external_labels(&entry.labels, self.block.ext_labels(), &self.strip);
                 selected.push((labels, chunks));
             }
             if self.limits.series > 0 && selected.len() as u64 > self.limits.series {
@@ -426,14 +385,16 @@ async fn merge_and_send(
             chunks: series.chunks,
         });
         sent += 1;
-        if batch.len() >= batch_size && !send_batch(&out, &mut batch, batch_size).await {
+        if batch.len() >= batch_size
+            && !send_series(&out, std::mem::take(&mut batch), batch_size).await
+        {
             return;
         }
         if limit > 0 && sent >= limit {
             break;
         }
     }
-    if !batch.is_empty() && !send_batch(&out, &mut batch, batch_size).await {
+    if !batch.is_empty() && !send_series(&out, std::mem::take(&mut batch), batch_size).await {
         return;
     }
     let hints = hintspb::SeriesResponseHints {
@@ -448,29 +409,6 @@ async fn merge_and_send(
             result: Some(series_response::Result::Hints(to_any(&hints))),
         }))
         .await;
-}
-
-async fn send_batch(
-    out: &mpsc::Sender<Result<SeriesResponse, Status>>,
-    batch: &mut Vec<Series>,
-    batch_size: usize,
-) -> bool {
-    let series = std::mem::take(batch);
-    if batch_size <= 1 {
-        for s in series {
-            let frame = SeriesResponse {
-                result: Some(series_response::Result::Series(s)),
-            };
-            if out.send(Ok(frame)).await.is_err() {
-                return false;
-            }
-        }
-        return true;
-    }
-    let frame = SeriesResponse {
-        result: Some(series_response::Result::Batch(SeriesBatch { series })),
-    };
-    out.send(Ok(frame)).await.is_ok()
 }
 
 type SeriesStream = Pin<Box<dyn Stream<Item = Result<SeriesResponse, Status>> + Send>>;
@@ -511,7 +449,7 @@ impl Store for StoreService {
         let mut inputs = Vec::new();
         let mut queried = Vec::new();
         for block in blocks {
-            let Some(left) = index_matchers(&block, &matchers) else {
+            let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
                 continue;
             };
             queried.push(block.id().to_string());
@@ -547,7 +485,7 @@ impl Store for StoreService {
         let block_matchers = decode_request_block_matchers(req.hints.as_ref())?;
         let mut names: BTreeSet<String> = BTreeSet::new();
         for block in self.blocks_for(req.start, req.end, &block_matchers) {
-            let Some(left) = index_matchers(&block, &matchers) else {
+            let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
                 continue;
             };
             if left.is_empty() {
@@ -589,7 +527,7 @@ impl Store for StoreService {
         let mut values: BTreeSet<String> = BTreeSet::new();
         if !req.without_replica_labels.contains(&req.label) {
             for block in self.blocks_for(req.start, req.end, &block_matchers) {
-                let Some(left) = index_matchers(&block, &matchers) else {
+                let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
                     continue;
                 };
                 if let Some(v) = block.ext_labels().get(&req.label) {

@@ -21,6 +21,7 @@ pub use generated::thanos::info;
 pub use generated::thanos::*;
 
 pub mod convert;
+pub mod serve;
 
 /// `ComponentType` of a store gateway in `InfoResponse`.
 pub const COMPONENT_STORE: &str = "store";

@@ -162,16 +162,7 @@ impl IndexHeader {
             toc.postings_table,
         )
         .map_err(corrupt)?;
-        let series_end = [
-            toc.label_indices,
-            toc.postings,
-            toc.label_indices_table,
-            toc.postings_table,
-        ]
-        .into_iter()
-        .filter(|&o| o > toc.series)
-        .min()
-        .unwrap_or(index_len - TOC_LEN as u64);
+        let series_end = toc.series_end(index_len);
         Ok(IndexHeader {
             block: block.to_owned(),
             toc,

@@ -1,4 +1,5 @@
-//! Shared data types of Strata: label sets, label matchers and samples.
+//! Shared data types of Strata: label sets, label matchers and samples, and Prometheus'
+//! time and duration strings.
 //!
 //! This crate owns the in-memory model only. It performs no IO, has no async code and knows
 //! nothing of any file or wire format; the TSDB block format lives in `strata-tsdb`, chunk
@@ -7,6 +8,7 @@
 mod labels;
 mod matcher;
 mod sample;
+pub mod time;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError};

@@ -46,16 +46,7 @@ impl IndexReader {
             toc.postings_table,
         )
         .map_err(corrupt)?;
-        let series_end = [
-            toc.label_indices,
-            toc.postings,
-            toc.label_indices_table,
-            toc.postings_table,
-        ]
-        .into_iter()
-        .filter(|&o| o > toc.series)
-        .min()
-        .unwrap_or(toc_start);
+        let series_end = toc.series_end(len);
         Ok(IndexReader {
             block: block.to_owned(),
             data,

@@ -106,6 +106,21 @@ impl Toc {
         Ok(toc)
     }
 
+    /// Where the series section ends in an index of `index_len` bytes: at the next section
+    /// after it, or at the TOC.
+    pub fn series_end(&self, index_len: u64) -> u64 {
+        [
+            self.label_indices,
+            self.postings,
+            self.label_indices_table,
+            self.postings_table,
+        ]
+        .into_iter()
+        .filter(|&o| o > self.series)
+        .min()
+        .unwrap_or(index_len.saturating_sub(TOC_LEN as u64))
+    }
+
     /// The 52 bytes of this TOC.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(TOC_LEN);
