@@ -10,7 +10,7 @@
 //! - [`api`]: the HTTP API.
 
 pub mod api;
-pub mod dedup;
+pub use strata_tsdb::dedup;
 pub mod endpoints;
 pub mod json;
 pub mod proxy;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use strata_objstore::Bucket;
 use strata_tsdb::BlockMeta;
-use strata_tsdb::meta::{BlockFile, Downsample, ThanosMeta};
+use strata_tsdb::meta::Downsample;
 use strata_types::Labels;
 use ulid::Ulid;
 
@@ -49,6 +49,9 @@ pub enum ShipperError {
         /// What is wrong.
         message: String,
     },
+    /// Uploading a block failed.
+    #[error(transparent)]
+    Upload(#[from] strata_block::BlockError),
 }
 
 /// `thanos.shipper.json`.
@@ -208,78 +211,15 @@ impl Shipper {
         mut meta: BlockMeta,
         ext_labels: &Labels,
     ) -> Result<(), ShipperError> {
-        let bucket_err = |source| ShipperError::Bucket { block: id, source };
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| ShipperError::Io { path, source }
-        };
-        let chunks_dir = dir.join("chunks");
-        let mut segments: Vec<PathBuf> = std::fs::read_dir(&chunks_dir)
-            .map_err(io(&chunks_dir))?
-            .flatten()
-            .map(|e| e.path())
-            .collect();
-        segments.sort();
-        let mut files = Vec::new();
-        for segment in &segments {
-            let file_name = segment
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
-            let size = std::fs::metadata(segment).map_err(io(segment))?.len();
-            let rel = format!("chunks/{file_name}");
-            self.bucket
-                .upload_file(&format!("{id}/{rel}"), segment)
-                .await
-                .map_err(bucket_err)?;
-            files.push(BlockFile {
-                rel_path: rel,
-                size_bytes: Some(size),
-                hash: None,
-            });
-        }
-        let index = dir.join("index");
-        let size = std::fs::metadata(&index).map_err(io(&index))?.len();
-        self.bucket
-            .upload_file(&format!("{id}/index"), &index)
-            .await
-            .map_err(bucket_err)?;
-        files.push(BlockFile {
-            rel_path: "index".into(),
-            size_bytes: Some(size),
-            hash: None,
-        });
-        files.push(BlockFile {
-            rel_path: "meta.json".into(),
-            size_bytes: None,
-            hash: None,
-        });
         let mut thanos = meta.thanos.take().unwrap_or_default();
-        thanos.version = 1;
         thanos.labels = ext_labels
             .iter()
             .map(|l| (l.name.clone(), l.value.clone()))
             .collect();
         thanos.downsample = Downsample { resolution: 0 };
         thanos.source = "sidecar".into();
-        thanos.files = files;
-        let thanos: ThanosMeta = thanos;
         meta.thanos = Some(thanos);
-        let json = meta.to_json().map_err(|e| ShipperError::Meta {
-            block: id,
-            message: e.to_string(),
-        })?;
-        // The local meta.json must still be there: Prometheus may have deleted the block.
-        if !dir.join("meta.json").exists() {
-            return Err(ShipperError::Io {
-                path: dir.join("meta.json"),
-                source: std::io::Error::from(std::io::ErrorKind::NotFound),
-            });
-        }
-        self.bucket
-            .upload(&format!("{id}/meta.json"), json.into())
-            .await
-            .map_err(bucket_err)?;
+        strata_block::upload_block(&self.bucket, id, dir, meta).await?;
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use strata_types::{Labels, Matcher};
 use ulid::Ulid;
 
 use crate::cache::{IndexCache, Key, Value};
-use crate::fetcher::{external_labels, resolution};
+use strata_block::fetcher::{external_labels, resolution};
 
 /// Ranges closer than this are fetched with one request (Thanos' `PartitionerMaxGapSize`).
 pub const MAX_GAP: u64 = 512 * 1024;

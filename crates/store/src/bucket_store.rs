@@ -16,7 +16,7 @@ use ulid::Ulid;
 
 use crate::block::BucketBlock;
 use crate::cache::IndexCache;
-use crate::fetcher::{BLOCK_ID_LABEL, FetchFilter, MetaFetcher};
+use strata_block::fetcher::{BLOCK_ID_LABEL, FetchFilter, MetaFetcher};
 
 /// Resolutions from coarsest to raw, as Thanos selects them.
 const RESOLUTIONS: [i64; 3] = [3_600_000, 300_000, 0];

@@ -1,8 +1,8 @@
 //! The store gateway (`strata store`): serves the blocks of a bucket over the Thanos Store
 //! API within a fixed memory budget.
 //!
-//! - [`fetcher`] lists the bucket and filters block metas (partial uploads, deletion marks,
-//!   time window, relabel sharding, blocks superseded by compaction);
+//! - `strata_block::fetcher` lists the bucket and filters block metas (partial uploads,
+//!   deletion marks, time window, relabel sharding, blocks superseded by compaction);
 //! - [`block`] serves one block from a local index-header plus byte-range reads;
 //! - [`bucket_store`] keeps the served set in step with the bucket;
 //! - [`service`] implements `thanos.Store` and `thanos.info.Info`.
@@ -10,8 +10,6 @@
 pub mod block;
 pub mod bucket_store;
 mod cache;
-pub mod fetcher;
-pub mod relabel;
 pub mod service;
 
 use std::path::PathBuf;
@@ -24,8 +22,7 @@ use strata_runtime::{Readiness, Shutdown};
 
 pub use bucket_store::{BucketStore, SyncStats};
 pub use cache::IndexCache;
-pub use fetcher::FetchFilter;
-pub use relabel::Relabel;
+pub use strata_block::{FetchFilter, Relabel};
 pub use service::{Limits, StoreService};
 
 /// Settings of `strata store` (flag names as in Thanos).
@@ -90,7 +87,7 @@ pub enum StoreError {
     Bucket(#[from] strata_objstore::Error),
     /// The relabel config is invalid.
     #[error(transparent)]
-    Relabel(#[from] relabel::RelabelError),
+    Relabel(#[from] strata_block::relabel::RelabelError),
     /// A server failed.
     #[error(transparent)]
     Server(#[from] strata_runtime::Error),

@@ -14,6 +14,7 @@
 pub mod block;
 pub mod chunks;
 pub mod cutter;
+pub mod dedup;
 mod encoding;
 pub mod error;
 pub mod index;
