@@ -135,7 +135,11 @@ pub async fn read_no_downsample_mark(
 
 /// Marks a block for deletion. Idempotent: an existing mark is kept (with its time) and
 /// `false` returned.
-pub async fn mark_for_deletion(bucket: &Bucket, id: Ulid, details: &str) -> Result<bool, BlockError> {
+pub async fn mark_for_deletion(
+    bucket: &Bucket,
+    id: Ulid,
+    details: &str,
+) -> Result<bool, BlockError> {
     if read_deletion_mark(bucket, id).await?.is_some() {
         tracing::warn!(block = %id, "block already marked for deletion");
         return Ok(false);

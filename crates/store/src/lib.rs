@@ -22,8 +22,8 @@ use strata_runtime::{Readiness, Shutdown};
 
 pub use bucket_store::{BucketStore, SyncStats};
 pub use cache::IndexCache;
-pub use strata_block::{FetchFilter, Relabel};
 pub use service::{Limits, StoreService};
+pub use strata_block::{FetchFilter, Relabel};
 
 /// Settings of `strata store` (flag names as in Thanos).
 #[derive(Debug, Clone)]

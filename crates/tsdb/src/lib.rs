@@ -13,6 +13,7 @@
 
 pub mod block;
 pub mod chunks;
+pub mod compact;
 pub mod cutter;
 pub mod dedup;
 mod encoding;
