@@ -54,6 +54,12 @@ pub struct FetchResult {
     pub states: BTreeMap<&'static str, u64>,
     /// Blocks that could not be read (errors other than a missing meta.json), with reasons.
     pub failures: Vec<(Ulid, String)>,
+    /// Blocks without meta.json (partial uploads, or deletions in progress).
+    pub partial: Vec<Ulid>,
+    /// Blocks left out for their deletion mark, with the mark's time (unix seconds).
+    pub marked: Vec<(Ulid, i64)>,
+    /// Blocks left out because another block holds all their sources.
+    pub duplicates: Vec<Ulid>,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +79,8 @@ pub struct MetaFetcher {
 enum Outcome {
     Loaded(Box<BlockMeta>),
     State(&'static str),
+    Partial,
+    Marked(i64),
     Failed(String),
 }
 
@@ -107,6 +115,14 @@ impl MetaFetcher {
                     result.metas.insert(id, *meta);
                 }
                 Outcome::State(state) => *result.states.entry(state).or_default() += 1,
+                Outcome::Partial => {
+                    *result.states.entry("no-meta-json").or_default() += 1;
+                    result.partial.push(id);
+                }
+                Outcome::Marked(at) => {
+                    *result.states.entry("marked-for-deletion").or_default() += 1;
+                    result.marked.push((id, at));
+                }
                 Outcome::Failed(reason) => {
                     *result.states.entry("failed").or_default() += 1;
                     result.failures.push((id, reason));
@@ -117,6 +133,7 @@ impl MetaFetcher {
         for id in duplicates {
             result.metas.remove(&id);
             *result.states.entry("duplicate").or_default() += 1;
+            result.duplicates.push(id);
         }
         result.states.insert("loaded", result.metas.len() as u64);
         Ok(result)
@@ -125,7 +142,7 @@ impl MetaFetcher {
     async fn load(&self, id: Ulid, filter: &FetchFilter) -> Outcome {
         let meta = match self.read_meta(id).await {
             Ok(Some(meta)) => meta,
-            Ok(None) => return Outcome::State("no-meta-json"),
+            Ok(None) => return Outcome::Partial,
             Err(Outcome::State(s)) => return Outcome::State(s),
             Err(other) => return other,
         };
@@ -151,7 +168,7 @@ impl MetaFetcher {
                 if now.saturating_sub(marked_at)
                     >= filter.ignore_deletion_marks_delay.as_secs() as i64
                 {
-                    return Outcome::State("marked-for-deletion");
+                    return Outcome::Marked(marked_at);
                 }
             }
             Err(e) if e.is_not_found() => {}

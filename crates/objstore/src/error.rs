@@ -51,6 +51,19 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Writing a downloaded object to a local file failed.
+    #[error("download {bucket}/{path}: writing {local}: {source}")]
+    LocalWrite {
+        /// Bucket name.
+        bucket: String,
+        /// Object path.
+        path: String,
+        /// The local file.
+        local: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The bucket configuration is invalid.
     #[error("bucket config: {0}")]
     Config(String),

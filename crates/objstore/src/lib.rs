@@ -31,7 +31,7 @@ use object_store::{
     WriteMultipart,
 };
 use prometheus_client::registry::Registry;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
 pub use config::{
@@ -320,6 +320,27 @@ impl Bucket {
         self.run("upload", name, writer.finish()).await?;
         self.uploaded();
         Ok(())
+    }
+
+    /// Streams the object into a local file (created or truncated); returns its size.
+    pub async fn download_file(&self, name: &str, local: &LocalPath) -> Result<u64> {
+        let path = self.path("get", name)?;
+        let local_err = |source: std::io::Error| Error::LocalWrite {
+            bucket: self.inner.name.clone(),
+            path: name.to_owned(),
+            local: local.display().to_string(),
+            source,
+        };
+        let result = self.run("get", name, self.inner.store.get(&path)).await?;
+        let mut stream = result.into_stream();
+        let mut file = tokio::fs::File::create(local).await.map_err(local_err)?;
+        let mut size = 0u64;
+        while let Some(chunk) = self.run("get", name, stream.try_next()).await? {
+            size += chunk.len() as u64;
+            file.write_all(&chunk).await.map_err(local_err)?;
+        }
+        file.flush().await.map_err(local_err)?;
+        Ok(size)
     }
 
     fn uploaded(&self) {

@@ -121,6 +121,16 @@ pub async fn run(bucket: &Bucket, root: &str) -> Result<(), String> {
         .upload_file(&segment, &local)
         .await
         .map_err(e("upload_file"))?;
+    let downloaded = dir.join("downloaded");
+    let size = bucket
+        .download_file(&segment, &downloaded)
+        .await
+        .map_err(e("download_file"))?;
+    let local_copy = std::fs::read(&downloaded).map_err(|err| format!("read download: {err}"))?;
+    ensure!(
+        size == big.len() as u64 && local_copy == big,
+        "downloaded file differs ({size} bytes)"
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let attrs = bucket
         .attributes(&segment)

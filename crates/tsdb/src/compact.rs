@@ -118,15 +118,12 @@ pub fn compact_blocks(
     sources.sort();
     sources.dedup();
 
-    loop {
-        let Some(labels) = cursors
-            .iter()
-            .filter_map(|c| c.head.as_ref().map(|h| &h.0))
-            .min()
-            .cloned()
-        else {
-            break;
-        };
+    while let Some(labels) = cursors
+        .iter()
+        .filter_map(|c| c.head.as_ref().map(|h| &h.0))
+        .min()
+        .cloned()
+    {
         // Every input's entry for these labels (one per input: series are unique and
         // sorted within a block).
         let mut parts: Vec<(&BlockReader, u32, Vec<ChunkMeta>)> = Vec::new();
@@ -394,9 +391,14 @@ mod tests {
         let out = dir.path().join("out");
         std::fs::create_dir_all(&out).unwrap();
         assert!(
-            compact_blocks(&out, ulid::Ulid::generate(), &[a], &CompactOptions::default())
-                .unwrap()
-                .is_none()
+            compact_blocks(
+                &out,
+                ulid::Ulid::generate(),
+                &[a],
+                &CompactOptions::default()
+            )
+            .unwrap()
+            .is_none()
         );
         assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
     }
