@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod compact;
 mod flags;
 mod frontend;
 mod query;
@@ -45,6 +46,8 @@ enum Command {
     /// Query frontend: splits range queries and caches their results.
     #[command(name = "query-frontend")]
     QueryFrontend(Box<frontend::FrontendArgs>),
+    /// Compactor: compacts, deduplicates and applies retention to a bucket's blocks.
+    Compact(Box<compact::CompactArgs>),
     /// Inspection and repair tools.
     Tools {
         #[command(subcommand)]
@@ -149,6 +152,13 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run(*args),
         Command::Sidecar(args) => sidecar::run(*args),
         Command::QueryFrontend(args) => frontend::run(*args),
+        Command::Compact(args) => match compact::run(*args) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!(
+                "compaction pass failed (see the errors above)"
+            )),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

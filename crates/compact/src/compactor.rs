@@ -183,7 +183,7 @@ impl Compactor {
         let mut result = self.fetcher.fetch(&filter).await?;
         // Consistency delay: too fresh blocks are left alone (their uploader may not be
         // done with its view of them), except the compactor's own.
-        let now_ms = now_unix().saturating_mul(1000);
+        let now_ms = now_ms();
         let delay_ms = self.options.consistency_delay.as_millis() as i64;
         let fresh: Vec<Ulid> = result
             .metas
@@ -204,6 +204,7 @@ impl Compactor {
         }
         result.states.insert("too-fresh", fresh.len() as u64);
         result.states.insert("loaded", result.metas.len() as u64);
+        tracing::debug!(states = ?result.states, "synced block metas");
         self.metrics.meta_synced.clear();
         for (state, count) in &result.states {
             self.metrics
@@ -597,7 +598,7 @@ impl Compactor {
     /// Deletes partial uploads (no meta.json) older than `--delete-delay` by ULID time.
     /// A block whose deletion mark is still there is an interrupted deletion: finished too.
     async fn delete_partial(&self, synced: &FetchResult, report: &mut PassReport) {
-        let now_ms = now_unix().saturating_mul(1000);
+        let now_ms = now_ms();
         let delay_ms = self.options.delete_delay.as_millis() as i64;
         for id in &synced.partial {
             let age = now_ms - id.timestamp_ms() as i64;
@@ -624,7 +625,7 @@ impl Compactor {
         synced: &FetchResult,
         report: &mut PassReport,
     ) -> Result<(), CompactError> {
-        let now_ms = now_unix().saturating_mul(1000);
+        let now_ms = now_ms();
         for (id, meta) in &synced.metas {
             let retention = match strata_block::resolution(meta) {
                 0 => self.options.retention_raw,
@@ -690,4 +691,11 @@ fn labels_hash(labels: &Labels) -> u64 {
         buf.push(0xff);
     }
     xxhash_rust::xxh64::xxh64(&buf, 0)
+}
+
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

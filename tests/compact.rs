@@ -1,0 +1,470 @@
+//! `strata compact` end to end on a FILESYSTEM bucket of real Prometheus blocks (written by
+//! promtool): compaction into 8h blocks that promtool and a real Prometheus accept with the
+//! same answers, vertical compaction of replicas, overlap handling, retention, and a crash
+//! test that kills the compactor at random points and checks that the bucket always holds
+//! every sample exactly once.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_block::{FetchFilter, MetaFetcher};
+use strata_e2e::data::{DataSet, Rng};
+use strata_e2e::prometheus::{Prometheus, compare_answers, parse_answer};
+use strata_e2e::store_api::upload_block;
+use strata_e2e::{block_dirs, promtool_create_blocks, require_tool, run, strata_binary};
+use strata_objstore::Bucket;
+use strata_tsdb::{BlockMeta, BlockReader};
+use strata_types::{Labels, Sample};
+
+/// A 2d-aligned start, so 2h blocks fill 8h and 2d windows.
+const START_S: i64 = 1_699_833_600;
+
+fn bucket_yaml(dir: &Path) -> String {
+    format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.display()
+    )
+}
+
+fn promtool_blocks(data: &DataSet, dir: &Path) -> Vec<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let input = dir.join("data.om");
+    std::fs::write(&input, data.to_openmetrics()).unwrap();
+    let out = dir.join("blocks");
+    promtool_create_blocks(&input, &out);
+    block_dirs(&out)
+}
+
+fn upload_all(bucket: &Bucket, blocks: &[PathBuf], ext: &[(&str, &str)]) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for b in blocks {
+            upload_block(bucket, b, ext).await;
+        }
+    });
+}
+
+fn with_ext(data: &DataSet, ext: &[(&str, &str)]) -> BTreeMap<Labels, Vec<Sample>> {
+    data.series()
+        .into_iter()
+        .map(|(l, s)| {
+            let mut b = l.to_builder();
+            for (k, v) in ext {
+                b.set(*k, *v);
+            }
+            (b.build(), s)
+        })
+        .collect()
+}
+
+/// The blocks a store gateway serves (metas present, superseded blocks hidden; with
+/// `honour_marks`, blocks marked for deletion hidden at once).
+fn served(bucket: &Bucket, honour_marks: bool) -> BTreeMap<ulid::Ulid, BlockMeta> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let fetcher = MetaFetcher::new(bucket.clone(), None, 8);
+    let filter = FetchFilter {
+        ignore_deletion_marks_delay: if honour_marks {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(24 * 3600)
+        },
+        ..FetchFilter::default()
+    };
+    rt.block_on(fetcher.fetch(&filter)).unwrap().metas
+}
+
+/// Every sample of the served blocks, with external labels; panics on a sample present
+/// twice (a doubled block).
+fn bucket_samples(
+    bucket_dir: &Path,
+    metas: &BTreeMap<ulid::Ulid, BlockMeta>,
+) -> BTreeMap<Labels, Vec<Sample>> {
+    let mut out: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+    for (id, meta) in metas {
+        let block = BlockReader::open(&bucket_dir.join(id.to_string())).unwrap();
+        let ext = strata_block::external_labels(meta);
+        for r in block.index().all_postings().unwrap() {
+            let entry = block.series(r).unwrap();
+            let samples = block.samples(r, &entry, i64::MIN, i64::MAX).unwrap();
+            let mut b = entry.labels.to_builder();
+            for l in &ext {
+                b.set(&l.name, &l.value);
+            }
+            out.entry(b.build()).or_default().extend(samples);
+        }
+    }
+    for (labels, samples) in &mut out {
+        samples.sort_by_key(|s| s.t);
+        for w in samples.windows(2) {
+            assert!(
+                w[0].t != w[1].t,
+                "{labels}: sample at {} present twice",
+                w[0].t
+            );
+        }
+    }
+    out
+}
+
+fn assert_same(
+    got: &BTreeMap<Labels, Vec<Sample>>,
+    want: &BTreeMap<Labels, Vec<Sample>>,
+    what: &str,
+) -> usize {
+    assert_eq!(got.len(), want.len(), "{what}: series count");
+    let mut n = 0;
+    for (labels, w) in want {
+        let g = got
+            .get(labels)
+            .unwrap_or_else(|| panic!("{what}: {labels} missing"));
+        assert_eq!(g.len(), w.len(), "{what}: {labels}: sample count");
+        for (a, b) in g.iter().zip(w) {
+            let same = a.v.to_bits() == b.v.to_bits() || (a.v.is_nan() && b.v.is_nan());
+            assert!(a.t == b.t && same, "{what}: {labels}: {a:?} vs {b:?}");
+        }
+        n += w.len();
+    }
+    n
+}
+
+fn compact_cmd(bucket_dir: &Path, data_dir: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(strata_binary());
+    c.args(["compact", "--objstore.config", &bucket_yaml(bucket_dir)])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--http-address",
+            &format!("127.0.0.1:{}", strata_e2e::free_port()),
+            "--consistency-delay=0s",
+            "--downsampling.disable",
+        ])
+        .args(extra)
+        .env("STRATA_LOG_LEVEL", "info")
+        .stdout(Stdio::null());
+    c
+}
+
+fn compact_once(bucket_dir: &Path, data_dir: &Path, extra: &[&str]) -> String {
+    let out = compact_cmd(bucket_dir, data_dir, extra).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if std::env::var_os("COMPACT_LOG").is_some() {
+        eprintln!("{stderr}");
+    }
+    assert!(
+        out.status.success(),
+        "strata compact failed: {}\n{stderr}",
+        out.status
+    );
+    stderr
+}
+
+#[test]
+fn compacts_into_valid_blocks_with_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(21, START_S, 20);
+    let blocks = promtool_blocks(&data, dir.path());
+    assert_eq!(blocks.len(), 10, "promtool wrote {} blocks", blocks.len());
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    let ext = [("cluster", "eu1")];
+    upload_all(&bucket, &blocks, &ext);
+    let want = with_ext(&data, &ext);
+
+    let data_dir = dir.path().join("compactor");
+    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+    let metas = served(&bucket, true);
+    let levels: Vec<(u32, usize)> = metas
+        .values()
+        .map(|m| (m.compaction.level, m.compaction.sources.len()))
+        .collect();
+    // 20h of 2h blocks: [0,8h) and [8h,16h) become level-2 blocks of 4 sources; the
+    // window [16h,24h) is still filling (its newest block is the newest of all).
+    assert_eq!(
+        levels.iter().filter(|l| **l == (2, 4)).count(),
+        2,
+        "{levels:?}"
+    );
+    assert_eq!(
+        levels.iter().filter(|l| **l == (1, 1)).count(),
+        2,
+        "{levels:?}"
+    );
+    let samples = assert_same(
+        &bucket_samples(&bucket_dir, &metas),
+        &want,
+        "after pass 1 (marks honoured)",
+    );
+    assert_same(
+        &bucket_samples(&bucket_dir, &served(&bucket, false)),
+        &want,
+        "after pass 1 (marks not yet honoured)",
+    );
+    for meta in metas.values().filter(|m| m.compaction.level == 2) {
+        let thanos = meta.thanos.as_ref().unwrap();
+        assert_eq!(thanos.source, "compactor");
+        assert_eq!(
+            thanos.labels.get("cluster").map(String::as_str),
+            Some("eu1")
+        );
+        assert_eq!(meta.compaction.parents.len(), 4);
+        let span = meta.max_time - meta.min_time;
+        assert!(span > 7 * 3_600_000 && span <= 8 * 3_600_000, "span {span}");
+    }
+    eprintln!(
+        "pass 1: {} blocks served, {samples} samples exact",
+        metas.len()
+    );
+
+    // The next pass deletes the marked sources (--delete-delay=0s).
+    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+    let dirs: Vec<String> = std::fs::read_dir(&bucket_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(dirs.len(), 4, "blocks left in the bucket: {dirs:?}");
+    let metas = served(&bucket, true);
+    assert_same(&bucket_samples(&bucket_dir, &metas), &want, "after pass 2");
+
+    // promtool accepts the compacted blocks, and a real Prometheus answers the same on
+    // them as on promtool's originals.
+    let compacted_dir = dir.path().join("compacted");
+    std::fs::create_dir_all(&compacted_dir).unwrap();
+    for id in metas.keys() {
+        strata_e2e::copy_dir(
+            &bucket_dir.join(id.to_string()),
+            &compacted_dir.join(id.to_string()),
+        );
+        let promtool = require_tool("promtool");
+        if metas[id].compaction.level == 2 {
+            run(Command::new(&promtool)
+                .args(["tsdb", "analyze"])
+                .arg(&compacted_dir)
+                .arg(id.to_string()));
+        }
+    }
+    let listing = run(Command::new(require_tool("promtool"))
+        .args(["tsdb", "list"])
+        .arg(&compacted_dir));
+    assert_eq!(listing.lines().count(), 5, "{listing}");
+    let original = Prometheus::start_on_blocks(&dir.path().join("blocks"));
+    let compacted = Prometheus::start_on_blocks(&compacted_dir);
+    let end = (data.end_ms / 1000) as f64;
+    let start = (data.start_ms / 1000) as f64;
+    let queries = [
+        "up",
+        "sum by (job) (rate(http_requests_total[5m]))",
+        "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[10m])))",
+        "count({__name__=~\".+\"})",
+        "max_over_time(temperature_celsius[1h])",
+    ];
+    let mut compared = 0;
+    for q in queries {
+        for (s, e, step) in [(start, end, 600.0), (start + 7.3, start + 9000.3, 61.0)] {
+            let a = parse_answer(&original.query_range(q, s, e, step), &[]).unwrap();
+            let b = parse_answer(&compacted.query_range(q, s, e, step), &[]).unwrap();
+            if let Some(diff) = compare_answers(q, &b, &a) {
+                panic!("{q}: {diff}");
+            }
+            compared += 1;
+        }
+    }
+    eprintln!("{compared} range queries equal on original and compacted blocks");
+}
+
+#[test]
+fn replicas_are_merged_and_overlaps_without_replica_labels_skip_only_their_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(22, START_S, 8);
+    let a = promtool_blocks(&data, &dir.path().join("a"));
+    let b = promtool_blocks(&data, &dir.path().join("b"));
+    let c = promtool_blocks(&data, &dir.path().join("c"));
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    upload_all(&bucket, &a, &[("cluster", "eu1"), ("replica", "a")]);
+    upload_all(&bucket, &b, &[("cluster", "eu1"), ("replica", "b")]);
+    // Same labels twice: overlapping blocks of one stream.
+    upload_all(&bucket, &c, &[("cluster", "us1")]);
+    let c2 = promtool_blocks(&data, &dir.path().join("c2"));
+    upload_all(&bucket, &c2, &[("cluster", "us1")]);
+    let data_dir = dir.path().join("compactor");
+
+    // Without replica labels: the us1 group overlaps and is skipped with a log line
+    // naming its blocks; the eu1 replicas are separate streams and are left as they are.
+    let log = compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+    assert!(log.contains("vertical compaction is off"), "{log}");
+    let c_ids: Vec<String> = c
+        .iter()
+        .chain(&c2)
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        c_ids.iter().any(|id| log.contains(id.as_str())),
+        "the log names the blocks: {log}"
+    );
+
+    // With --deduplication.replica-label replica: the replicas become one stream.
+    compact_once(
+        &bucket_dir,
+        &data_dir,
+        &[
+            "--delete-delay=0s",
+            "--deduplication.replica-label=replica",
+            "--compact.enable-vertical-compaction",
+        ],
+    );
+    compact_once(
+        &bucket_dir,
+        &data_dir,
+        &[
+            "--delete-delay=0s",
+            "--deduplication.replica-label=replica",
+            "--compact.enable-vertical-compaction",
+        ],
+    );
+    let metas = served(&bucket, true);
+    let mut want = with_ext(&data, &[("cluster", "eu1")]);
+    want.extend(with_ext(&data, &[("cluster", "us1")]));
+    let got = bucket_samples(&bucket_dir, &metas);
+    let n = assert_same(&got, &want, "after vertical compaction");
+    assert!(
+        metas
+            .values()
+            .all(|m| strata_block::external_labels(m).get("replica").is_none())
+    );
+    eprintln!(
+        "vertical compaction: {} blocks, {n} samples exact",
+        metas.len()
+    );
+}
+
+#[test]
+fn retention_marks_old_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(23, START_S, 4);
+    let blocks = promtool_blocks(&data, dir.path());
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    upload_all(&bucket, &blocks, &[("cluster", "eu1")]);
+    // The data is from 2023: 30 days of raw retention deletes all of it.
+    let data_dir = dir.path().join("compactor");
+    compact_once(
+        &bucket_dir,
+        &data_dir,
+        &["--retention.resolution-raw=30d", "--delete-delay=0s"],
+    );
+    assert!(served(&bucket, true).is_empty());
+    compact_once(
+        &bucket_dir,
+        &data_dir,
+        &["--retention.resolution-raw=30d", "--delete-delay=0s"],
+    );
+    let left = std::fs::read_dir(&bucket_dir).unwrap().count();
+    assert_eq!(left, 0, "all blocks deleted");
+}
+
+#[test]
+fn killed_at_random_points_never_loses_or_doubles_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(24, START_S, 52);
+    let blocks = promtool_blocks(&data, dir.path());
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    let ext = [("cluster", "eu1")];
+    upload_all(&bucket, &blocks, &ext);
+    let want = with_ext(&data, &ext);
+    let data_dir = dir.path().join("compactor");
+    let pristine = dir.path().join("pristine");
+    strata_e2e::copy_dir(&bucket_dir, &pristine);
+
+    // How long an uninterrupted pass takes on this machine (on a copy).
+    let probe = dir.path().join("probe");
+    strata_e2e::copy_dir(&pristine, &probe);
+    let t = Instant::now();
+    compact_once(
+        &probe,
+        &dir.path().join("probe-data"),
+        &["--delete-delay=0s"],
+    );
+    let pass = t.elapsed();
+    let kill_window_ms = pass.as_millis().max(50) as u64;
+
+    // Runs until 50 of them were SIGKILLed at a random point within the duration of an
+    // uninterrupted pass (at most 200 runs); whenever a run finishes its pass, the bucket
+    // is reset to the original blocks so the next runs have work to be interrupted in.
+    let mut rng = Rng::new(7);
+    let started = Instant::now();
+    let (mut killed, mut finished) = (0, 0);
+    let reset = |bucket_dir: &Path| {
+        let _ = std::fs::remove_dir_all(bucket_dir);
+        let _ = std::fs::remove_dir_all(&data_dir);
+        strata_e2e::copy_dir(&pristine, bucket_dir);
+    };
+    reset(&bucket_dir);
+    let mut run_no = 0;
+    while killed < 50 {
+        run_no += 1;
+        assert!(run_no <= 200, "only {killed} kills in 200 runs");
+        let mut child = compact_cmd(&bucket_dir, &data_dir, &["--delete-delay=0s"])
+            .env("STRATA_LOG_LEVEL", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_millis(rng.below(kill_window_ms));
+        let mut exited = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                exited = true;
+                break;
+            }
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if !exited {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+        for honour in [false, true] {
+            let metas = served(&bucket, honour);
+            assert_same(
+                &bucket_samples(&bucket_dir, &metas),
+                &want,
+                &format!("run {run_no} (marks honoured: {honour})"),
+            );
+        }
+        if exited {
+            finished += 1;
+            reset(&bucket_dir);
+        }
+    }
+    // Then a run to the end, twice (the second deletes what the first marked).
+    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+    let metas = served(&bucket, true);
+    let n = assert_same(&bucket_samples(&bucket_dir, &metas), &want, "final");
+    let max_level = metas.values().map(|m| m.compaction.level).max().unwrap();
+    assert!(max_level >= 3, "2d compaction reached: level {max_level}");
+    let dirs = std::fs::read_dir(&bucket_dir).unwrap().count();
+    assert_eq!(dirs, metas.len(), "no partial or marked blocks left");
+    eprintln!(
+        "crash test: {run_no} runs ({killed} killed mid-pass, {finished} finished first; uninterrupted pass {pass:?}) in {:?}; final {} blocks, {n} samples exact",
+        started.elapsed(),
+        metas.len()
+    );
+}
