@@ -468,3 +468,155 @@ fn killed_at_random_points_never_loses_or_doubles_samples() {
         metas.len()
     );
 }
+
+fn tools(bucket_dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(strata_binary())
+        .args(["tools", "bucket"])
+        .args(args)
+        .args(["--objstore.config", &bucket_yaml(bucket_dir)])
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn bucket_tools_list_verify_mark_cleanup_and_web() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(25, START_S, 6);
+    let blocks = promtool_blocks(&data, &dir.path().join("a"));
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    upload_all(&bucket, &blocks, &[("cluster", "eu1")]);
+    let ids: Vec<String> = blocks
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+
+    // ls / inspect: one row per block with exact figures.
+    let (ok, text) = tools(&bucket_dir, &["inspect"]);
+    assert!(ok, "{text}");
+    assert_eq!(text.lines().count(), 1 + blocks.len(), "{text}");
+    let first = BlockReader::open(&blocks[0]).unwrap();
+    let line = text.lines().find(|l| l.starts_with(&ids[0])).unwrap();
+    assert!(
+        line.contains(&format!(" {} ", first.meta().stats.num_samples)),
+        "{line}"
+    );
+    assert!(line.contains("{cluster=\"eu1\"}"), "{line}");
+    let (ok, json) = tools(&bucket_dir, &["ls", "-o", "json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["blocks"].as_array().unwrap().len(), blocks.len());
+
+    // verify: a clean bucket, then an overlap and a corrupted index.
+    let (ok, text) = tools(&bucket_dir, &["verify"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("{} blocks checked, 0 issues", blocks.len())),
+        "{text}"
+    );
+    let again = promtool_blocks(&data, &dir.path().join("b"));
+    upload_all(&bucket, &again[..1], &[("cluster", "eu1")]);
+    let again_id = again[0].file_name().unwrap().to_string_lossy().to_string();
+    let index = bucket_dir.join(&ids[1]).join("index");
+    let mut bytes = std::fs::read(&index).unwrap();
+    // A byte inside the symbol table (after magic, version, length and count).
+    bytes[20] ^= 0xff;
+    std::fs::write(&index, bytes).unwrap();
+    let (ok, text) = tools(&bucket_dir, &["verify"]);
+    assert!(!ok, "verify must fail: {text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("overlap") && l.contains(&again_id)),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("index") && l.contains(&ids[1])),
+        "{text}"
+    );
+
+    // mark, then cleanup deletes the marked block (and only it).
+    let (ok, text) = tools(
+        &bucket_dir,
+        &[
+            "mark",
+            "--id",
+            &again_id,
+            "--marker",
+            "deletion-mark.json",
+            "--details",
+            "test",
+        ],
+    );
+    assert!(ok && text.contains("1 of 1 blocks changed"), "{text}");
+    let (ok, text) = tools(
+        &bucket_dir,
+        &["mark", "--id", &ids[0], "--marker", "no-compact-mark.json"],
+    );
+    assert!(ok, "{text}");
+    assert!(
+        bucket_dir
+            .join(&ids[0])
+            .join("no-compact-mark.json")
+            .is_file()
+    );
+    let (_, text) = tools(&bucket_dir, &["inspect"]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&again_id) && l.contains("deletion")),
+        "{text}"
+    );
+    let (ok, text) = tools(&bucket_dir, &["cleanup", "--delete-delay=0s"]);
+    assert!(ok && text.contains("deleted 1 marked blocks"), "{text}");
+    assert!(!bucket_dir.join(&again_id).exists());
+    assert!(bucket_dir.join(&ids[0]).exists());
+
+    // web: the timeline page and the JSON API.
+    let port = strata_e2e::free_port();
+    let mut child = Command::new(strata_binary())
+        .args([
+            "tools",
+            "bucket",
+            "web",
+            "--http-address",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--objstore.config", &bucket_yaml(&bucket_dir)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        if let Ok(mut resp) = ureq::get(&format!("http://127.0.0.1:{port}/")).call() {
+            break resp.body_mut().read_to_string().unwrap();
+        }
+        assert!(Instant::now() < deadline, "web did not come up");
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let api: serde_json::Value = serde_json::from_str(
+        &ureq::get(&format!("http://127.0.0.1:{port}/api/v1/blocks"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap(),
+    )
+    .unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for id in &ids {
+        assert!(page.contains(id.as_str()), "page lists {id}");
+    }
+    assert!(page.contains("class=\"lane\""));
+    assert_eq!(
+        api["data"]["blocks"].as_array().unwrap().len(),
+        blocks.len()
+    );
+}

@@ -11,6 +11,7 @@
 //!
 //! Shared by the sidecar, the store gateway, the compactor and the bucket tools.
 
+pub mod cleanup;
 pub mod fetcher;
 pub mod markers;
 pub mod relabel;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod bucket;
 mod compact;
 mod flags;
 mod frontend;
@@ -62,10 +63,12 @@ enum ToolsCommand {
         #[command(subcommand)]
         command: BlockCommand,
     },
+    /// Tools for a bucket of blocks.
+    Bucket(Box<bucket::BucketArgs>),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-enum OutputFormat {
+pub(crate) enum OutputFormat {
     Text,
     Json,
 }
@@ -148,6 +151,13 @@ fn main() -> ExitCode {
         Command::Tools {
             command: ToolsCommand::Block { command },
         } => run_block(command),
+        Command::Tools {
+            command: ToolsCommand::Bucket(args),
+        } => match bucket::run(*args) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(anyhow::anyhow!("problems found")),
+            Err(e) => Err(e),
+        },
         Command::Store(args) => store::run(*args),
         Command::Query(args) => query::run(*args),
         Command::Sidecar(args) => sidecar::run(*args),

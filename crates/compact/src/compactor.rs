@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures::StreamExt;
-use strata_block::markers::{self, now_unix};
+use strata_block::markers;
 use strata_block::{BlockError, FetchFilter, FetchResult, MetaFetcher, Relabel};
 use strata_objstore::Bucket;
 use strata_tsdb::compact::{CompactOptions, compact_blocks};
@@ -575,48 +575,30 @@ impl Compactor {
 
     /// Deletes blocks marked for deletion longer ago than `--delete-delay`.
     async fn delete_marked(&self, synced: &FetchResult, report: &mut PassReport) {
-        let now = now_unix();
-        let delay = self.options.delete_delay.as_secs() as i64;
-        for (id, marked_at) in &synced.marked {
-            if now.saturating_sub(*marked_at) < delay {
-                continue;
-            }
-            match strata_block::delete_block(&self.bucket, *id).await {
-                Ok(()) => {
-                    tracing::info!(block = %id, "deleted block marked for deletion");
-                    self.metrics.blocks_cleaned.inc();
-                    report.deleted += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(block = %id, error = %e, "deleting block failed; retrying next pass");
-                    self.metrics.block_cleanup_failures.inc();
-                }
-            }
-        }
+        let done =
+            strata_block::cleanup::delete_marked(&self.bucket, synced, self.options.delete_delay)
+                .await;
+        self.metrics
+            .blocks_cleaned
+            .inc_by(done.deleted.len() as u64);
+        self.metrics
+            .block_cleanup_failures
+            .inc_by(done.failed.len() as u64);
+        report.deleted += done.deleted.len();
     }
 
-    /// Deletes partial uploads (no meta.json) older than `--delete-delay` by ULID time.
-    /// A block whose deletion mark is still there is an interrupted deletion: finished too.
+    /// Deletes partial uploads older than `--delete-delay` by ULID time.
     async fn delete_partial(&self, synced: &FetchResult, report: &mut PassReport) {
-        let now_ms = now_ms();
-        let delay_ms = self.options.delete_delay.as_millis() as i64;
-        for id in &synced.partial {
-            let age = now_ms - id.timestamp_ms() as i64;
-            if age < delay_ms {
-                continue;
-            }
-            self.metrics.partial_deletions.inc();
-            match strata_block::delete_block(&self.bucket, *id).await {
-                Ok(()) => {
-                    tracing::info!(block = %id, age_ms = age, "deleted aborted partial upload");
-                    report.partial_deleted += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(block = %id, error = %e, "deleting partial upload failed");
-                    self.metrics.block_cleanup_failures.inc();
-                }
-            }
-        }
+        let done =
+            strata_block::cleanup::delete_partial(&self.bucket, synced, self.options.delete_delay)
+                .await;
+        self.metrics
+            .partial_deletions
+            .inc_by((done.deleted.len() + done.failed.len()) as u64);
+        self.metrics
+            .block_cleanup_failures
+            .inc_by(done.failed.len() as u64);
+        report.partial_deleted += done.deleted.len();
     }
 
     /// Marks blocks older than their resolution's retention for deletion.

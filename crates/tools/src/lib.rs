@@ -1,8 +1,10 @@
-//! `strata tools`: inspection of Prometheus TSDB blocks, as library functions that the
-//! `strata` binary calls. Output is exact (plain integers, no rounding) and available as JSON.
+//! `strata tools`: inspection of Prometheus TSDB blocks and of a bucket of blocks, as
+//! library functions that the `strata` binary calls. Output is exact (plain integers, no rounding) and available as JSON.
 
 mod block_dump;
 mod block_inspect;
+pub mod bucket;
+pub mod bucket_web;
 mod error;
 mod format;
 mod selector;
