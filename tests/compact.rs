@@ -74,6 +74,7 @@ fn served(bucket: &Bucket, honour_marks: bool) -> BTreeMap<ulid::Ulid, BlockMeta
         .build()
         .unwrap();
     let fetcher = MetaFetcher::new(bucket.clone(), None, 8);
+    // Raw data only: downsampled copies are checked on their own.
     let filter = FetchFilter {
         ignore_deletion_marks_delay: if honour_marks {
             Duration::ZERO
@@ -82,7 +83,9 @@ fn served(bucket: &Bucket, honour_marks: bool) -> BTreeMap<ulid::Ulid, BlockMeta
         },
         ..FetchFilter::default()
     };
-    rt.block_on(fetcher.fetch(&filter)).unwrap().metas
+    let mut metas = rt.block_on(fetcher.fetch(&filter)).unwrap().metas;
+    metas.retain(|_, m| strata_block::resolution(m) == 0);
+    metas
 }
 
 /// Every sample of the served blocks, with external labels; panics on a sample present

@@ -36,6 +36,14 @@ pub enum ChunkError {
     /// The encoding is not (yet) supported for this operation.
     #[error("unsupported chunk encoding {0}")]
     UnsupportedEncoding(u8),
+    /// Bytes left after the last part of a chunk.
+    #[error("chunk has {len} bytes, its parts end at {expected}")]
+    TrailingBytes {
+        /// Where the parts end.
+        expected: usize,
+        /// Length of the data.
+        len: usize,
+    },
     /// A chunk holds at most 65535 samples.
     #[error("chunk is full: 65535 samples")]
     Full,

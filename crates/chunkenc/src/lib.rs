@@ -8,6 +8,7 @@
 //! Not here: where chunks live in files (`strata-tsdb`) or on the wire (`strata-storeapi`).
 //! Everything is sync and allocation-light; decoders never panic on untrusted bytes.
 
+pub mod aggr;
 mod bits;
 mod error;
 mod varint;
@@ -75,6 +76,7 @@ impl std::fmt::Display for Encoding {
 pub fn num_samples(encoding: Encoding, data: &[u8]) -> Result<u16, ChunkError> {
     match encoding {
         Encoding::Xor | Encoding::Histogram | Encoding::FloatHistogram => xor_num_samples(data),
+        Encoding::Other(aggr::AGGR_ENCODING) => aggr::aggr_num_samples(data),
         other => Err(ChunkError::UnsupportedEncoding(other.to_byte())),
     }
 }

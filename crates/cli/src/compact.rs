@@ -49,8 +49,8 @@ pub(crate) struct CompactArgs {
     /// Merge overlapping blocks of one stream even without replica labels.
     #[arg(long = "compact.enable-vertical-compaction", hide = true)]
     vertical_compaction: bool,
-    /// Do not downsample (downsampling is not implemented yet; this flag is accepted for
-    /// Thanos compatibility).
+    /// Do not downsample (raw blocks spanning 40h get a 5m copy, 5m blocks spanning 10d a
+    /// 1h copy).
     #[arg(long = "downsampling.disable")]
     downsampling_disable: bool,
     /// Groups compacted at once.
@@ -124,6 +124,7 @@ pub(crate) fn run(args: CompactArgs) -> anyhow::Result<bool> {
             min_time: args.min_time,
             max_time: args.max_time,
             max_compaction_level: args.max_compaction_level,
+            downsampling: !args.downsampling_disable,
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

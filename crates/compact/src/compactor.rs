@@ -59,6 +59,8 @@ pub struct CompactorOptions {
     pub max_time: i64,
     /// `--debug.max-compaction-level` (1–4).
     pub max_compaction_level: usize,
+    /// Downsampling on (`--downsampling.disable` turns it off).
+    pub downsampling: bool,
 }
 
 impl Default for CompactorOptions {
@@ -78,6 +80,7 @@ impl Default for CompactorOptions {
             min_time: i64::MIN,
             max_time: i64::MAX,
             max_compaction_level: 4,
+            downsampling: true,
         }
     }
 }
@@ -128,6 +131,8 @@ pub struct PassReport {
     pub marked: usize,
     /// Blocks deleted after their delay.
     pub deleted: usize,
+    /// Downsampled blocks written.
+    pub downsampled: Vec<Ulid>,
     /// Partial uploads deleted.
     pub partial_deleted: usize,
     /// Groups skipped because their blocks overlap and vertical compaction is off.
@@ -297,6 +302,19 @@ impl Compactor {
             self.garbage_collect(&synced, &mut report).await?;
         }
 
+        if failures.is_empty() && self.options.downsampling {
+            use strata_tsdb::downsample::{RES_1H, RES_1H_MIN_SPAN, RES_5M, RES_5M_MIN_SPAN};
+            for (from, to, span) in [
+                (0, RES_5M, RES_5M_MIN_SPAN),
+                (RES_5M, RES_1H, RES_1H_MIN_SPAN),
+            ] {
+                if let Err(e) = self.downsample_pass(from, to, span, &mut report).await {
+                    tracing::error!(resolution = to, error = %e, "downsampling failed; retried next pass");
+                    failures.push(format!("downsampling to {to} ms: {e}"));
+                    break;
+                }
+            }
+        }
         if failures.is_empty() {
             let synced = self.sync().await?;
             self.apply_retention(&synced, &mut report).await?;
@@ -511,6 +529,118 @@ impl Compactor {
                 .get_or_create(&vec![("group", group.key.clone())])
                 .inc();
         }
+        let _ = std::fs::remove_dir_all(&work);
+        Ok(produced)
+    }
+
+    /// Downsamples every block of resolution `from` spanning at least `min_span` that has no
+    /// copy at resolution `to` yet (a `to` block holding all its sources) and no
+    /// no-downsample mark.
+    async fn downsample_pass(
+        &self,
+        from: i64,
+        to: i64,
+        min_span: i64,
+        report: &mut PassReport,
+    ) -> Result<(), CompactError> {
+        let synced = self.sync().await?;
+        let mut done: BTreeSet<(String, String)> = BTreeSet::new();
+        for meta in synced.metas.values() {
+            if strata_block::resolution(meta) != to {
+                continue;
+            }
+            let labels = strata_block::external_labels(meta).to_string();
+            for source in &meta.compaction.sources {
+                done.insert((labels.clone(), source.clone()));
+            }
+        }
+        for (id, meta) in &synced.metas {
+            if strata_block::resolution(meta) != from || meta.max_time - meta.min_time < min_span {
+                continue;
+            }
+            let labels = strata_block::external_labels(meta).to_string();
+            let covered = !meta.compaction.sources.is_empty()
+                && meta
+                    .compaction
+                    .sources
+                    .iter()
+                    .all(|s| done.contains(&(labels.clone(), s.clone())));
+            if covered {
+                continue;
+            }
+            if markers::read_no_downsample_mark(&self.bucket, *id)
+                .await?
+                .is_some()
+            {
+                continue;
+            }
+            let new_id = self.downsample_block(*id, meta, to).await?;
+            if let Some(new_id) = new_id {
+                report.downsampled.push(new_id);
+            }
+        }
+        Ok(())
+    }
+
+    async fn downsample_block(
+        &self,
+        id: Ulid,
+        meta: &BlockMeta,
+        to: i64,
+    ) -> Result<Option<Ulid>, CompactError> {
+        let work = self
+            .options
+            .data_dir
+            .join("downsample")
+            .join(id.to_string());
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir_all(&work).map_err(|source| CompactError::Io {
+            path: work.clone(),
+            source,
+        })?;
+        let started = std::time::Instant::now();
+        let dir = self.download(id, &work).await?;
+        let out = work.join("out");
+        std::fs::create_dir_all(&out).map_err(|source| CompactError::Io {
+            path: out.clone(),
+            source,
+        })?;
+        let mut thanos = meta.thanos.clone().unwrap_or_default();
+        thanos.source = "compactor".into();
+        thanos.files.clear();
+        let new_id = Ulid::generate();
+        let result = tokio::task::spawn_blocking(move || {
+            let reader = BlockReader::open(&dir)?;
+            let result =
+                strata_tsdb::downsample::downsample_block(&reader, &out, new_id, to, thanos)?;
+            if let Some((dir, _)) = &result {
+                let check = BlockReader::open(dir)?;
+                for series_ref in check.index().all_postings()? {
+                    check.series(series_ref)?;
+                }
+            }
+            Ok::<_, strata_tsdb::Error>(result)
+        })
+        .await
+        .map_err(|e| CompactError::Task(e.to_string()))??;
+        let produced = match result {
+            Some((dir, new_meta)) => {
+                strata_block::upload_block(&self.bucket, new_id, &dir, new_meta).await?;
+                tracing::info!(
+                    source_block = %id,
+                    block = %new_id,
+                    resolution = to,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "downsampled block"
+                );
+                self.metrics
+                    .downsamples
+                    .get_or_create(&vec![("resolution", to.to_string())])
+                    .inc();
+                Some(new_id)
+            }
+            None => None,
+        };
         let _ = std::fs::remove_dir_all(&work);
         Ok(produced)
     }

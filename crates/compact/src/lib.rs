@@ -75,6 +75,7 @@ pub async fn run(config: CompactConfig, shutdown: Shutdown) -> Result<bool, Star
                 ok = true;
                 tracing::info!(
                     compacted = report.compacted.len(),
+                    downsampled = report.downsampled.len(),
                     marked = report.marked,
                     deleted = report.deleted,
                     partial_deleted = report.partial_deleted,

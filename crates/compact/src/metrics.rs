@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     pub(crate) meta_synced: Family<Vec<(&'static str, &'static str)>, Gauge<i64, AtomicI64>>,
     pub(crate) overlapping: Family<Vec<(&'static str, String)>, Gauge<i64, AtomicI64>>,
     pub(crate) todo_compactions: Gauge,
+    pub(crate) downsamples: Family<Labels1, Counter>,
 }
 
 impl Metrics {
@@ -94,6 +95,11 @@ impl Metrics {
             "strata_compact_overlapping_blocks",
             "1 for each group skipped because its blocks overlap and vertical compaction is off; the blocks label names them.",
             self.overlapping.clone(),
+        );
+        r.register(
+            "thanos_compact_downsample",
+            "Total number of downsampling attempts.",
+            self.downsamples.clone(),
         );
         r.register(
             "thanos_compact_todo_compactions",

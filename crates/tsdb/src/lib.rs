@@ -16,6 +16,7 @@ pub mod chunks;
 pub mod compact;
 pub mod cutter;
 pub mod dedup;
+pub mod downsample;
 mod encoding;
 pub mod error;
 pub mod index;
