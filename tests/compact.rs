@@ -151,7 +151,6 @@ fn compact_cmd(bucket_dir: &Path, data_dir: &Path, extra: &[&str]) -> Command {
             "--http-address",
             &format!("127.0.0.1:{}", strata_e2e::free_port()),
             "--consistency-delay=0s",
-            "--downsampling.disable",
         ])
         .args(extra)
         .env("STRATA_LOG_LEVEL", "info")
@@ -402,7 +401,7 @@ fn killed_at_random_points_never_loses_or_doubles_samples() {
     compact_once(
         &probe,
         &dir.path().join("probe-data"),
-        &["--delete-delay=0s"],
+        &["--delete-delay=0s", "--downsampling.disable"],
     );
     let pass = t.elapsed();
     let kill_window_ms = pass.as_millis().max(50) as u64;
@@ -423,11 +422,15 @@ fn killed_at_random_points_never_loses_or_doubles_samples() {
     while killed < 50 {
         run_no += 1;
         assert!(run_no <= 200, "only {killed} kills in 200 runs");
-        let mut child = compact_cmd(&bucket_dir, &data_dir, &["--delete-delay=0s"])
-            .env("STRATA_LOG_LEVEL", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = compact_cmd(
+            &bucket_dir,
+            &data_dir,
+            &["--delete-delay=0s", "--downsampling.disable"],
+        )
+        .env("STRATA_LOG_LEVEL", "warn")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
         let deadline = Instant::now() + Duration::from_millis(rng.below(kill_window_ms));
         let mut exited = false;
         while Instant::now() < deadline {
@@ -457,8 +460,16 @@ fn killed_at_random_points_never_loses_or_doubles_samples() {
         }
     }
     // Then a run to the end, twice (the second deletes what the first marked).
-    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
-    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+    compact_once(
+        &bucket_dir,
+        &data_dir,
+        &["--delete-delay=0s", "--downsampling.disable"],
+    );
+    compact_once(
+        &bucket_dir,
+        &data_dir,
+        &["--delete-delay=0s", "--downsampling.disable"],
+    );
     let metas = served(&bucket, true);
     let n = assert_same(&bucket_samples(&bucket_dir, &metas), &want, "final");
     let max_level = metas.values().map(|m| m.compaction.level).max().unwrap();
@@ -621,5 +632,135 @@ fn bucket_tools_list_verify_mark_cleanup_and_web() {
     assert_eq!(
         api["data"]["blocks"].as_array().unwrap().len(),
         blocks.len()
+    );
+}
+
+#[test]
+fn blocks_spanning_40h_get_a_5m_copy_with_exact_aggregates() {
+    use strata_chunkenc::aggr::AggrType;
+    use strata_tsdb::downsample::{RES_5M, aggr_samples, apply_counter_resets};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(26, START_S, 52);
+    let blocks = promtool_blocks(&data, dir.path());
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    let ext = [("cluster", "eu1")];
+    upload_all(&bucket, &blocks, &ext);
+    let data_dir = dir.path().join("compactor");
+    compact_once(&bucket_dir, &data_dir, &["--delete-delay=0s"]);
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let all = rt
+        .block_on(MetaFetcher::new(bucket.clone(), None, 8).fetch(&FetchFilter::default()))
+        .unwrap()
+        .metas;
+    let five: Vec<&BlockMeta> = all
+        .values()
+        .filter(|m| strata_block::resolution(m) == RES_5M)
+        .collect();
+    assert_eq!(five.len(), 1, "one 5m block (of the 2d block)");
+    let five = five[0];
+    let raw_2d = all
+        .values()
+        .find(|m| strata_block::resolution(m) == 0 && m.max_time - m.min_time >= 40 * 3_600_000)
+        .expect("the 2d raw block");
+    assert_eq!(five.compaction.sources, raw_2d.compaction.sources);
+    assert_eq!(
+        (five.min_time, five.max_time),
+        (raw_2d.min_time, raw_2d.max_time)
+    );
+    run(Command::new(require_tool("promtool"))
+        .args(["tsdb", "analyze"])
+        .arg(&bucket_dir)
+        .arg(&five.ulid));
+
+    // Every aggregate equals what the raw samples of the 2d block give per 5m window.
+    let raw_block = BlockReader::open(&bucket_dir.join(&raw_2d.ulid)).unwrap();
+    let agg_block = BlockReader::open(&bucket_dir.join(&five.ulid)).unwrap();
+    let mut raw_series = BTreeMap::new();
+    for r in raw_block.index().all_postings().unwrap() {
+        let e = raw_block.series(r).unwrap();
+        let s = raw_block.samples(r, &e, i64::MIN, i64::MAX).unwrap();
+        raw_series.insert(e.labels, s);
+    }
+    let (mut windows, mut series_checked) = (0usize, 0usize);
+    for r in agg_block.index().all_postings().unwrap() {
+        let e = agg_block.series(r).unwrap();
+        let raw: Vec<Sample> = raw_series[&e.labels]
+            .iter()
+            .filter(|s| !s.v.is_nan())
+            .copied()
+            .collect();
+        let mut got: BTreeMap<AggrType, Vec<Sample>> = BTreeMap::new();
+        let mut counters = Vec::new();
+        for c in &e.chunks {
+            let chunk = agg_block.chunks().chunk(c.chunk_ref).unwrap();
+            for at in [AggrType::Count, AggrType::Sum, AggrType::Min, AggrType::Max] {
+                got.entry(at)
+                    .or_default()
+                    .extend(aggr_samples(&chunk.data, at).unwrap());
+            }
+            counters.push(aggr_samples(&chunk.data, AggrType::Counter).unwrap());
+        }
+        // Expected windows from the raw samples.
+        let mut want: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for s in &raw {
+            want.entry(s.t - s.t % RES_5M).or_default().push(s.v);
+        }
+        let count = &got[&AggrType::Count];
+        assert_eq!(count.len(), want.len(), "{}: windows", e.labels);
+        for (i, (start, values)) in want.iter().enumerate() {
+            let t = count[i].t;
+            assert!(
+                t >= *start && t < start + RES_5M,
+                "{}: window stamp {t}",
+                e.labels
+            );
+            assert_eq!(count[i].v, values.len() as f64, "{}: count", e.labels);
+            let sum: f64 = values.iter().sum();
+            let g = got[&AggrType::Sum][i].v;
+            let same =
+                g == sum || (g.is_nan() && sum.is_nan()) || (g - sum).abs() <= 1e-9 * sum.abs();
+            assert!(same, "{}: sum {g} vs {sum}", e.labels);
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(got[&AggrType::Min][i].v, min, "{}: min", e.labels);
+            assert_eq!(got[&AggrType::Max][i].v, max, "{}: max", e.labels);
+            windows += 1;
+        }
+        // The counter ends at the first value plus every increase (resets counted whole).
+        if raw.iter().any(|s| !s.v.is_finite()) {
+            series_checked += 1;
+            continue;
+        }
+        let mut total = raw[0].v;
+        for w in raw.windows(2) {
+            total += if w[1].v >= w[0].v {
+                w[1].v - w[0].v
+            } else {
+                w[1].v
+            };
+        }
+        let (mono, last) = apply_counter_resets(&counters);
+        let end = mono.last().unwrap().v;
+        let same = end == total
+            || (end.is_nan() && total.is_nan())
+            || (end - total).abs() <= 1e-9 * total.abs();
+        assert!(same, "{}: counter {end} vs {total}", e.labels);
+        assert_eq!(
+            last,
+            raw.last().unwrap().v,
+            "{}: last raw value kept",
+            e.labels
+        );
+        series_checked += 1;
+    }
+    eprintln!(
+        "5m block: {series_checked} series, {windows} windows equal to the raw data's aggregates"
     );
 }
