@@ -308,7 +308,12 @@ fn read_options(state: &ApiState, p: &Params) -> Result<ReadOptions, ApiError> {
         replica_labels.clear();
     }
     let max_resolution = match p.get("max_source_resolution") {
-        None | Some("auto") => 0,
+        None | Some("0s") => 0,
+        // Thanos: a fifth of the step (raw data for instant queries).
+        Some("auto") => p
+            .get("step")
+            .and_then(|s| parse_duration(s).ok())
+            .map_or(0, |step| step / 5),
         Some(v) => {
             let ms = parse_duration(v).map_err(|e| ApiError::param("max_source_resolution", e))?;
             if ms < 0 {

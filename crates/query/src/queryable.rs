@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use strata_promql::{Error, Queryable, SelectHints, Series};
-use strata_storepb::{AggrChunk, Func, QueryHints, Range, SeriesRequest, chunk};
+use strata_storepb::{Aggr, AggrChunk, Func, QueryHints, Range, SeriesRequest, chunk};
 use strata_types::{Labels, Matcher, Sample};
 
 use crate::dedup::{DedupFunc, dedup_replicas};
@@ -61,30 +61,101 @@ impl StoreQueryable {
     }
 }
 
+/// The aggregates of downsampled data a function needs (Thanos' `aggrsFromFunc`): `min*`
+/// the minimum, `max*` the maximum, `count*` the count, `sum_*` the sum, counter functions
+/// the counter, anything else count and sum (for an average).
+pub fn aggregates_for(func: Option<&str>) -> Vec<Aggr> {
+    let f = func.unwrap_or("");
+    if f == "min" || f.starts_with("min_") {
+        return vec![Aggr::Min];
+    }
+    if f == "max" || f.starts_with("max_") {
+        return vec![Aggr::Max];
+    }
+    if f == "count" || f.starts_with("count_") {
+        return vec![Aggr::Count];
+    }
+    if f.starts_with("sum_") {
+        return vec![Aggr::Sum];
+    }
+    if COUNTER_FUNCS.contains(&f) {
+        return vec![Aggr::Counter];
+    }
+    vec![Aggr::Count, Aggr::Sum]
+}
+
+fn xor_samples(c: &strata_storepb::Chunk, out: &mut Vec<Sample>) -> Result<(), String> {
+    if c.r#type != chunk::Encoding::Xor as i32 {
+        return Err(format!("chunk encoding {} is not supported", c.r#type));
+    }
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    strata_chunkenc::decode_xor(&c.data, &mut ts, &mut vs).map_err(|e| e.to_string())?;
+    out.extend(ts.iter().zip(&vs).map(|(&t, &v)| Sample { t, v }));
+    Ok(())
+}
+
 /// Decodes a series' chunks into samples within `[start, end]`, sorted, one per timestamp.
+/// Raw chunks give their samples; chunks of downsampled blocks give the requested
+/// aggregate: the counter (made monotonic across chunks, as Thanos' querier does), or
+/// min, max, count or sum, or the average sum/count when both are present.
 pub fn decode_chunks(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<Sample>, String> {
     let mut samples: Vec<Sample> = Vec::new();
-    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-    for c in chunks {
+    let mut counter_chunks: Vec<Vec<Sample>> = Vec::new();
+    let mut sorted: Vec<&AggrChunk> = chunks.iter().collect();
+    sorted.sort_by_key(|c| (c.min_time, c.max_time));
+    let has_counter = sorted
+        .iter()
+        .any(|c| c.raw.is_none() && c.counter.is_some());
+    for c in sorted {
         if c.max_time < start || c.min_time > end {
             continue;
         }
-        let Some(raw) = &c.raw else {
-            return Err("downsampled chunks without raw data are not supported yet".into());
-        };
-        if raw.r#type != chunk::Encoding::Xor as i32 {
-            return Err(format!("chunk encoding {} is not supported", raw.r#type));
+        if let Some(raw) = &c.raw {
+            if has_counter {
+                let mut part = Vec::new();
+                xor_samples(raw, &mut part)?;
+                counter_chunks.push(part);
+            } else {
+                xor_samples(raw, &mut samples)?;
+            }
+            continue;
         }
-        ts.clear();
-        vs.clear();
-        strata_chunkenc::decode_xor(&raw.data, &mut ts, &mut vs).map_err(|e| e.to_string())?;
-        samples.extend(
-            ts.iter()
-                .zip(&vs)
-                .filter(|(t, _)| **t >= start && **t <= end)
-                .map(|(&t, &v)| Sample { t, v }),
-        );
+        if let Some(counter) = &c.counter {
+            let mut part = Vec::new();
+            xor_samples(counter, &mut part)?;
+            counter_chunks.push(part);
+            continue;
+        }
+        match (&c.count, &c.sum, &c.min, &c.max) {
+            (Some(count), Some(sum), _, _) => {
+                let (mut counts, mut sums) = (Vec::new(), Vec::new());
+                xor_samples(count, &mut counts)?;
+                xor_samples(sum, &mut sums)?;
+                if counts.len() != sums.len() {
+                    return Err("sum and count aggregates not aligned".into());
+                }
+                for (n, s) in counts.iter().zip(&sums) {
+                    if n.t != s.t {
+                        return Err("sum and count timestamps not aligned".into());
+                    }
+                    samples.push(Sample {
+                        t: n.t,
+                        v: s.v / n.v,
+                    });
+                }
+            }
+            (Some(only), None, None, None)
+            | (None, Some(only), None, None)
+            | (None, None, Some(only), None)
+            | (None, None, None, Some(only)) => xor_samples(only, &mut samples)?,
+            _ => return Err("downsampled chunk without the requested aggregate".into()),
+        }
     }
+    if !counter_chunks.is_empty() {
+        let (monotonic, _) = strata_tsdb::downsample::apply_counter_resets(&counter_chunks);
+        samples.extend(monotonic);
+    }
+    samples.retain(|s| s.t >= start && s.t <= end);
     if !samples.is_sorted_by_key(|s| s.t) {
         samples.sort_by_key(|s| s.t);
     }
@@ -141,6 +212,10 @@ impl Queryable for StoreQueryable {
             min_time: hints.start,
             max_time: hints.end,
             max_resolution_window: self.options.max_resolution,
+            aggregates: aggregates_for(hints.func.as_deref())
+                .into_iter()
+                .map(|a| a as i32)
+                .collect(),
             query_hints: Some(QueryHints {
                 step_millis: hints.step,
                 func: hints.func.as_ref().map(|name| Func { name: name.clone() }),

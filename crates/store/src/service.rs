@@ -124,7 +124,7 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
         Encoding::Other(b) => b,
         _ => 0,
     };
-    if encoding_byte != 0xff {
+    if encoding_byte != strata_chunkenc::aggr::AGGR_ENCODING {
         let kind = match raw.encoding {
             Encoding::Xor => chunk::Encoding::Xor,
             Encoding::Histogram => chunk::Encoding::Histogram,
@@ -142,25 +142,18 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
         });
         return Ok(out);
     }
-    // count, sum, min, max, counter: uvarint length, then encoding byte and bytes.
-    let mut rest = data;
+    let decoded = strata_chunkenc::aggr::decode_aggr(data)
+        .map_err(|e| Status::internal(format!("corrupt aggregate chunk: {e}")))?;
     let mut parts: Vec<Option<Chunk>> = Vec::with_capacity(5);
-    for _ in 0..5 {
-        let (len, used) = strata_chunkenc::get_uvarint(rest)
-            .ok_or_else(|| Status::internal("corrupt aggregate chunk: bad length"))?;
-        rest = rest.get(used..).unwrap_or_default();
-        if len == 0 {
+    for part in decoded {
+        let Some((encoding, bytes)) = part else {
             parts.push(None);
             continue;
-        }
-        let len = usize::try_from(len).unwrap_or(usize::MAX);
-        let (Some(&enc), Some(bytes)) = (rest.first(), rest.get(1..len.saturating_add(1))) else {
-            return Err(Status::internal("corrupt aggregate chunk: truncated"));
         };
-        let kind = match enc {
-            1 => chunk::Encoding::Xor,
-            2 => chunk::Encoding::Histogram,
-            3 => chunk::Encoding::FloatHistogram,
+        let kind = match encoding {
+            Encoding::Xor => chunk::Encoding::Xor,
+            Encoding::Histogram => chunk::Encoding::Histogram,
+            Encoding::FloatHistogram => chunk::Encoding::FloatHistogram,
             _ => return Err(Status::internal("corrupt aggregate chunk: sub-encoding")),
         };
         parts.push(Some(Chunk {
@@ -168,7 +161,6 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
             data: bytes.to_vec(),
             hash: chunk_hash(bytes),
         }));
-        rest = rest.get(len.saturating_add(1)..).unwrap_or_default();
     }
     let wanted = |a: Aggr| aggregates.is_empty() || aggregates.contains(&(a as i32));
     let mut take = |i: usize| parts.get_mut(i).and_then(Option::take);
@@ -194,6 +186,10 @@ fn chunk_samples(raw: &RawChunk) -> u64 {
     match raw.encoding {
         Encoding::Xor => {
             strata_chunkenc::xor_num_samples(&raw.data).map_or(MAX_SAMPLES_PER_CHUNK, u64::from)
+        }
+        Encoding::Other(strata_chunkenc::aggr::AGGR_ENCODING) => {
+            strata_chunkenc::aggr::aggr_num_samples(&raw.data)
+                .map_or(MAX_SAMPLES_PER_CHUNK, u64::from)
         }
         _ => MAX_SAMPLES_PER_CHUNK,
     }
