@@ -99,11 +99,6 @@ pub(crate) fn run(args: CompactArgs) -> anyhow::Result<bool> {
         "penalty" => strata_tsdb::dedup::DedupFunc::Penalty,
         other => anyhow::bail!("--deduplication.func: unknown {other:?} (want \"\" or penalty)"),
     };
-    if !args.downsampling_disable {
-        tracing::warn!(
-            "downsampling is not implemented yet; blocks are compacted but not downsampled"
-        );
-    }
     let config = strata_compact::CompactConfig {
         bucket_yaml,
         http_address: args.http_address,

@@ -1,0 +1,233 @@
+//! `strata compact` on a FILESYSTEM bucket: (1) compaction of 12 aligned two-hour blocks
+//! into three 8h blocks, (2) downsampling of one 48h block to 5m. Prints input/output
+//! bytes, MB/s of input, samples/s, the compactor's peak RSS and the wall time of each run
+//! (the run includes downloading from and uploading to the bucket directory).
+//!
+//! Run: `cargo run --release -p strata-benches --bin compact -- [SERIES_PER_BLOCK] [DOWNSAMPLE_SERIES]`
+//! (defaults 500000 and 100000; 60 s samples).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_tsdb::meta::ThanosMeta;
+use strata_tsdb::{BlockOptions, BlockWriter};
+use strata_types::{Labels, Sample};
+
+const STEP_MS: i64 = 60_000;
+const HOUR: i64 = 3_600_000;
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+fn labels(i: usize) -> Labels {
+    Labels::from_pairs([
+        ("__name__", format!("bench_metric_{}", i % 50)),
+        (
+            "instance",
+            format!("10.{}.{}.{}:9100", i / 65536, i / 256 % 256, i % 256),
+        ),
+        ("job", format!("job-{}", i % 20)),
+    ])
+}
+
+/// Writes a block of `series` series with a sample every minute in `[start, end)`.
+fn write_block(bucket: &Path, series: usize, start: i64, end: i64) -> u64 {
+    let mut all: Vec<(Labels, usize)> = (0..series).map(|i| (labels(i), i)).collect();
+    all.sort();
+    let mut w = BlockWriter::new(bucket).unwrap();
+    let mut samples = Vec::new();
+    let mut total = 0u64;
+    for (l, i) in &all {
+        samples.clear();
+        let mut v = (*i % 1000) as f64;
+        for (n, t) in (start..end).step_by(STEP_MS as usize).enumerate() {
+            // Counters with a reset now and then; every fifth series a gauge.
+            v = if i % 5 == 0 {
+                ((n as f64) * 0.1 + *i as f64).sin() * 100.0
+            } else if (n + i) % 997 == 0 {
+                0.0
+            } else {
+                v + ((n * 7 + i) % 13) as f64
+            };
+            samples.push(Sample { t, v });
+        }
+        total += samples.len() as u64;
+        w.add_samples(l, &samples, 2 * HOUR).unwrap();
+    }
+    let mut labels = BTreeMap::new();
+    labels.insert("cluster".to_owned(), "bench".to_owned());
+    w.finish(BlockOptions {
+        min_time: Some(start),
+        max_time: Some(end),
+        thanos: Some(ThanosMeta {
+            version: 1,
+            labels,
+            source: "bench".into(),
+            ..ThanosMeta::default()
+        }),
+        compaction: None,
+    })
+    .unwrap();
+    total
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn blocks(bucket: &Path) -> BTreeMap<String, u64> {
+    std::fs::read_dir(bucket)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.path().join("meta.json").exists())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().to_string(),
+                dir_bytes(&e.path()),
+            )
+        })
+        .collect()
+}
+
+/// Runs one `strata compact` pass; returns wall time and peak RSS (KiB).
+fn compact(bucket: &Path, data: &Path, extra: &[&str]) -> (Duration, u64) {
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket.display()
+    );
+    let t = Instant::now();
+    let mut child = Command::new(strata_e2e::strata_binary())
+        .args([
+            "compact",
+            "--objstore.config",
+            &yaml,
+            "--consistency-delay=0s",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args([
+            "--http-address",
+            &format!("127.0.0.1:{}", strata_e2e::free_port()),
+        ])
+        .args(extra)
+        .env("STRATA_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peak = 0;
+    loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "strata compact failed: {status}");
+            break;
+        }
+        // Polling a child process' peak RSS: a plain sleep is what is wanted here.
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (t.elapsed(), peak)
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let series: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(500_000);
+    let down_series: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let dir =
+        tempfile::tempdir_in(std::env::var("BENCH_TMP").unwrap_or_else(|_| "/var/tmp".into()))
+            .unwrap();
+
+    // 1. Compaction: 12 aligned 2h blocks (+ a small newest block the planner leaves out).
+    let bucket = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let t = Instant::now();
+    let mut samples = 0u64;
+    for i in 0..12 {
+        samples += write_block(&bucket, series, i * 2 * HOUR, (i + 1) * 2 * HOUR);
+    }
+    write_block(&bucket, 1, 24 * HOUR, 26 * HOUR);
+    let before = blocks(&bucket);
+    let input: u64 = before.values().sum();
+    eprintln!(
+        "generated 12 blocks x {series} series ({samples} samples, {input} bytes) in {:?}",
+        t.elapsed()
+    );
+    let (took, rss) = compact(
+        &bucket,
+        &dir.path().join("data"),
+        &["--downsampling.disable"],
+    );
+    let after = blocks(&bucket);
+    let output: u64 = after
+        .iter()
+        .filter(|(id, _)| !before.contains_key(*id))
+        .map(|(_, b)| b)
+        .sum();
+    let new_blocks = after.keys().filter(|id| !before.contains_key(*id)).count();
+    assert_eq!(new_blocks, 3, "three 8h blocks");
+    let secs = took.as_secs_f64();
+    println!(
+        "| run | series | samples | input bytes | output bytes | output/input | wall time | input MB/s | samples/s | peak RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| compact 12 x 2h -> 3 x 8h | {series} per block | {samples} | {input} | {output} | {:.3} | {:.2} s | {:.1} | {:.0} | {rss} KiB |",
+        output as f64 / input as f64,
+        secs,
+        mb(input) / secs,
+        samples as f64 / secs
+    );
+    std::fs::remove_dir_all(&bucket).unwrap();
+
+    // 2. Downsampling: one 48h raw block to 5m.
+    let bucket = dir.path().join("bucket-48h");
+    std::fs::create_dir_all(&bucket).unwrap();
+    let samples = write_block(&bucket, down_series, 0, 48 * HOUR);
+    let before = blocks(&bucket);
+    let input: u64 = before.values().sum();
+    let (took, rss) = compact(&bucket, &dir.path().join("data-48h"), &[]);
+    let after = blocks(&bucket);
+    let output: u64 = after
+        .iter()
+        .filter(|(id, _)| !before.contains_key(*id))
+        .map(|(_, b)| b)
+        .sum();
+    assert_eq!(after.len(), 2, "one 5m block");
+    let secs = took.as_secs_f64();
+    println!(
+        "| downsample 48h raw -> 5m | {down_series} | {samples} | {input} | {output} | {:.3} | {:.2} s | {:.1} | {:.0} | {rss} KiB |",
+        output as f64 / input as f64,
+        secs,
+        mb(input) / secs,
+        samples as f64 / secs
+    );
+}
