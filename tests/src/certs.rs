@@ -6,6 +6,9 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
+/// A date: year, month, day.
+type Ymd = (i32, u8, u8);
+
 /// A CA that signs leaf certificates.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
@@ -40,8 +43,21 @@ impl TestCa {
 
     /// A certificate for `names` (DNS names or IP addresses) with common name `cn`.
     pub fn leaf(&self, cn: &str, names: &[&str]) -> Leaf {
+        self.leaf_valid(cn, names, None)
+    }
+
+    /// A certificate that expired at the end of 2021.
+    pub fn expired_leaf(&self, cn: &str, names: &[&str]) -> Leaf {
+        self.leaf_valid(cn, names, Some(((2020, 1, 1), (2021, 12, 31))))
+    }
+
+    fn leaf_valid(&self, cn: &str, names: &[&str], validity: Option<(Ymd, Ymd)>) -> Leaf {
         let names: Vec<String> = names.iter().map(|s| (*s).to_owned()).collect();
         let mut params = CertificateParams::new(names).unwrap();
+        if let Some(((y0, m0, d0), (y1, m1, d1))) = validity {
+            params.not_before = rcgen::date_time_ymd(y0, m0, d0);
+            params.not_after = rcgen::date_time_ymd(y1, m1, d1);
+        }
         params.distinguished_name.push(DnType::CommonName, cn);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer).unwrap();

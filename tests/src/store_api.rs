@@ -74,21 +74,29 @@ pub struct StrataProcess {
     child: Child,
     pub http: String,
     pub grpc: String,
+    /// Where stderr goes, when started with [`StrataProcess::start_logged`].
+    log: Option<std::path::PathBuf>,
 }
 
 impl StrataProcess {
     /// Starts `strata <args>` with `--http-address` and `--grpc-address` on free ports and
     /// waits until `/-/ready` answers 200.
     pub fn start(args: &[&str]) -> StrataProcess {
-        StrataProcess::spawn(args, true)
+        StrataProcess::spawn(args, true, None)
+    }
+
+    /// As [`StrataProcess::start`], with info-level logs written to `log` (see
+    /// [`StrataProcess::log`]).
+    pub fn start_logged(args: &[&str], log: &std::path::Path) -> StrataProcess {
+        StrataProcess::spawn(args, true, Some(log))
     }
 
     /// Starts a component without a gRPC address (the query frontend).
     pub fn start_http_only(args: &[&str]) -> StrataProcess {
-        StrataProcess::spawn(args, false)
+        StrataProcess::spawn(args, false, None)
     }
 
-    fn spawn(args: &[&str], with_grpc: bool) -> StrataProcess {
+    fn spawn(args: &[&str], with_grpc: bool, log: Option<&std::path::Path>) -> StrataProcess {
         let http = format!("127.0.0.1:{}", crate::free_port());
         let grpc = format!("127.0.0.1:{}", crate::free_port());
         let mut command = Command::new(crate::strata_binary());
@@ -96,13 +104,26 @@ impl StrataProcess {
         if with_grpc {
             command.args(["--grpc-address", &grpc]);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .env("STRATA_LOG_LEVEL", "warn")
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut process = StrataProcess { child, http, grpc };
+        command.stdout(Stdio::null());
+        match log {
+            Some(path) => {
+                command
+                    .env("STRATA_LOG_LEVEL", "info")
+                    .stderr(std::fs::File::create(path).unwrap());
+            }
+            None => {
+                command
+                    .env("STRATA_LOG_LEVEL", "warn")
+                    .stderr(Stdio::inherit());
+            }
+        }
+        let child = command.spawn().unwrap();
+        let mut process = StrataProcess {
+            child,
+            http,
+            grpc,
+            log: log.map(std::path::Path::to_path_buf),
+        };
         process.wait_ready(Duration::from_secs(60));
         process
     }
@@ -134,6 +155,31 @@ impl StrataProcess {
             .call()
             .unwrap();
         resp.body_mut().read_to_string().unwrap()
+    }
+
+    /// What the process has logged so far (empty unless started with a log file).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for a log line containing every one of `parts`; returns it.
+    pub fn wait_log(&self, parts: &[&str], timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return line.to_owned();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {parts:?} after {timeout:?}; log:\n{log}"
+            );
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// The process ID.

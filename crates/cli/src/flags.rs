@@ -15,6 +15,9 @@ pub(crate) struct GrpcServerTlsArgs {
     /// CA bundle (PEM): clients must present a certificate signed by it (mutual TLS).
     #[arg(long = "grpc-server-tls-client-ca")]
     client_ca: Option<PathBuf>,
+    /// Lowest TLS version the gRPC server accepts: 1.2 or 1.3.
+    #[arg(long = "grpc-server-tls-min-version", default_value = "1.3", value_parser = strata_runtime::TlsVersion::parse)]
+    min_version: strata_runtime::TlsVersion,
 }
 
 impl GrpcServerTlsArgs {
@@ -24,6 +27,7 @@ impl GrpcServerTlsArgs {
             cert: non_empty(&self.cert),
             key: non_empty(&self.key),
             client_ca: non_empty(&self.client_ca),
+            min_version: self.min_version,
         }
     }
 }

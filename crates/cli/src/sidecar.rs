@@ -64,9 +64,6 @@ pub(crate) struct SidecarArgs {
     #[arg(long = "prometheus.get_config_timeout", hide = true)]
     get_config_timeout: Option<String>,
     /// Accepted for compatibility; not used.
-    #[arg(long = "grpc-server-tls-min-version", hide = true)]
-    grpc_tls_min_version: Option<String>,
-    /// Accepted for compatibility; not used.
     #[arg(long = "grpc-server-max-connection-age", hide = true)]
     grpc_max_connection_age: Option<String>,
     /// Accepted for compatibility; not used.

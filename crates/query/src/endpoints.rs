@@ -131,7 +131,7 @@ impl Endpoint {
         let result = tokio::time::timeout(timeout, client.info(InfoRequest {})).await;
         let outcome = match result {
             Err(_) => Err(format!("info call timed out after {timeout:?}")),
-            Ok(Err(status)) => Err(status.message().to_owned()),
+            Ok(Err(status)) => Err(status_text(&status)),
             Ok(Ok(resp)) => {
                 let resp = resp.into_inner();
                 let (min_time, max_time) = resp
@@ -166,7 +166,9 @@ impl Endpoint {
                     state.last_error = None;
                 }
                 Err(e) => {
-                    if state.healthy {
+                    // Logged when the endpoint turns unhealthy, and whenever the reason
+                    // changes (so an endpoint that never came up says why).
+                    if state.healthy || state.last_error.as_deref() != Some(e.as_str()) {
                         tracing::warn!(endpoint = %self.address, error = %e, "endpoint unhealthy");
                     }
                     state.healthy = false;
@@ -175,6 +177,22 @@ impl Endpoint {
             }
         }
     }
+}
+
+/// A gRPC status with its whole cause chain: tonic says only "transport error" at the
+/// top, the reason (refused TLS handshake, connection refused, ...) is in the sources.
+fn status_text(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
 }
 
 /// Where endpoint addresses come from: static `host:port`, `dns+host:port` (every A/AAAA

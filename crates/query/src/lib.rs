@@ -137,11 +137,10 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
     let mut grpc_shutdown = shutdown.clone();
-    let tls = config.grpc_tls.server_config()?;
-    let server = strata_storepb::serve::store_api_server(proxy, tls)
-        .map_err(|e| QueryError::Grpc(e.to_string()))?;
+    let tls = config.grpc_tls.server()?;
+    let server = strata_storepb::serve::store_api_server(proxy);
     let grpc = tokio::spawn(server.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+        strata_runtime::tls::incoming(grpc_listener, tls),
         async move { grpc_shutdown.wait().await },
     ));
 

@@ -20,6 +20,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod tls;
+pub use tls::{ServerTls, TlsError, TlsFiles, TlsVersion};
+
 /// Errors starting a server.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,71 +44,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// Certificate files for a gRPC server (`--grpc-server-tls-cert`, `--grpc-server-tls-key`,
-/// `--grpc-server-tls-client-ca`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TlsFiles {
-    /// PEM certificate chain.
-    pub cert: Option<std::path::PathBuf>,
-    /// PEM private key.
-    pub key: Option<std::path::PathBuf>,
-    /// PEM CA bundle; when set, clients must present a certificate it signed.
-    pub client_ca: Option<std::path::PathBuf>,
-}
-
-/// A TLS configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsError {
-    /// Flags set inconsistently.
-    #[error("gRPC server TLS: {0}")]
-    Flags(&'static str),
-    /// A file could not be read.
-    #[error("gRPC server TLS: reading {path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The IO error.
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-impl TlsFiles {
-    /// The server TLS config, or `None` for plaintext. As in Thanos, certificate and key
-    /// must be set together, and a client CA needs them.
-    pub fn server_config(&self) -> Result<Option<tonic::transport::ServerTlsConfig>, TlsError> {
-        let read = |p: &std::path::Path| {
-            std::fs::read(p).map_err(|source| TlsError::Read {
-                path: p.display().to_string(),
-                source,
-            })
-        };
-        match (&self.cert, &self.key) {
-            (None, None) => {
-                if self.client_ca.is_some() {
-                    return Err(TlsError::Flags(
-                        "--grpc-server-tls-client-ca needs --grpc-server-tls-cert and --grpc-server-tls-key",
-                    ));
-                }
-                Ok(None)
-            }
-            (Some(cert), Some(key)) => {
-                let identity = tonic::transport::Identity::from_pem(read(cert)?, read(key)?);
-                let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
-                if let Some(ca) = &self.client_ca {
-                    config = config
-                        .client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?))
-                        .client_auth_optional(false);
-                }
-                Ok(Some(config))
-            }
-            _ => Err(TlsError::Flags(
-                "--grpc-server-tls-cert and --grpc-server-tls-key must be set together",
-            )),
-        }
-    }
 }
 
 /// Readiness of a component, shared between the component and its HTTP server.

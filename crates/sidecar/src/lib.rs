@@ -241,10 +241,10 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     let service = SidecarStore::new(prom, state);
     tracing::info!(address = %config.grpc_address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
-    let tls = config.grpc_tls.server_config()?;
-    strata_storepb::serve::store_api_server(service, tls)?
+    let tls = config.grpc_tls.server()?;
+    strata_storepb::serve::store_api_server(service)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            strata_runtime::tls::incoming(grpc_listener, tls),
             async move { grpc_shutdown.wait().await },
         )
         .await?;

@@ -182,10 +182,10 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
     let address = config.grpc_address.clone();
     tracing::info!(address = %address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
-    let tls = config.grpc_tls.server_config()?;
-    strata_storepb::serve::store_api_server(service, tls)?
+    let tls = config.grpc_tls.server()?;
+    strata_storepb::serve::store_api_server(service)
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            strata_runtime::tls::incoming(grpc_listener, tls),
             async move { grpc_shutdown.wait().await },
         )
         .await?;

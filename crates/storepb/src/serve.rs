@@ -83,24 +83,18 @@ pub async fn stream_series(
     batch.is_empty() || send_series(tx, batch, batch_size).await
 }
 
-/// A gRPC server for `service` as `thanos.Store` and `thanos.info.Info`, with TLS when
-/// given; requests up to 32 MiB, answers unbounded. Fails early on unusable TLS material.
-pub fn store_api_server<S>(
-    service: S,
-    tls: Option<tonic::transport::ServerTlsConfig>,
-) -> Result<tonic::transport::server::Router, tonic::transport::Error>
+/// A gRPC server for `service` as `thanos.Store` and `thanos.info.Info`; requests up to
+/// 32 MiB, answers unbounded. TLS, when wanted, is done by the connection stream it is
+/// served on (`strata_runtime::tls::incoming`).
+pub fn store_api_server<S>(service: S) -> tonic::transport::server::Router
 where
     S: crate::store_server::Store + crate::info::info_server::Info + Clone,
 {
-    let mut server = tonic::transport::Server::builder();
-    if let Some(tls) = tls {
-        server = server.tls_config(tls)?;
-    }
-    Ok(server
+    tonic::transport::Server::builder()
         .add_service(
             crate::store_server::StoreServer::new(service.clone())
                 .max_decoding_message_size(32 << 20)
                 .max_encoding_message_size(usize::MAX),
         )
-        .add_service(crate::info::info_server::InfoServer::new(service)))
+        .add_service(crate::info::info_server::InfoServer::new(service))
 }
