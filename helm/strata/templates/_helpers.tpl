@@ -1,0 +1,214 @@
+{{/* Names, labels and the pod pieces every component shares. */}}
+
+{{- define "strata.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "strata.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of everything the chart makes; component in .component. */}}
+{{- define "strata.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "strata.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "strata.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "strata.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "strata.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The Secret holding the bucket.yml. */}}
+{{- define "strata.objstoreSecret" -}}
+{{- if .Values.objstore.existingSecret -}}
+{{- .Values.objstore.existingSecret -}}
+{{- else -}}
+{{- printf "%s-objstore" (include "strata.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level settings: security context, pull secrets, scheduling. .values: the component's values. */}}
+{{- define "strata.podSpecCommon" -}}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Container settings shared by every component: image, ports, probes on the HTTP address. */}}
+{{- define "strata.containerCommon" -}}
+image: {{ include "strata.image" .root }}
+imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+securityContext:
+  {{- toYaml .root.Values.containerSecurityContext | nindent 2 }}
+ports:
+  - name: http
+    containerPort: 10902
+    protocol: TCP
+{{- if .grpc }}
+  - name: grpc
+    containerPort: 10901
+    protocol: TCP
+{{- end }}
+livenessProbe:
+  httpGet:
+    path: /-/healthy
+    port: http
+  initialDelaySeconds: 10
+  periodSeconds: 30
+  timeoutSeconds: 5
+  failureThreshold: 4
+readinessProbe:
+  httpGet:
+    path: /-/ready
+    port: http
+  periodSeconds: 5
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- with .values.resources }}
+resources:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* --grpc-server-tls-* flags for a component's .values.grpcServerTls. */}}
+{{- define "strata.grpcServerTlsArgs" -}}
+{{- if .enabled }}
+- --grpc-server-tls-cert=/etc/strata/grpc-tls/tls.crt
+- --grpc-server-tls-key=/etc/strata/grpc-tls/tls.key
+{{- if .clientAuth }}
+- --grpc-server-tls-client-ca=/etc/strata/grpc-tls/ca.crt
+{{- end }}
+- --grpc-server-tls-min-version={{ .minVersion }}
+{{- end }}
+{{- end -}}
+
+{{/* A ServiceMonitor for the Service named .name (component .component). */}}
+{{- define "strata.serviceMonitor" -}}
+{{- if .root.Values.serviceMonitor.enabled }}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "strata.labels" . | nindent 4 }}
+    {{- with .root.Values.serviceMonitor.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "strata.selectorLabels" . | nindent 6 }}
+  namespaceSelector:
+    matchNames:
+      - {{ .root.Release.Namespace }}
+  endpoints:
+    - port: http
+      path: /metrics
+      interval: {{ .root.Values.serviceMonitor.interval }}
+      scrapeTimeout: {{ .root.Values.serviceMonitor.scrapeTimeout }}
+{{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget for the pods of .component when .pdb.enabled. */}}
+{{- define "strata.pdb" -}}
+{{- if .pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "strata.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .pdb.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "strata.selectorLabels" . | nindent 6 }}
+      {{- with .extraSelector }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The buckets store gateways serve: the chart's objstore, or storeGateway.buckets. */}}
+{{- define "strata.storeBuckets" -}}
+{{- $buckets := list -}}
+{{- if .Values.storeGateway.buckets -}}
+{{- range .Values.storeGateway.buckets -}}
+{{- $buckets = append $buckets (dict "name" .name "secret" .existingSecret "key" (default "objstore.yml" .key)) -}}
+{{- end -}}
+{{- else -}}
+{{- $buckets = append $buckets (dict "name" "" "secret" (include "strata.objstoreSecret" .) "key" .Values.objstore.key) -}}
+{{- end -}}
+{{- toJson $buckets -}}
+{{- end -}}
+
+{{/* Name of the store gateway StatefulSet for bucket .bucket, shard .shard. */}}
+{{- define "strata.storeName" -}}
+{{- $base := printf "%s-store" (include "strata.fullname" .root) -}}
+{{- if .bucket -}}
+{{- printf "%s-%s-%d" $base .bucket (int .shard) | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%d" $base (int .shard) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every Store API endpoint the main querier fans out to, one per line. */}}
+{{- define "strata.queryEndpoints" -}}
+{{- $root := . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $domain := .Values.clusterDomain -}}
+{{- if .Values.storeGateway.enabled -}}
+{{- range $b := include "strata.storeBuckets" $root | fromJsonArray -}}
+{{- range $i := until (int $root.Values.storeGateway.shards) }}
+- --endpoint=dns+{{ include "strata.storeName" (dict "root" $root "bucket" $b.name "shard" $i) }}.{{ $ns }}.svc.{{ $domain }}:10901
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range .Values.observees }}
+- --endpoint=dns+{{ include "strata.fullname" $root }}-query-{{ .name }}.{{ $ns }}.svc.{{ $domain }}:10901
+{{- end -}}
+{{- if .Values.sidecar.enabled }}
+- --endpoint=dns+{{ include "strata.fullname" $root }}-sidecar.{{ $ns }}.svc.{{ $domain }}:{{ .Values.sidecar.grpcPort }}
+{{- end -}}
+{{- range .Values.query.extraEndpoints }}
+- --endpoint={{ . }}
+{{- end -}}
+{{- end -}}
