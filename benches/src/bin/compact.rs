@@ -25,12 +25,35 @@ use strata_types::{Labels, Sample};
 const STEP_MS: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+/// User plus system CPU time of a process so far, in clock ticks (1/100 s on Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// What one compactor run cost.
+struct Run {
+    wall: Duration,
+    /// CPU seconds (user + system), sampled until just before exit.
+    cpu: f64,
+    /// Peak resident set (VmHWM: anonymous memory plus mapped block files).
+    peak_rss_kib: u64,
+    /// Peak anonymous memory (RssAnon sampled every 20 ms): what the process allocated.
+    peak_anon_kib: u64,
 }
 
 fn labels(i: usize) -> Labels {
@@ -113,8 +136,8 @@ fn blocks(bucket: &Path) -> BTreeMap<String, u64> {
         .collect()
 }
 
-/// Runs one `strata compact` pass; returns wall time and peak RSS (KiB).
-fn compact(bucket: &Path, data: &Path, extra: &[&str]) -> (Duration, u64) {
+/// Runs one `strata compact` pass.
+fn compact(bucket: &Path, data: &Path, extra: &[&str]) -> Run {
     let yaml = format!(
         "type: FILESYSTEM\nconfig:\n  directory: {}\n",
         bucket.display()
@@ -138,10 +161,16 @@ fn compact(bucket: &Path, data: &Path, extra: &[&str]) -> (Duration, u64) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut peak = 0;
+    let (mut peak, mut anon, mut ticks) = (0, 0, 0);
     loop {
-        if let Some(kib) = peak_rss_kib(child.id()) {
+        if let Some(kib) = status_kib(child.id(), "VmHWM:") {
             peak = peak.max(kib);
+        }
+        if let Some(kib) = status_kib(child.id(), "RssAnon:") {
+            anon = anon.max(kib);
+        }
+        if let Some(t) = cpu_ticks(child.id()) {
+            ticks = ticks.max(t);
         }
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "strata compact failed: {status}");
@@ -151,7 +180,12 @@ fn compact(bucket: &Path, data: &Path, extra: &[&str]) -> (Duration, u64) {
         #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(20));
     }
-    (t.elapsed(), peak)
+    Run {
+        wall: t.elapsed(),
+        cpu: ticks as f64 / 100.0,
+        peak_rss_kib: peak,
+        peak_anon_kib: anon,
+    }
 }
 
 fn mb(bytes: u64) -> f64 {
@@ -181,7 +215,7 @@ fn main() {
         "generated 12 blocks x {series} series ({samples} samples, {input} bytes) in {:?}",
         t.elapsed()
     );
-    let (took, rss) = compact(
+    let run = compact(
         &bucket,
         &dir.path().join("data"),
         &["--downsampling.disable"],
@@ -194,17 +228,17 @@ fn main() {
         .sum();
     let new_blocks = after.keys().filter(|id| !before.contains_key(*id)).count();
     assert_eq!(new_blocks, 3, "three 8h blocks");
-    let secs = took.as_secs_f64();
     println!(
-        "| run | series | samples | input bytes | output bytes | output/input | wall time | input MB/s | samples/s | peak RSS |"
+        "| run | series | samples | input bytes | output bytes | output/input | wall time | CPU time | input MB/s (wall) | input MB per CPU-second | samples/s (wall) | peak RSS | peak anonymous RSS |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
-    println!(
-        "| compact 12 x 2h -> 3 x 8h | {series} per block | {samples} | {input} | {output} | {:.3} | {:.2} s | {:.1} | {:.0} | {rss} KiB |",
-        output as f64 / input as f64,
-        secs,
-        mb(input) / secs,
-        samples as f64 / secs
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    row(
+        "compact 12 x 2h -> 3 x 8h",
+        &format!("{series} per block"),
+        samples,
+        input,
+        output,
+        &run,
     );
     std::fs::remove_dir_all(&bucket).unwrap();
 
@@ -214,7 +248,7 @@ fn main() {
     let samples = write_block(&bucket, down_series, 0, 48 * HOUR);
     let before = blocks(&bucket);
     let input: u64 = before.values().sum();
-    let (took, rss) = compact(&bucket, &dir.path().join("data-48h"), &[]);
+    let run = compact(&bucket, &dir.path().join("data-48h"), &[]);
     let after = blocks(&bucket);
     let output: u64 = after
         .iter()
@@ -222,12 +256,26 @@ fn main() {
         .map(|(_, b)| b)
         .sum();
     assert_eq!(after.len(), 2, "one 5m block");
-    let secs = took.as_secs_f64();
+    row(
+        "downsample 48h raw -> 5m",
+        &down_series.to_string(),
+        samples,
+        input,
+        output,
+        &run,
+    );
+}
+
+fn row(name: &str, series: &str, samples: u64, input: u64, output: u64, run: &Run) {
+    let secs = run.wall.as_secs_f64();
     println!(
-        "| downsample 48h raw -> 5m | {down_series} | {samples} | {input} | {output} | {:.3} | {:.2} s | {:.1} | {:.0} | {rss} KiB |",
+        "| {name} | {series} | {samples} | {input} | {output} | {:.3} | {secs:.2} s | {:.2} s | {:.1} | {:.1} | {:.0} | {} KiB | {} KiB |",
         output as f64 / input as f64,
-        secs,
+        run.cpu,
         mb(input) / secs,
-        samples as f64 / secs
+        mb(input) / run.cpu.max(0.01),
+        samples as f64 / secs,
+        run.peak_rss_kib,
+        run.peak_anon_kib,
     );
 }

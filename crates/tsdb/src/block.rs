@@ -192,6 +192,11 @@ pub struct BlockOptions {
 
 /// Writes a new block into `<parent>/<ULID>`, through a temporary directory renamed at the
 /// end so a reader never sees a half-written block. Series must be added in label order.
+///
+/// Two modes: [`BlockWriter::new`] keeps every series' labels and chunk references until
+/// [`BlockWriter::finish`] (the symbols are only known then); [`BlockWriter::streaming`]
+/// takes the symbols up front and writes each series' index entry as it comes, so memory
+/// does not grow with the number of series (compaction and downsampling use it).
 #[derive(Debug)]
 pub struct BlockWriter {
     parent: PathBuf,
@@ -199,8 +204,13 @@ pub struct BlockWriter {
     name: String,
     tmp_dir: PathBuf,
     chunks: Option<ChunkWriter>,
+    /// Streaming mode: the index, written as series come.
+    index: Option<IndexWriter>,
+    /// Buffered mode: series and symbols kept until `finish` writes the index.
     series: Vec<(Labels, Vec<ChunkMeta>)>,
     symbols: BTreeSet<String>,
+    last_labels: Option<Labels>,
+    num_series: u64,
     num_samples: u64,
     num_chunks: u64,
     min_time: i64,
@@ -231,14 +241,34 @@ impl BlockWriter {
             name,
             tmp_dir,
             chunks: Some(chunks),
+            index: None,
             series: Vec::new(),
             symbols: BTreeSet::new(),
+            last_labels: None,
+            num_series: 0,
             num_samples: 0,
             num_chunks: 0,
             min_time: i64::MAX,
             max_time: i64::MIN,
             index_stats: IndexStats::default(),
         })
+    }
+
+    /// Starts a block in streaming mode: `symbols` (sorted, unique) must hold every label
+    /// name and value of the series to come; each series is written to the index at once.
+    pub fn streaming<'s>(
+        parent: &Path,
+        ulid: ulid::Ulid,
+        symbols: impl IntoIterator<Item = &'s str>,
+    ) -> Result<Self> {
+        let mut writer = Self::with_ulid(parent, ulid)?;
+        let index_path = writer.tmp_dir.join(INDEX_FILENAME);
+        writer.index = Some(IndexWriter::create_from(
+            &writer.name,
+            &index_path,
+            symbols,
+        )?);
+        Ok(writer)
     }
 
     /// The ULID of the block being written.
@@ -248,7 +278,7 @@ impl BlockWriter {
 
     /// Adds a series with already encoded chunks (time-ordered, non-overlapping).
     pub fn add_series(&mut self, labels: &Labels, chunks: &[EncodedChunk]) -> Result<()> {
-        if let Some((last, _)) = self.series.last()
+        if let Some(last) = &self.last_labels
             && last >= labels
         {
             return Err(Error::invalid(
@@ -287,6 +317,12 @@ impl BlockWriter {
                 .chunk_max_size
                 .max(chunk.data.len() as u64 + 6);
         }
+        self.num_series += 1;
+        self.last_labels = Some(labels.clone());
+        if let Some(index) = self.index.as_mut() {
+            index.add_series(labels, &metas)?;
+            return Ok(());
+        }
         for label in labels {
             if !self.symbols.contains(&label.name) {
                 self.symbols.insert(label.name.clone());
@@ -317,12 +353,24 @@ impl BlockWriter {
         if let Some(chunks) = self.chunks.take() {
             chunks.finish()?;
         }
-        let index_path = self.tmp_dir.join(INDEX_FILENAME);
-        let symbols: Vec<String> = std::mem::take(&mut self.symbols).into_iter().collect();
-        let mut index = IndexWriter::create(&self.name, &index_path, symbols)?;
-        for (labels, chunks) in &self.series {
-            index.add_series(labels, chunks)?;
-        }
+        let index = match self.index.take() {
+            Some(index) => index,
+            None => {
+                let index_path = self.tmp_dir.join(INDEX_FILENAME);
+                let symbols = std::mem::take(&mut self.symbols);
+                let mut index = IndexWriter::create_from(
+                    &self.name,
+                    &index_path,
+                    symbols.iter().map(String::as_str),
+                )?;
+                drop(symbols);
+                for (labels, chunks) in &self.series {
+                    index.add_series(labels, chunks)?;
+                }
+                self.series = Vec::new();
+                index
+            }
+        };
         index.finish()?;
 
         let tombstones_path = self.tmp_dir.join(TOMBSTONES_FILENAME);
@@ -340,7 +388,7 @@ impl BlockWriter {
             options.max_time.unwrap_or(max_time),
         );
         meta.stats.num_samples = self.num_samples;
-        meta.stats.num_series = self.series.len() as u64;
+        meta.stats.num_series = self.num_series;
         meta.stats.num_chunks = self.num_chunks;
         if let Some(compaction) = options.compaction {
             meta.compaction = compaction;

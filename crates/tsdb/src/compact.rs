@@ -16,8 +16,8 @@ use strata_types::{Labels, Sample};
 use crate::block::{BlockOptions, BlockReader, BlockWriter};
 use crate::cutter::EncodedChunk;
 use crate::dedup::{DedupFunc, dedup_replicas};
-use crate::error::{Error, Result};
-use crate::index::ChunkMeta;
+use crate::error::{Corruption, Error, Result};
+use crate::index::{ChunkMeta, IndexReader, SeriesIter};
 use crate::meta::{BlockDesc, BlockMeta, Compaction, ThanosMeta};
 
 /// How to merge blocks.
@@ -53,21 +53,84 @@ pub struct CompactStats {
 
 struct Cursor<'a> {
     block: &'a BlockReader,
-    postings: Vec<u32>,
-    next: usize,
+    series: SeriesIter<'a>,
     head: Option<(Labels, u32, Vec<ChunkMeta>)>,
 }
 
 impl Cursor<'_> {
     fn advance(&mut self) -> Result<()> {
-        self.head = None;
-        let Some(&series_ref) = self.postings.get(self.next) else {
-            return Ok(());
+        self.head = match self.series.next() {
+            None => None,
+            Some(entry) => {
+                let (series_ref, entry) = entry?;
+                Some((entry.labels, series_ref, entry.chunks))
+            }
         };
-        self.next += 1;
-        let entry = self.block.series(series_ref)?;
-        self.head = Some((entry.labels, series_ref, entry.chunks));
         Ok(())
+    }
+}
+
+type SymbolIter<'a> = Box<dyn Iterator<Item = std::result::Result<&'a str, Corruption>> + 'a>;
+
+/// The sorted union of the symbol tables of `indexes`, for an output index written as the
+/// merge goes (a superset of the symbols it needs, as Prometheus' compactor writes). The
+/// first error reading a table ends the iteration; [`SymbolUnion::check`] reports it.
+pub(crate) struct SymbolUnion<'a> {
+    /// Per table: its block, its next symbol, the rest.
+    heads: Vec<(&'a str, Option<&'a str>, SymbolIter<'a>)>,
+    error: Option<(String, Corruption)>,
+}
+
+impl<'a> SymbolUnion<'a> {
+    pub(crate) fn new(indexes: &[&'a IndexReader]) -> SymbolUnion<'a> {
+        let mut union = SymbolUnion {
+            heads: Vec::with_capacity(indexes.len()),
+            error: None,
+        };
+        for index in indexes {
+            let mut rest: SymbolIter<'a> = Box::new(index.symbols().iter());
+            let head = union.pull(index.block(), &mut rest);
+            union.heads.push((index.block(), head, rest));
+        }
+        union
+    }
+
+    fn pull(&mut self, block: &str, rest: &mut SymbolIter<'a>) -> Option<&'a str> {
+        match rest.next()? {
+            Ok(s) => Some(s),
+            Err(c) => {
+                self.error.get_or_insert((block.to_owned(), c));
+                None
+            }
+        }
+    }
+
+    /// The error that ended the iteration early, if any, naming the block.
+    pub(crate) fn check(&self) -> Result<()> {
+        match &self.error {
+            Some((block, c)) => Err(Error::corrupt(block, c.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'a> Iterator for SymbolUnion<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.error.is_some() {
+            return None;
+        }
+        let min = self.heads.iter().filter_map(|h| h.1).min()?;
+        let mut heads = std::mem::take(&mut self.heads);
+        for (block, head, rest) in &mut heads {
+            // Each table is sorted and unique: a table moves one step past `min` at most.
+            if *head == Some(min) {
+                *head = self.pull(block, rest);
+            }
+        }
+        self.heads = heads;
+        Some(min)
     }
 }
 
@@ -89,14 +152,17 @@ pub fn compact_blocks(
     for block in inputs {
         let mut cursor = Cursor {
             block,
-            postings: block.index().all_postings()?,
-            next: 0,
+            series: block.index().series_iter(),
             head: None,
         };
         cursor.advance()?;
         cursors.push(cursor);
     }
-    let mut writer = BlockWriter::with_ulid(parent, ulid)?;
+    let indexes: Vec<&IndexReader> = inputs.iter().map(BlockReader::index).collect();
+    let mut symbols = SymbolUnion::new(&indexes);
+    let writer = BlockWriter::streaming(parent, ulid, &mut symbols);
+    symbols.check()?;
+    let mut writer = writer?;
     let mut stats = CompactStats::default();
     let mut min_time = first.meta().min_time;
     let mut max_time = first.meta().max_time;

@@ -379,11 +379,14 @@ pub fn downsample_block(
             format!("target resolution {res} not coarser than the block's {in_res}"),
         ));
     }
-    let mut writer = BlockWriter::with_ulid(parent, ulid)?;
+    let mut symbols = crate::compact::SymbolUnion::new(&[block.index()]);
+    let writer = BlockWriter::streaming(parent, ulid, &mut symbols);
+    symbols.check()?;
+    let mut writer = writer?;
     let mut series = 0u64;
     let corrupt = |e: ChunkError, what: &str| Error::invalid(block.name(), format!("{what}: {e}"));
-    for series_ref in block.index().all_postings()? {
-        let entry = block.series(series_ref)?;
+    for entry in block.index().series_iter() {
+        let (series_ref, entry) = entry?;
         let chunks = if in_res == 0 {
             let mut samples = block.samples(series_ref, &entry, i64::MIN, i64::MAX)?;
             let mut last_t = i64::MIN;

@@ -7,6 +7,7 @@ use super::postings_table::PostingsOffsetTable;
 use super::series::{SeriesEntry, decode_series};
 use super::symbols::Symbols;
 use super::toc::{INDEX_HEADER_LEN, TOC_LEN, Toc};
+use crate::encoding::Decoder;
 use crate::error::{CorruptKind, Corruption, Error, Result, Section};
 
 /// Reads an index held entirely as [`Bytes`] (a memory-mapped file or a downloaded object).
@@ -196,6 +197,16 @@ impl IndexReader {
         Ok(result)
     }
 
+    /// Every series in file order (which is label order), found by walking the series
+    /// section: no postings list is held, so a merge over many blocks stays small.
+    pub fn series_iter(&self) -> SeriesIter<'_> {
+        SeriesIter {
+            reader: self,
+            pos: self.toc.series,
+            failed: false,
+        }
+    }
+
     /// The series entry with reference `series_ref` (its offset / 16).
     pub fn series(&self, series_ref: u32) -> Result<SeriesEntry> {
         let offset = u64::from(series_ref) * SERIES_ALIGNMENT;
@@ -215,5 +226,73 @@ impl IndexReader {
             .get(offset as usize..self.series_end as usize)
             .unwrap_or_default();
         decode_series(data, offset, &self.symbols).map_err(|c| self.corrupt(c))
+    }
+}
+
+/// Iterator over `(series_ref, entry)` of an index, in file order; see
+/// [`IndexReader::series_iter`]. Stops after the first error.
+#[derive(Debug)]
+pub struct SeriesIter<'a> {
+    reader: &'a IndexReader,
+    pos: u64,
+    failed: bool,
+}
+
+impl Iterator for SeriesIter<'_> {
+    type Item = Result<(u32, SeriesEntry)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        // Entries start 16-byte aligned; the section ends at most 3 padding bytes after the
+        // last entry, so an aligned position at or past the end means no more entries.
+        let start = self.pos.div_ceil(SERIES_ALIGNMENT) * SERIES_ALIGNMENT;
+        if start >= self.reader.series_end {
+            return None;
+        }
+        let data = self
+            .reader
+            .data
+            .get(start as usize..self.reader.series_end as usize)
+            .unwrap_or_default();
+        let mut d = Decoder::new(data, start, Section::Series);
+        let length = d.uvarint().and_then(|len| {
+            let total = (d.position() as u64)
+                .checked_add(len)
+                .and_then(|n| n.checked_add(4))
+                .filter(|&n| n <= data.len() as u64);
+            total.ok_or_else(|| {
+                d.err(CorruptKind::OutOfBounds {
+                    what: "series length",
+                    value: len,
+                    limit: data.len() as u64,
+                })
+            })
+        });
+        let total = match length {
+            Ok(total) => total,
+            Err(c) => {
+                self.failed = true;
+                return Some(Err(self.reader.corrupt(c)));
+            }
+        };
+        self.pos = start + total;
+        let series_ref = match u32::try_from(start / SERIES_ALIGNMENT) {
+            Ok(r) => r,
+            Err(_) => {
+                self.failed = true;
+                return Some(Err(self.reader.corrupt(Corruption::new(
+                    Section::Series,
+                    start,
+                    CorruptKind::Invalid("series section exceeds 64 GiB"),
+                ))));
+            }
+        };
+        let entry = decode_series(data, start, &self.reader.symbols).map_err(|c| {
+            self.failed = true;
+            self.reader.corrupt(c)
+        });
+        Some(entry.map(|e| (series_ref, e)))
     }
 }
