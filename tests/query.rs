@@ -9,71 +9,22 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use strata_e2e::data::DataSet;
+use strata_e2e::data::{DataSet, QUERIES};
 use strata_e2e::prometheus::{Prometheus, compare_answers, get_json, parse_answer};
 use strata_e2e::store_api::{StrataProcess, upload_block};
-use strata_e2e::{block_dirs, copy_dir, promtool_create_blocks};
+use strata_e2e::{block_dirs, copy_as_new_block, copy_dir, promtool_create_blocks};
 use strata_objstore::Bucket;
 
 const START_S: i64 = 1_700_000_000;
 const HOURS: i64 = 6;
-
-const QUERIES: &[&str] = &[
-    "http_requests_total",
-    "http_requests_total{job=\"api\",code!=\"500\"}",
-    "{__name__=~\"http_.*\", instance=~\"10.0.0.[12]:9100\"}",
-    "rate(http_requests_total[5m])",
-    "irate(http_requests_total[5m])",
-    "increase(http_requests_total[1h])",
-    "sum by (job) (rate(http_requests_total[5m]))",
-    "sum without (instance) (rate(http_requests_total[10m]))",
-    "avg by (code) (http_requests_total)",
-    "count by (job) (http_requests_total > 5000)",
-    "topk(3, http_requests_total)",
-    "quantile(0.9, http_requests_total)",
-    "resets(http_requests_total[2h])",
-    "changes(temperature_celsius[30m])",
-    "deriv(temperature_celsius[20m])",
-    "avg_over_time(temperature_celsius[30m])",
-    "max_over_time(misc_gauge[30m])",
-    "count_over_time(misc_gauge[20m])",
-    "last_over_time(misc_gauge[10m])",
-    "quantile_over_time(0.75, temperature_celsius[1h])",
-    "absent(nonexistent{job=\"x\"})",
-    "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[10m])))",
-    "rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])",
-    "http_requests_total / on(instance, job) group_left sum by (instance, job) (http_requests_total)",
-    "http_requests_total > bool 10000",
-    "http_requests_total{job=\"api\"} or temperature_celsius",
-    "clamp(temperature_celsius, -10, 20)",
-    "timestamp(temperature_celsius)",
-    "scalar(sum(temperature_celsius)) * 2",
-    "label_replace(http_requests_total, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
-    "sum(rate(http_requests_total[5m] offset 10m))",
-    "max_over_time(rate(http_requests_total[5m])[30m:1m])",
-    "1 + 2 * 3 / 4 - 5 ^ 2",
-];
 
 struct Setup {
     _dir: tempfile::TempDir,
     prometheus: Prometheus,
     bucket_yaml: String,
     data_root: PathBuf,
-}
-
-/// Copies a block under a new ULID (its own source), as a second replica's block.
-fn copy_as_new_block(block: &Path, to: &Path) -> PathBuf {
-    let id = ulid::Ulid::generate().to_string();
-    let dir = to.join(&id);
-    copy_dir(block, &dir);
-    let meta_path = dir.join("meta.json");
-    let mut meta = strata_tsdb::BlockMeta::parse(&std::fs::read(&meta_path).unwrap()).unwrap();
-    meta.ulid = id.clone();
-    meta.compaction.sources = vec![id];
-    std::fs::write(&meta_path, meta.to_json().unwrap()).unwrap();
-    dir
 }
 
 async fn setup() -> Setup {

@@ -289,3 +289,41 @@ fn format_value(v: f64) -> String {
         format!("{v}")
     }
 }
+
+/// PromQL queries over the metrics of [`DataSet`]: selectors, rates, aggregations, joins,
+/// `*_over_time`, histograms, subqueries.
+pub const QUERIES: &[&str] = &[
+    "http_requests_total",
+    "http_requests_total{job=\"api\",code!=\"500\"}",
+    "{__name__=~\"http_.*\", instance=~\"10.0.0.[12]:9100\"}",
+    "rate(http_requests_total[5m])",
+    "irate(http_requests_total[5m])",
+    "increase(http_requests_total[1h])",
+    "sum by (job) (rate(http_requests_total[5m]))",
+    "sum without (instance) (rate(http_requests_total[10m]))",
+    "avg by (code) (http_requests_total)",
+    "count by (job) (http_requests_total > 5000)",
+    "topk(3, http_requests_total)",
+    "quantile(0.9, http_requests_total)",
+    "resets(http_requests_total[2h])",
+    "changes(temperature_celsius[30m])",
+    "deriv(temperature_celsius[20m])",
+    "avg_over_time(temperature_celsius[30m])",
+    "max_over_time(misc_gauge[30m])",
+    "count_over_time(misc_gauge[20m])",
+    "last_over_time(misc_gauge[10m])",
+    "quantile_over_time(0.75, temperature_celsius[1h])",
+    "absent(nonexistent{job=\"x\"})",
+    "histogram_quantile(0.9, sum by (le) (rate(request_duration_seconds_bucket[10m])))",
+    "rate(request_duration_seconds_sum[5m]) / rate(request_duration_seconds_count[5m])",
+    "http_requests_total / on(instance, job) group_left sum by (instance, job) (http_requests_total)",
+    "http_requests_total > bool 10000",
+    "http_requests_total{job=\"api\"} or temperature_celsius",
+    "clamp(temperature_celsius, -10, 20)",
+    "timestamp(temperature_celsius)",
+    "scalar(sum(temperature_celsius)) * 2",
+    "label_replace(http_requests_total, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
+    "sum(rate(http_requests_total[5m] offset 10m))",
+    "max_over_time(rate(http_requests_total[5m])[30m:1m])",
+    "1 + 2 * 3 / 4 - 5 ^ 2",
+];

@@ -112,3 +112,16 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// Copies a block under a new ULID (its own source), as a second replica's block.
+pub fn copy_as_new_block(block: &Path, to: &Path) -> PathBuf {
+    let id = ulid::Ulid::generate().to_string();
+    let dir = to.join(&id);
+    copy_dir(block, &dir);
+    let meta_path = dir.join("meta.json");
+    let mut meta = strata_tsdb::BlockMeta::parse(&std::fs::read(&meta_path).unwrap()).unwrap();
+    meta.ulid = id.clone();
+    meta.compaction.sources = vec![id];
+    std::fs::write(&meta_path, meta.to_json().unwrap()).unwrap();
+    dir
+}

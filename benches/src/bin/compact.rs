@@ -200,8 +200,25 @@ fn main() {
         tempfile::tempdir_in(std::env::var("BENCH_TMP").unwrap_or_else(|_| "/var/tmp".into()))
             .unwrap();
 
-    // 1. Compaction: 12 aligned 2h blocks (+ a small newest block the planner leaves out).
-    let bucket = dir.path().join("bucket");
+    println!(
+        "| run | series | samples | input bytes | output bytes | output/input | wall time | CPU time | input MB/s (wall) | input MB per CPU-second | samples/s (wall) | peak RSS | peak anonymous RSS |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    // SERIES_PER_BLOCK 0 skips the compaction run.
+    if series > 0 {
+        compaction_run(dir.path(), series);
+    }
+    if down_series > 0 {
+        downsampling_run(dir.path(), down_series);
+    }
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        eprintln!("kept {}", dir.keep().display());
+    }
+}
+
+/// Compaction: 12 aligned 2h blocks (+ a small newest block the planner leaves out).
+fn compaction_run(dir: &Path, series: usize) {
+    let bucket = dir.join("bucket");
     std::fs::create_dir_all(&bucket).unwrap();
     let t = Instant::now();
     let mut samples = 0u64;
@@ -215,11 +232,7 @@ fn main() {
         "generated 12 blocks x {series} series ({samples} samples, {input} bytes) in {:?}",
         t.elapsed()
     );
-    let run = compact(
-        &bucket,
-        &dir.path().join("data"),
-        &["--downsampling.disable"],
-    );
+    let run = compact(&bucket, &dir.join("data"), &["--downsampling.disable"]);
     let after = blocks(&bucket);
     let output: u64 = after
         .iter()
@@ -228,10 +241,6 @@ fn main() {
         .sum();
     let new_blocks = after.keys().filter(|id| !before.contains_key(*id)).count();
     assert_eq!(new_blocks, 3, "three 8h blocks");
-    println!(
-        "| run | series | samples | input bytes | output bytes | output/input | wall time | CPU time | input MB/s (wall) | input MB per CPU-second | samples/s (wall) | peak RSS | peak anonymous RSS |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     row(
         "compact 12 x 2h -> 3 x 8h",
         &format!("{series} per block"),
@@ -241,14 +250,20 @@ fn main() {
         &run,
     );
     std::fs::remove_dir_all(&bucket).unwrap();
+}
 
-    // 2. Downsampling: one 48h raw block to 5m.
-    let bucket = dir.path().join("bucket-48h");
+/// Downsampling: one 48h raw block to 5m.
+fn downsampling_run(dir: &Path, down_series: usize) {
+    let bucket = dir.join("bucket-48h");
     std::fs::create_dir_all(&bucket).unwrap();
     let samples = write_block(&bucket, down_series, 0, 48 * HOUR);
     let before = blocks(&bucket);
     let input: u64 = before.values().sum();
-    let run = compact(&bucket, &dir.path().join("data-48h"), &[]);
+    // BENCH_KEEP keeps a copy of the input for profiling.
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        strata_e2e::copy_dir(&bucket, &dir.join("bucket-48h-input"));
+    }
+    let run = compact(&bucket, &dir.join("data-48h"), &[]);
     let after = blocks(&bucket);
     let output: u64 = after
         .iter()

@@ -45,6 +45,12 @@ use metrics::Metrics;
 pub const DEFAULT_CONCURRENCY: usize = 64;
 /// Default multipart part size (as Thanos' S3 client: 64 MiB).
 pub const DEFAULT_PART_SIZE: u64 = 64 << 20;
+/// Part size for FILESYSTEM buckets: a copy to local disk gains nothing from big parts, and
+/// each part in flight is held in memory.
+const FILESYSTEM_PART_SIZE: u64 = 8 << 20;
+/// Bytes of one upload held in memory at most (parts in flight plus the one being filled);
+/// at least one part is always allowed in flight.
+const UPLOAD_BUFFER_BYTES: u64 = 128 << 20;
 
 /// Size and modification time of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +97,7 @@ impl Bucket {
                 let store = LocalFileSystem::new_with_prefix(&fs.directory)
                     .map_err(|e| Error::Config(format!("FILESYSTEM {}: {e}", fs.directory)))?
                     .with_automatic_cleanup(true);
-                (Arc::new(store), fs.directory.clone(), DEFAULT_PART_SIZE)
+                (Arc::new(store), fs.directory.clone(), FILESYSTEM_PART_SIZE)
             }
             Provider::S3(s3) => {
                 for field in s3.ignored_fields() {
@@ -300,6 +306,9 @@ impl Bucket {
             .run("upload", name, self.inner.store.put_multipart(&path))
             .await?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size as usize);
+        let in_flight = (UPLOAD_BUFFER_BYTES / part_size)
+            .saturating_sub(1)
+            .clamp(1, 4) as usize;
         let mut buf = vec![0u8; 1 << 20];
         loop {
             let n = match file.read(&mut buf).await {
@@ -314,7 +323,7 @@ impl Bucket {
                 break;
             }
             writer.write(chunk);
-            self.run("upload", name, writer.wait_for_capacity(4))
+            self.run("upload", name, writer.wait_for_capacity(in_flight))
                 .await?;
         }
         self.run("upload", name, writer.finish()).await?;
