@@ -18,8 +18,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use strata_tsdb::compact::{CompactOptions, compact_blocks};
+use strata_tsdb::downsample::{RES_5M, downsample_block};
 use strata_tsdb::meta::ThanosMeta;
-use strata_tsdb::{BlockOptions, BlockWriter};
+use strata_tsdb::{BlockOptions, BlockReader, BlockWriter};
 use strata_types::{Labels, Sample};
 
 const STEP_MS: i64 = 60_000;
@@ -43,6 +45,29 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     Some(utime + stime)
+}
+
+/// CPU time (user + system) of the calling thread, in seconds.
+fn thread_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+/// Times `f` on this thread; prints a row of the in-process table.
+fn in_process(name: &str, input: u64, samples: u64, f: impl FnOnce() -> u64) {
+    let (wall, cpu) = (Instant::now(), thread_cpu());
+    let output = f();
+    let (wall, cpu) = (wall.elapsed().as_secs_f64(), thread_cpu() - cpu);
+    println!(
+        "| {name} (in process, one thread) | {samples} | {input} | {output} | {:.3} | {wall:.2} s | {cpu:.2} s | {:.1} | {:.1} | {:.0} | | |",
+        output as f64 / input as f64,
+        mb(input) / wall,
+        mb(input) / cpu.max(0.01),
+        samples as f64 / wall,
+    );
 }
 
 /// What one compactor run cost.
@@ -232,6 +257,28 @@ fn compaction_run(dir: &Path, series: usize) {
         "generated 12 blocks x {series} series ({samples} samples, {input} bytes) in {:?}",
         t.elapsed()
     );
+    // The merge itself, in process: the first four blocks (one 8h group) into one.
+    let first: Vec<_> = before.keys().take(4).cloned().collect();
+    let readers: Vec<BlockReader> = first
+        .iter()
+        .map(|id| BlockReader::open(&bucket.join(id)).unwrap())
+        .collect();
+    let group_bytes: u64 = first.iter().map(|id| before[id]).sum();
+    let out = dir.join("in-process");
+    std::fs::create_dir_all(&out).unwrap();
+    in_process("merge 4 x 2h -> 8h", group_bytes, samples / 3, || {
+        let (path, _, _) = compact_blocks(
+            &out,
+            ulid::Ulid::generate(),
+            &readers,
+            &CompactOptions::default(),
+        )
+        .unwrap()
+        .unwrap();
+        dir_bytes(&path)
+    });
+    drop(readers);
+    std::fs::remove_dir_all(&out).unwrap();
     let run = compact(&bucket, &dir.join("data"), &["--downsampling.disable"]);
     let after = blocks(&bucket);
     let output: u64 = after
@@ -259,6 +306,25 @@ fn downsampling_run(dir: &Path, down_series: usize) {
     let samples = write_block(&bucket, down_series, 0, 48 * HOUR);
     let before = blocks(&bucket);
     let input: u64 = before.values().sum();
+    // The aggregation itself, in process.
+    let id = before.keys().next().unwrap().clone();
+    let reader = BlockReader::open(&bucket.join(&id)).unwrap();
+    let out = dir.join("in-process-48h");
+    std::fs::create_dir_all(&out).unwrap();
+    in_process("downsample 48h raw -> 5m", input, samples, || {
+        let (path, _) = downsample_block(
+            &reader,
+            &out,
+            ulid::Ulid::generate(),
+            RES_5M,
+            reader.meta().thanos.clone().unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        dir_bytes(&path)
+    });
+    drop(reader);
+    std::fs::remove_dir_all(&out).unwrap();
     // BENCH_KEEP keeps a copy of the input for profiling.
     if std::env::var_os("BENCH_KEEP").is_some() {
         strata_e2e::copy_dir(&bucket, &dir.join("bucket-48h-input"));
