@@ -11,6 +11,8 @@ use bytes::Bytes;
 
 /// Maps `path` read-only. Block files are immutable once written (Prometheus and Strata write
 /// them to a temporary directory and rename it), so the mapping's contents do not change.
+/// The index writer also maps the index it is writing, after the symbol table: it only
+/// appends past the mapped length, so the mapped bytes never change either.
 pub fn map_file(path: &Path) -> std::io::Result<Bytes> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();

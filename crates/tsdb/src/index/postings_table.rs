@@ -2,7 +2,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use crate::encoding::{Decoder, EncodeExt, check_crc};
+use crate::encoding::{Decoder, check_crc};
 use crate::error::{CorruptKind, Corruption, Section};
 
 /// Every `SAMPLING`-th value of a label name is kept in memory (plus the first and last), as
@@ -211,9 +211,11 @@ impl PostingsOffsetTable {
     }
 
     /// Encodes a table from entries sorted by (name, value).
+    #[cfg(test)]
     pub(crate) fn encode<'e>(
         entries: impl IntoIterator<Item = (&'e str, &'e str, u64)>,
     ) -> Vec<u8> {
+        use crate::encoding::EncodeExt;
         let mut body = Vec::new();
         body.put_be32(0);
         let mut count = 0u32;

@@ -3,12 +3,10 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
 use strata_types::Labels;
 
 use super::SERIES_ALIGNMENT;
 use super::postings::encode_postings;
-use super::postings_table::PostingsOffsetTable;
 use super::series::{ChunkMeta, encode_series};
 use super::symbols::Symbols;
 use super::toc::{INDEX_MAGIC, INDEX_VERSION_V2, Toc};
@@ -41,6 +39,10 @@ pub struct IndexWriter {
     name_refs: HashMap<String, u32>,
     spill_path: PathBuf,
     spill: BufWriter<File>,
+    /// `(name_ref, value_ref, offset)` of every postings list written, for the postings
+    /// offset table at the end.
+    table_spill_path: PathBuf,
+    table_spill: BufWriter<File>,
     /// Label occurrences per name reference: sizes the postings batches.
     name_counts: BTreeMap<u32, u64>,
     series_count: u32,
@@ -81,34 +83,50 @@ impl IndexWriter {
         let file = File::create(path).map_err(|e| Error::io(block, path, e))?;
         let spill_path = path.with_extension("postings-spill");
         let spill_file = File::create(&spill_path).map_err(|e| Error::io(block, &spill_path, e))?;
+        let table_spill_path = path.with_extension("postings-table-spill");
+        let table_spill_file =
+            File::create(&table_spill_path).map_err(|e| Error::io(block, &table_spill_path, e))?;
         let mut header = Vec::with_capacity(5);
         header.put_be32(INDEX_MAGIC);
         header.push(INDEX_VERSION_V2);
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let write = |out: &mut BufWriter<File>, bytes: &[u8]| {
+            out.write_all(bytes).map_err(|e| Error::io(block, path, e))
+        };
+        write(&mut out, &header)?;
+        write(&mut out, &table)?;
+        out.flush().map_err(|e| Error::io(block, path, e))?;
         let symbols_offset = header.len() as u64;
-        let table = Bytes::from(table);
+        let series_offset = symbols_offset + table.len() as u64;
+        drop(table);
+        // Lookups read the symbol table back from the file (mapped: the region is final and
+        // only appended after), so it is not held in memory.
+        let mapped = crate::source::map_file(path).map_err(|e| Error::io(block, path, e))?;
+        let region = mapped.slice(symbols_offset as usize..series_offset as usize);
         let symbols =
-            Symbols::decode(table.clone(), symbols_offset).map_err(|c| Error::corrupt(block, c))?;
-        let mut writer = IndexWriter {
+            Symbols::decode(region, symbols_offset).map_err(|c| Error::corrupt(block, c))?;
+        Ok(IndexWriter {
             block: block.to_owned(),
             path: path.to_owned(),
-            out: BufWriter::with_capacity(1 << 20, file),
-            pos: 0,
-            toc: Toc::default(),
+            out,
+            pos: series_offset,
+            toc: Toc {
+                symbols: symbols_offset,
+                series: series_offset,
+                ..Toc::default()
+            },
             symbols,
             name_refs: HashMap::new(),
             spill_path,
             spill: BufWriter::with_capacity(1 << 20, spill_file),
+            table_spill_path,
+            table_spill: BufWriter::with_capacity(1 << 16, table_spill_file),
             name_counts: BTreeMap::new(),
             series_count: 0,
             last_labels: None,
             scratch: Vec::new(),
             postings_batch: DEFAULT_POSTINGS_BATCH,
-        };
-        writer.write(&header)?;
-        writer.toc.symbols = writer.pos;
-        writer.write(&table)?;
-        writer.toc.series = writer.pos;
-        Ok(writer)
+        })
     }
 
     /// Sets how many postings entries are held in memory at once (tests use tiny batches).
@@ -141,6 +159,12 @@ impl IndexWriter {
         found.ok_or_else(|| {
             Error::invalid(&self.block, format!("symbol {symbol:?} was not declared"))
         })
+    }
+
+    fn lookup(&self, reference: u32) -> Result<&str> {
+        self.symbols
+            .lookup(reference)
+            .map_err(|c| Error::corrupt(&self.block, c))
     }
 
     fn name_ref(&mut self, name: &str) -> Result<u32> {
@@ -299,7 +323,7 @@ impl IndexWriter {
         self.write(&refs)?;
         self.write(&crc.to_be_bytes())?;
 
-        let mut table_entries: Vec<(u32, u32, u64)> = Vec::new();
+        let mut table_entries = 0u32;
         let mut buf = Vec::new();
         for &(first, last) in &batches {
             let mut entries: Vec<(u32, u32, u32)> = Vec::new();
@@ -319,7 +343,14 @@ impl IndexWriter {
                     continue;
                 };
                 self.pad_to(4)?;
-                table_entries.push((name, value, self.pos));
+                let mut record = [0u8; 16];
+                record[..4].copy_from_slice(&name.to_le_bytes());
+                record[4..8].copy_from_slice(&value.to_le_bytes());
+                record[8..].copy_from_slice(&self.pos.to_le_bytes());
+                self.table_spill
+                    .write_all(&record)
+                    .map_err(|e| Error::io(&block, &self.table_spill_path, e))?;
+                table_entries += 1;
                 series.clear();
                 series.extend(group.iter().map(|e| e.2));
                 buf.clear();
@@ -347,20 +378,49 @@ impl IndexWriter {
         section.put_be32(crate::encoding::crc32c(&body));
         self.write(&section)?;
 
-        // Postings offset table, starting with the all-postings key ("", "").
+        // Postings offset table, starting with the all-postings key ("", ""), streamed
+        // from the table spill file: one pass for its length, one to write it.
         self.toc.postings_table = self.pos;
-        let mut named = Vec::with_capacity(table_entries.len() + 1);
-        named.push(("", "", all_offset));
-        for &(n, v, o) in &table_entries {
-            let lookup = |r| {
-                self.symbols
-                    .lookup(r)
-                    .map_err(|c| Error::corrupt(&self.block, c))
-            };
-            named.push((lookup(n)?, lookup(v)?, o));
-        }
-        let table = PostingsOffsetTable::encode(named);
-        self.write(&table)?;
+        self.table_spill
+            .flush()
+            .map_err(|e| Error::io(&block, &self.table_spill_path, e))?;
+        let table_spill_path = self.table_spill_path.clone();
+        let count = table_entries
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid(&block, "more than 2^32 postings lists"))?;
+        let mut entry = Vec::new();
+        let mut body_len = 4u64;
+        encode_table_entry(&mut entry, "", "", all_offset);
+        body_len += entry.len() as u64;
+        scan_table_spill(&block, &table_spill_path, |n, v, o| {
+            entry.clear();
+            encode_table_entry(&mut entry, self.lookup(n)?, self.lookup(v)?, o);
+            body_len += entry.len() as u64;
+            Ok(())
+        })?;
+        let body_len = u32::try_from(body_len)
+            .map_err(|_| Error::invalid(&block, "postings offset table exceeds 4 GiB"))?;
+        self.write(&body_len.to_be_bytes())?;
+        let mut crc = crc32c::crc32c(&count.to_be_bytes());
+        self.write(&count.to_be_bytes())?;
+        entry.clear();
+        encode_table_entry(&mut entry, "", "", all_offset);
+        crc = crc32c::crc32c_append(crc, &entry);
+        self.write(&entry)?;
+        let mut pending: Vec<u8> = Vec::with_capacity(1 << 16);
+        scan_table_spill(&block, &table_spill_path, |n, v, o| {
+            let (name, value) = (self.lookup(n)?, self.lookup(v)?);
+            encode_table_entry(&mut pending, name, value, o);
+            if pending.len() >= 1 << 16 {
+                crc = crc32c::crc32c_append(crc, &pending);
+                self.write(&pending)?;
+                pending.clear();
+            }
+            Ok(())
+        })?;
+        crc = crc32c::crc32c_append(crc, &pending);
+        self.write(&pending)?;
+        self.write(&crc.to_be_bytes())?;
 
         let toc = self.toc.encode();
         self.write(&toc)?;
@@ -371,8 +431,41 @@ impl IndexWriter {
         file.sync_all()
             .map_err(|e| Error::io(&self.block, &self.path, e))?;
         std::fs::remove_file(&spill_path).map_err(|e| Error::io(&block, &spill_path, e))?;
+        std::fs::remove_file(&table_spill_path)
+            .map_err(|e| Error::io(&block, &table_spill_path, e))?;
         Ok(())
     }
+}
+
+/// One postings offset table entry: `2 | name | value | offset`.
+fn encode_table_entry(out: &mut Vec<u8>, name: &str, value: &str, offset: u64) {
+    out.put_uvarint(2);
+    out.put_uvarint_str(name);
+    out.put_uvarint_str(value);
+    out.put_uvarint(offset);
+}
+
+/// Calls `f(name_ref, value_ref, offset)` for every record of the table spill file.
+fn scan_table_spill(
+    block: &str,
+    path: &Path,
+    mut f: impl FnMut(u32, u32, u64) -> Result<()>,
+) -> Result<()> {
+    let io = |e| Error::io(block, path, e);
+    let file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut r = BufReader::with_capacity(1 << 16, file);
+    let mut record = [0u8; 16];
+    for _ in 0..len / 16 {
+        r.read_exact(&mut record).map_err(io)?;
+        let [a, b, c, d, e, g, h, i, rest @ ..] = record;
+        f(
+            u32::from_le_bytes([a, b, c, d]),
+            u32::from_le_bytes([e, g, h, i]),
+            u64::from_le_bytes(rest),
+        )?;
+    }
+    Ok(())
 }
 
 /// The spill file's records: `series_ref | n | n × (name_ref, value_ref)`, u32 little-endian.
@@ -416,6 +509,8 @@ impl Spill<'_> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use bytes::Bytes;
 
     use super::*;
     use crate::index::IndexReader;
