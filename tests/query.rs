@@ -439,3 +439,163 @@ async fn endpoints_from_dns_names_and_sd_files() {
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
+
+/// Names listed in `/api/v1/stores`, with whether their last check failed.
+fn listed(base: &str) -> Vec<(String, bool)> {
+    let stores = get_json(base, "/api/v1/stores", &[]);
+    let mut out: Vec<(String, bool)> = stores["data"]
+        .as_object()
+        .map(|m| {
+            m.values()
+                .flat_map(|v| v.as_array().unwrap().clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            assert!(e["lastCheck"].is_string(), "{e}");
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["lastError"].is_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+async fn wait_listed(base: &str, want: &[(String, bool)]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let now = listed(base);
+        if now == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{now:?}, want {want:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+}
+
+/// `--endpoint.sd-config-file` with TLS for one endpoint only, `storeMatch[]`,
+/// `--endpoint-strict` and `--store.unhealthy-timeout`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_endpoint_tls_store_match_strict_and_unhealthy_timeout() {
+    let setup = setup().await;
+    let certs = setup.data_root.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let ca = strata_e2e::certs::TestCa::new("endpoint CA");
+    let (server_cert, server_key) = ca
+        .leaf("store", &["localhost", "127.0.0.1"])
+        .write(&certs, "server");
+    let (client_cert, client_key) = ca.leaf("querier", &["querier"]).write(&certs, "client");
+    let ca_file = certs.join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let tls_store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &setup.bucket_yaml,
+        "--data-dir",
+        setup.data_root.join("store-tls").to_str().unwrap(),
+        "--grpc-server-tls-cert",
+        server_cert.to_str().unwrap(),
+        "--grpc-server-tls-key",
+        server_key.to_str().unwrap(),
+        "--grpc-server-tls-client-ca",
+        ca_file.to_str().unwrap(),
+    ]);
+    let plain = start_store(&setup, "store-plain");
+    let doomed = start_store(&setup, "store-doomed");
+    let strict = start_store(&setup, "store-strict");
+    let sd_config = setup.data_root.join("endpoints.yml");
+    std::fs::write(
+        &sd_config,
+        format!(
+            "endpoints:\n  - address: {plain}\n  - address: {tls}\n    client_config:\n      server_name: localhost\n      tls_config:\n        cert_file: {cert}\n        key_file: {key}\n        ca_file: {ca}\n",
+            plain = plain.grpc,
+            tls = tls_store.grpc,
+            cert = client_cert.display(),
+            key = client_key.display(),
+            ca = ca_file.display(),
+        ),
+    )
+    .unwrap();
+    let query = StrataProcess::start(&[
+        "query",
+        "--endpoint.sd-config-file",
+        sd_config.to_str().unwrap(),
+        "--endpoint",
+        &doomed.grpc,
+        "--endpoint-strict",
+        &strict.grpc,
+        "--endpoint.info-timeout",
+        "1s",
+        "--store.unhealthy-timeout",
+        "3s",
+        "--query.replica-label",
+        "replica",
+    ]);
+    let base = our_url(&query);
+    let mut all = vec![
+        (plain.grpc.clone(), false),
+        (tls_store.grpc.clone(), false),
+        (doomed.grpc.clone(), false),
+        (strict.grpc.clone(), false),
+    ];
+    all.sort();
+    // Every endpoint healthy: the TLS one reached with its own client certificate.
+    wait_listed(&base, &all).await;
+
+    // storeMatch[] restricts the endpoints asked, by address.
+    let t = (START_S + 3600) as f64 + 0.5;
+    let count = |extra: &[(&str, &str)]| {
+        let ts = t.to_string();
+        let mut params = vec![
+            ("query", "count(temperature_celsius)"),
+            ("time", ts.as_str()),
+        ];
+        params.extend_from_slice(extra);
+        get_json(&base, "/api/v1/query", &params)
+    };
+    let full = count(&[]);
+    assert_eq!(
+        full["data"]["result"].as_array().unwrap().len(),
+        1,
+        "{full}"
+    );
+    let only_tls = format!("{{__address__=\"{}\"}}", tls_store.grpc);
+    let one = count(&[("storeMatch[]", &only_tls)]);
+    assert_eq!(one["data"]["result"], full["data"]["result"], "{one}");
+    let none = count(&[("storeMatch[]", "{__address__=\"nowhere:1\"}")]);
+    assert_eq!(none["data"]["result"], serde_json::json!([]), "{none}");
+    let bad = count(&[("storeMatch[]", "up{")]);
+    assert_eq!(bad["errorType"], "bad_data", "{bad}");
+
+    // A failing endpoint is listed with its error, then no longer after the unhealthy
+    // timeout; a strict one stays listed and is still asked (so answers warn).
+    let (doomed_addr, strict_addr) = (doomed.grpc.clone(), strict.grpc.clone());
+    drop(doomed);
+    drop(strict);
+    let mut gone = vec![
+        (plain.grpc.clone(), false),
+        (tls_store.grpc.clone(), false),
+        (strict_addr.clone(), true),
+    ];
+    gone.sort();
+    wait_listed(&base, &gone).await;
+    assert!(!listed(&base).iter().any(|(n, _)| n == &doomed_addr));
+    let warned = count(&[]);
+    assert_eq!(warned["status"], "success", "{warned}");
+    let warnings = warned["warnings"]
+        .as_array()
+        .expect("a warning for the strict endpoint");
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains(strict_addr.as_str())),
+        "{warned}"
+    );
+    assert_eq!(warned["data"]["result"], full["data"]["result"]);
+}

@@ -15,6 +15,22 @@ pub(crate) struct QueryArgs {
     /// Same as --endpoint (Thanos' older flag).
     #[arg(long = "store")]
     stores: Vec<String>,
+    /// Store API endpoint that is always asked, even while its Info check fails.
+    #[arg(long = "endpoint-strict")]
+    strict_endpoints: Vec<String>,
+    /// Endpoint config (Thanos' YAML: default_client_config, endpoints with address, strict
+    /// and client_config), given inline.
+    #[arg(long = "endpoint.sd-config", allow_hyphen_values = true)]
+    sd_config: Option<String>,
+    /// Endpoint config file; re-read when it changes.
+    #[arg(long = "endpoint.sd-config-file")]
+    sd_config_file: Option<std::path::PathBuf>,
+    /// How often the endpoint config is re-read at the latest.
+    #[arg(long = "endpoint.sd-config-reload-interval", default_value = "5m", value_parser = parse_duration)]
+    sd_config_reload_interval: Duration,
+    /// How long an endpoint failing its checks stays listed in /api/v1/stores.
+    #[arg(long = "store.unhealthy-timeout", default_value = "5m", value_parser = parse_duration)]
+    unhealthy_timeout: Duration,
     /// Prometheus file-SD files (YAML or JSON) listing endpoints; re-read when they change.
     #[arg(long = "endpoint.sd-files", alias = "store.sd-files")]
     sd_files: Vec<std::path::PathBuf>,
@@ -112,10 +128,21 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect();
+    let sd_config = match (args.sd_config, args.sd_config_file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("--endpoint.sd-config and --endpoint.sd-config-file are exclusive")
+        }
+        (Some(text), None) => Some(strata_query::discovery::SdConfigSource::Inline(text)),
+        (None, Some(path)) => Some(strata_query::discovery::SdConfigSource::File(path)),
+        (None, None) => None,
+    };
     let config = strata_query::QueryConfig {
         endpoints,
+        strict_endpoints: args.strict_endpoints,
         sd_files: args.sd_files,
-        sd_interval: args.sd_interval,
+        sd_config,
+        unhealthy_timeout: args.unhealthy_timeout,
+        sd_interval: args.sd_interval.min(args.sd_config_reload_interval),
         http_address: args.http_address,
         grpc_address: args.grpc_address,
         replica_labels,

@@ -37,6 +37,8 @@ pub struct ApiOptions {
     pub partial_response: bool,
     /// `--store.response-timeout`.
     pub endpoint_timeout: Duration,
+    /// `--store.unhealthy-timeout`: endpoints failing longer are not listed.
+    pub unhealthy_timeout: Duration,
 }
 
 /// State shared by the handlers.
@@ -268,6 +270,16 @@ fn matchers_param(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
 }
 
 fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
+    let out = parse_store_selector(s)?;
+    if out.iter().all(|m| m.matches("")) {
+        return Err("match[] must contain at least one non-empty matcher".into());
+    }
+    Ok(out)
+}
+
+/// A series selector as matchers, without `match[]`'s rule that one must be non-empty
+/// (`storeMatch[]` selectors such as `{__address__=~".*:10901"}`).
+fn parse_store_selector(s: &str) -> Result<Vec<Matcher>, String> {
     use promql_parser::label::MatchOp;
     use promql_parser::parser::Expr;
     let expr = promql_parser::parser::parse(s)?;
@@ -287,13 +299,15 @@ fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
         };
         out.push(Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
     }
-    if out.iter().all(|m| m.matches("")) {
-        return Err("match[] must contain at least one non-empty matcher".into());
-    }
     Ok(out)
 }
 
 fn read_options(state: &ApiState, p: &Params) -> Result<ReadOptions, ApiError> {
+    let store_matchers = p
+        .all("storeMatch[]")
+        .iter()
+        .map(|s| parse_store_selector(s).map_err(|e| ApiError::param("storeMatch[]", e)))
+        .collect::<Result<Vec<_>, _>>()?;
     let dedup = p.bool("dedup", true)?;
     let partial = p.bool("partial_response", state.options.partial_response)?;
     let mut replica_labels: Vec<String> = p
@@ -329,6 +343,7 @@ fn read_options(state: &ApiState, p: &Params) -> Result<ReadOptions, ApiError> {
         fan_out: FanOut {
             partial_response: partial,
             timeout: state.options.endpoint_timeout,
+            store_matchers: Arc::new(store_matchers),
         },
         replica_labels,
         dedup: state.options.dedup,
@@ -464,7 +479,7 @@ async fn series(State(state): State<Arc<ApiState>>, req: Request) -> Result<Resp
             skip_chunks: true,
             ..Default::default()
         };
-        let set = proxy::series(&state.endpoints, &matchers, request, options.fan_out)
+        let set = proxy::series(&state.endpoints, &matchers, request, &options.fan_out)
             .await
             .map_err(|e| ApiError {
                 kind: "internal",
@@ -513,7 +528,7 @@ async fn labels(State(state): State<Arc<ApiState>>, req: Request) -> Result<Resp
     let mut names = std::collections::BTreeSet::new();
     let mut warnings = Vec::new();
     for matchers in sets {
-        let (n, w) = proxy::label_names(&state.endpoints, start, end, &matchers, options.fan_out)
+        let (n, w) = proxy::label_names(&state.endpoints, start, end, &matchers, &options.fan_out)
             .await
             .map_err(|e| ApiError {
                 kind: "internal",
@@ -553,7 +568,7 @@ async fn label_values(
             start,
             end,
             &matchers,
-            options.fan_out,
+            &options.fan_out,
         )
         .await
         .map_err(|e| ApiError {
@@ -583,10 +598,30 @@ async fn buildinfo() -> Response {
     success(&data, &[])
 }
 
+/// A time as Go's `time.Time` marshals to JSON (RFC 3339, nanoseconds without trailing
+/// zeros).
+fn go_time(t: std::time::SystemTime) -> String {
+    let text = humantime::format_rfc3339_nanos(t).to_string();
+    match text.strip_suffix('Z').and_then(|t| t.split_once('.')) {
+        Some((seconds, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                format!("{seconds}Z")
+            } else {
+                format!("{seconds}.{fraction}Z")
+            }
+        }
+        None => text,
+    }
+}
+
 async fn stores(State(state): State<Arc<ApiState>>) -> Response {
     let mut by_type: std::collections::BTreeMap<String, Vec<String>> =
         std::collections::BTreeMap::new();
     for e in &state.endpoints.all() {
+        if e.is_gone(state.options.unhealthy_timeout) {
+            continue;
+        }
         let info = e.info();
         let (_, last_error) = e.status();
         let component = info
@@ -595,6 +630,11 @@ async fn stores(State(state): State<Arc<ApiState>>) -> Response {
             .to_owned();
         let mut entry = String::from("{\"name\":");
         write_str(&mut entry, e.address());
+        entry.push_str(",\"lastCheck\":");
+        match e.last_check_time() {
+            Some(t) => write_str(&mut entry, &go_time(t)),
+            None => entry.push_str("\"0001-01-01T00:00:00Z\""),
+        }
         entry.push_str(",\"lastError\":");
         match &last_error {
             Some(err) => write_str(&mut entry, err),
@@ -649,5 +689,12 @@ mod tests {
         assert!(parse_selector("{job=\"a\"}").is_ok());
         assert!(parse_selector("{job=\"\"}").is_err());
         assert!(parse_selector("up + 1").is_err());
+        assert!(parse_store_selector("{__address__=~\".*:10901\"}").is_ok());
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_120);
+        assert_eq!(go_time(t), "2023-11-14T22:13:20.12Z");
+        assert_eq!(
+            go_time(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)),
+            "2023-11-14T22:13:20Z"
+        );
     }
 }

@@ -1,6 +1,8 @@
-//! The Store API endpoints the querier fans out to: static addresses, each checked with the
-//! Info API every few seconds. An endpoint whose Info call fails is unhealthy and left out
-//! of queries until it answers again.
+//! The Store API endpoints the querier fans out to (found by [`crate::discovery`]), each
+//! checked with the Info API every few seconds. An endpoint whose Info call fails is
+//! unhealthy and left out of queries until it answers again (strict ones are still asked);
+//! one unhealthy for longer than `--store.unhealthy-timeout` is no longer listed in
+//! `/api/v1/stores`, and comes back when it answers.
 
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -11,6 +13,8 @@ use strata_storepb::info::info_client::InfoClient;
 use strata_storepb::store_client::StoreClient;
 use strata_types::Labels;
 use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+
+pub use crate::discovery::{Discovery, Target};
 
 /// What an endpoint said about itself in its last successful Info call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,12 +34,16 @@ struct State {
     info: Option<EndpointInfo>,
     healthy: bool,
     last_check: Option<Instant>,
+    /// Wall-clock time of the last check, for `/api/v1/stores`.
+    last_check_time: Option<std::time::SystemTime>,
     last_error: Option<String>,
+    /// Since when the endpoint has failed its checks (`None`: healthy, or never checked).
+    unhealthy_since: Option<Instant>,
 }
 
 /// Client TLS for endpoints (`--grpc-client-tls-*`): CA to trust (system roots when
 /// absent), client certificate for mutual TLS, and server name override.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientTls {
     /// CA certificates (PEM).
     pub ca: Option<Vec<u8>>,
@@ -67,6 +75,8 @@ impl ClientTls {
 #[derive(Debug)]
 pub struct Endpoint {
     address: String,
+    tls: Option<Arc<ClientTls>>,
+    strict: bool,
     channel: Channel,
     state: RwLock<State>,
 }
@@ -77,9 +87,23 @@ impl Endpoint {
         address: &str,
         tls: Option<&ClientTls>,
     ) -> Result<Endpoint, tonic::transport::Error> {
-        let scheme = if tls.is_some() { "https" } else { "http" };
+        Self::from_target(&Target {
+            address: address.to_owned(),
+            tls: tls.cloned().map(Arc::new),
+            strict: false,
+        })
+    }
+
+    /// The endpoint `target` describes; connects lazily.
+    pub fn from_target(target: &Target) -> Result<Endpoint, tonic::transport::Error> {
+        let address = target.address.as_str();
+        let scheme = if target.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let mut endpoint = TonicEndpoint::from_shared(format!("{scheme}://{address}"))?;
-        if let Some(tls) = tls {
+        if let Some(tls) = &target.tls {
             endpoint = endpoint.tls_config(tls.config(address))?;
         }
         let channel = endpoint
@@ -90,9 +114,33 @@ impl Endpoint {
             .connect_lazy();
         Ok(Endpoint {
             address: address.to_owned(),
+            tls: target.tls.clone(),
+            strict: target.strict,
             channel,
             state: RwLock::new(State::default()),
         })
+    }
+
+    /// Whether the endpoint is strict (asked even while unhealthy, never hidden).
+    pub fn is_strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Whether the endpoint has failed its checks for longer than `timeout` (and is not
+    /// strict): it is then no longer listed.
+    pub fn is_gone(&self, timeout: Duration) -> bool {
+        !self.strict
+            && self
+                .state
+                .read()
+                .ok()
+                .and_then(|s| s.unhealthy_since)
+                .is_some_and(|since| since.elapsed() >= timeout)
+    }
+
+    /// Wall-clock time of the last check.
+    pub fn last_check_time(&self) -> Option<std::time::SystemTime> {
+        self.state.read().ok().and_then(|s| s.last_check_time)
     }
 
     /// The configured address.
@@ -156,6 +204,7 @@ impl Endpoint {
         };
         if let Ok(mut state) = self.state.write() {
             state.last_check = Some(Instant::now());
+            state.last_check_time = Some(std::time::SystemTime::now());
             match outcome {
                 Ok(info) => {
                     if !state.healthy {
@@ -164,6 +213,7 @@ impl Endpoint {
                     state.info = Some(info);
                     state.healthy = true;
                     state.last_error = None;
+                    state.unhealthy_since = None;
                 }
                 Err(e) => {
                     // Logged when the endpoint turns unhealthy, and whenever the reason
@@ -173,6 +223,7 @@ impl Endpoint {
                     }
                     state.healthy = false;
                     state.last_error = Some(e);
+                    state.unhealthy_since.get_or_insert_with(Instant::now);
                 }
             }
         }
@@ -195,83 +246,21 @@ fn status_text(status: &tonic::Status) -> String {
     text
 }
 
-/// Where endpoint addresses come from: static `host:port`, `dns+host:port` (every A/AAAA
-/// record of `host`), and Prometheus file-SD files (`- targets: [host:port, …]`, YAML or
-/// JSON), re-read when they change.
-#[derive(Debug, Clone, Default)]
-pub struct Discovery {
-    /// `--endpoint` values.
-    pub endpoints: Vec<String>,
-    /// `--endpoint.sd-files` paths.
-    pub sd_files: Vec<std::path::PathBuf>,
-}
-
-#[derive(serde::Deserialize)]
-struct FileSdGroup {
-    #[serde(default)]
-    targets: Vec<String>,
-}
-
-impl Discovery {
-    /// The addresses to use now. Unresolvable names and unreadable files are logged and
-    /// skipped (the previous answer stays for them).
-    pub async fn resolve(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for spec in &self.endpoints {
-            if let Some(name) = spec.strip_prefix("dns+") {
-                match tokio::net::lookup_host(name).await {
-                    Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
-                    Err(e) => tracing::warn!(endpoint = %spec, error = %e, "DNS lookup failed"),
-                }
-            } else {
-                out.push(spec.clone());
-            }
-        }
-        for path in &self.sd_files {
-            match std::fs::read_to_string(path) {
-                Ok(text) => match serde_norway::from_str::<Vec<FileSdGroup>>(&text) {
-                    Ok(groups) => out.extend(groups.into_iter().flat_map(|g| g.targets)),
-                    Err(e) => {
-                        tracing::warn!(file = %path.display(), error = %e, "file SD parse failed")
-                    }
-                },
-                Err(e) => tracing::warn!(file = %path.display(), error = %e, "file SD read failed"),
-            }
-        }
-        out.sort();
-        out.dedup();
-        out
-    }
-
-    /// Modification times of the SD files, to notice changes.
-    pub fn file_stamps(&self) -> Vec<Option<std::time::SystemTime>> {
-        self.sd_files
-            .iter()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
-    }
-}
-
 /// The current endpoints; changes when discovery finds other addresses.
 #[derive(Debug, Clone, Default)]
 pub struct EndpointSet {
     endpoints: Arc<RwLock<Vec<Arc<Endpoint>>>>,
-    tls: Option<Arc<ClientTls>>,
 }
 
 impl EndpointSet {
-    /// Endpoints for `addresses`.
-    pub fn new(
-        addresses: &[String],
-        tls: Option<ClientTls>,
-    ) -> Result<EndpointSet, tonic::transport::Error> {
-        let endpoints = addresses
+    /// Endpoints for `targets`.
+    pub fn new(targets: &[Target]) -> Result<EndpointSet, tonic::transport::Error> {
+        let endpoints = targets
             .iter()
-            .map(|a| Endpoint::new(a, tls.as_ref()).map(Arc::new))
+            .map(|t| Endpoint::from_target(t).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EndpointSet {
             endpoints: Arc::new(RwLock::new(endpoints)),
-            tls: tls.map(Arc::new),
         })
     }
 
@@ -280,28 +269,31 @@ impl EndpointSet {
         self.endpoints.read().map(|e| e.clone()).unwrap_or_default()
     }
 
-    /// Replaces the set with `addresses`, keeping the state of endpoints that stay.
-    pub fn update(&self, addresses: &[String]) {
+    /// Replaces the set with `targets`, keeping the state of endpoints that stay (same
+    /// address, TLS and strictness).
+    pub fn update(&self, targets: &[Target]) {
         let current = self.all();
-        let mut next = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            if let Some(existing) = current.iter().find(|e| e.address() == address) {
+        let mut next = Vec::with_capacity(targets.len());
+        for target in targets {
+            if let Some(existing) = current.iter().find(|e| {
+                e.address() == target.address && e.tls == target.tls && e.strict == target.strict
+            }) {
                 next.push(Arc::clone(existing));
                 continue;
             }
-            match Endpoint::new(address, self.tls.as_deref()) {
+            match Endpoint::from_target(target) {
                 Ok(e) => {
-                    tracing::info!(endpoint = %address, "adding endpoint");
+                    tracing::info!(endpoint = %target.address, tls = target.tls.is_some(), strict = target.strict, "adding endpoint");
                     next.push(Arc::new(e));
                 }
                 Err(e) => {
-                    tracing::warn!(endpoint = %address, error = %e, "invalid endpoint address")
+                    tracing::warn!(endpoint = %target.address, error = %e, "invalid endpoint address")
                 }
             }
         }
         for gone in current
             .iter()
-            .filter(|e| !addresses.iter().any(|a| a == e.address()))
+            .filter(|e| !next.iter().any(|n| Arc::ptr_eq(n, e)))
         {
             tracing::info!(endpoint = %gone.address(), "removing endpoint");
         }

@@ -10,6 +10,7 @@
 //! - [`api`]: the HTTP API.
 
 pub mod api;
+pub mod discovery;
 pub use strata_tsdb::dedup;
 pub mod endpoints;
 pub mod json;
@@ -32,8 +33,14 @@ pub use dedup::DedupFunc;
 pub struct QueryConfig {
     /// `--endpoint` addresses (`host:port` or `dns+host:port`).
     pub endpoints: Vec<String>,
+    /// `--endpoint-strict` addresses: asked even while unhealthy.
+    pub strict_endpoints: Vec<String>,
     /// `--endpoint.sd-files`: Prometheus file-SD files listing endpoints.
     pub sd_files: Vec<std::path::PathBuf>,
+    /// `--endpoint.sd-config(-file)`: endpoints with TLS of their own.
+    pub sd_config: Option<discovery::SdConfigSource>,
+    /// `--store.unhealthy-timeout`: how long a failing endpoint stays listed.
+    pub unhealthy_timeout: Duration,
     /// `--store.sd-dns-interval`: how often DNS names and SD files are re-read.
     pub sd_interval: Duration,
     /// `--http-address`.
@@ -68,7 +75,10 @@ impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             endpoints: Vec::new(),
+            strict_endpoints: Vec::new(),
             sd_files: Vec::new(),
+            sd_config: None,
+            unhealthy_timeout: Duration::from_secs(300),
             sd_interval: Duration::from_secs(30),
             http_address: "0.0.0.0:10902".into(),
             grpc_address: "0.0.0.0:10901".into(),
@@ -102,16 +112,22 @@ pub enum QueryError {
     /// The gRPC TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] strata_runtime::TlsError),
+    /// The endpoint SD config is unusable.
+    #[error(transparent)]
+    SdConfig(#[from] discovery::SdConfigError),
 }
 
 /// Runs the querier until `shutdown` fires.
 pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryError> {
-    let discovery = endpoints::Discovery {
+    let discovery = discovery::Discovery {
         endpoints: config.endpoints.clone(),
+        strict_endpoints: config.strict_endpoints.clone(),
         sd_files: config.sd_files.clone(),
+        sd_config: config.sd_config.clone(),
+        tls: config.client_tls.clone().map(Arc::new),
     };
-    let endpoints =
-        endpoints::EndpointSet::new(&discovery.resolve().await, config.client_tls.clone())?;
+    discovery.check()?;
+    let endpoints = endpoints::EndpointSet::new(&discovery.resolve().await)?;
     let registry = Arc::new(Mutex::new(Registry::default()));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
@@ -128,6 +144,7 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             dedup: config.dedup,
             partial_response: config.partial_response,
             endpoint_timeout: config.endpoint_timeout,
+            unhealthy_timeout: config.unhealthy_timeout,
         },
         gate: Semaphore::new(config.max_concurrent.max(1)),
     });

@@ -28,12 +28,32 @@ use crate::endpoints::{Endpoint, EndpointSet};
 pub struct ProxyError(pub String);
 
 /// How to fan out.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Default)]
 pub struct FanOut {
     /// Turn endpoint failures into warnings.
     pub partial_response: bool,
     /// Per-endpoint timeout (zero: none).
     pub timeout: Duration,
+    /// `storeMatch[]`: when not empty, only endpoints that some selector matches are asked.
+    /// A selector's `__address__` matchers test the endpoint's address, its other matchers
+    /// its external label sets (as for series matchers).
+    pub store_matchers: Arc<Vec<Vec<Matcher>>>,
+}
+
+impl FanOut {
+    /// Whether `storeMatch[]` lets `endpoint` be asked.
+    fn admits(&self, endpoint: &Endpoint) -> bool {
+        if self.store_matchers.is_empty() {
+            return true;
+        }
+        let sets = endpoint.info().map(|i| i.label_sets).unwrap_or_default();
+        self.store_matchers.iter().any(|selector| {
+            let (address, labels): (Vec<&Matcher>, Vec<&Matcher>) =
+                selector.iter().partition(|m| m.name() == "__address__");
+            address.iter().all(|m| m.matches(endpoint.address()))
+                && label_sets_match(&sets, &labels.into_iter().cloned().collect::<Vec<_>>())
+        })
+    }
 }
 
 /// One series as an endpoint returned it.
@@ -61,23 +81,27 @@ fn label_sets_match(sets: &[Labels], matchers: &[Matcher]) -> bool {
     })
 }
 
-/// The endpoints worth asking for `[mint, maxt]` and `matchers`.
+/// The endpoints worth asking for `[mint, maxt]` and `matchers`: healthy ones whose last
+/// Info allows them, plus strict ones whatever their state (their failure is reported).
 pub fn select_endpoints(
     endpoints: &EndpointSet,
     mint: i64,
     maxt: i64,
     matchers: &[Matcher],
+    fan_out: &FanOut,
 ) -> Vec<Arc<Endpoint>> {
     endpoints
         .all()
         .into_iter()
-        .filter(|e| e.is_healthy())
-        .filter(|e| {
-            e.info().is_some_and(|info| {
+        .filter(|e| e.is_healthy() || e.is_strict())
+        .filter(|e| fan_out.admits(e))
+        .filter(|e| match e.info() {
+            Some(info) => {
                 info.min_time <= maxt
                     && info.max_time >= mint
                     && label_sets_match(&info.label_sets, matchers)
-            })
+            }
+            None => e.is_strict(),
         })
         .collect()
 }
@@ -134,14 +158,20 @@ pub async fn series(
     endpoints: &EndpointSet,
     matchers: &[Matcher],
     mut request: SeriesRequest,
-    fan_out: FanOut,
+    fan_out: &FanOut,
 ) -> Result<SeriesSet, ProxyError> {
     request.matchers = matchers.iter().map(matcher_to_proto).collect();
     request.partial_response_strategy = strategy(fan_out);
     if request.response_batch_size == 0 {
         request.response_batch_size = 64;
     }
-    let selected = select_endpoints(endpoints, request.min_time, request.max_time, matchers);
+    let selected = select_endpoints(
+        endpoints,
+        request.min_time,
+        request.max_time,
+        matchers,
+        fan_out,
+    );
     let calls = selected.iter().map(|e| {
         let request = request.clone();
         async move {
@@ -217,7 +247,7 @@ pub async fn label_names(
     start: i64,
     end: i64,
     matchers: &[Matcher],
-    fan_out: FanOut,
+    fan_out: &FanOut,
 ) -> Result<Gathered, ProxyError> {
     let request = LabelNamesRequest {
         start,
@@ -243,7 +273,7 @@ pub async fn label_values(
     start: i64,
     end: i64,
     matchers: &[Matcher],
-    fan_out: FanOut,
+    fan_out: &FanOut,
 ) -> Result<Gathered, ProxyError> {
     let request = LabelValuesRequest {
         label: name.to_owned(),
@@ -270,14 +300,14 @@ async fn fan_out_strings<F, Fut>(
     start: i64,
     end: i64,
     matchers: &[Matcher],
-    fan_out: FanOut,
+    fan_out: &FanOut,
     call: F,
 ) -> Result<Gathered, ProxyError>
 where
     F: Fn(StoreClient<Channel>) -> Fut,
     Fut: Future<Output = Result<Gathered, tonic::Status>>,
 {
-    let selected = select_endpoints(endpoints, start, end, matchers);
+    let selected = select_endpoints(endpoints, start, end, matchers, fan_out);
     let calls = selected.iter().map(|e| {
         let answer = call(e.store_client());
         async move {
@@ -291,7 +321,7 @@ where
     gather(join_all(calls).await, fan_out)
 }
 
-fn strategy(fan_out: FanOut) -> i32 {
+fn strategy(fan_out: &FanOut) -> i32 {
     if fan_out.partial_response {
         PartialResponseStrategy::Warn as i32
     } else {
@@ -303,7 +333,7 @@ type Gathered = (Vec<String>, Vec<String>);
 
 fn gather(
     results: Vec<(String, Result<Gathered, String>)>,
-    fan_out: FanOut,
+    fan_out: &FanOut,
 ) -> Result<Gathered, ProxyError> {
     let mut values: BTreeSet<String> = BTreeSet::new();
     let mut warnings = Vec::new();

@@ -232,7 +232,7 @@ impl Queryable for StoreQueryable {
                 &self.endpoints,
                 matchers,
                 request,
-                self.options.fan_out,
+                &self.options.fan_out,
             ))
             .map_err(|e| Error::Storage(e.to_string()))?;
         if !set.warnings.is_empty()

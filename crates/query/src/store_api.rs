@@ -40,6 +40,7 @@ impl ProxyStoreService {
         FanOut {
             partial_response: !disabled && strategy != PartialResponseStrategy::Abort as i32,
             timeout: self.timeout,
+            store_matchers: std::sync::Arc::default(),
         }
     }
 }
@@ -60,7 +61,7 @@ impl Store for ProxyStoreService {
         let fan_out = self.fan_out(req.partial_response_strategy, req.partial_response_disabled);
         let batch_size = usize::try_from(req.response_batch_size.max(1)).unwrap_or(1);
         let strip = req.without_replica_labels.clone();
-        let set = proxy::series(&self.endpoints, &matchers, req, fan_out)
+        let set = proxy::series(&self.endpoints, &matchers, req, &fan_out)
             .await
             .map_err(|e| Status::aborted(e.to_string()))?;
         let (tx, rx) = mpsc::channel(16);
@@ -98,7 +99,7 @@ impl Store for ProxyStoreService {
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let fan_out = self.fan_out(req.partial_response_strategy, req.partial_response_disabled);
         let (mut names, warnings) =
-            proxy::label_names(&self.endpoints, req.start, req.end, &matchers, fan_out)
+            proxy::label_names(&self.endpoints, req.start, req.end, &matchers, &fan_out)
                 .await
                 .map_err(|e| Status::aborted(e.to_string()))?;
         names.retain(|n| !req.without_replica_labels.contains(n));
@@ -123,7 +124,7 @@ impl Store for ProxyStoreService {
             req.start,
             req.end,
             &matchers,
-            fan_out,
+            &fan_out,
         )
         .await
         .map_err(|e| Status::aborted(e.to_string()))?;
