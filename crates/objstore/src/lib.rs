@@ -52,6 +52,60 @@ const FILESYSTEM_PART_SIZE: u64 = 8 << 20;
 /// at least one part is always allowed in flight.
 const UPLOAD_BUFFER_BYTES: u64 = 128 << 20;
 
+/// A FILESYSTEM bucket's store and prefix.
+struct Local {
+    fs: Arc<LocalFileSystem>,
+    prefix: Path,
+}
+
+static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Local {
+    /// The file holding object `location`.
+    fn file(&self, location: &Path) -> object_store::Result<std::path::PathBuf> {
+        let full: Path = self.prefix.parts().chain(location.parts()).collect();
+        self.fs.path_to_filesystem(&full)
+    }
+
+    /// Copies `from` into the object's file through a staging file (`<file>#<digits>`, which
+    /// listings skip, as object_store's own uploads do) renamed into place.
+    fn copy_in(&self, location: &Path, from: &LocalPath) -> object_store::Result<()> {
+        let dest = self.file(location)?;
+        let generic = |e: std::io::Error| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(generic)?;
+        }
+        let n = STAGING.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut staging = dest.as_os_str().to_owned();
+        staging.push(format!("#{}{n:08}", std::process::id()));
+        let staging = std::path::PathBuf::from(staging);
+        let copied = std::fs::copy(from, &staging).and_then(|_| std::fs::rename(&staging, &dest));
+        if let Err(e) = copied {
+            let _ = std::fs::remove_file(&staging);
+            return Err(generic(e));
+        }
+        Ok(())
+    }
+
+    /// Copies the object's file to `to`.
+    fn copy_out(&self, location: &Path, to: &LocalPath) -> object_store::Result<u64> {
+        let src = self.file(location)?;
+        std::fs::copy(&src, to).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound if !src.exists() => object_store::Error::NotFound {
+                path: location.to_string(),
+                source: Box::new(e),
+            },
+            _ => object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+        })
+    }
+}
+
 /// Size and modification time of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectAttributes {
@@ -69,6 +123,9 @@ pub struct Bucket {
 
 struct Inner {
     store: Arc<dyn ObjectStore>,
+    /// FILESYSTEM buckets: the store and prefix, so whole files are copied by the kernel
+    /// instead of streamed through memory.
+    local: Option<Local>,
     name: String,
     provider: &'static str,
     gate: Semaphore,
@@ -89,6 +146,7 @@ impl Bucket {
     /// Opens the bucket `config` describes. A FILESYSTEM directory is created if missing.
     /// Metrics are registered in `registry` when given.
     pub fn from_config(config: &BucketConfig, registry: Option<&mut Registry>) -> Result<Bucket> {
+        let mut local = None;
         let (store, name, part_size): (Arc<dyn ObjectStore>, String, u64) = match &config.provider {
             Provider::Filesystem(fs) => {
                 std::fs::create_dir_all(&fs.directory).map_err(|e| {
@@ -97,7 +155,12 @@ impl Bucket {
                 let store = LocalFileSystem::new_with_prefix(&fs.directory)
                     .map_err(|e| Error::Config(format!("FILESYSTEM {}: {e}", fs.directory)))?
                     .with_automatic_cleanup(true);
-                (Arc::new(store), fs.directory.clone(), FILESYSTEM_PART_SIZE)
+                let store = Arc::new(store);
+                local = Some(Local {
+                    fs: Arc::clone(&store),
+                    prefix: Path::from(config.prefix.as_str()),
+                });
+                (store, fs.directory.clone(), FILESYSTEM_PART_SIZE)
             }
             Provider::S3(s3) => {
                 for field in s3.ignored_fields() {
@@ -123,6 +186,7 @@ impl Bucket {
         Ok(Bucket {
             inner: Arc::new(Inner {
                 store,
+                local,
                 name,
                 provider: config.provider.name(),
                 gate: Semaphore::new(DEFAULT_CONCURRENCY),
@@ -137,11 +201,13 @@ impl Bucket {
         Bucket::from_config(&BucketConfig::from_yaml(yaml)?, registry)
     }
 
-    /// A handle on the same bucket with another multipart part size (at least 5 MiB).
+    /// A handle on the same bucket with another multipart part size (at least 5 MiB). File
+    /// uploads then always stream in parts, FILESYSTEM buckets too (no kernel copy).
     pub fn with_part_size(&self, part_size: u64) -> Bucket {
         Bucket {
             inner: Arc::new(Inner {
                 store: Arc::clone(&self.inner.store),
+                local: None,
                 name: self.inner.name.clone(),
                 provider: self.inner.provider,
                 gate: Semaphore::new(DEFAULT_CONCURRENCY),
@@ -288,6 +354,24 @@ impl Bucket {
     /// Uploads a local file, streaming it in parts when larger than the part size.
     pub async fn upload_file(&self, name: &str, local: &LocalPath) -> Result<()> {
         let path = self.path("upload", name)?;
+        if self.inner.local.is_some() {
+            let (bucket, from) = (self.clone(), local.to_owned());
+            let location = path.clone();
+            self.run("upload", name, async move {
+                tokio::task::spawn_blocking(move || match &bucket.inner.local {
+                    Some(l) => l.copy_in(&location, &from),
+                    None => Ok(()),
+                })
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(e),
+                })?
+            })
+            .await?;
+            self.uploaded();
+            return Ok(());
+        }
         let local_err = |source: std::io::Error| Error::LocalFile {
             bucket: self.inner.name.clone(),
             path: name.to_owned(),
@@ -334,6 +418,23 @@ impl Bucket {
     /// Streams the object into a local file (created or truncated); returns its size.
     pub async fn download_file(&self, name: &str, local: &LocalPath) -> Result<u64> {
         let path = self.path("get", name)?;
+        if self.inner.local.is_some() {
+            let (bucket, to) = (self.clone(), local.to_owned());
+            let location = path.clone();
+            return self
+                .run("get", name, async move {
+                    tokio::task::spawn_blocking(move || match &bucket.inner.local {
+                        Some(l) => l.copy_out(&location, &to),
+                        None => Ok(0),
+                    })
+                    .await
+                    .map_err(|e| object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    })?
+                })
+                .await;
+        }
         let local_err = |source: std::io::Error| Error::LocalWrite {
             bucket: self.inner.name.clone(),
             path: name.to_owned(),

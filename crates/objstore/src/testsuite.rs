@@ -131,6 +131,22 @@ pub async fn run(bucket: &Bucket, root: &str) -> Result<(), String> {
         size == big.len() as u64 && local_copy == big,
         "downloaded file differs ({size} bytes)"
     );
+    // The same file through the bucket's own upload path (a kernel copy for FILESYSTEM).
+    let copy = name("01BLOCK/chunks/000002");
+    bucket
+        .upload_file(&copy, &local)
+        .await
+        .map_err(e("upload_file default"))?;
+    let got = bucket.get(&copy).await.map_err(e("get uploaded file"))?;
+    ensure!(got.as_ref() == big.as_slice(), "uploaded file differs");
+    let missing = bucket
+        .download_file(&name("01BLOCK/chunks/missing"), &dir.join("missing"))
+        .await;
+    ensure!(
+        matches!(missing, Err(crate::Error::NotFound { .. })),
+        "download of a missing object: {missing:?}"
+    );
+    bucket.delete(&copy).await.map_err(e("delete copy"))?;
     let _ = std::fs::remove_dir_all(&dir);
     let attrs = bucket
         .attributes(&segment)
