@@ -306,38 +306,8 @@ pub(crate) fn parse_go_duration_opt(s: Option<&str>) -> Result<Option<Duration>>
 
 /// Parses a Go `time.Duration` string such as `1m30s`, `250ms` or `2h`.
 pub fn parse_go_duration(s: &str) -> Result<Duration> {
-    let bad = || Error::Config(format!("invalid duration {s:?}"));
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let (number, tail) = rest.split_at(number_len);
-        let value: f64 = number.parse().map_err(|_| bad())?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let seconds = match unit {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += value * seconds;
-        rest = tail;
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
+    strata_types::time::parse_go_duration(s)
+        .ok_or_else(|| Error::Config(format!("invalid duration {s:?}")))
 }
 
 #[cfg(test)]

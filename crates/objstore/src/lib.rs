@@ -67,8 +67,10 @@ impl Local {
         self.fs.path_to_filesystem(&full)
     }
 
-    /// Copies `from` into the object's file through a staging file (`<file>#<digits>`, which
-    /// listings skip, as object_store's own uploads do) renamed into place.
+    /// Puts `from` into the object's file through a staging file (`<file>#<digits>`, which
+    /// listings skip, as object_store's own uploads do) renamed into place. The staging file
+    /// is a hard link to `from` when both are on one filesystem (block files are never
+    /// modified once written, so sharing the inode is safe), else a copy.
     fn copy_in(&self, location: &Path, from: &LocalPath) -> object_store::Result<()> {
         let dest = self.file(location)?;
         let generic = |e: std::io::Error| object_store::Error::Generic {
@@ -82,7 +84,9 @@ impl Local {
         let mut staging = dest.as_os_str().to_owned();
         staging.push(format!("#{}{n:08}", std::process::id()));
         let staging = std::path::PathBuf::from(staging);
-        let copied = std::fs::copy(from, &staging).and_then(|_| std::fs::rename(&staging, &dest));
+        let copied = std::fs::hard_link(from, &staging)
+            .or_else(|_| std::fs::copy(from, &staging).map(|_| ()))
+            .and_then(|()| std::fs::rename(&staging, &dest));
         if let Err(e) = copied {
             let _ = std::fs::remove_file(&staging);
             return Err(generic(e));
@@ -90,9 +94,16 @@ impl Local {
         Ok(())
     }
 
-    /// Copies the object's file to `to`.
+    /// Puts the object's file at `to`: a hard link when on one filesystem, else a copy.
     fn copy_out(&self, location: &Path, to: &LocalPath) -> object_store::Result<u64> {
         let src = self.file(location)?;
+        let _ = std::fs::remove_file(to);
+        let linked = std::fs::hard_link(&src, to)
+            .and_then(|()| std::fs::metadata(to))
+            .map(|m| m.len());
+        if let Ok(len) = linked {
+            return Ok(len);
+        }
         std::fs::copy(&src, to).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound if !src.exists() => object_store::Error::NotFound {
                 path: location.to_string(),

@@ -128,3 +128,37 @@ mod tests {
         assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20.Z"), None);
     }
 }
+
+/// A Go `time.Duration` string such as `1m30s`, `250ms`, `1.5h` or `0` (the format of
+/// Thanos' YAML configs, unlike Prometheus durations: no `d`, `w`, `y`; fractions allowed).
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    if s == "0" {
+        return Some(std::time::Duration::ZERO);
+    }
+    if s.is_empty() {
+        return None;
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, tail) = rest.split_at(number_len);
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * seconds;
+        rest = tail;
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
+}
