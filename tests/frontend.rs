@@ -9,12 +9,10 @@
     clippy::indexing_slicing
 )]
 
-use std::process::{Child, Command, Stdio};
-
 use strata_e2e::data::DataSet;
 use strata_e2e::prometheus::Prometheus;
 use strata_e2e::store_api::StrataProcess;
-use strata_e2e::{free_port, promtool_create_blocks, require_tool};
+use strata_e2e::{free_port, promtool_create_blocks};
 
 const START_S: i64 = 1_700_000_000;
 const HOURS: i64 = 6;
@@ -214,61 +212,11 @@ fn frontend_with_in_memory_cache_matches_downstream() {
     }
 }
 
-struct Memcached(Child);
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_memcached(port: u16) -> Memcached {
-    let binary = require_tool("memcached");
-    let mut cmd = Command::new(binary);
-    cmd.args([
-        "-l",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-U",
-        "0",
-        "-m",
-        "64",
-    ]);
-    if std::env::var("USER").is_ok_and(|u| u == "root") || unsafe_is_root() {
-        cmd.args(["-u", "root"]);
-    }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "memcached did not start"
-        );
-        #[allow(clippy::disallowed_methods)]
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Memcached(child)
-}
-
-fn unsafe_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .is_some_and(|l| l.split_whitespace().nth(1) == Some("0"))
-}
-
 #[test]
 fn frontend_with_memcached_and_memcached_down() {
     let (_dir, prometheus) = setup();
     let port = free_port();
-    let memcached = start_memcached(port);
+    let memcached = strata_e2e::memcached::Memcached::start(port);
     let fe = frontend(
         &prometheus,
         &format!(

@@ -445,6 +445,84 @@ async fn store_gateway_over_filesystem_bucket() {
     check_series(&store.grpc_url(), &fx.data).await;
 }
 
+/// The sum of a metric over its label sets (0 when absent).
+fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// `--index-cache.config` with a real memcached: a second pass over the same requests is
+/// answered from memcached with the same samples, and with memcached gone the answers stay
+/// exact (uncached) while the failures are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gateway_with_memcached_index_cache() {
+    let fx = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.path().join("bucket").display()
+    );
+    let bucket = Bucket::from_yaml(&yaml, None).unwrap();
+    for block in &fx.blocks {
+        upload_block(&bucket, block, &EXT).await;
+    }
+    let port = strata_e2e::free_port();
+    let memcached = strata_e2e::memcached::Memcached::start(port);
+    let cache = format!(
+        "type: MEMCACHED\nconfig:\n  addresses: [\"127.0.0.1:{port}\"]\n  timeout: 1s\n  max_item_size: 1MiB\nenabled_items: [Postings, Series]\n"
+    );
+    let data_dir = dir.path().join("data");
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &yaml,
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--index-cache.config",
+        &cache,
+    ]);
+    let first = check_series(&store.grpc_url(), &fx.data).await;
+    let hits = |m: &str| metric_sum(m, "thanos_store_index_cache_hits_total");
+    let before = hits(&store.http_get("/metrics"));
+    // Writes to memcached go out in the background.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let second = check_series(&store.grpc_url(), &fx.data).await;
+    assert_eq!(first, second);
+    let metrics = store.http_get("/metrics");
+    let after = hits(&metrics);
+    let requests = metric_sum(&metrics, "thanos_store_index_cache_requests_total");
+    eprintln!(
+        "index cache: {before} hits after the first pass, {after} after the second, of {requests} requests"
+    );
+    assert!(after - before > 100.0, "{before} -> {after}");
+    for item in ["Postings", "Series"] {
+        assert!(
+            metrics.contains(&format!(
+                "thanos_store_index_cache_hits_total{{item_type=\"{item}\"}}"
+            )),
+            "{metrics}"
+        );
+    }
+    let failures: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("thanos_memcached_operation_failures_total"))
+        .collect();
+    assert_eq!(
+        metric_sum(&metrics, "thanos_memcached_operation_failures_total"),
+        0.0,
+        "{failures:?}"
+    );
+
+    drop(memcached);
+    let third = check_series(&store.grpc_url(), &fx.data).await;
+    assert_eq!(first, third);
+    let metrics = store.http_get("/metrics");
+    assert!(metric_sum(&metrics, "thanos_memcached_operation_failures_total") > 0.0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_gateway_over_s3_bucket() {
     let fx = fixture();

@@ -48,6 +48,13 @@ pub(crate) struct StoreArgs {
     /// Maximum size of the in-memory index cache (postings and series).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: u64,
+    /// Index cache config (Thanos' YAML: type IN-MEMORY or MEMCACHED), given inline;
+    /// replaces --index-cache-size.
+    #[arg(long = "index-cache.config", allow_hyphen_values = true)]
+    index_cache_config: Option<String>,
+    /// Index cache config file.
+    #[arg(long = "index-cache.config-file")]
+    index_cache_config_file: Option<std::path::PathBuf>,
     /// Maximum samples a Series call may touch (0: no limit).
     #[arg(long = "store.grpc.series-sample-limit", default_value_t = 0)]
     series_sample_limit: u64,
@@ -107,6 +114,14 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         "--selector.relabel-config-file",
     )?
     .unwrap_or_default();
+    let index_cache = config_text(
+        args.index_cache_config,
+        args.index_cache_config_file.as_ref(),
+        "--index-cache.config-file",
+    )?
+    .map(|yaml| strata_cache::CacheConfig::from_yaml(&yaml))
+    .transpose()
+    .context("--index-cache.config")?;
     let config = strata_store::StoreConfig {
         bucket_yaml,
         data_dir: args.data_dir,
@@ -118,6 +133,7 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         max_time: args.max_time,
         relabel_yaml,
         index_cache_size: args.index_cache_size,
+        index_cache,
         limits: strata_store::Limits {
             series: first_nonzero(args.touched_series_limit, args.request_series),
             samples: first_nonzero(args.series_sample_limit, args.request_samples),

@@ -168,8 +168,13 @@ impl BucketBlock {
         }
         let mut lists: HashMap<u64, Vec<u32>> = HashMap::new();
         let mut missing = Vec::new();
-        for range in plan.ranges() {
-            match self.cache.get(&Key::Postings(self.id, range.offset)) {
+        let ranges = plan.ranges();
+        let keys: Vec<Key> = ranges
+            .iter()
+            .map(|r| Key::Postings(self.id, r.offset))
+            .collect();
+        for (range, cached) in ranges.into_iter().zip(self.cache.get_many(&keys).await) {
+            match cached {
                 Some(Value::Postings(list)) => {
                     lists.insert(range.offset, list.as_ref().clone());
                 }
@@ -195,8 +200,10 @@ impl BucketBlock {
         let section = self.header.series_section();
         let mut raw: Vec<Option<Bytes>> = Vec::with_capacity(refs.len());
         let mut missing: Vec<(usize, u64)> = Vec::new();
-        for (i, &r) in refs.iter().enumerate() {
-            match self.cache.get(&Key::Series(self.id, r)) {
+        let keys: Vec<Key> = refs.iter().map(|&r| Key::Series(self.id, r)).collect();
+        let cached = self.cache.get_many(&keys).await;
+        for ((i, &r), cached) in refs.iter().enumerate().zip(cached) {
+            match cached {
                 Some(Value::Series(bytes)) => raw.push(Some(bytes)),
                 _ => {
                     missing.push((i, self.header.series_offset(r)?));

@@ -1,5 +1,8 @@
-//! The in-memory index cache: postings lists and series entries, bounded in bytes (LRU-like
-//! eviction by moka's TinyLFU), with Thanos' cache metrics.
+//! The index cache: postings lists and series entries, in memory (bounded in bytes, moka's
+//! TinyLFU eviction; `--index-cache-size` or `--index-cache.config` `IN-MEMORY`) or in
+//! memcached (`--index-cache.config` `MEMCACHED`), with Thanos' cache metrics. A memcached
+//! failure is a miss; writes to memcached go out in the background, bounded, and are dropped
+//! when too many are in flight.
 
 use std::sync::Arc;
 
@@ -37,10 +40,56 @@ impl Value {
 
 type ItemLabels = Vec<(&'static str, &'static str)>;
 
+/// Writes to memcached in flight at once; more are dropped.
+const REMOTE_WRITES: usize = 64;
+
+impl Key {
+    /// The memcached key (at most 250 bytes, no spaces).
+    fn remote(&self) -> String {
+        match self {
+            Key::Postings(block, offset) => format!("P:{block}:{offset}"),
+            Key::Series(block, series) => format!("S:{block}:{series}"),
+        }
+    }
+}
+
+impl Value {
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Value::Postings(list) => list.iter().flat_map(|r| r.to_le_bytes()).collect(),
+            Value::Series(b) => b.to_vec(),
+        }
+    }
+
+    /// The value of `key` from memcached bytes; `None` for bytes that cannot be one.
+    fn from_bytes(key: &Key, bytes: Vec<u8>) -> Option<Value> {
+        match key {
+            Key::Postings(..) => {
+                if !bytes.len().is_multiple_of(4) {
+                    return None;
+                }
+                let list: Vec<u32> = bytes
+                    .chunks_exact(4)
+                    .filter_map(|c| match *c {
+                        [a, b, c, d] => Some(u32::from_le_bytes([a, b, c, d])),
+                        _ => None,
+                    })
+                    .collect();
+                // Postings are strictly increasing; anything else is not ours.
+                list.is_sorted_by(|a, b| a < b)
+                    .then(|| Value::Postings(Arc::new(list)))
+            }
+            Key::Series(..) => Some(Value::Series(Bytes::from(bytes))),
+        }
+    }
+}
+
 /// The index cache shared by all blocks.
 #[derive(Debug, Clone)]
 pub struct IndexCache {
     cache: Option<Cache<Key, Value>>,
+    remote: Option<Arc<strata_cache::Memcached>>,
+    writes: Arc<tokio::sync::Semaphore>,
     requests: Family<ItemLabels, Counter>,
     hits: Family<ItemLabels, Counter>,
 }
@@ -56,22 +105,57 @@ impl IndexCache {
         });
         let this = IndexCache {
             cache,
+            remote: None,
+            writes: Arc::new(tokio::sync::Semaphore::new(REMOTE_WRITES)),
             requests: Family::default(),
             hits: Family::default(),
         };
+        this.register(registry);
+        this
+    }
+
+    /// A cache from `--index-cache.config`: `IN-MEMORY` (its `max_size`) or `MEMCACHED`.
+    pub fn from_config(
+        config: &strata_cache::CacheConfig,
+        registry: Option<&mut Registry>,
+    ) -> IndexCache {
+        match config {
+            strata_cache::CacheConfig::InMemory { max_size, .. } => {
+                IndexCache::new(*max_size, registry)
+            }
+            strata_cache::CacheConfig::Memcached { .. } => {
+                let remote = strata_cache::Memcached::new(config).map(Arc::new);
+                let this = IndexCache {
+                    cache: None,
+                    remote,
+                    writes: Arc::new(tokio::sync::Semaphore::new(REMOTE_WRITES)),
+                    requests: Family::default(),
+                    hits: Family::default(),
+                };
+                if let Some(registry) = registry {
+                    if let Some(remote) = &this.remote {
+                        remote.register(registry);
+                    }
+                    this.register(Some(registry));
+                }
+                this
+            }
+        }
+    }
+
+    fn register(&self, registry: Option<&mut Registry>) {
         if let Some(registry) = registry {
             registry.register(
                 "thanos_store_index_cache_requests",
                 "Total number of items requests to the cache.",
-                this.requests.clone(),
+                self.requests.clone(),
             );
             registry.register(
                 "thanos_store_index_cache_hits",
                 "Total number of items requests to the cache that were a hit.",
-                this.hits.clone(),
+                self.hits.clone(),
             );
         }
-        this
     }
 
     fn item_type(key: &Key) -> &'static str {
@@ -81,21 +165,53 @@ impl IndexCache {
         }
     }
 
-    pub(crate) fn get(&self, key: &Key) -> Option<Value> {
-        let cache = self.cache.as_ref()?;
-        let labels = vec![("item_type", Self::item_type(key))];
-        self.requests.get_or_create(&labels).inc();
-        let value = cache.get(key);
-        if value.is_some() {
-            self.hits.get_or_create(&labels).inc();
+    /// The cached values of `keys`, in order.
+    pub(crate) async fn get_many(&self, keys: &[Key]) -> Vec<Option<Value>> {
+        if self.cache.is_none() && self.remote.is_none() {
+            return vec![None; keys.len()];
         }
-        value
+        let mut found: Vec<Option<Value>> = match &self.cache {
+            Some(cache) => keys.iter().map(|k| cache.get(k)).collect(),
+            None => vec![None; keys.len()],
+        };
+        if let Some(remote) = &self.remote {
+            let wanted: Vec<String> = keys.iter().map(Key::remote).collect();
+            let mut got = remote.get_multi(&wanted).await;
+            for ((key, name), slot) in keys.iter().zip(&wanted).zip(found.iter_mut()) {
+                if let Some(bytes) = got.remove(name) {
+                    *slot = Value::from_bytes(key, bytes);
+                }
+            }
+        }
+        for (key, value) in keys.iter().zip(&found) {
+            let labels = vec![("item_type", Self::item_type(key))];
+            self.requests.get_or_create(&labels).inc();
+            if value.is_some() {
+                self.hits.get_or_create(&labels).inc();
+            }
+        }
+        found
     }
 
     pub(crate) fn insert(&self, key: Key, value: Value) {
         if let Some(cache) = &self.cache {
-            cache.insert(key, value);
+            cache.insert(key.clone(), value.clone());
         }
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let bytes = value.to_bytes();
+        if bytes.len() as u64 > remote.max_item_size() {
+            return;
+        }
+        let Ok(permit) = Arc::clone(&self.writes).try_acquire_owned() else {
+            return;
+        };
+        let remote = Arc::clone(remote);
+        tokio::spawn(async move {
+            let _permit = permit;
+            remote.set(&key.remote(), bytes).await;
+        });
     }
 
     /// Bytes currently held (approximate).

@@ -48,6 +48,8 @@ pub struct StoreConfig {
     pub relabel_yaml: String,
     /// `--index-cache-size` in bytes.
     pub index_cache_size: u64,
+    /// `--index-cache.config(-file)`: replaces `--index-cache-size` when set.
+    pub index_cache: Option<strata_cache::CacheConfig>,
     /// `--store.grpc.*` limits.
     pub limits: Limits,
     /// `--store.grpc.series-max-concurrency`.
@@ -71,6 +73,7 @@ impl Default for StoreConfig {
             max_time: i64::MAX,
             relabel_yaml: String::new(),
             index_cache_size: 250 << 20,
+            index_cache: None,
             limits: Limits::default(),
             series_max_concurrency: 20,
             ignore_deletion_marks_delay: Duration::from_secs(24 * 3600),
@@ -117,7 +120,14 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         path: config.data_dir.clone(),
         source,
     })?;
-    let cache = IndexCache::new(config.index_cache_size, Some(&mut registry));
+    let cache = match &config.index_cache {
+        Some(cache_config) => {
+            let mut cache_config = cache_config.clone();
+            strata_cache::resolve_addresses(&mut cache_config).await;
+            IndexCache::from_config(&cache_config, Some(&mut registry))
+        }
+        None => IndexCache::new(config.index_cache_size, Some(&mut registry)),
+    };
     let filter = FetchFilter {
         min_time: config.min_time,
         max_time: config.max_time,

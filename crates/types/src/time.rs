@@ -96,39 +96,6 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     Some((days * 86_400 + h * 3600 + mi * 60 + se - offset * 60) * 1000 + ms)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("15m"), Some(900_000));
-        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
-        assert_eq!(parse_duration_ms("0"), Some(0));
-        assert_eq!(parse_duration_ms("1.5h"), None);
-        assert_eq!(parse_duration_ms("5"), None);
-        assert_eq!(parse_duration_ms(""), None);
-    }
-
-    #[test]
-    fn rfc3339() {
-        assert_eq!(
-            parse_rfc3339_ms("2023-11-14T22:13:20Z"),
-            Some(1_700_000_000_000)
-        );
-        assert_eq!(
-            parse_rfc3339_ms("2023-11-14T22:13:20.5Z"),
-            Some(1_700_000_000_500)
-        );
-        assert_eq!(
-            parse_rfc3339_ms("2023-11-15T00:13:20.5+02:00"),
-            Some(1_700_000_000_500)
-        );
-        assert_eq!(parse_rfc3339_ms("yesterday"), None);
-        assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20.Z"), None);
-    }
-}
-
 /// A Go `time.Duration` string such as `1m30s`, `250ms`, `1.5h` or `0` (the format of
 /// Thanos' YAML configs, unlike Prometheus durations: no `d`, `w`, `y`; fractions allowed).
 pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
@@ -161,4 +128,48 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
         rest = tail;
     }
     std::time::Duration::try_from_secs_f64(total).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("1.5h"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("1d"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("15m"), Some(900_000));
+        assert_eq!(parse_duration_ms("1h30m"), Some(5_400_000));
+        assert_eq!(parse_duration_ms("0"), Some(0));
+        assert_eq!(parse_duration_ms("1.5h"), None);
+        assert_eq!(parse_duration_ms("5"), None);
+        assert_eq!(parse_duration_ms(""), None);
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(
+            parse_rfc3339_ms("2023-11-14T22:13:20Z"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2023-11-14T22:13:20.5Z"),
+            Some(1_700_000_000_500)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2023-11-15T00:13:20.5+02:00"),
+            Some(1_700_000_000_500)
+        );
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
+        assert_eq!(parse_rfc3339_ms("2023-11-14T22:13:20.Z"), None);
+    }
 }
