@@ -22,6 +22,7 @@ pub use generated::thanos::*;
 
 pub mod convert;
 pub mod serve;
+pub mod snappy;
 
 /// `ComponentType` of a store gateway in `InfoResponse`.
 pub const COMPONENT_STORE: &str = "store";

@@ -83,14 +83,21 @@ pub async fn stream_series(
     batch.is_empty() || send_series(tx, batch, batch_size).await
 }
 
+/// The server [`store_api_server`] builds.
+pub type StoreApiRouter = tonic::transport::server::Router<
+    tower_layer::Stack<crate::snappy::SnappyRequests, tower_layer::Identity>,
+>;
+
 /// A gRPC server for `service` as `thanos.Store` and `thanos.info.Info`; requests up to
-/// 32 MiB, answers unbounded. TLS, when wanted, is done by the connection stream it is
-/// served on (`strata_runtime::tls::incoming`).
-pub fn store_api_server<S>(service: S) -> tonic::transport::server::Router
+/// 32 MiB (snappy-compressed ones too, as Thanos' `--grpc-compression=snappy` sends them),
+/// answers unbounded. TLS, when wanted, is done by the connection stream it is served on
+/// (`strata_runtime::tls::incoming`).
+pub fn store_api_server<S>(service: S) -> StoreApiRouter
 where
     S: crate::store_server::Store + crate::info::info_server::Info + Clone,
 {
     tonic::transport::Server::builder()
+        .layer(crate::snappy::SnappyRequests)
         .add_service(
             crate::store_server::StoreServer::new(service.clone())
                 .max_decoding_message_size(32 << 20)
