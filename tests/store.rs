@@ -656,6 +656,29 @@ async fn store_gateway_with_memcached_index_cache() {
     assert!(metric_sum(&metrics, "thanos_memcached_operation_failures_total") > 0.0);
 }
 
+/// The store gateway over a real Garage: the same exact answers as over the other backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_gateway_over_garage() {
+    let fx = fixture();
+    let garage = strata_e2e::garage::Garage::start("thanos");
+    let yaml = garage.bucket_yaml();
+    let bucket = Bucket::from_yaml(&yaml, None).unwrap();
+    for block in &fx.blocks {
+        upload_block(&bucket, block, &EXT).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &yaml,
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let samples = check_series(&store.grpc_url(), &fx.data).await;
+    assert!(samples > 100_000, "compared {samples} samples");
+    check_labels(&store.grpc_url(), &fx.data).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_gateway_over_s3_bucket() {
     let fx = fixture();

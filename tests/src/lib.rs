@@ -11,6 +11,7 @@
 pub mod blocks_queryable;
 pub mod certs;
 pub mod data;
+pub mod garage;
 pub mod memcached;
 pub mod prometheus;
 pub mod s3;
