@@ -304,6 +304,26 @@ async fn refusals_are_logged_and_rotated_certificates_apply() {
     store.wait_log(&["handshake refused", "aborted the handshake"], wait);
     drop(querier);
 
+    // A querier without a client certificate: refused by the store, and the querier says
+    // the store required one.
+    let querier = StrataProcess::start_logged(
+        &[
+            "query",
+            "--endpoint",
+            &store.grpc,
+            "--grpc-client-tls-secure",
+            "--grpc-client-tls-ca",
+            ca_file.to_str().unwrap(),
+            "--grpc-client-server-name",
+            "localhost",
+        ],
+        &dir.path().join("query-no-cert.log"),
+    );
+    let line = querier.wait_log(&["endpoint unhealthy", &store.grpc], wait);
+    eprintln!("querier without certificate: {line}");
+    assert!(line.to_lowercase().contains("certificate"), "{line}");
+    drop(querier);
+
     // Rotation: a new CA signs a new server certificate and the clients from now on;
     // the files are replaced in place and the store picks them up.
     let rotated = TestCa::new("rotated CA");

@@ -174,6 +174,8 @@ fn main() {
         bucket.display()
     );
     let data = dir.path().join("store-data");
+    // Build the binary first, so the time to ready is the gateway's own.
+    strata_e2e::strata_binary();
     let t = Instant::now();
     let store = StrataProcess::start(&[
         "store",

@@ -583,6 +583,9 @@ fn describe(e: &rustls::Error) -> String {
             "the client does not offer a TLS version this server accepts (TLS 1.3 unless --grpc-server-tls-min-version=1.2)"
                 .to_owned()
         }
+        Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+            "the client does not speak TLS (a plaintext gRPC client?)".to_owned()
+        }
         Error::AlertReceived(alert) => {
             format!("the client aborted the handshake with alert {alert:?} (it does not trust this server's certificate, or its name does not match)")
         }

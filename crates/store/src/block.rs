@@ -94,13 +94,17 @@ impl BucketBlock {
             Some(header) => header,
             None => {
                 build_header(&bucket, id, &dir, &path).await?;
-                let data =
-                    strata_tsdb::source::map_file(&path).map_err(|source| BlockError::Io {
-                        block: id,
-                        path: path.clone(),
-                        source,
+                let (data, mapped) =
+                    strata_tsdb::source::map_file_releasable(&path).map_err(|source| {
+                        BlockError::Io {
+                            block: id,
+                            path: path.clone(),
+                            source,
+                        }
                     })?;
-                IndexHeader::decode(&name, data)?
+                let header = IndexHeader::decode(&name, data)?;
+                release(&name, &mapped);
+                header
             }
         };
         let segment_sizes = segment_sizes(&bucket, id, &meta).await?;
@@ -374,10 +378,21 @@ fn series_size(data: &[u8]) -> Option<u64> {
     Some((used as u64).saturating_add(len).saturating_add(4))
 }
 
+/// Decoding reads the whole index-header once (checksums, sampled offsets); afterwards
+/// only the pages lookups touch need to stay resident.
+fn release(name: &str, mapped: &strata_tsdb::source::MappedFile) {
+    if let Err(e) = mapped.release() {
+        tracing::debug!(block = name, error = %e, "releasing index-header pages failed");
+    }
+}
+
 fn open_header(name: &str, path: &Path) -> Option<IndexHeader> {
-    let data = strata_tsdb::source::map_file(path).ok()?;
+    let (data, mapped) = strata_tsdb::source::map_file_releasable(path).ok()?;
     match IndexHeader::decode(name, data) {
-        Ok(header) => Some(header),
+        Ok(header) => {
+            release(name, &mapped);
+            Some(header)
+        }
         Err(e) => {
             tracing::warn!(block = name, error = %e, "local index-header is corrupt; rebuilding");
             let _ = std::fs::remove_file(path);
