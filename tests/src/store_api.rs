@@ -96,7 +96,25 @@ impl StrataProcess {
         StrataProcess::spawn(args, false, None)
     }
 
+    /// Starts the process on free ports. A port picked free can be taken before the child
+    /// binds it (by another test's server, or as the local port of an outgoing connection),
+    /// so a process that exits before it is ready is started again on other ports, twice.
     fn spawn(args: &[&str], with_grpc: bool, log: Option<&std::path::Path>) -> StrataProcess {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut process = StrataProcess::spawn_once(args, with_grpc, log);
+            match process.wait_ready(Duration::from_secs(60)) {
+                Ok(()) => return process,
+                Err(e) if attempt < 3 && e.starts_with("exited") => {
+                    eprintln!("strata {args:?} {e}; starting it again on other ports");
+                }
+                Err(e) => panic!("strata {args:?} {e}"),
+            }
+        }
+    }
+
+    fn spawn_once(args: &[&str], with_grpc: bool, log: Option<&std::path::Path>) -> StrataProcess {
         let http = format!("127.0.0.1:{}", crate::free_port());
         let grpc = format!("127.0.0.1:{}", crate::free_port());
         let mut command = Command::new(crate::strata_binary());
@@ -118,32 +136,29 @@ impl StrataProcess {
             }
         }
         let child = command.spawn().unwrap();
-        let mut process = StrataProcess {
+        StrataProcess {
             child,
             http,
             grpc,
             log: log.map(std::path::Path::to_path_buf),
-        };
-        process.wait_ready(Duration::from_secs(60));
-        process
+        }
     }
 
-    fn wait_ready(&mut self, timeout: Duration) {
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         let url = format!("http://{}/-/ready", self.http);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("strata exited before ready: {status}");
+                return Err(format!("exited before ready: {status}"));
             }
             if let Ok(resp) = ureq::get(&url).call()
                 && resp.status() == 200
             {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "strata not ready after {timeout:?}"
-            );
+            if Instant::now() >= deadline {
+                return Err(format!("not ready after {timeout:?}"));
+            }
             #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(100));
         }
