@@ -316,12 +316,19 @@ async fn refusals_are_logged_and_rotated_certificates_apply() {
             ca_file.to_str().unwrap(),
             "--grpc-client-server-name",
             "localhost",
+            "--endpoint.info-timeout",
+            "1s",
         ],
         &dir.path().join("query-no-cert.log"),
     );
-    let line = querier.wait_log(&["endpoint unhealthy", &store.grpc], wait);
+    // In TLS 1.3 the server refuses after the client's handshake is done, so a try can
+    // also end as a reset connection; the alert naming the reason arrives on most tries,
+    // and every change of reason is logged.
+    let line = querier.wait_log(
+        &["endpoint unhealthy", &store.grpc, "CertificateRequired"],
+        wait,
+    );
     eprintln!("querier without certificate: {line}");
-    assert!(line.to_lowercase().contains("certificate"), "{line}");
     drop(querier);
 
     // Rotation: a new CA signs a new server certificate and the clients from now on;
