@@ -9,7 +9,8 @@ use crate::flags::parse_duration;
 
 #[derive(Debug, Args)]
 pub(crate) struct QueryArgs {
-    /// Store API endpoint (host:port) to query; repeat for several.
+    /// Store API endpoint to query: host:port, dns+host:port, dnssrv+_grpc._tcp.name or
+    /// dnssrvnoa+_grpc._tcp.name; repeat for several.
     #[arg(long = "endpoint")]
     endpoints: Vec<String>,
     /// Same as --endpoint (Thanos' older flag).

@@ -1,7 +1,9 @@
 //! Where the querier's endpoints come from, as in Thanos:
 //!
-//! - `--endpoint` / `--store` and `--endpoint-strict`: `host:port`, or `dns+host:port` (every
-//!   A/AAAA record of `host`);
+//! - `--endpoint` / `--store` and `--endpoint-strict`: `host:port`; `dns+host:port` (every
+//!   A/AAAA record of `host`); `dnssrv+_grpc._tcp.name` (every SRV record of the name, each
+//!   target's A/AAAA records with the record's port); `dnssrvnoa+_grpc._tcp.name` (the SRV
+//!   targets as they are, `target:port`);
 //! - `--endpoint.sd-files`: Prometheus file-SD files (`- targets: [host:port, …]`, YAML or
 //!   JSON);
 //! - `--endpoint.sd-config(-file)`: Thanos' endpoint config, with TLS per endpoint:
@@ -265,6 +267,8 @@ impl SdConfigSource {
 /// Every source of endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct Discovery {
+    /// The DNS server for SRV lookups (`None`: the system's, from `/etc/resolv.conf`).
+    pub dns_server: Option<std::net::SocketAddr>,
     /// `--endpoint` values.
     pub endpoints: Vec<String>,
     /// `--endpoint-strict` values.
@@ -283,8 +287,65 @@ struct FileSdGroup {
     targets: Vec<String>,
 }
 
-async fn expand(spec: &str, out: &mut Vec<String>) {
-    if let Some(name) = spec.strip_prefix("dns+") {
+/// A resolver for SRV records: the system's, or one asking `server` only.
+fn srv_resolver(
+    server: Option<std::net::SocketAddr>,
+) -> Result<hickory_resolver::TokioResolver, String> {
+    use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig};
+    use hickory_resolver::name_server::TokioConnectionProvider;
+    let mut builder = match server {
+        Some(addr) => hickory_resolver::Resolver::builder_with_config(
+            ResolverConfig::from_parts(
+                None,
+                Vec::new(),
+                NameServerConfigGroup::from_ips_clear(&[addr.ip()], addr.port(), true),
+            ),
+            TokioConnectionProvider::default(),
+        ),
+        None => hickory_resolver::Resolver::builder_tokio().map_err(|e| e.to_string())?,
+    };
+    builder.options_mut().timeout = std::time::Duration::from_secs(5);
+    builder.options_mut().attempts = 2;
+    Ok(builder.build())
+}
+
+/// `(target, port)` of every SRV record of `name`.
+async fn srv_records(
+    name: &str,
+    server: Option<std::net::SocketAddr>,
+) -> Result<Vec<(String, u16)>, String> {
+    let resolver = srv_resolver(server)?;
+    let lookup = resolver.srv_lookup(name).await.map_err(|e| e.to_string())?;
+    Ok(lookup
+        .iter()
+        .map(|srv| {
+            let target = srv.target().to_utf8();
+            (target.trim_end_matches('.').to_owned(), srv.port())
+        })
+        .collect())
+}
+
+async fn expand(spec: &str, out: &mut Vec<String>, dns_server: Option<std::net::SocketAddr>) {
+    if let Some(name) = spec.strip_prefix("dnssrvnoa+") {
+        match srv_records(name, dns_server).await {
+            Ok(records) => out.extend(records.into_iter().map(|(t, p)| format!("{t}:{p}"))),
+            Err(e) => tracing::warn!(endpoint = %spec, error = %e, "DNS SRV lookup failed"),
+        }
+    } else if let Some(name) = spec.strip_prefix("dnssrv+") {
+        match srv_records(name, dns_server).await {
+            Ok(records) => {
+                for (target, port) in records {
+                    match tokio::net::lookup_host((target.as_str(), port)).await {
+                        Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
+                        Err(e) => {
+                            tracing::warn!(endpoint = %spec, target = %target, error = %e, "DNS lookup of an SRV target failed")
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(endpoint = %spec, error = %e, "DNS SRV lookup failed"),
+        }
+    } else if let Some(name) = spec.strip_prefix("dns+") {
         match tokio::net::lookup_host(name).await {
             Ok(addrs) => out.extend(addrs.map(|a| a.to_string())),
             Err(e) => tracing::warn!(endpoint = %spec, error = %e, "DNS lookup failed"),
@@ -337,7 +398,7 @@ impl Discovery {
         };
         for spec in &self.strict_endpoints {
             let mut addresses = Vec::new();
-            expand(spec, &mut addresses).await;
+            expand(spec, &mut addresses, self.dns_server).await;
             push(addresses, &self.tls, true);
         }
         if let Some(config) = &self.sd_config {
@@ -345,7 +406,7 @@ impl Discovery {
                 Ok(entries) => {
                     for entry in entries {
                         let mut addresses = Vec::new();
-                        expand(&entry.address, &mut addresses).await;
+                        expand(&entry.address, &mut addresses, self.dns_server).await;
                         push(addresses, &entry.tls, entry.strict);
                     }
                 }
@@ -356,7 +417,7 @@ impl Discovery {
         }
         for spec in &self.endpoints {
             let mut addresses = Vec::new();
-            expand(spec, &mut addresses).await;
+            expand(spec, &mut addresses, self.dns_server).await;
             push(addresses, &self.tls, false);
         }
         for path in &self.sd_files {
@@ -411,6 +472,84 @@ mod tests {
         assert!(c_tls.ca.is_none());
         assert_eq!(c_tls.server_name.as_deref(), Some("c.example"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A DNS server answering every query with SRV records `(port, target)`.
+    async fn fake_srv_server(records: Vec<(u16, &'static str)>) -> std::net::SocketAddr {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            loop {
+                let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+                    return;
+                };
+                let query = &buf[..n];
+                // Question: the name's labels up to the zero byte, then type and class.
+                let mut end = 12;
+                while end < query.len() && query[end] != 0 {
+                    end += usize::from(query[end]) + 1;
+                }
+                let question = &query[12..(end + 5).min(query.len())];
+                let mut out = Vec::new();
+                out.extend_from_slice(&query[..2]);
+                out.extend_from_slice(&[0x85, 0x80, 0, 1]);
+                out.extend_from_slice(&(records.len() as u16).to_be_bytes());
+                out.extend_from_slice(&[0, 0, 0, 0]);
+                out.extend_from_slice(question);
+                for (port, target) in &records {
+                    let mut rdata = vec![0, 0, 0, 0];
+                    rdata.extend_from_slice(&port.to_be_bytes());
+                    for label in target.split('.').filter(|l| !l.is_empty()) {
+                        rdata.push(label.len() as u8);
+                        rdata.extend_from_slice(label.as_bytes());
+                    }
+                    rdata.push(0);
+                    out.extend_from_slice(&[0xc0, 0x0c, 0, 33, 0, 1, 0, 0, 0, 60]);
+                    out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+                    out.extend_from_slice(&rdata);
+                }
+                let _ = socket.send_to(&out, peer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn dnssrv_names_resolve_through_srv_records() {
+        let server = fake_srv_server(vec![(10901, "localhost."), (10905, "localhost.")]).await;
+        let discovery = Discovery {
+            endpoints: vec![
+                "dnssrv+_grpc._tcp.store.example.".into(),
+                "dnssrvnoa+_grpc._tcp.store.example.".into(),
+            ],
+            dns_server: Some(server),
+            ..Discovery::default()
+        };
+        let addresses: Vec<String> = discovery
+            .resolve()
+            .await
+            .into_iter()
+            .map(|t| t.address)
+            .collect();
+        // dnssrv+: each target resolved (localhost: 127.0.0.1, maybe ::1) with the port;
+        // dnssrvnoa+: the targets as named.
+        assert!(
+            addresses.contains(&"127.0.0.1:10901".to_owned()),
+            "{addresses:?}"
+        );
+        assert!(
+            addresses.contains(&"127.0.0.1:10905".to_owned()),
+            "{addresses:?}"
+        );
+        assert!(
+            addresses.contains(&"localhost:10901".to_owned()),
+            "{addresses:?}"
+        );
+        assert!(
+            addresses.contains(&"localhost:10905".to_owned()),
+            "{addresses:?}"
+        );
     }
 
     #[test]

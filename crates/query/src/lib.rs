@@ -120,6 +120,7 @@ pub enum QueryError {
 /// Runs the querier until `shutdown` fires.
 pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryError> {
     let discovery = discovery::Discovery {
+        dns_server: None,
         endpoints: config.endpoints.clone(),
         strict_endpoints: config.strict_endpoints.clone(),
         sd_files: config.sd_files.clone(),
