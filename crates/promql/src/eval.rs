@@ -35,6 +35,15 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) interval: i64,
     deadline: Instant,
     data: HashMap<usize, Vec<Series>>,
+    /// Per subquery node, its inner results by (step-aligned) time: the inner expression's
+    /// value depends only on the time, and consecutive outer steps share most of their
+    /// windows, so each inner step is evaluated once. Entries left of the latest window
+    /// are dropped, which bounds the cache by one window per node.
+    subqueries: HashMap<usize, std::collections::BTreeMap<i64, Value>>,
+    /// Per selector node, the window of each series at the last evaluation time (`lo..hi`
+    /// into its samples) and that time: steps move forward, so the next window is found by
+    /// walking on from there instead of binary searches through every series.
+    cursors: HashMap<usize, Cursors>,
     loaded_samples: usize,
     warnings: Vec<String>,
     infos: Vec<String>,
@@ -42,6 +51,46 @@ pub(crate) struct Evaluator<'a> {
 
 fn key(vs: &VectorSelector) -> usize {
     std::ptr::from_ref(vs) as usize
+}
+
+/// Window positions of one selector's series; see `Evaluator::cursors`.
+#[derive(Debug, Default)]
+struct Cursors {
+    ref_time: i64,
+    range: i64,
+    windows: Vec<(usize, usize)>,
+}
+
+impl Cursors {
+    /// The windows `(ref_time - range, ref_time]` of every series, walked on from the last
+    /// ones when time moved forward with the same range, else found by binary search.
+    fn advance(&mut self, series: &[Series], ref_time: i64, range: i64) {
+        let forward =
+            self.windows.len() == series.len() && self.range == range && ref_time >= self.ref_time;
+        if !forward {
+            self.windows = series
+                .iter()
+                .map(|s| {
+                    (
+                        s.samples.partition_point(|p| p.t <= ref_time - range),
+                        s.samples.partition_point(|p| p.t <= ref_time),
+                    )
+                })
+                .collect();
+        } else {
+            for (s, (lo, hi)) in series.iter().zip(self.windows.iter_mut()) {
+                let samples = &s.samples;
+                while samples.get(*hi).is_some_and(|p| p.t <= ref_time) {
+                    *hi += 1;
+                }
+                while samples.get(*lo).is_some_and(|p| p.t <= ref_time - range) {
+                    *lo += 1;
+                }
+            }
+        }
+        self.ref_time = ref_time;
+        self.range = range;
+    }
 }
 
 pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
@@ -106,6 +155,8 @@ impl<'a> Evaluator<'a> {
             interval,
             deadline,
             data: HashMap::new(),
+            subqueries: HashMap::new(),
+            cursors: HashMap::new(),
             loaded_samples: 0,
             warnings: Vec::new(),
             infos: Vec::new(),
@@ -283,21 +334,67 @@ impl<'a> Evaluator<'a> {
 
     /// Range query: evaluate at every step and assemble a matrix sorted by labels.
     pub(crate) fn eval_range_top(&mut self, expr: &Expr) -> Result<Value, Error> {
-        let mut by_labels: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        // Output series by slot. The same input series comes back at every step with the
+        // same (shared) label set, so the slot and the delayed `__name__` removal are
+        // worked out once per input set (keyed by its identity, kept alive in `pinned`),
+        // not once per step.
+        let mut out: Vec<RangeSeries> = Vec::new();
+        let mut by_labels: HashMap<Labels, usize> = HashMap::new();
+        let mut by_identity: HashMap<(usize, bool), usize> = HashMap::new();
+        let mut pinned: Vec<Labels> = Vec::new();
+        let mut filled_at: Vec<i64> = Vec::new();
+        let mut slot_for = |labels: &Labels,
+                            drop_name: bool,
+                            out: &mut Vec<RangeSeries>,
+                            filled_at: &mut Vec<i64>|
+         -> usize {
+            let key = (labels.identity(), drop_name);
+            if let Some(&slot) = by_identity.get(&key) {
+                return slot;
+            }
+            let output = if drop_name {
+                without_name(labels)
+            } else {
+                labels.clone()
+            };
+            let slot = *by_labels.entry(output.clone()).or_insert_with(|| {
+                out.push(RangeSeries {
+                    labels: output,
+                    samples: Vec::new(),
+                    drop_name: false,
+                });
+                filled_at.push(i64::MIN);
+                out.len() - 1
+            });
+            by_identity.insert(key, slot);
+            pinned.push(labels.clone());
+            slot
+        };
         let mut ts = self.start;
         while ts <= self.end {
             self.check_deadline()?;
             match self.eval(expr, ts)? {
-                Value::Scalar { v, .. } => by_labels
-                    .entry(Labels::empty())
-                    .or_default()
-                    .push(Sample::new(ts, v)),
+                Value::Scalar { v, .. } => {
+                    let slot = slot_for(&Labels::empty(), false, &mut out, &mut filled_at);
+                    if let Some(series) = out.get_mut(slot) {
+                        series.samples.push(Sample::new(ts, v));
+                    }
+                }
                 Value::Vector(vector) => {
-                    for e in finalize_vector(vector)? {
-                        by_labels
-                            .entry(e.labels)
-                            .or_default()
-                            .push(Sample::new(ts, e.v));
+                    let any_dropped = vector.iter().any(|e| e.drop_name);
+                    for e in vector {
+                        let slot = slot_for(&e.labels, e.drop_name, &mut out, &mut filled_at);
+                        if let Some(at) = filled_at.get_mut(slot) {
+                            if *at == ts && any_dropped {
+                                return Err(exec(
+                                    "vector cannot contain metrics with the same labelset",
+                                ));
+                            }
+                            *at = ts;
+                        }
+                        if let Some(series) = out.get_mut(slot) {
+                            series.samples.push(Sample::new(ts, e.v));
+                        }
                     }
                 }
                 Value::Matrix(_) => {
@@ -313,14 +410,7 @@ impl<'a> Evaluator<'a> {
             }
             ts += self.interval;
         }
-        let mut out: Vec<RangeSeries> = by_labels
-            .into_iter()
-            .map(|(labels, samples)| RangeSeries {
-                labels,
-                samples,
-                drop_name: false,
-            })
-            .collect();
+        drop(pinned);
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(Value::Matrix(out))
     }
@@ -380,23 +470,24 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn eval_vector_selector(&self, vs: &VectorSelector, ts: i64) -> Vec<Element> {
+    fn eval_vector_selector(&mut self, vs: &VectorSelector, ts: i64) -> Vec<Element> {
         let ref_time = self.at_time(vs.at.as_ref(), ts) - offset_ms(vs.offset.as_ref());
         let lookback = self.opts.lookback_delta;
         let Some(series) = self.data.get(&key(vs)) else {
             return Vec::new();
         };
+        let cursors = self.cursors.entry(key(vs)).or_default();
+        cursors.advance(series, ref_time, lookback);
         let mut out = Vec::with_capacity(series.len());
-        for s in series {
+        for (s, &(lo, hi)) in series.iter().zip(&cursors.windows) {
             // Newest sample with t <= ref_time, inside the left-open lookback window.
-            let idx = s.samples.partition_point(|p| p.t <= ref_time);
-            if idx == 0 {
+            if hi == 0 || hi <= lo {
                 continue;
             }
-            let Some(sample) = s.samples.get(idx - 1) else {
+            let Some(sample) = s.samples.get(hi - 1) else {
                 continue;
             };
-            if sample.t <= ref_time - lookback || is_stale_nan(sample.v) {
+            if is_stale_nan(sample.v) {
                 continue;
             }
             out.push(Element {
@@ -419,15 +510,22 @@ impl<'a> Evaluator<'a> {
                 let ref_time = self.at_time(vs.at.as_ref(), ts) - offset_ms(vs.offset.as_ref());
                 let mut out = Vec::new();
                 if let Some(series) = self.data.get(&key(vs)) {
-                    for s in series {
-                        let lo = s.samples.partition_point(|p| p.t <= ref_time - range);
-                        let hi = s.samples.partition_point(|p| p.t <= ref_time);
+                    let cursors = self.cursors.entry(key(vs)).or_default();
+                    cursors.advance(series, ref_time, range);
+                    for (s, &(lo, hi)) in series.iter().zip(&cursors.windows) {
                         let window = s.samples.get(lo..hi).unwrap_or_default();
-                        let samples: Vec<Sample> = window
-                            .iter()
-                            .filter(|p| !is_stale_nan(p.v))
-                            .copied()
-                            .collect();
+                        if window.is_empty() {
+                            continue;
+                        }
+                        let samples: Vec<Sample> = if window.iter().any(|p| is_stale_nan(p.v)) {
+                            window
+                                .iter()
+                                .filter(|p| !is_stale_nan(p.v))
+                                .copied()
+                                .collect()
+                        } else {
+                            window.to_vec()
+                        };
                         if samples.is_empty() {
                             continue;
                         }
@@ -464,12 +562,40 @@ impl<'a> Evaluator<'a> {
         if t <= window_start {
             t += step;
         }
+        let node = std::ptr::from_ref(sq) as usize;
+        let mut cache = self.subqueries.remove(&node).unwrap_or_default();
+        let result = self.subquery_window(sq, t, step, ref_time, &mut cache);
+        // Keep what a later (forward-moving) window can still use.
+        cache = cache.split_off(&(window_start + 1));
+        self.subqueries.insert(node, cache);
+        let by_labels = result?;
+        Ok(RangeArg {
+            series: by_labels,
+            range,
+            ref_time,
+        })
+    }
+
+    /// The inner results of `sq` at `first, first + step, …, ≤ ref_time`, from `cache` or
+    /// evaluated (and cached), as range series.
+    fn subquery_window(
+        &mut self,
+        sq: &SubqueryExpr,
+        first: i64,
+        step: i64,
+        ref_time: i64,
+        cache: &mut std::collections::BTreeMap<i64, Value>,
+    ) -> Result<Vec<RangeSeries>, Error> {
         let mut by_labels: Vec<RangeSeries> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut t = first;
         while t <= ref_time {
             self.check_deadline()?;
-            match self.eval(&sq.expr, t)? {
-                Value::Vector(v) => {
+            if let std::collections::btree_map::Entry::Vacant(slot) = cache.entry(t) {
+                slot.insert(self.eval(&sq.expr, t)?);
+            }
+            match cache.get(&t) {
+                Some(Value::Vector(v)) => {
                     for e in v {
                         if is_stale_nan(e.v) {
                             continue;
@@ -488,7 +614,8 @@ impl<'a> Evaluator<'a> {
                         }
                     }
                 }
-                Value::Scalar { v, .. } => {
+                Some(Value::Scalar { v, .. }) => {
+                    let v = *v;
                     let slot = *index.entry(Labels::empty()).or_insert_with(|| {
                         by_labels.push(RangeSeries {
                             labels: Labels::empty(),
@@ -505,11 +632,7 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
-        Ok(RangeArg {
-            series: by_labels,
-            range,
-            ref_time,
-        })
+        Ok(by_labels)
     }
 }
 

@@ -1,5 +1,6 @@
 use std::cmp::Ordering;
 use std::fmt;
+use std::sync::Arc;
 
 /// The label that holds a series' metric name.
 pub const METRIC_NAME: &str = "__name__";
@@ -23,19 +24,29 @@ impl Label {
     }
 }
 
-/// A label set, always sorted by name with unique names.
+/// A label set, always sorted by name with unique names. Immutable and shared: cloning is a
+/// reference-count increment (the engine hands the same series' labels to every step), and
+/// changes go through [`LabelsBuilder`].
 ///
 /// Ordering follows Prometheus' `labels.Compare`: pair by pair, name first, then value; a
 /// set that is a prefix of another sorts first.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Labels {
-    labels: Vec<Label>,
+    labels: Arc<[Label]>,
+}
+
+impl Default for Labels {
+    fn default() -> Self {
+        Labels::empty()
+    }
 }
 
 impl Labels {
     /// The empty label set.
     pub fn empty() -> Self {
-        Labels { labels: Vec::new() }
+        Labels {
+            labels: Arc::from(Vec::new()),
+        }
     }
 
     /// Builds a label set from pairs in any order. Later duplicates of a name win; pairs with
@@ -61,7 +72,9 @@ impl Labels {
                 .all(|w| matches!(w, [a, b] if a.name < b.name)),
             "labels must be sorted by name and unique"
         );
-        Labels { labels }
+        Labels {
+            labels: Arc::from(labels),
+        }
     }
 
     /// Whether names are sorted and unique: what every stored series must satisfy.
@@ -105,21 +118,31 @@ impl Labels {
         &self.labels
     }
 
-    /// Consumes the set into its sorted pairs.
+    /// The sorted pairs, copied out.
     pub fn into_vec(self) -> Vec<Label> {
-        self.labels
+        self.labels.to_vec()
+    }
+
+    /// The identity of the shared allocation: two sets with the same key are the same
+    /// allocation (so equal); equal sets can have different keys. For memoizing work per
+    /// series while the set is kept alive.
+    pub fn identity(&self) -> usize {
+        Arc::as_ptr(&self.labels).cast::<Label>() as usize
     }
 
     /// A builder seeded with these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
         LabelsBuilder {
-            labels: self.labels.clone(),
+            labels: self.labels.to_vec(),
         }
     }
 }
 
 impl Ord for Labels {
     fn cmp(&self, other: &Self) -> Ordering {
+        if Arc::ptr_eq(&self.labels, &other.labels) {
+            return Ordering::Equal;
+        }
         for (a, b) in self.labels.iter().zip(other.labels.iter()) {
             let by_name = a.name.cmp(&b.name);
             if by_name != Ordering::Equal {
@@ -221,7 +244,7 @@ impl LabelsBuilder {
     /// The finished, sorted label set.
     pub fn build(&self) -> Labels {
         Labels {
-            labels: self.labels.clone(),
+            labels: Arc::from(self.labels.as_slice()),
         }
     }
 }
