@@ -12,6 +12,10 @@
 
 use std::time::Instant;
 
+/// The allocator the strata binary uses, so the engine is measured as it runs there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use strata_benches::{QUERIES, write_blocks};
 use strata_e2e::blocks_queryable::BlocksQueryable;
 use strata_e2e::copy_dir;
