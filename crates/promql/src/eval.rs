@@ -13,10 +13,55 @@ use crate::error::{Error, exec};
 use crate::queryable::{Queryable, SelectHints, Series};
 use crate::value::{Element, RangeSeries, Value};
 
+/// The samples of one series in a range argument: a window into the preloaded samples
+/// (shared, not copied), or samples of their own (subquery results, windows that had
+/// staleness markers removed).
+#[derive(Debug, Clone)]
+pub(crate) enum Samples {
+    Owned(Vec<Sample>),
+    Window(std::sync::Arc<[Sample]>, std::ops::Range<usize>),
+}
+
+impl std::ops::Deref for Samples {
+    type Target = [Sample];
+
+    fn deref(&self) -> &[Sample] {
+        match self {
+            Samples::Owned(v) => v,
+            Samples::Window(all, range) => all.get(range.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+/// One series of a range argument.
+#[derive(Debug, Clone)]
+pub(crate) struct ArgSeries {
+    pub(crate) labels: Labels,
+    pub(crate) samples: Samples,
+    pub(crate) drop_name: bool,
+}
+
+impl ArgSeries {
+    fn into_range_series(self) -> RangeSeries {
+        RangeSeries {
+            labels: self.labels,
+            samples: self.samples.to_vec(),
+            drop_name: self.drop_name,
+        }
+    }
+}
+
+/// A preloaded series: its samples shared, so range windows can point into them.
+#[derive(Debug)]
+struct Loaded {
+    labels: Labels,
+    samples: std::sync::Arc<[Sample]>,
+}
+
 /// A range vector handed to a function, with what extrapolation needs to know.
 #[derive(Debug, Clone)]
 pub(crate) struct RangeArg {
-    pub(crate) series: Vec<RangeSeries>,
+    pub(crate) series: Vec<ArgSeries>,
     /// Range in ms.
     pub(crate) range: i64,
     /// End of the window (evaluation time after `@` and `offset`).
@@ -34,7 +79,7 @@ pub(crate) struct Evaluator<'a> {
     query_end: i64,
     pub(crate) interval: i64,
     deadline: Instant,
-    data: HashMap<usize, Vec<Series>>,
+    data: HashMap<usize, Vec<Loaded>>,
     /// Per subquery node, its inner results by (step-aligned) time: the inner expression's
     /// value depends only on the time, and consecutive outer steps share most of their
     /// windows, so each inner step is evaluated once. Entries left of the latest window
@@ -64,7 +109,7 @@ struct Cursors {
 impl Cursors {
     /// The windows `(ref_time - range, ref_time]` of every series, walked on from the last
     /// ones when time moved forward with the same range, else found by binary search.
-    fn advance(&mut self, series: &[Series], ref_time: i64, range: i64) {
+    fn advance(&mut self, series: &[Loaded], ref_time: i64, range: i64) {
         let forward =
             self.windows.len() == series.len() && self.range == range && ref_time >= self.ref_time;
         if !forward {
@@ -298,7 +343,14 @@ impl<'a> Evaluator<'a> {
         if self.loaded_samples > self.opts.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
-        self.data.insert(key(vs), series);
+        let loaded = series
+            .into_iter()
+            .map(|s: Series| Loaded {
+                labels: s.labels,
+                samples: std::sync::Arc::from(s.samples),
+            })
+            .collect();
+        self.data.insert(key(vs), loaded);
         Ok(())
     }
 
@@ -442,7 +494,12 @@ impl<'a> Evaluator<'a> {
             Expr::VectorSelector(vs) => Ok(Value::Vector(self.eval_vector_selector(vs, ts))),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 let arg = self.eval_range(expr, ts)?;
-                Ok(Value::Matrix(arg.series))
+                Ok(Value::Matrix(
+                    arg.series
+                        .into_iter()
+                        .map(ArgSeries::into_range_series)
+                        .collect(),
+                ))
             }
             Expr::Binary(b) => crate::binop::eval_binary(self, b, ts),
             Expr::Aggregate(a) => crate::aggregate::eval_aggregate(self, a, ts),
@@ -517,19 +574,20 @@ impl<'a> Evaluator<'a> {
                         if window.is_empty() {
                             continue;
                         }
-                        let samples: Vec<Sample> = if window.iter().any(|p| is_stale_nan(p.v)) {
-                            window
+                        let samples = if window.iter().any(|p| is_stale_nan(p.v)) {
+                            let kept: Vec<Sample> = window
                                 .iter()
                                 .filter(|p| !is_stale_nan(p.v))
                                 .copied()
-                                .collect()
+                                .collect();
+                            if kept.is_empty() {
+                                continue;
+                            }
+                            Samples::Owned(kept)
                         } else {
-                            window.to_vec()
+                            Samples::Window(std::sync::Arc::clone(&s.samples), lo..hi)
                         };
-                        if samples.is_empty() {
-                            continue;
-                        }
-                        out.push(RangeSeries {
+                        out.push(ArgSeries {
                             labels: s.labels.clone(),
                             samples,
                             drop_name: false,
@@ -585,7 +643,7 @@ impl<'a> Evaluator<'a> {
         step: i64,
         ref_time: i64,
         cache: &mut std::collections::BTreeMap<i64, Value>,
-    ) -> Result<Vec<RangeSeries>, Error> {
+    ) -> Result<Vec<ArgSeries>, Error> {
         let mut by_labels: Vec<RangeSeries> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut t = first;
@@ -632,7 +690,14 @@ impl<'a> Evaluator<'a> {
             }
             t += step;
         }
-        Ok(by_labels)
+        Ok(by_labels
+            .into_iter()
+            .map(|r| ArgSeries {
+                labels: r.labels,
+                samples: Samples::Owned(r.samples),
+                drop_name: r.drop_name,
+            })
+            .collect())
     }
 }
 
