@@ -220,3 +220,84 @@ fn engine_agrees_with_prometheus_2_42() {
         failures.len()
     );
 }
+
+/// The parse error (`line:col: parse error: message`) or "OK" Prometheus' answer carries.
+fn prometheus_parse_result(body: &serde_json::Value) -> Option<String> {
+    if body["status"] == "success" {
+        return Some("OK".to_owned());
+    }
+    if body["errorType"] != "bad_data" {
+        // Parsed, then failed in evaluation (e.g. count_values with a bad label name).
+        return None;
+    }
+    let error = body["error"].as_str().unwrap_or("");
+    Some(
+        error
+            .strip_prefix("invalid parameter \"query\": ")
+            .unwrap_or(error)
+            .to_owned(),
+    )
+}
+
+/// Malformed queries (hand-written ones, every prefix and one-character deletion of long
+/// queries, and random token insertions and deletions) get Prometheus' parse error: the
+/// same message at the same line and column. Queries where Prometheus 3, whose grammar the
+/// engine follows, differs from 2.42 are listed with the reason in
+/// tests/data/promql_parse_errors_known.txt.
+#[test]
+fn parse_errors_match_prometheus_2_42() {
+    let corpus = include_str!("data/promql_parse_errors.txt");
+    let known: std::collections::HashMap<&str, &str> =
+        include_str!("data/promql_parse_errors_known.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(reason, query)| (query, reason))
+            .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start_on_blocks(dir.path());
+    let (mut same, mut known_differences, mut rejected) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for line in corpus.lines() {
+        let query = line.replace("\\n", "\n");
+        let Some(theirs) = prometheus_parse_result(&prometheus.query(&query, 1_700_000_000.0))
+        else {
+            continue;
+        };
+        let ours = match Engine::parse(&query) {
+            Ok(_) => "OK".to_owned(),
+            Err(e) => {
+                assert_eq!(e.error_type(), "bad_data", "{query}");
+                e.to_string()
+            }
+        };
+        if theirs != "OK" {
+            rejected += 1;
+        }
+        if ours == theirs {
+            same += 1;
+        } else if known.contains_key(line) {
+            known_differences += 1;
+        } else {
+            failures.push(format!(
+                "{query:?}\n    Prometheus: {theirs}\n    Strata:     {ours}"
+            ));
+        }
+    }
+    eprintln!(
+        "parse results: {same} identical to Prometheus 2.42 ({rejected} queries rejected by it), {known_differences} known differences, {} differ",
+        failures.len()
+    );
+    for f in failures.iter().take(30) {
+        eprintln!("  {f}");
+    }
+    assert!(
+        rejected > 2500,
+        "too few malformed queries compared: {rejected}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} parse results differ",
+        failures.len()
+    );
+}

@@ -22,7 +22,8 @@ enum Kind {
 }
 
 impl GenSeries {
-    fn value(&self, n: i64) -> f64 {
+    /// The value at step `n` (15 s steps from the data set's start).
+    pub fn value(&self, n: i64) -> f64 {
         let wobble = ((n.wrapping_mul(n).wrapping_add(self.seed as i64)) % 7) as f64;
         match self.kind {
             Kind::Counter => (n * (7 + (self.seed % 13) as i64)) as f64 + wobble,

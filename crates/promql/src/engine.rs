@@ -69,9 +69,15 @@ impl Engine {
         &self.options
     }
 
-    /// Parses a query; errors read like Prometheus' parse errors.
+    /// Parses a query. A malformed query gets Prometheus' parse error (`line:col: parse
+    /// error: message`, the position and words Prometheus reports), found by the checker in
+    /// [`crate::syntax`]; should it accept what `promql-parser` refuses, the parser's own
+    /// message is given at 1:1.
     pub fn parse(query: &str) -> Result<Expr, Error> {
-        promql_parser::parser::parse(query).map_err(Error::Parse)
+        promql_parser::parser::parse(query).map_err(|message| match crate::syntax::check(query) {
+            Some(e) => Error::Parse(e.display(query).to_string()),
+            None => Error::Parse(format!("1:1: parse error: {message}")),
+        })
     }
 
     /// Evaluates `query` at `time` (ms).

@@ -13,9 +13,17 @@ mod error;
 mod eval;
 mod functions;
 mod queryable;
+mod syntax;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryResult};
 pub use error::Error;
 pub use queryable::{MemQueryable, Queryable, SelectHints, Series};
 pub use value::{Element, RangeSeries, Value, format_float};
+
+/// The parse error Prometheus reports for `query` (`line:col: parse error: message`), or
+/// `None` if Prometheus' grammar and type checks accept it. [`Engine::parse`] uses this for
+/// its messages; it is public for the fuzz target and for tools.
+pub fn prometheus_parse_error(query: &str) -> Option<String> {
+    syntax::check(query).map(|e| e.display(query).to_string())
+}

@@ -11,5 +11,5 @@ mod sample;
 pub mod time;
 
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
-pub use matcher::{MatchType, Matcher, MatcherError};
+pub use matcher::{MatchType, Matcher, MatcherError, go_regex_compat};
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};

@@ -70,7 +70,7 @@ impl Matcher {
         let value = value.into();
         let regex = match kind {
             MatchType::Regex | MatchType::NotRegex => {
-                let anchored = format!("^(?s:{value})$");
+                let anchored = format!("^(?s:{})$", go_regex_compat(&value));
                 let compiled =
                     Regex::new(&anchored).map_err(|source| MatcherError::InvalidRegex {
                         name: name.clone(),
@@ -191,6 +191,81 @@ impl fmt::Debug for Matcher {
     }
 }
 
+/// Go's RE2 reads a `{` that starts no repetition (`{n}`, `{n,}`, `{n,m}`) as a literal
+/// character, where Rust's `regex` refuses the pattern; such braces are escaped here, so a
+/// pattern means in Strata what it means in Prometheus.
+pub fn go_regex_compat(pattern: &str) -> std::borrow::Cow<'_, str> {
+    if !pattern.contains('{') {
+        return std::borrow::Cow::Borrowed(pattern);
+    }
+    let bytes = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut i = 0;
+    let mut in_class = false;
+    let mut class_start = 0;
+    while i < bytes.len() {
+        let rest = pattern.get(i..).unwrap_or("");
+        let c = rest.chars().next().unwrap_or('\0');
+        match c {
+            '\\' => {
+                // An escape and the character it escapes stay as they are.
+                out.push('\\');
+                if let Some(next) = pattern.get(i + 1..).and_then(|r| r.chars().next()) {
+                    out.push(next);
+                    i += 1 + next.len_utf8();
+                } else {
+                    i += 1;
+                }
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                class_start = i;
+            }
+            '[' if rest.starts_with("[:") => {
+                if let Some(end) = rest.find(":]") {
+                    out.push_str(rest.get(..end + 2).unwrap_or(""));
+                    i += end + 2;
+                    continue;
+                }
+            }
+            ']' if in_class => {
+                let first = i == class_start + 1
+                    || (i == class_start + 2 && bytes.get(class_start + 1) == Some(&b'^'));
+                if !first {
+                    in_class = false;
+                }
+            }
+            '{' if !in_class && !starts_repetition(rest) => {
+                out.push_str("\\{");
+                i += 1;
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+        i += c.len_utf8();
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Whether `s` (starting at a `{`) is `{n}`, `{n,}` or `{n,m}`.
+fn starts_repetition(s: &str) -> bool {
+    let Some(body) = s.strip_prefix('{') else {
+        return false;
+    };
+    let Some(end) = body.find('}') else {
+        return false;
+    };
+    let inner = body.get(..end).unwrap_or("");
+    let (min, max) = match inner.split_once(',') {
+        Some((min, max)) => (min, Some(max)),
+        None => (inner, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(min) && max.is_none_or(|m| m.is_empty() || digits(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +309,15 @@ mod tests {
                 .set_matches(),
             None
         );
+    }
+
+    #[test]
+    fn braces_that_start_no_repetition_are_literal_as_in_go() {
+        assert_eq!(go_regex_compat("5.{."), "5.\\{.");
+        assert_eq!(go_regex_compat("a{2}b{1,}c{1,3}"), "a{2}b{1,}c{1,3}");
+        assert_eq!(go_regex_compat("[{]\\{x{"), "[{]\\{x\\{");
+        let m = Matcher::new(MatchType::Regex, "a", "x{y}").unwrap();
+        assert!(m.matches("x{y}"));
     }
 
     #[test]
