@@ -741,11 +741,55 @@ mod tests {
                 samples.push((t, v));
                 t += dt;
             }
-            let decoded = decode(&encode(&samples)).unwrap();
+            let bytes = encode(&samples);
+            let decoded = decode(&bytes).unwrap();
             prop_assert_eq!(decoded.len(), samples.len());
             for (a, b) in decoded.iter().zip(&samples) {
                 prop_assert_eq!(a.0, b.0);
                 prop_assert_eq!(a.1.to_bits(), b.1.to_bits());
+            }
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            decode_xor(&bytes, &mut ts, &mut vs).unwrap();
+            prop_assert_eq!(ts.len(), samples.len());
+            for ((t, v), b) in ts.iter().zip(&vs).zip(&samples) {
+                prop_assert_eq!(*t, b.0);
+                prop_assert_eq!(v.to_bits(), b.1.to_bits());
+            }
+        }
+
+        /// The batch decoder agrees with the iterator on any bytes: the same samples when
+        /// the chunk is whole, an error when it is not.
+        #[test]
+        fn batch_agrees_with_iterator(
+            steps in proptest::collection::vec((1i64..5_000_000, float_strategy()), 0..200),
+            cut in any::<u16>(),
+            flip in any::<(u16, u8)>(),
+        ) {
+            let mut t = 1_700_000_000_000i64;
+            let samples: Vec<(i64, f64)> = steps
+                .into_iter()
+                .map(|(dt, v)| {
+                    t += dt;
+                    (t, v)
+                })
+                .collect();
+            let mut bytes = encode(&samples);
+            let flip_at = usize::from(flip.0) % bytes.len();
+            bytes[flip_at] ^= flip.1;
+            bytes.truncate(bytes.len() - usize::from(cut) % (bytes.len() / 2 + 1));
+            let iterated = decode(&bytes);
+            let (mut ts, mut vs) = (Vec::new(), Vec::new());
+            let batch = decode_xor(&bytes, &mut ts, &mut vs);
+            match iterated {
+                Ok(expected) => {
+                    prop_assert!(batch.is_ok(), "{batch:?}");
+                    prop_assert_eq!(ts.len(), expected.len());
+                    for ((t, v), e) in ts.iter().zip(&vs).zip(&expected) {
+                        prop_assert_eq!(*t, e.0);
+                        prop_assert_eq!(v.to_bits(), e.1.to_bits());
+                    }
+                }
+                Err(_) => prop_assert!(batch.is_err()),
             }
         }
     }
