@@ -74,10 +74,22 @@ impl Engine {
     /// [`crate::syntax`]; should it accept what `promql-parser` refuses, the parser's own
     /// message is given at 1:1.
     pub fn parse(query: &str) -> Result<Expr, Error> {
-        promql_parser::parser::parse(query).map_err(|message| match crate::syntax::check(query) {
-            Some(e) => Error::Parse(e.display(query).to_string()),
-            None => Error::Parse(format!("1:1: parse error: {message}")),
-        })
+        let expr =
+            promql_parser::parser::parse(query).map_err(|message| {
+                match crate::syntax::check(query) {
+                    Some(e) => Error::Parse(e.display(query).to_string()),
+                    None => Error::Parse(format!("1:1: parse error: {message}")),
+                }
+            })?;
+        // `promql-parser` accepts `@` timestamps beyond int64 milliseconds; Prometheus does not.
+        if query.contains('@')
+            && let Some(e) = crate::syntax::check(query)
+            && e.message
+                .starts_with("timestamp out of bounds for @ modifier")
+        {
+            return Err(Error::Parse(e.display(query).to_string()));
+        }
+        Ok(expr)
     }
 
     /// Evaluates `query` at `time` (ms).
@@ -339,6 +351,16 @@ mod tests {
             panic!("matrix expected")
         };
         assert_eq!(m.len(), 7);
+    }
+
+    #[test]
+    fn at_timestamps_out_of_range_are_refused() {
+        let err = Engine::parse("x @ 1e30").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "1:1: parse error: timestamp out of bounds for @ modifier: 1000000000000000019884624838656.000000"
+        );
+        assert!(Engine::parse("x @ 1e9").is_ok());
     }
 
     #[test]
