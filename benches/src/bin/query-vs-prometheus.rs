@@ -1,7 +1,13 @@
 //! `strata query` over `strata store` (a FILESYSTEM bucket holding the blocks) against
 //! Prometheus 2.42 on the same blocks: 20 heavy range queries over 2 days of 10,000 series
-//! (15 s samples), step 5 m, timed alternately, wall-clock through each HTTP API. Prints
-//! each ratio (Strata / Prometheus), their geometric mean, and each process' peak RSS.
+//! (15 s samples), step 5 m, timed alternately, wall-clock through each HTTP API; `RUNS`
+//! rounds (default 3), the median of each. Prints each ratio (Strata / Prometheus), their
+//! geometric mean, and each process' peak RSS.
+//!
+//! When `victoria-metrics`, `vmctl` (Debian package `victoria-metrics`) and `script` are on the PATH,
+//! VictoriaMetrics joins as a third column: the same blocks imported with `vmctl prometheus`,
+//! its rollup result cache off, the same queries (MetricsQL answers them with its own
+//! semantics; only the time is compared).
 //!
 //! Run: `cargo run --release -p strata-benches --bin query-vs-prometheus`
 #![allow(
@@ -12,7 +18,9 @@
     clippy::indexing_slicing
 )]
 
-use std::time::Instant;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use strata_benches::write_blocks;
 use strata_e2e::prometheus::{Prometheus, get_json};
@@ -51,7 +59,8 @@ fn peak_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn timed(base: &str, q: &str, start: i64, end: i64) -> f64 {
+/// Milliseconds for the range query, and the number of series in the answer.
+fn timed(base: &str, q: &str, start: i64, end: i64) -> (f64, usize) {
     let t = Instant::now();
     let body = get_json(
         base,
@@ -63,11 +72,81 @@ fn timed(base: &str, q: &str, start: i64, end: i64) -> f64 {
             ("step", "300"),
         ],
     );
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
     assert_eq!(body["status"], "success", "{q}: {body}");
-    t.elapsed().as_secs_f64() * 1000.0
+    let series = body["data"]["result"].as_array().map_or(0, Vec::len);
+    (ms, series)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    v[v.len() / 2]
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+}
+
+/// A VictoriaMetrics single-node process holding the benchmark blocks.
+struct Victoria {
+    child: Child,
+    url: String,
+}
+
+impl Victoria {
+    fn start(dir: &Path, blocks: &Path) -> Victoria {
+        let port = strata_e2e::free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.disableCache")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start victoria-metrics");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{url}/health")).call().is_err() {
+            assert!(Instant::now() < deadline, "victoria-metrics did not start");
+            // A benchmark binary polling a child process; no clock to inject.
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let t = Instant::now();
+        // vmctl insists on a terminal; `script` gives it one.
+        let vmctl = format!(
+            "vmctl prometheus -s --vm-disable-progress-bar --prom-concurrency 2 --prom-snapshot={} --vm-addr={url}",
+            blocks.display()
+        );
+        let status = Command::new("script")
+            .args(["-qec", &vmctl, "/dev/null"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run vmctl");
+        assert!(status.success(), "vmctl prometheus failed");
+        let _ = ureq::get(&format!("{url}/internal/force_flush")).call();
+        eprintln!("imported into VictoriaMetrics in {:?}", t.elapsed());
+        Victoria { child, url }
+    }
+}
+
+impl Drop for Victoria {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn main() {
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3)
+        .max(1);
     let dir = tempfile::tempdir().unwrap();
     let blocks = dir.path().join("blocks");
     let start_ms = 1_699_999_200_000;
@@ -86,6 +165,8 @@ fn main() {
             upload_block(&bucket, &block, &[("cluster", "bench")]).await;
         }
     });
+    let victoria = (on_path("victoria-metrics") && on_path("vmctl") && on_path("script"))
+        .then(|| Victoria::start(dir.path(), &blocks));
     let prometheus = Prometheus::start_on_blocks(&blocks);
     let data_dir = dir.path().join("store");
     let store = StrataProcess::start(&[
@@ -99,19 +180,63 @@ fn main() {
         StrataProcess::start(&["query", "--endpoint", &store.grpc, "--query.timeout", "10m"]);
     let ours = format!("http://{}", query.http);
     let (start, end) = (start_ms / 1000 + 600, start_ms / 1000 + 48 * 3600);
-    println!("| query | Strata (ms) | Prometheus (ms) | ratio |");
-    println!("|---|---|---|---|");
-    let mut log_sum = 0.0;
-    for q in QUERIES {
-        let s = timed(&ours, q, start, end);
-        let p = timed(&prometheus.url(), q, start, end);
-        log_sum += (s / p).ln();
-        println!("| `{q}` | {s:.0} | {p:.0} | {:.2} |", s / p);
+    if victoria.is_some() {
+        println!(
+            "| query | Strata (ms) | Prometheus (ms) | Strata / Prometheus | VictoriaMetrics (ms) | VictoriaMetrics / Prometheus | series (Strata, Prometheus, VictoriaMetrics) |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---|");
+    } else {
+        println!(
+            "| query | Strata (ms) | Prometheus (ms) | Strata / Prometheus | series (Strata, Prometheus) |"
+        );
+        println!("|---|---:|---:|---:|---|");
     }
+    let (mut log_sum, mut vm_log_sum) = (0.0, 0.0);
+    for q in QUERIES {
+        let (mut ours_ms, mut theirs_ms, mut vm_ms) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours_n, mut theirs_n, mut vm_n) = (0, 0, 0);
+        for _ in 0..runs {
+            let (ms, n) = timed(&ours, q, start, end);
+            ours_ms.push(ms);
+            ours_n = n;
+            let (ms, n) = timed(&prometheus.url(), q, start, end);
+            theirs_ms.push(ms);
+            theirs_n = n;
+            if let Some(vm) = &victoria {
+                let (ms, n) = timed(&vm.url, q, start, end);
+                vm_ms.push(ms);
+                vm_n = n;
+            }
+        }
+        let (s, p) = (median(ours_ms), median(theirs_ms));
+        log_sum += (s / p).ln();
+        if vm_ms.is_empty() {
+            println!(
+                "| `{q}` | {s:.0} | {p:.0} | {:.2} | {ours_n}, {theirs_n} |",
+                s / p
+            );
+        } else {
+            let v = median(vm_ms);
+            vm_log_sum += (v / p).ln();
+            println!(
+                "| `{q}` | {s:.0} | {p:.0} | {:.2} | {v:.0} | {:.2} | {ours_n}, {theirs_n}, {vm_n} |",
+                s / p,
+                v / p
+            );
+        }
+    }
+    let n = QUERIES.len() as f64;
     println!(
-        "geometric mean of ratios: {:.2}",
-        (log_sum / QUERIES.len() as f64).exp()
+        "geometric mean of Strata / Prometheus: {:.2}",
+        (log_sum / n).exp()
     );
+    if let Some(vm) = &victoria {
+        println!(
+            "geometric mean of VictoriaMetrics / Prometheus: {:.2}; VictoriaMetrics peak RSS {} KiB",
+            (vm_log_sum / n).exp(),
+            peak_rss_kib(vm.child.id())
+        );
+    }
     println!(
         "peak RSS: strata query {} KiB, strata store {} KiB, Prometheus {} KiB",
         peak_rss_kib(query.pid()),
