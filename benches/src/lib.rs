@@ -6,6 +6,26 @@ use std::path::Path;
 use strata_tsdb::{BlockOptions, BlockWriter, DEFAULT_BLOCK_DURATION};
 use strata_types::{Labels, Sample};
 
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+}
+
+/// Peak resident set of a process (`VmHWM`), in KiB; 0 if unreadable.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmHWM:").unwrap_or(0)
+}
+
+/// The median of some timings.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 /// One generated series: labels and a value for every 15 s step `n`.
 #[derive(Debug, Clone)]
 pub struct GenSeries {

@@ -18,6 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use strata_benches::status_kib;
 use strata_tsdb::compact::{CompactOptions, compact_blocks};
 use strata_tsdb::downsample::{RES_5M, downsample_block};
 use strata_tsdb::meta::ThanosMeta;
@@ -26,15 +27,6 @@ use strata_types::{Labels, Sample};
 
 const STEP_MS: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-}
 
 /// User plus system CPU time of a process so far, in clock ticks (1/100 s on Linux).
 fn cpu_ticks(pid: u32) -> Option<u64> {

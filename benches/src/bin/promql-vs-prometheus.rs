@@ -16,16 +16,11 @@ use std::time::Instant;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use strata_benches::{QUERIES, write_blocks};
+use strata_benches::{QUERIES, median, write_blocks};
 use strata_e2e::blocks_queryable::BlocksQueryable;
 use strata_e2e::copy_dir;
 use strata_e2e::prometheus::Prometheus;
 use strata_promql::{Engine, EngineOptions, Value};
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
-}
 
 fn main() {
     let runs: usize = std::env::var("RUNS")

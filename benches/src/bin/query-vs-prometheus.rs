@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_benches::write_blocks;
+use strata_benches::{median, peak_rss_kib, write_blocks};
 use strata_e2e::prometheus::{Prometheus, get_json};
 use strata_e2e::store_api::{StrataProcess, upload_block};
 use strata_objstore::Bucket;
@@ -50,15 +50,6 @@ const QUERIES: &[&str] = &[
     "count by (code) (rate(http_requests_total[5m]) > 1)",
 ];
 
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// Milliseconds for the range query, and the number of series in the answer.
 fn timed(base: &str, q: &str, start: i64, end: i64) -> (f64, usize) {
     let t = Instant::now();
@@ -76,11 +67,6 @@ fn timed(base: &str, q: &str, start: i64, end: i64) -> (f64, usize) {
     assert_eq!(body["status"], "success", "{q}: {body}");
     let series = body["data"]["result"].as_array().map_or(0, Vec::len);
     (ms, series)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    v[v.len() / 2]
 }
 
 fn on_path(tool: &str) -> bool {

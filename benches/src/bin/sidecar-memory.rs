@@ -13,6 +13,7 @@
 
 use std::time::Instant;
 
+use strata_benches::peak_rss_kib;
 use strata_e2e::prometheus::Prometheus;
 use strata_e2e::store_api::StrataProcess;
 use strata_storepb::store_client::StoreClient;
@@ -22,15 +23,6 @@ use strata_types::{Labels, Matcher, Sample};
 
 const SERIES: usize = 100_000;
 const STEP_MS: i64 = 15_000;
-
-fn peak_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn main() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,6 +19,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use strata_benches::status_kib;
 use strata_e2e::prometheus::Prometheus;
 use strata_e2e::store_api::StrataProcess;
 use strata_storepb::store_client::StoreClient;
@@ -30,16 +31,6 @@ use strata_types::{Labels, Matcher, Sample};
 const HOUR: i64 = 3_600_000;
 const METRICS: usize = 20;
 const JOBS: usize = 100;
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 /// User plus system CPU seconds of a process so far.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -185,8 +176,8 @@ fn main() {
         data.to_str().unwrap(),
     ]);
     let ready = t.elapsed();
-    let rss_ready = status_kib(store.pid(), "VmRSS:");
-    let anon_ready = status_kib(store.pid(), "RssAnon:");
+    let rss_ready = status_kib(store.pid(), "VmRSS:").unwrap_or(0);
+    let anon_ready = status_kib(store.pid(), "RssAnon:").unwrap_or(0);
 
     let selectors: [(&str, Vec<Matcher>); 3] = [
         (
@@ -230,8 +221,8 @@ fn main() {
             ));
         }
     }
-    let rss_after = status_kib(store.pid(), "VmRSS:");
-    let hwm = status_kib(store.pid(), "VmHWM:");
+    let rss_after = status_kib(store.pid(), "VmRSS:").unwrap_or(0);
+    let hwm = status_kib(store.pid(), "VmHWM:").unwrap_or(0);
     drop(store);
 
     // The peer: Prometheus on the same blocks.
@@ -241,7 +232,7 @@ fn main() {
     // Let it settle after opening the blocks.
     #[allow(clippy::disallowed_methods)]
     std::thread::sleep(Duration::from_secs(5));
-    let prom_rss = status_kib(prometheus.pid(), "VmRSS:");
+    let prom_rss = status_kib(prometheus.pid(), "VmRSS:").unwrap_or(0);
     let client =
         strata_sidecar::prometheus::PromClient::new(&prometheus.url(), Duration::from_secs(600))
             .unwrap();
@@ -264,7 +255,7 @@ fn main() {
             s as f64 / took.as_secs_f64()
         ));
     }
-    let prom_hwm = status_kib(prometheus.pid(), "VmHWM:");
+    let prom_hwm = status_kib(prometheus.pid(), "VmHWM:").unwrap_or(0);
     println!(
         "| 2 x 24 h | {series} | {samples} | {bucket_bytes} | {} ms | {rss_ready} KiB | {anon_ready} KiB | {prom_rss} KiB |",
         ready.as_millis()

@@ -846,11 +846,11 @@ impl Lexer<'_> {
 }
 
 fn rune_or_eof(c: Option<char>) -> String {
-    // Go formats the eof rune (-1) with %q as '\uffff'-like noise; Prometheus prints
-    // U+FFFD for it. Queries that end there are rare; print what Go prints for -1.
+    // Go's lexer reads end of input as the rune -1, which `%q` prints as the replacement
+    // character.
     match c {
         Some(c) => go_quote_rune(c),
-        None => "'�'".to_owned(),
+        None => "'\u{fffd}'".to_owned(),
     }
 }
 

@@ -35,8 +35,7 @@ enum Node {
         pos: usize,
         name: Option<String>,
         matchers: Vec<Matcher>,
-        offset: bool,
-        at: bool,
+        modifiers: Modifiers,
     },
     Matrix {
         pos: usize,
@@ -45,8 +44,7 @@ enum Node {
     Subquery {
         pos: usize,
         expr: Box<Node>,
-        offset: bool,
-        at: bool,
+        modifiers: Modifiers,
     },
     Call {
         pos: usize,
@@ -113,6 +111,13 @@ impl Node {
             Node::Unary { expr, .. } | Node::Paren { expr, .. } => expr.value_type(),
         }
     }
+}
+
+/// Which of `offset` and `@` a selector or subquery has.
+#[derive(Debug, Default)]
+struct Modifiers {
+    offset: bool,
+    at: bool,
 }
 
 /// What the checks need of a label matcher.
@@ -485,10 +490,12 @@ impl Parser<'_> {
             Kind::RightBracket => {
                 self.bump();
                 let message = match &expr {
-                    Node::Vector { offset: true, .. } => {
+                    Node::Vector { modifiers, .. } if modifiers.offset => {
                         Some("no offset modifiers allowed before range")
                     }
-                    Node::Vector { at: true, .. } => Some("no @ modifiers allowed before range"),
+                    Node::Vector { modifiers, .. } if modifiers.at => {
+                        Some("no @ modifiers allowed before range")
+                    }
                     Node::Vector { .. } => None,
                     _ => Some("ranges only allowed for vector selectors"),
                 };
@@ -520,37 +527,45 @@ impl Parser<'_> {
                 Ok(Node::Subquery {
                     pos: expr.pos(),
                     expr: Box::new(expr),
-                    offset: false,
-                    at: false,
+                    modifiers: Modifiers::default(),
                 })
             }
             _ => Err(self.unexpected("subquery or range", "\":\" or \"]\"")),
         }
     }
 
-    fn add_offset(&mut self, expr: &mut Node) {
+    /// The modifiers of the selector or subquery that `offset` or `@` (named by `what`)
+    /// applies to; records Prometheus' error when there is none.
+    fn modifiers_of<'n>(&mut self, expr: &'n mut Node, what: &str) -> Option<&'n mut Modifiers> {
         let pos = expr.pos();
-        let slot = match expr {
-            Node::Vector { offset, .. } | Node::Subquery { offset, .. } => offset,
+        match expr {
+            Node::Vector { modifiers, .. } | Node::Subquery { modifiers, .. } => Some(modifiers),
             Node::Matrix { vector, .. } => match vector.as_mut() {
-                Node::Vector { offset, .. } => offset,
+                Node::Vector { modifiers, .. } => Some(modifiers),
                 _ => {
                     self.error(pos, "ranges only allowed for vector selectors".to_owned());
-                    return;
+                    None
                 }
             },
             _ => {
                 self.error(
                     pos,
-                    "offset modifier must be preceded by an instant vector selector or range vector selector or a subquery".to_owned(),
+                    format!("{what} must be preceded by an instant vector selector or range vector selector or a subquery"),
                 );
-                return;
+                None
             }
+        }
+    }
+
+    fn add_offset(&mut self, expr: &mut Node) {
+        let pos = expr.pos();
+        let Some(modifiers) = self.modifiers_of(expr, "offset modifier") else {
+            return;
         };
-        if *slot {
+        if modifiers.offset {
             self.error(pos, "offset may not be set multiple times".to_owned());
         }
-        *slot = true;
+        modifiers.offset = true;
     }
 
     /// `@ ts` (with the number) or `@ start()`/`@ end()` (without).
@@ -564,31 +579,17 @@ impl Parser<'_> {
                 format!("timestamp out of bounds for @ modifier: {}", go_float_f(ts)),
             );
         }
-        let slot = match expr {
-            Node::Vector { at, .. } | Node::Subquery { at, .. } => at,
-            Node::Matrix { vector, .. } => match vector.as_mut() {
-                Node::Vector { at, .. } => at,
-                _ => {
-                    self.error(pos, "ranges only allowed for vector selectors".to_owned());
-                    return;
-                }
-            },
-            _ => {
-                self.error(
-                    pos,
-                    "@ modifier must be preceded by an instant vector selector or range vector selector or a subquery".to_owned(),
-                );
-                return;
-            }
+        let Some(modifiers) = self.modifiers_of(expr, "@ modifier") else {
+            return;
         };
-        if *slot {
+        if modifiers.at {
             self.error(
                 pos,
                 "@ <timestamp> may not be set multiple times".to_owned(),
             );
             return;
         }
-        *slot = true;
+        modifiers.at = true;
     }
 
     fn primary(&mut self) -> Parsed<Node> {
@@ -621,8 +622,7 @@ impl Parser<'_> {
                     pos: item.pos,
                     name: None,
                     matchers,
-                    offset: false,
-                    at: false,
+                    modifiers: Modifiers::default(),
                 })
             }
             kind if is_metric_identifier(kind) => {
@@ -645,8 +645,7 @@ impl Parser<'_> {
                     pos: item.pos,
                     name: Some(item.val),
                     matchers,
-                    offset: false,
-                    at: false,
+                    modifiers: Modifiers::default(),
                 })
             }
             _ => Err(self.unexpected_here()),
