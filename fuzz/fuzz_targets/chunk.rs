@@ -21,6 +21,28 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(a.1.to_bits(), b.v.to_bits());
         }
     }
+    // As several XOR chunks decoded together: the same as one at a time.
+    if let Some((&n, rest)) = data.split_first() {
+        let n = usize::from(n % 20) + 1;
+        let size = rest.len().div_ceil(n).max(1);
+        let chunks: Vec<&[u8]> = rest.chunks(size).collect();
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        let together = strata_chunkenc::decode_xor_chunks(&chunks, &mut ts, &mut vs);
+        let (mut ets, mut evs) = (Vec::new(), Vec::new());
+        let mut alone = Ok(());
+        for (i, chunk) in chunks.iter().enumerate() {
+            if let Err(err) = strata_chunkenc::decode_xor(chunk, &mut ets, &mut evs) {
+                alone = Err((i, err));
+                break;
+            }
+        }
+        assert_eq!(together, alone);
+        if together.is_ok() {
+            assert_eq!(ts, ets);
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&vs), bits(&evs));
+        }
+    }
     // As a segment file: read a chunk at every offset the first bytes suggest.
     if let Ok(reader) = ChunkReader::new("fuzz", vec![bytes::Bytes::copy_from_slice(data)]) {
         for offset in 0..data.len().min(512) as u32 {

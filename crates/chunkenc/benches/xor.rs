@@ -85,6 +85,23 @@ fn bench(c: &mut Criterion) {
                 std::hint::black_box((sum, ts.len()))
             })
         });
+        // A series' chunks decoded together: 16 chunks are 8 hours of a 15 s scrape.
+        group.bench_function("decode_chunks", |b| {
+            let chunks: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+            let mut ts = Vec::with_capacity(16 * 120);
+            let mut vs = Vec::with_capacity(16 * 120);
+            b.iter(|| {
+                let mut sum = 0.0f64;
+                for series in chunks.chunks(16) {
+                    ts.clear();
+                    vs.clear();
+                    strata_chunkenc::decode_xor_chunks(series, &mut ts, &mut vs)
+                        .expect("valid chunks");
+                    sum += vs.last().copied().unwrap_or_default();
+                }
+                std::hint::black_box((sum, ts.len()))
+            })
+        });
         let decoded: Vec<Vec<(i64, f64)>> = data
             .iter()
             .map(|chunk| XorIter::new(chunk).expect("header").collect())

@@ -16,7 +16,7 @@ mod xor;
 
 pub use error::ChunkError;
 pub use varint::{get_uvarint, get_varint, put_uvarint, put_varint};
-pub use xor::{XorEncoder, XorIter, decode_xor, xor_num_samples};
+pub use xor::{XorEncoder, XorIter, decode_xor, decode_xor_chunks, xor_num_samples};
 
 /// Samples Prometheus aims to put in one chunk.
 pub const SAMPLES_PER_CHUNK: usize = 120;

@@ -106,6 +106,26 @@ pub fn decode_chunks(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<S
     let has_counter = sorted
         .iter()
         .any(|c| c.raw.is_none() && c.counter.is_some());
+    if sorted.iter().all(|c| c.raw.is_some()) {
+        // Raw data only (the usual case): the chunks are decoded together, which lets the
+        // decoder work on several at once.
+        let mut raws: Vec<&[u8]> = Vec::with_capacity(sorted.len());
+        for c in &sorted {
+            if c.max_time < start || c.min_time > end {
+                continue;
+            }
+            let Some(raw) = &c.raw else { continue };
+            if raw.r#type != chunk::Encoding::Xor as i32 {
+                return Err(format!("chunk encoding {} is not supported", raw.r#type));
+            }
+            raws.push(&raw.data);
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        strata_chunkenc::decode_xor_chunks(&raws, &mut ts, &mut vs)
+            .map_err(|(_, err)| err.to_string())?;
+        samples.extend(ts.iter().zip(&vs).map(|(&t, &v)| Sample { t, v }));
+        return Ok(finish_samples(samples, start, end));
+    }
     for c in sorted {
         if c.max_time < start || c.min_time > end {
             continue;
@@ -155,12 +175,17 @@ pub fn decode_chunks(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<S
         let (monotonic, _) = strata_tsdb::downsample::apply_counter_resets(&counter_chunks);
         samples.extend(monotonic);
     }
+    Ok(finish_samples(samples, start, end))
+}
+
+/// Keeps the samples within `[start, end]`, sorted, one per timestamp.
+fn finish_samples(mut samples: Vec<Sample>, start: i64, end: i64) -> Vec<Sample> {
     samples.retain(|s| s.t >= start && s.t <= end);
     if !samples.is_sorted_by_key(|s| s.t) {
         samples.sort_by_key(|s| s.t);
     }
     samples.dedup_by_key(|s| s.t);
-    Ok(samples)
+    samples
 }
 
 /// Strips replica labels and merges series that become equal.
