@@ -1,7 +1,9 @@
 //! Compiles the Store API protos in `/proto` with protox (no `protoc` binary needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script binary compiled in one checkout may be reused by
+    // cargo for another (a shared target directory), and `env!` would point at the first.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "store/labelpb/types.proto",
         "store/storepb/types.proto",

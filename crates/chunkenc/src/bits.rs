@@ -11,18 +11,37 @@
 /// with [`BitWriter::set_last_was_byte`]; [`BitWriter::write_bits`] does it for them.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BitWriter {
+    /// The whole bytes written are `bytes[..len]`; the bytes after them are slack that every
+    /// write scribbles 8 bytes over, so that no write branches on how many bytes it fills.
     bytes: Vec<u8>,
-    /// Bits not yet flushed, left-aligned: the first `used` bits are valid.
+    len: usize,
+    /// Bits not yet in a whole byte, left-aligned: the first `used` (< 8) bits are valid.
     acc: u64,
     used: u32,
     /// Whether the last primitive write in Go's terms was `writeByte`.
     last_was_byte: bool,
 }
 
+/// Slack kept after the whole bytes: one 8-byte store.
+const SLACK: usize = 8;
+
+/// `bytes` with room for more whole bytes than `len`. Takes and returns the vector by value:
+/// a pointer into the writer would make the compiler keep all its fields in memory, where a
+/// tight loop waits on store-to-load forwarding.
+#[cold]
+#[inline(never)]
+fn grown(mut bytes: Vec<u8>, len: usize) -> Vec<u8> {
+    let size = (bytes.len() * 2).max(len + 4 * SLACK);
+    bytes.resize(size, 0);
+    bytes
+}
+
 impl BitWriter {
+    #[inline]
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         BitWriter {
-            bytes: Vec::with_capacity(capacity),
+            bytes: vec![0; capacity.max(SLACK)],
+            len: 0,
             acc: 0,
             used: 0,
             last_was_byte: false,
@@ -56,44 +75,54 @@ impl BitWriter {
     #[inline(always)]
     pub(crate) fn put(&mut self, value: u64, nbits: u32) {
         debug_assert!((1..=64).contains(&nbits));
-        let value = if nbits == 64 {
-            value
-        } else {
-            value & ((1u64 << nbits) - 1)
-        };
-        let free = 64 - self.used; // always >= 1
-        if nbits < free {
-            self.acc |= value << (free - nbits);
-            self.used += nbits;
+        if nbits > 56 {
+            self.put_short(value >> 32, nbits - 32);
+            self.put_short(value & 0xffff_ffff, 32);
             return;
         }
-        let rest = nbits - free;
-        self.acc |= value >> rest;
-        self.bytes.extend_from_slice(&self.acc.to_be_bytes());
-        self.acc = if rest == 0 { 0 } else { value << (64 - rest) };
-        self.used = rest;
+        self.put_short(value, nbits);
+    }
+
+    /// [`BitWriter::put`] of at most 56 bits: one store of the 8 bytes after the whole ones.
+    #[inline(always)]
+    fn put_short(&mut self, value: u64, nbits: u32) {
+        debug_assert!((1..=56).contains(&nbits) && self.used < 8);
+        // Shifting the value to the top drops its bits above `nbits`.
+        self.acc |= (value << (64 - nbits)) >> self.used;
+        self.used += nbits;
+        if self.bytes.len() < self.len + SLACK {
+            self.bytes = grown(std::mem::take(&mut self.bytes), self.len);
+        }
+        if let Some(slot) = self.bytes.get_mut(self.len..self.len + SLACK) {
+            slot.copy_from_slice(&self.acc.to_be_bytes());
+        }
+        let whole = self.used >> 3;
+        self.len += whole as usize;
+        // `whole <= 7`: the shift stays below 64.
+        self.acc <<= whole * 8;
+        self.used &= 7;
     }
 
     /// Whether Go's stream would hold one more byte than the whole bytes written: a partial
     /// byte, or the empty byte `writeByte` leaves behind.
+    #[inline]
     fn tail_bytes(&self) -> usize {
-        let partial = (self.used as usize).div_ceil(8);
-        let empty_after_byte_write = usize::from(self.used.is_multiple_of(8) && self.last_was_byte);
-        partial + empty_after_byte_write
+        usize::from(self.used > 0 || self.last_was_byte)
     }
 
     /// Length in bytes as Go's `bstream.bytes()` would report it.
+    #[inline]
     pub(crate) fn len_bytes(&self) -> usize {
-        self.bytes.len() + self.tail_bytes()
+        self.len + self.tail_bytes()
     }
 
     /// Appends the stream as Go's `bstream.bytes()` returns it to `out`.
+    #[inline]
     pub(crate) fn append_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.bytes);
-        let partial = (self.used as usize).div_ceil(8);
-        out.extend_from_slice(self.acc.to_be_bytes().get(..partial).unwrap_or_default());
-        if self.used.is_multiple_of(8) && self.last_was_byte {
-            out.push(0);
+        out.extend_from_slice(self.bytes.get(..self.len).unwrap_or_default());
+        if self.tail_bytes() == 1 {
+            // The partial byte, or (with nothing pending) the empty byte: zero either way.
+            out.push((self.acc >> 56) as u8);
         }
     }
 

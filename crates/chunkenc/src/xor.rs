@@ -14,7 +14,7 @@ use crate::varint::{get_uvarint, get_varint};
 mod simd;
 
 /// Sentinel for "no value window yet", as Go's `0xff`.
-const NO_WINDOW: u8 = 0xff;
+const NO_WINDOW: u32 = 0xff;
 
 /// Whether `dod` fits the `nbits` payload of a delta-of-delta prefix code. The range is
 /// deliberately asymmetric, as in Prometheus' `bitRange`: `-(2^(n-1)-1) ..= 2^(n-1)`.
@@ -29,15 +29,18 @@ fn fits(dod: i64, nbits: u32) -> bool {
 pub struct XorEncoder {
     /// The bit stream after the 2-byte sample count.
     stream: BitWriter,
-    num_samples: u16,
+    /// Kept as wide as the other fields (at most `u16::MAX`): a narrow store followed by a
+    /// wide load of the neighbouring bytes defeats store-to-load forwarding in tight loops.
+    num_samples: u32,
     t: i64,
     v: f64,
     t_delta: u64,
-    leading: u8,
-    trailing: u8,
+    leading: u32,
+    trailing: u32,
 }
 
 impl Default for XorEncoder {
+    #[inline]
     fn default() -> Self {
         Self::new()
     }
@@ -45,6 +48,7 @@ impl Default for XorEncoder {
 
 impl XorEncoder {
     /// An empty chunk (just the 2-byte count).
+    #[inline]
     pub fn new() -> Self {
         // Go: NewXORChunk starts from a 2-byte stream (the count) with a full last byte, so
         // the stream proper starts byte-aligned with no pending byte write.
@@ -60,23 +64,26 @@ impl XorEncoder {
     }
 
     /// Samples appended so far.
+    #[inline]
     pub fn num_samples(&self) -> u16 {
-        self.num_samples
+        self.num_samples as u16
     }
 
     /// Encoded size so far, in bytes.
+    #[inline]
     pub fn size_bytes(&self) -> usize {
         2 + self.stream.len_bytes()
     }
 
     /// Timestamp of the last sample appended (meaningless while empty).
+    #[inline]
     pub fn last_timestamp(&self) -> i64 {
         self.t
     }
 
     /// Appends a sample. Timestamps must increase strictly.
     pub fn append(&mut self, t: i64, v: f64) -> Result<(), ChunkError> {
-        if self.num_samples == u16::MAX {
+        if self.num_samples == u32::from(u16::MAX) {
             return Err(ChunkError::Full);
         }
         if self.num_samples > 0 && t <= self.t {
@@ -90,7 +97,7 @@ impl XorEncoder {
     /// A full chunk (65535 samples) ignores further samples.
     #[inline]
     pub fn append_unchecked(&mut self, t: i64, v: f64) {
-        if self.num_samples == u16::MAX {
+        if self.num_samples == u32::from(u16::MAX) {
             return;
         }
         let mut t_delta = 0u64;
@@ -141,6 +148,9 @@ impl XorEncoder {
 
     /// Writes `prefix_len` bits of `prefix` (a timestamp code, possibly empty) followed by the
     /// XOR encoding of `v` against the previous value, in as few writes as possible.
+    ///
+    /// Whether the previous window is reused is unpredictable on real data, so both codes are
+    /// computed and one is picked with conditional moves rather than a branch.
     #[inline(always)]
     fn write_value(&mut self, v: f64, prefix: u64, prefix_len: u32) {
         let delta = v.to_bits() ^ self.v.to_bits();
@@ -149,42 +159,48 @@ impl XorEncoder {
             self.stream.set_last_was_byte(false);
             return;
         }
-        let leading = (delta.leading_zeros() as u8).min(31);
-        let trailing = delta.trailing_zeros() as u8;
-        let significant;
-        if self.leading != NO_WINDOW && leading >= self.leading && trailing >= self.trailing {
-            // `10`: reuse the previous window.
-            significant = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.put_joined(prefix, prefix_len, 0b10, 2);
-            self.stream.put(delta >> self.trailing, significant);
-        } else {
-            // `11`, 5 bits of leading zeros, 6 bits of significant bits (64 written as 0).
+        let leading = delta.leading_zeros().min(31);
+        let trailing = delta.trailing_zeros();
+        // With no window yet `self.leading` is NO_WINDOW, above any count of leading zeros.
+        let reuse = leading >= self.leading && trailing >= self.trailing;
+        let new_significant = 64 - leading - trailing;
+        let new_header =
+            (0b11 << 11) | (u64::from(leading) << 6) | u64::from(new_significant & 0x3f);
+        let (header, header_len) = if reuse { (0b10, 2) } else { (new_header, 13) };
+        if !reuse {
             self.leading = leading;
             self.trailing = trailing;
-            significant = 64 - u32::from(leading) - u32::from(trailing);
-            let header = (0b11 << 11) | (u64::from(leading) << 6) | u64::from(significant & 0x3f);
-            self.put_joined(prefix, prefix_len, header, 13);
-            self.stream.put(delta >> trailing, significant);
+        }
+        let window_trailing = self.trailing;
+        let significant = 64 - self.leading - window_trailing;
+        let total = prefix_len + header_len + significant;
+        if total <= 56 {
+            // The whole sample in one write (the usual case for counters).
+            let code =
+                (((prefix << header_len) | header) << significant) | (delta >> window_trailing);
+            self.stream.put(code, total);
+        } else {
+            self.put_joined(prefix, prefix_len, header, header_len);
+            self.stream.put(delta >> window_trailing, significant);
         }
         // Go writes the significant bits with writeBits: whole bytes by writeByte, the rest
         // by writeBit.
-        self.stream.set_last_was_byte(significant % 8 == 0);
+        self.stream.set_last_was_byte(significant.is_multiple_of(8));
     }
 
     #[inline(always)]
     fn put_joined(&mut self, prefix: u64, prefix_len: u32, bits: u64, len: u32) {
-        // prefix_len <= 24 and len <= 13, so the joined write fits 64 bits.
-        if prefix_len == 0 {
-            self.stream.put(bits, len);
-        } else {
-            self.stream.put((prefix << len) | bits, prefix_len + len);
-        }
+        // prefix_len <= 24 and len <= 13, so the joined write fits 64 bits; an empty prefix
+        // is zero, so joining it changes nothing.
+        debug_assert!(prefix_len > 0 || prefix == 0);
+        self.stream.put((prefix << len) | bits, prefix_len + len);
     }
 
     /// The chunk bytes (count header included), exactly as Prometheus stores them.
+    #[inline]
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.size_bytes());
-        out.extend_from_slice(&self.num_samples.to_be_bytes());
+        out.extend_from_slice(&(self.num_samples as u16).to_be_bytes());
         self.stream.append_to(&mut out);
         out
     }
