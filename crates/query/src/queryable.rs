@@ -94,6 +94,112 @@ fn xor_samples(c: &strata_storepb::Chunk, out: &mut Vec<Sample>) -> Result<(), S
     Ok(())
 }
 
+/// Chunks decoded per call of the XOR decoder when series are decoded together: enough to
+/// keep its lanes busy, few enough that the batch's samples stay small next to the result.
+const DECODE_BATCH_CHUNKS: usize = 1024;
+
+/// Decodes every series' chunks into samples within `[start, end]` (as [`decode_chunks`]
+/// does), dropping series left without samples. Series of raw chunks only are decoded in
+/// batches across series, so the XOR decoder can work on many chunks at once even when each
+/// series has only a few.
+pub fn decode_series(
+    series: Vec<(Labels, Vec<AggrChunk>)>,
+    start: i64,
+    end: i64,
+) -> Result<Vec<(Labels, Vec<Sample>)>, String> {
+    let mut decoded = Vec::with_capacity(series.len());
+    let mut batch: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
+    let mut batch_chunks = 0usize;
+    for (labels, chunks) in series {
+        if !chunks.iter().all(|c| c.raw.is_some()) {
+            let samples =
+                decode_chunks(&chunks, start, end).map_err(|e| format!("series {labels}: {e}"))?;
+            if !samples.is_empty() {
+                decoded.push((labels, samples));
+            }
+            continue;
+        }
+        batch_chunks += chunks.len();
+        batch.push((labels, chunks));
+        if batch_chunks >= DECODE_BATCH_CHUNKS {
+            decode_raw_batch(std::mem::take(&mut batch), start, end, &mut decoded)?;
+            batch_chunks = 0;
+        }
+    }
+    decode_raw_batch(batch, start, end, &mut decoded)?;
+    Ok(decoded)
+}
+
+/// Decodes series of raw chunks only with one call of the XOR decoder, appending those left
+/// with samples to `out`.
+fn decode_raw_batch(
+    batch: Vec<(Labels, Vec<AggrChunk>)>,
+    start: i64,
+    end: i64,
+    out: &mut Vec<(Labels, Vec<Sample>)>,
+) -> Result<(), String> {
+    // Each series' chunks in time order, those overlapping [start, end] only.
+    let mut datas: Vec<&[u8]> = Vec::new();
+    let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(batch.len());
+    for (labels, chunks) in &batch {
+        let first = datas.len();
+        let mut sorted: Vec<&AggrChunk> = chunks.iter().collect();
+        sorted.sort_by_key(|c| (c.min_time, c.max_time));
+        for c in sorted {
+            if c.max_time < start || c.min_time > end {
+                continue;
+            }
+            let Some(raw) = &c.raw else { continue };
+            if raw.r#type != chunk::Encoding::Xor as i32 {
+                return Err(format!(
+                    "series {labels}: chunk encoding {} is not supported",
+                    raw.r#type
+                ));
+            }
+            datas.push(&raw.data);
+        }
+        spans.push(first..datas.len());
+    }
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    strata_chunkenc::decode_xor_chunks(&datas, &mut ts, &mut vs).map_err(|(i, err)| {
+        let labels = spans
+            .iter()
+            .position(|span| span.contains(&i))
+            .and_then(|at| batch.get(at))
+            .map(|(labels, _)| labels.to_string())
+            .unwrap_or_default();
+        format!("series {labels}: {err}")
+    })?;
+    let counts: Vec<usize> = spans
+        .iter()
+        .map(|span| {
+            datas
+                .get(span.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|data| usize::from(strata_chunkenc::xor_num_samples(data).unwrap_or_default()))
+                .sum()
+        })
+        .collect();
+    drop(datas);
+    let mut at = 0usize;
+    for ((labels, _), n) in batch.into_iter().zip(counts) {
+        let samples: Vec<Sample> = ts
+            .get(at..at + n)
+            .unwrap_or_default()
+            .iter()
+            .zip(vs.get(at..at + n).unwrap_or_default())
+            .map(|(&t, &v)| Sample { t, v })
+            .collect();
+        at += n;
+        let samples = finish_samples(samples, start, end);
+        if !samples.is_empty() {
+            out.push((labels, samples));
+        }
+    }
+    Ok(())
+}
+
 /// Decodes a series' chunks into samples within `[start, end]`, sorted, one per timestamp.
 /// Raw chunks give their samples; chunks of downsampled blocks give the requested
 /// aggregate: the counter (made monotonic across chunks, as Thanos' querier does), or
@@ -106,26 +212,6 @@ pub fn decode_chunks(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<S
     let has_counter = sorted
         .iter()
         .any(|c| c.raw.is_none() && c.counter.is_some());
-    if sorted.iter().all(|c| c.raw.is_some()) {
-        // Raw data only (the usual case): the chunks are decoded together, which lets the
-        // decoder work on several at once.
-        let mut raws: Vec<&[u8]> = Vec::with_capacity(sorted.len());
-        for c in &sorted {
-            if c.max_time < start || c.min_time > end {
-                continue;
-            }
-            let Some(raw) = &c.raw else { continue };
-            if raw.r#type != chunk::Encoding::Xor as i32 {
-                return Err(format!("chunk encoding {} is not supported", raw.r#type));
-            }
-            raws.push(&raw.data);
-        }
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        strata_chunkenc::decode_xor_chunks(&raws, &mut ts, &mut vs)
-            .map_err(|(_, err)| err.to_string())?;
-        samples.extend(ts.iter().zip(&vs).map(|(&t, &v)| Sample { t, v }));
-        return Ok(finish_samples(samples, start, end));
-    }
     for c in sorted {
         if c.max_time < start || c.min_time > end {
             continue;
@@ -265,14 +351,7 @@ impl Queryable for StoreQueryable {
         {
             w.extend(set.warnings);
         }
-        let mut decoded = Vec::with_capacity(set.series.len());
-        for (labels, chunks) in set.series {
-            let samples = decode_chunks(&chunks, hints.start, hints.end)
-                .map_err(|e| Error::Storage(format!("series {labels}: {e}")))?;
-            if !samples.is_empty() {
-                decoded.push((labels, samples));
-            }
-        }
+        let decoded = decode_series(set.series, hints.start, hints.end).map_err(Error::Storage)?;
         let counter = hints
             .func
             .as_deref()
@@ -283,5 +362,79 @@ impl Queryable for StoreQueryable {
             self.options.dedup,
             counter,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_storepb::Chunk;
+
+    fn raw(samples: &[(i64, f64)]) -> AggrChunk {
+        let mut encoder = strata_chunkenc::XorEncoder::new();
+        for &(t, v) in samples {
+            encoder.append_unchecked(t, v);
+        }
+        AggrChunk {
+            min_time: samples.first().map_or(0, |s| s.0),
+            max_time: samples.last().map_or(0, |s| s.0),
+            raw: Some(Chunk {
+                r#type: chunk::Encoding::Xor as i32,
+                data: encoder.bytes(),
+                hash: 0,
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Many series of a few raw chunks each (some overlapping, some outside the range,
+    /// some empty after the range cut): decoding them together gives what decoding each
+    /// series alone gives.
+    #[test]
+    fn series_decoded_together_equal_series_decoded_alone() {
+        let series: Vec<(Labels, Vec<AggrChunk>)> = (0..300i64)
+            .map(|s| {
+                let chunks: Vec<AggrChunk> = (0..(s % 7))
+                    .map(|c| {
+                        // Chunk c covers [c * 100 s, c * 100 s + 120 samples * 1 s); every
+                        // third series repeats a chunk, as two overlapping blocks would.
+                        let from = (c - i64::from(s % 3 == 0 && c > 0)) * 100_000;
+                        let samples: Vec<(i64, f64)> = (0..120)
+                            .map(|i| (from + i * 1_000 + s, (s * 1_000 + c * 7 + i) as f64))
+                            .collect();
+                        raw(&samples)
+                    })
+                    .rev()
+                    .collect();
+                (Labels::from_pairs([("s", s.to_string())]), chunks)
+            })
+            .collect();
+        let (start, end) = (50_000, 450_000);
+        let expected: Vec<(Labels, Vec<Sample>)> = series
+            .iter()
+            .map(|(labels, chunks)| (labels.clone(), decode_chunks(chunks, start, end).unwrap()))
+            .filter(|(_, samples)| !samples.is_empty())
+            .collect();
+        let got = decode_series(series, start, end).unwrap();
+        assert_eq!(got.len(), expected.len());
+        for ((labels, samples), (elabels, esamples)) in got.iter().zip(&expected) {
+            assert_eq!(labels, elabels);
+            assert_eq!(samples, esamples);
+        }
+    }
+
+    #[test]
+    fn a_corrupt_chunk_names_its_series() {
+        let good = raw(&[(1, 1.0), (2, 2.0), (3, 3.0)]);
+        let mut bad = good.clone();
+        if let Some(chunk) = bad.raw.as_mut() {
+            chunk.data.truncate(4);
+        }
+        let series = vec![
+            (Labels::from_pairs([("s", "good")]), vec![good.clone(); 5]),
+            (Labels::from_pairs([("s", "bad")]), vec![good, bad]),
+        ];
+        let err = decode_series(series, 0, 10).unwrap_err();
+        assert!(err.contains("s=\"bad\""), "{err}");
     }
 }
