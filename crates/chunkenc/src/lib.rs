@@ -5,6 +5,10 @@
 //! Prometheus wrote) and the encoding identifiers. Histogram and float-histogram chunks are
 //! recognised but not decoded yet: asking for their samples is a typed error.
 //!
+//! Decoding comes in three shapes with one answer: [`XorIter`] a sample at a time,
+//! [`decode_xor`] a chunk at a time, [`decode_xor_chunks`] many chunks at once (sixteen
+//! AVX-512 lanes where the CPU has them).
+//!
 //! Not here: where chunks live in files (`strata-tsdb`) or on the wire (`strata-storeapi`).
 //! Everything is sync and allocation-light; decoders never panic on untrusted bytes.
 

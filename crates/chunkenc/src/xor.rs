@@ -689,6 +689,16 @@ pub fn decode_xor_chunks(
     ts: &mut Vec<i64>,
     vs: &mut Vec<f64>,
 ) -> Result<(), (usize, ChunkError)> {
+    decode_xor_chunks_with(chunks, ts, vs, true)
+}
+
+/// [`decode_xor_chunks`], with the vector lanes allowed or not (tests take both paths).
+fn decode_xor_chunks_with(
+    chunks: &[&[u8]],
+    ts: &mut Vec<i64>,
+    vs: &mut Vec<f64>,
+    lanes: bool,
+) -> Result<(), (usize, ChunkError)> {
     let (ts_start, vs_start) = (ts.len(), vs.len());
     // A chunk without a header counts no samples here; decoding it reports the error, in
     // chunk order.
@@ -702,6 +712,7 @@ pub fn decode_xor_chunks(
         chunks,
         ts.get_mut(ts_start..).unwrap_or_default(),
         vs.get_mut(vs_start..).unwrap_or_default(),
+        lanes,
     );
     if result.is_err() {
         ts.truncate(ts_start);
@@ -715,6 +726,7 @@ fn decode_chunks_into(
     chunks: &[&[u8]],
     mut ts: &mut [i64],
     mut vs: &mut [f64],
+    lanes: bool,
 ) -> Result<(), (usize, ChunkError)> {
     // One output slice pair per chunk, split off in order.
     let mut outputs: Vec<(&mut [i64], &mut [f64])> = Vec::with_capacity(chunks.len());
@@ -728,7 +740,7 @@ fn decode_chunks_into(
         vs = v_tail;
     }
     #[cfg(target_arch = "x86_64")]
-    if chunks.len() >= MIN_LANE_CHUNKS && simd::available() {
+    if lanes && chunks.len() >= MIN_LANE_CHUNKS && simd::available() {
         let mut scratch = simd::Scratch::default();
         for (group, (chunk_group, output_group)) in chunks
             .chunks(simd::GROUP)
@@ -938,20 +950,22 @@ mod tests {
                     break;
                 }
             }
-            let (mut ts, mut vs) = (vec![1i64], vec![1.0f64]);
-            let got = decode_xor_chunks(&slices, &mut ts, &mut vs);
-            match expected {
-                Ok(()) => {
-                    prop_assert!(got.is_ok(), "{got:?}");
-                    prop_assert_eq!(&ts[1..], &ets[..]);
-                    let bits: Vec<u64> = vs[1..].iter().map(|v| v.to_bits()).collect();
-                    let ebits: Vec<u64> = evs.iter().map(|v| v.to_bits()).collect();
-                    prop_assert_eq!(bits, ebits);
-                }
-                Err((i, err)) => {
-                    prop_assert_eq!(got, Err((i, err)));
-                    prop_assert_eq!(ts, vec![1]);
-                    prop_assert_eq!(vs.len(), 1);
+            for lanes in [true, false] {
+                let (mut ts, mut vs) = (vec![1i64], vec![1.0f64]);
+                let got = decode_xor_chunks_with(&slices, &mut ts, &mut vs, lanes);
+                match &expected {
+                    Ok(()) => {
+                        prop_assert!(got.is_ok(), "{got:?}");
+                        prop_assert_eq!(&ts[1..], &ets[..]);
+                        let bits: Vec<u64> = vs[1..].iter().map(|v| v.to_bits()).collect();
+                        let ebits: Vec<u64> = evs.iter().map(|v| v.to_bits()).collect();
+                        prop_assert_eq!(bits, ebits);
+                    }
+                    Err(err) => {
+                        prop_assert_eq!(&got, &Err(err.clone()));
+                        prop_assert_eq!(ts, vec![1]);
+                        prop_assert_eq!(vs.len(), 1);
+                    }
                 }
             }
         }
