@@ -39,6 +39,9 @@ pub(crate) struct ArgSeries {
     pub(crate) labels: Labels,
     pub(crate) samples: Samples,
     pub(crate) drop_name: bool,
+    /// Known to hold no counter reset (no sample below the one before it); false when
+    /// unknown.
+    pub(crate) no_resets: bool,
 }
 
 impl ArgSeries {
@@ -56,6 +59,50 @@ impl ArgSeries {
 struct Loaded {
     labels: Labels,
     samples: std::sync::Arc<[Sample]>,
+    /// Indices of stale markers, ascending: whether a window holds one is a binary search,
+    /// not a scan of the window at every step.
+    stale: Vec<u32>,
+    /// Indices `j` where `v[j] < v[j - 1]` (counter resets), ascending; `None` where they
+    /// are too many to be worth keeping (a gauge): a window without one needs no reset scan.
+    resets: Option<Vec<u32>>,
+}
+
+impl Loaded {
+    fn new(labels: Labels, samples: Vec<Sample>) -> Self {
+        let stale = samples
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| is_stale_nan(s.v))
+            .map(|(i, _)| i as u32)
+            .collect();
+        // Beyond one reset in eight samples the list costs more than the scans it saves.
+        let limit = samples.len() / 8;
+        let mut resets = Some(Vec::new());
+        for (j, pair) in samples.windows(2).enumerate() {
+            if let [a, b] = pair
+                && b.v < a.v
+                && let Some(list) = resets.as_mut()
+            {
+                if list.len() >= limit {
+                    resets = None;
+                    break;
+                }
+                list.push((j + 1) as u32);
+            }
+        }
+        Loaded {
+            labels,
+            samples: std::sync::Arc::from(samples),
+            stale,
+            resets,
+        }
+    }
+}
+
+/// Whether an ascending index list has an entry in `range`.
+fn any_in(indices: &[u32], range: std::ops::Range<usize>) -> bool {
+    let from = indices.partition_point(|&i| (i as usize) < range.start);
+    indices.get(from).is_some_and(|&i| (i as usize) < range.end)
 }
 
 /// A range vector handed to a function, with what extrapolation needs to know.
@@ -345,10 +392,7 @@ impl<'a> Evaluator<'a> {
         }
         let loaded = series
             .into_iter()
-            .map(|s: Series| Loaded {
-                labels: s.labels,
-                samples: std::sync::Arc::from(s.samples),
-            })
+            .map(|s: Series| Loaded::new(s.labels, s.samples))
             .collect();
         self.data.insert(key(vs), loaded);
         Ok(())
@@ -574,7 +618,10 @@ impl<'a> Evaluator<'a> {
                         if window.is_empty() {
                             continue;
                         }
-                        let samples = if window.iter().any(|p| is_stale_nan(p.v)) {
+                        let has_stale = any_in(&s.stale, lo..hi);
+                        let no_resets = !has_stale
+                            && s.resets.as_deref().is_some_and(|r| !any_in(r, lo + 1..hi));
+                        let samples = if has_stale {
                             let kept: Vec<Sample> = window
                                 .iter()
                                 .filter(|p| !is_stale_nan(p.v))
@@ -591,6 +638,7 @@ impl<'a> Evaluator<'a> {
                             labels: s.labels.clone(),
                             samples,
                             drop_name: false,
+                            no_resets,
                         });
                     }
                 }
@@ -696,6 +744,7 @@ impl<'a> Evaluator<'a> {
                 labels: r.labels,
                 samples: Samples::Owned(r.samples),
                 drop_name: r.drop_name,
+                no_resets: false,
             })
             .collect())
     }
@@ -742,4 +791,52 @@ pub(crate) fn check_unique(vector: &[Element]) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_in_finds_entries_inside_a_range_only() {
+        let indices = [2u32, 5, 9];
+        assert!(!any_in(&indices, 0..2));
+        assert!(any_in(&indices, 0..3));
+        assert!(!any_in(&indices, 3..5));
+        assert!(any_in(&indices, 5..6));
+        assert!(!any_in(&indices, 10..20));
+        assert!(!any_in(&[], 0..100));
+        assert!(!any_in(&indices, 4..4));
+    }
+
+    #[test]
+    fn loaded_series_know_their_resets_and_stale_markers() {
+        let values = [
+            1.0,
+            2.0,
+            0.5,
+            3.0,
+            strata_types::stale_nan(),
+            4.0,
+            5.0,
+            6.0,
+            7.0,
+        ];
+        let mut values = values.to_vec();
+        values.extend((8..40).map(f64::from));
+        let samples: Vec<Sample> = values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Sample::new(i as i64 * 1000, v))
+            .collect();
+        let loaded = Loaded::new(Labels::default(), samples);
+        assert_eq!(loaded.stale, [4]);
+        // 0.5 after 2.0; the stale marker compares as no reset on either side.
+        assert_eq!(loaded.resets.as_deref(), Some(&[2u32][..]));
+        // A gauge going up and down has too many to keep.
+        let gauge: Vec<Sample> = (0..80)
+            .map(|i| Sample::new(i * 1000, f64::from((i % 2) as u8)))
+            .collect();
+        assert!(Loaded::new(Labels::default(), gauge).resets.is_none());
+    }
 }

@@ -4,7 +4,7 @@ use promql_parser::parser::{Call, Expr};
 use strata_types::{Labels, Sample};
 
 use crate::error::{Error, exec};
-use crate::eval::{Evaluator, RangeArg, selector_matchers};
+use crate::eval::{ArgSeries, Evaluator, RangeArg, selector_matchers};
 use crate::value::{Element, Value};
 
 /// Kahan-Neumaier summation step: returns the new sum and compensation.
@@ -106,11 +106,14 @@ fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
 }
 
 /// rate / increase / delta with Prometheus' extrapolation to the window edges.
+///
+/// `no_resets` says the window is known to hold no counter reset, which spares the scan.
 fn extrapolated_rate(
     arg: &RangeArg,
     samples: &[Sample],
     is_counter: bool,
     is_rate: bool,
+    no_resets: bool,
 ) -> Option<f64> {
     if samples.len() < 2 {
         return None;
@@ -119,7 +122,7 @@ fn extrapolated_rate(
     let range_start = arg.ref_time - arg.range;
     let range_end = arg.ref_time;
     let mut result = last.v - first.v;
-    if is_counter {
+    if is_counter && !no_resets {
         let mut prev = first.v;
         for s in samples.iter().skip(1) {
             if s.v < prev {
@@ -375,6 +378,27 @@ fn over_time(
     out
 }
 
+/// [`over_time`] for functions that use what is known about a window beyond its samples;
+/// the metric name is dropped.
+fn over_series(
+    arg: RangeArg,
+    ts: i64,
+    f: impl Fn(&RangeArg, &ArgSeries) -> Option<f64>,
+) -> Vec<Element> {
+    let mut out = Vec::with_capacity(arg.series.len());
+    for s in &arg.series {
+        if let Some(v) = f(&arg, s) {
+            out.push(Element {
+                labels: s.labels.clone(),
+                t: ts,
+                v,
+                drop_name: true,
+            });
+        }
+    }
+    out
+}
+
 fn arg(call: &Call, i: usize) -> Result<&Expr, Error> {
     call.args
         .args
@@ -620,12 +644,14 @@ fn range_function(
     let range_expr = arg(call, range_arg_index)?;
     let range = ev.eval_range(range_expr, ts)?;
     let out = match name {
-        "rate" => over_time(range, ts, false, |a, s| extrapolated_rate(a, s, true, true)),
-        "increase" => over_time(range, ts, false, |a, s| {
-            extrapolated_rate(a, s, true, false)
+        "rate" => over_series(range, ts, |a, s| {
+            extrapolated_rate(a, &s.samples, true, true, s.no_resets)
+        }),
+        "increase" => over_series(range, ts, |a, s| {
+            extrapolated_rate(a, &s.samples, true, false, s.no_resets)
         }),
         "delta" => over_time(range, ts, false, |a, s| {
-            extrapolated_rate(a, s, false, false)
+            extrapolated_rate(a, s, false, false, false)
         }),
         "irate" => over_time(range, ts, false, |_, s| instant_value(s, true)),
         "idelta" => over_time(range, ts, false, |_, s| instant_value(s, false)),
