@@ -211,13 +211,30 @@ impl PromClient {
     }
 
     /// Streamed remote read: every series matching `matchers` in `[start, end]` with its
-    /// XOR chunks, as Prometheus sends them.
+    /// XOR chunks, as Prometheus sends them, collected.
     pub async fn remote_read(
         &self,
         start: i64,
         end: i64,
         matchers: &[Matcher],
     ) -> Result<Vec<ChunkedSeries>, PromError> {
+        let mut stream = self.remote_read_stream(start, end, matchers).await?;
+        let mut out = Vec::new();
+        while let Some(series) = stream.next().await? {
+            out.push(series);
+        }
+        Ok(out)
+    }
+
+    /// Streamed remote read, a series at a time: the request is sent and its status and
+    /// content type checked before this returns; the body is read as [`ReadStream::next`]
+    /// is called, one frame in memory at a time.
+    pub async fn remote_read_stream(
+        &self,
+        start: i64,
+        end: i64,
+        matchers: &[Matcher],
+    ) -> Result<ReadStream, PromError> {
         let url = format!("{}/api/v1/read", self.base);
         let request = ReadRequest {
             queries: vec![Query {
@@ -234,11 +251,7 @@ impl PromClient {
                 url: url.clone(),
                 message: e.to_string(),
             })?;
-        let http_err = |e: reqwest::Error| PromError::Http {
-            url: url.clone(),
-            message: e.to_string(),
-        };
-        let mut resp = self
+        let resp = self
             .http
             .post(&url)
             .header("Content-Encoding", "snappy")
@@ -247,7 +260,10 @@ impl PromClient {
             .body(body)
             .send()
             .await
-            .map_err(http_err)?;
+            .map_err(|e| PromError::Http {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.text().await.unwrap_or_default();
@@ -270,35 +286,72 @@ impl PromClient {
                 ),
             });
         }
-        let mut buffer: Vec<u8> = Vec::new();
-        let mut out = Vec::new();
+        Ok(ReadStream {
+            url,
+            resp,
+            buffer: Vec::new(),
+            start: 0,
+            pending: std::collections::VecDeque::new(),
+            done: false,
+        })
+    }
+}
+
+/// The body of a streamed remote read, decoded frame by frame.
+#[derive(Debug)]
+pub struct ReadStream {
+    url: String,
+    resp: reqwest::Response,
+    /// Bytes received; `buffer[start..]` are not decoded yet.
+    buffer: Vec<u8>,
+    start: usize,
+    /// Series of the last frame not handed out yet.
+    pending: std::collections::VecDeque<ChunkedSeries>,
+    done: bool,
+}
+
+impl ReadStream {
+    /// The next series, `None` at the end of the body.
+    pub async fn next(&mut self) -> Result<Option<ChunkedSeries>, PromError> {
         loop {
-            while let Some((frame, used)) =
-                next_frame(&buffer).map_err(|message| PromError::Decode {
-                    url: url.clone(),
-                    message,
-                })?
-            {
+            if let Some(series) = self.pending.pop_front() {
+                return Ok(Some(series));
+            }
+            let rest = self.buffer.get(self.start..).unwrap_or_default();
+            let frame = next_frame(rest).map_err(|message| PromError::Decode {
+                url: self.url.clone(),
+                message,
+            })?;
+            if let Some((frame, used)) = frame {
                 let decoded =
                     ChunkedReadResponse::decode(frame).map_err(|e| PromError::Decode {
-                        url: url.clone(),
+                        url: self.url.clone(),
                         message: e.to_string(),
                     })?;
-                out.extend(decoded.chunked_series);
-                buffer.drain(..used);
+                self.pending.extend(decoded.chunked_series);
+                self.start += used;
+                continue;
             }
-            match resp.chunk().await.map_err(http_err)? {
-                Some(bytes) => buffer.extend_from_slice(&bytes),
-                None => break,
+            if self.done {
+                if rest.is_empty() {
+                    return Ok(None);
+                }
+                return Err(PromError::Decode {
+                    url: self.url.clone(),
+                    message: format!("{} trailing bytes in the stream", rest.len()),
+                });
+            }
+            // Drop what was decoded before reading more, so the buffer holds about a frame.
+            self.buffer.drain(..self.start);
+            self.start = 0;
+            match self.resp.chunk().await.map_err(|e| PromError::Http {
+                url: self.url.clone(),
+                message: e.to_string(),
+            })? {
+                Some(bytes) => self.buffer.extend_from_slice(&bytes),
+                None => self.done = true,
             }
         }
-        if !buffer.is_empty() {
-            return Err(PromError::Decode {
-                url,
-                message: format!("{} trailing bytes in the stream", buffer.len()),
-            });
-        }
-        Ok(out)
     }
 }
 

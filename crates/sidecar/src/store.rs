@@ -117,36 +117,53 @@ impl Store for SidecarStore {
         }
         let mint = req.min_time.max(self.state.min_time());
         let maxt = req.max_time;
-        let raw = self
+        let mut read = self
             .prom
-            .remote_read(mint, maxt, &rest)
+            .remote_read_stream(mint, maxt, &rest)
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
-        let strip = req.without_replica_labels.clone();
+        let mut order = Reorder::new(ext, req.without_replica_labels.clone());
         let skip_chunks = req.skip_chunks;
-        // Hashing chunks and sorting are CPU work: off the async workers.
-        let series = tokio::task::spawn_blocking(move || {
-            let mut series: Vec<(Labels, Vec<AggrChunk>)> = raw
-                .into_iter()
-                .map(|s| {
-                    let labels =
-                        Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value)));
-                    let chunks = if skip_chunks {
-                        Vec::new()
-                    } else {
-                        s.chunks.into_iter().filter_map(convert_chunk).collect()
-                    };
-                    (with_external_labels(&labels, &ext, &strip), chunks)
-                })
-                .collect();
-            series.sort_by(|a, b| a.0.cmp(&b.0));
-            series
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
         let batch_size = usize::try_from(req.response_batch_size.max(1)).unwrap_or(1);
+        // Series go out as Prometheus' frames come in: memory holds a frame, a run of
+        // series that may need reordering (see `Reorder`) and the channel's frames.
         tokio::spawn(async move {
-            stream_series(&tx, series, batch_size).await;
+            loop {
+                let next = match read.next().await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::unavailable(e.to_string()))).await;
+                        return;
+                    }
+                };
+                let end = next.is_none();
+                let ready = match next {
+                    Some(s) => {
+                        let labels =
+                            Labels::from_pairs(s.labels.into_iter().map(|l| (l.name, l.value)));
+                        let chunks = if skip_chunks {
+                            Vec::new()
+                        } else {
+                            s.chunks.into_iter().filter_map(convert_chunk).collect()
+                        };
+                        order.push(labels, chunks)
+                    }
+                    None => order.finish(),
+                };
+                let ready = match ready {
+                    Ok(ready) => ready,
+                    Err(message) => {
+                        let _ = tx.send(Err(Status::internal(message))).await;
+                        return;
+                    }
+                };
+                if !ready.is_empty() && !stream_series(&tx, ready, batch_size).await {
+                    return;
+                }
+                if end {
+                    return;
+                }
+            }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
@@ -238,5 +255,206 @@ impl Info for SidecarStore {
             }),
             ..Default::default()
         }))
+    }
+}
+
+/// Puts a sidecar's series in the order of their labels as sent (external labels attached,
+/// replica labels stripped) while they stream.
+///
+/// Prometheus sends series sorted by their own labels and attaches its external labels
+/// afterwards. Inserting the same labels into every label set keeps the sets' order except
+/// where one set is a prefix of another: `{a="1"}` before `{a="1", b="2"}` becomes
+/// `{a="1", c="x"}` after `{a="1", b="2", c="x"}`. The sets that extend a set arrive right
+/// after it, so series are held in runs, a series and those that extend it, and a run is
+/// sorted and sent when a series arrives that does not extend the run's first. Both
+/// assumptions are checked; a stream that breaks them ends with an error rather than
+/// series out of order.
+struct Reorder {
+    ext: Labels,
+    strip: Vec<String>,
+    /// The run: (labels without external label names, labels as sent, chunks).
+    run: Vec<(Labels, Labels, Vec<AggrChunk>)>,
+    last_key: Option<Labels>,
+    last_sent: Option<Labels>,
+}
+
+impl Reorder {
+    fn new(ext: Labels, strip: Vec<String>) -> Self {
+        Reorder {
+            ext,
+            strip,
+            run: Vec::new(),
+            last_key: None,
+            last_sent: None,
+        }
+    }
+
+    /// Takes Prometheus' next series; returns the series now ready to send, in order.
+    fn push(
+        &mut self,
+        labels: Labels,
+        chunks: Vec<AggrChunk>,
+    ) -> Result<Vec<(Labels, Vec<AggrChunk>)>, String> {
+        let mut key = labels.to_builder();
+        for l in self.ext.iter() {
+            key.delete(&l.name);
+        }
+        let key = key.build();
+        if self.last_key.as_ref().is_some_and(|last| key < *last) {
+            return Err(format!(
+                "prometheus sent series out of order: {key} after {}",
+                self.last_key
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ));
+        }
+        self.last_key = Some(key.clone());
+        let sent = with_external_labels(&labels, &self.ext, &self.strip);
+        let extends_run = self
+            .run
+            .first()
+            .is_some_and(|(head, _, _)| is_prefix(head, &key));
+        let ready = if extends_run {
+            Vec::new()
+        } else {
+            self.flush()?
+        };
+        self.run.push((key, sent, chunks));
+        Ok(ready)
+    }
+
+    /// The end of Prometheus' answer: the last run.
+    fn finish(&mut self) -> Result<Vec<(Labels, Vec<AggrChunk>)>, String> {
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<Vec<(Labels, Vec<AggrChunk>)>, String> {
+        let mut run: Vec<(Labels, Vec<AggrChunk>)> = std::mem::take(&mut self.run)
+            .into_iter()
+            .map(|(_, sent, chunks)| (sent, chunks))
+            .collect();
+        if run.len() > 1 {
+            run.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        if let (Some(last), Some((first, _))) = (self.last_sent.as_ref(), run.first())
+            && first < last
+        {
+            return Err(format!(
+                "series out of order after external labels: {first} after {last}"
+            ));
+        }
+        if let Some((last, _)) = run.last() {
+            self.last_sent = Some(last.clone());
+        }
+        Ok(run)
+    }
+}
+
+/// Whether `head`'s labels are the first labels of `labels`.
+fn is_prefix(head: &Labels, labels: &Labels) -> bool {
+    head.len() <= labels.len() && head.iter().zip(labels.iter()).all(|(a, b)| a == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    fn run_through(order: &mut Reorder, input: &[Labels]) -> Vec<Labels> {
+        let mut out = Vec::new();
+        for l in input {
+            out.extend(
+                order
+                    .push(l.clone(), Vec::new())
+                    .unwrap()
+                    .into_iter()
+                    .map(|s| s.0),
+            );
+        }
+        out.extend(order.finish().unwrap().into_iter().map(|s| s.0));
+        out
+    }
+
+    #[test]
+    fn a_prefix_set_moves_after_its_extensions_when_external_labels_sort_between() {
+        let ext = labels(&[("c", "x")]);
+        let input = [
+            labels(&[("a", "1"), ("c", "x")]),
+            labels(&[("a", "1"), ("b", "2"), ("c", "x")]),
+            labels(&[("a", "2"), ("c", "x")]),
+        ];
+        let out = run_through(&mut Reorder::new(ext, Vec::new()), &input);
+        assert_eq!(
+            out,
+            [
+                labels(&[("a", "1"), ("b", "2"), ("c", "x")]),
+                labels(&[("a", "1"), ("c", "x")]),
+                labels(&[("a", "2"), ("c", "x")]),
+            ]
+        );
+    }
+
+    /// Label sets sorted as Prometheus sorts them (without external labels), then external
+    /// labels attached and some stripped: the streamed order equals a sort of everything.
+    #[test]
+    fn streamed_order_equals_a_full_sort() {
+        let mut seed = 7u64;
+        let mut rand = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let names = ["a", "b", "d", "f", "h"];
+        let ext_names = ["c", "e", "g", "z", "_"];
+        for _ in 0..300 {
+            let mut internal: Vec<Labels> = (0..rand(40))
+                .map(|_| {
+                    let mut pairs: Vec<(String, String)> = Vec::new();
+                    for n in names {
+                        if rand(2) == 0 {
+                            pairs.push((n.to_owned(), rand(3).to_string()));
+                        }
+                    }
+                    Labels::from_pairs(pairs)
+                })
+                .collect();
+            internal.sort();
+            internal.dedup();
+            let ext_pairs: Vec<(String, String)> = ext_names
+                .iter()
+                .filter(|_| rand(2) == 0)
+                .map(|n| ((*n).to_owned(), "x".to_owned()))
+                .collect();
+            let ext = Labels::from_pairs(ext_pairs);
+            let strip: Vec<String> = ext
+                .iter()
+                .filter(|_| rand(3) == 0)
+                .map(|l| l.name.clone())
+                .collect();
+            // What Prometheus sends: its external labels merged in, internal order kept.
+            let input: Vec<Labels> = internal
+                .iter()
+                .map(|l| with_external_labels(l, &ext, &[]))
+                .collect();
+            let out = run_through(&mut Reorder::new(ext.clone(), strip.clone()), &input);
+            let mut expected: Vec<Labels> = internal
+                .iter()
+                .map(|l| with_external_labels(l, &ext, &strip))
+                .collect();
+            expected.sort();
+            assert_eq!(out, expected, "ext {ext} strip {strip:?}");
+        }
+    }
+
+    #[test]
+    fn series_out_of_order_from_prometheus_are_an_error() {
+        let mut order = Reorder::new(Labels::default(), Vec::new());
+        assert!(order.push(labels(&[("a", "2")]), Vec::new()).is_ok());
+        assert!(order.push(labels(&[("a", "1")]), Vec::new()).is_err());
     }
 }
