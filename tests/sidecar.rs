@@ -345,3 +345,108 @@ async fn sidecar_survives_bucket_outages_and_kills() {
     assert!(kills > 0 && outages > 0);
     drop(side);
 }
+
+/// Prometheus behind TLS and basic auth (`--web.config.file`): with
+/// `--prometheus.http-client` naming the CA and the credentials the sidecar gets ready (it
+/// read the external labels) and serves Prometheus' data; with a wrong password it stays
+/// unready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_reaches_prometheus_over_tls_with_basic_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = strata_e2e::certs::TestCa::new("prometheus test CA");
+    let (cert, key) = ca
+        .leaf("prometheus", &["localhost", "127.0.0.1"])
+        .write(dir.path(), "prometheus");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    // bcrypt of "secret" (cost 10), as Prometheus' web config wants it.
+    let web = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  strata: $2b$10$NVVRUpa7koc9QiQJ0HdyGOjgn8bcbzg.RGXi6BT/h3pDl3EkSpdTm\n",
+        cert.display(),
+        key.display()
+    );
+    let prometheus =
+        Prometheus::start_scraping_itself_with_web_config(&dir.path().join("prom"), &EXT, &web);
+    let url = format!("https://127.0.0.1:{}", prometheus.port());
+    let client = |password: &str| {
+        format!(
+            "basic_auth:\n  username: strata\n  password: {password}\ntls_config:\n  ca_file: {}\n",
+            ca_file.display()
+        )
+    };
+    let side = StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &url,
+        "--tsdb.path",
+        prometheus.data_dir.to_str().unwrap(),
+        "--prometheus.http-client",
+        &client("secret"),
+        "--prometheus.get_config_interval",
+        "1s",
+    ]);
+    // Ready means the external labels came through TLS and basic auth; now data does too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let request = SeriesRequest {
+            min_time: now - 600_000,
+            max_time: now,
+            matchers: vec![strata_storepb::convert::matcher_to_proto(&Matcher::equal(
+                "__name__", "up",
+            ))],
+            ..Default::default()
+        };
+        let got = series_samples(&side.grpc_url(), request).await.unwrap();
+        if got.values().any(|samples| !samples.is_empty()) || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let (labels, samples) = got.iter().next().expect("an up series");
+    assert_eq!(labels.get("cluster"), Some("eu1"));
+    assert!(!samples.is_empty());
+
+    // The wrong password: Prometheus answers 401 and the sidecar never gets ready.
+    let http = format!("127.0.0.1:{}", strata_e2e::free_port());
+    let grpc = format!("127.0.0.1:{}", strata_e2e::free_port());
+    let mut wrong = std::process::Command::new(strata_e2e::strata_binary())
+        .args([
+            "sidecar",
+            "--prometheus.url",
+            &url,
+            "--tsdb.path",
+            prometheus.data_dir.to_str().unwrap(),
+            "--prometheus.http-client",
+            &client("wrong"),
+            "--prometheus.get_config_interval",
+            "1s",
+            "--http-address",
+            &http,
+            "--grpc-address",
+            &grpc,
+        ])
+        .env("STRATA_LOG_LEVEL", "error")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut statuses = Vec::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(resp) = ureq::get(&format!("http://{http}/-/ready")).call() {
+            statuses.push(resp.status().as_u16());
+        }
+    }
+    let exited = wrong.try_wait().unwrap();
+    wrong.kill().unwrap();
+    wrong.wait().unwrap();
+    assert!(exited.is_none(), "the sidecar exited: {exited:?}");
+    assert!(
+        !statuses.contains(&200),
+        "ready with a wrong password: {statuses:?}"
+    );
+}

@@ -233,9 +233,12 @@ fn main() {
     #[allow(clippy::disallowed_methods)]
     std::thread::sleep(Duration::from_secs(5));
     let prom_rss = status_kib(prometheus.pid(), "VmRSS:").unwrap_or(0);
-    let client =
-        strata_sidecar::prometheus::PromClient::new(&prometheus.url(), Duration::from_secs(600))
-            .unwrap();
+    let client = strata_sidecar::prometheus::PromClient::new(
+        &prometheus.url(),
+        Duration::from_secs(600),
+        &strata_sidecar::http_client::HttpClientConfig::default(),
+    )
+    .unwrap();
     let mut peer_rows = Vec::new();
     for (name, matchers) in &selectors {
         let t = Instant::now();

@@ -53,13 +53,14 @@ pub(crate) struct SidecarArgs {
     /// Accepted for compatibility (Prometheus Operator); not used.
     #[arg(long = "log.format", hide = true)]
     log_format: Option<String>,
-    /// Accepted for compatibility (Prometheus Operator); HTTP client settings for Prometheus
-    /// are not supported yet (a warning is logged when set).
-    #[arg(long = "prometheus.http-client", hide = true)]
+    /// HTTP client settings for Prometheus, as YAML (Thanos' format: basic_auth,
+    /// bearer_token(_file), tls_config with ca_file, cert_file, key_file,
+    /// insecure_skip_verify).
+    #[arg(long = "prometheus.http-client")]
     prometheus_http_client: Option<String>,
-    /// Accepted for compatibility; see --prometheus.http-client.
-    #[arg(long = "prometheus.http-client-file", hide = true)]
-    prometheus_http_client_file: Option<String>,
+    /// File with the YAML of --prometheus.http-client.
+    #[arg(long = "prometheus.http-client-file")]
+    prometheus_http_client_file: Option<PathBuf>,
     /// Accepted for compatibility; not used.
     #[arg(long = "prometheus.get_config_timeout", hide = true)]
     get_config_timeout: Option<String>,
@@ -119,8 +120,16 @@ pub(crate) fn run(args: SidecarArgs) -> anyhow::Result<()> {
         args.objstore_config_file.as_ref(),
         "--objstore.config-file",
     )?;
+    let http_client = config_text(
+        args.prometheus_http_client,
+        args.prometheus_http_client_file.as_ref(),
+        "--prometheus.http-client-file",
+    )?
+    .unwrap_or_default();
+    let http_client = strata_sidecar::http_client::HttpClientConfig::from_yaml(&http_client)?;
     let config = strata_sidecar::SidecarConfig {
         prometheus_url: args.prometheus_url,
+        http_client,
         tsdb_path: args.tsdb_path,
         bucket_yaml,
         grpc_address: args.grpc_address,

@@ -5,6 +5,7 @@
 //! - [`shipper`]: block uploads in Thanos' order and `thanos.shipper.json`;
 //! - [`store`]: the Store and Info APIs over remote read.
 
+pub mod http_client;
 pub mod prometheus;
 pub mod shipper;
 pub mod store;
@@ -28,6 +29,8 @@ use crate::store::{PromState, SidecarStore};
 pub struct SidecarConfig {
     /// `--prometheus.url`.
     pub prometheus_url: String,
+    /// `--prometheus.http-client`: authentication and TLS towards Prometheus.
+    pub http_client: http_client::HttpClientConfig,
     /// `--tsdb.path`.
     pub tsdb_path: PathBuf,
     /// The bucket config, if blocks are to be shipped.
@@ -54,6 +57,7 @@ impl Default for SidecarConfig {
     fn default() -> Self {
         SidecarConfig {
             prometheus_url: "http://localhost:9090".into(),
+            http_client: http_client::HttpClientConfig::default(),
             tsdb_path: PathBuf::from("./data"),
             bucket_yaml: None,
             grpc_address: "0.0.0.0:10901".into(),
@@ -86,6 +90,9 @@ pub enum SidecarError {
     /// The gRPC TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] strata_runtime::TlsError),
+    /// `--prometheus.http-client` is unusable.
+    #[error(transparent)]
+    HttpClient(#[from] http_client::HttpClientError),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,7 +143,11 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         Some(yaml) => Some(Bucket::from_yaml(yaml, Some(&mut registry))?),
         None => None,
     };
-    let prom = PromClient::new(&config.prometheus_url, Duration::from_secs(120))?;
+    let prom = PromClient::new(
+        &config.prometheus_url,
+        Duration::from_secs(120),
+        &config.http_client,
+    )?;
     let state = Arc::new(PromState::default());
     state.set_min_time(config.min_time);
     let ready = Readiness::default();

@@ -68,14 +68,16 @@ struct GlobalConfig {
 
 impl PromClient {
     /// A client for the Prometheus at `base` (e.g. `http://localhost:9090`).
-    pub fn new(base: &str, timeout: Duration) -> Result<PromClient, PromError> {
-        let http = reqwest::Client::builder()
-            .timeout(timeout)
-            .build()
-            .map_err(|e| PromError::Http {
-                url: base.to_owned(),
-                message: e.to_string(),
-            })?;
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        settings: &crate::http_client::HttpClientConfig,
+    ) -> Result<PromClient, crate::SidecarError> {
+        let builder = settings.apply(reqwest::Client::builder().timeout(timeout))?;
+        let http = builder.build().map_err(|e| PromError::Http {
+            url: base.to_owned(),
+            message: e.to_string(),
+        })?;
         Ok(PromClient {
             base: base.trim_end_matches('/').to_owned(),
             http,
