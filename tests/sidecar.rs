@@ -368,23 +368,27 @@ async fn sidecar_reaches_prometheus_over_tls_with_basic_auth() {
     let prometheus =
         Prometheus::start_scraping_itself_with_web_config(&dir.path().join("prom"), &EXT, &web);
     let url = format!("https://127.0.0.1:{}", prometheus.port());
-    let client = |password: &str| {
-        format!(
+    let sidecar_args = |password: &str| -> Vec<String> {
+        let client = format!(
             "basic_auth:\n  username: strata\n  password: {password}\ntls_config:\n  ca_file: {}\n",
             ca_file.display()
-        )
+        );
+        [
+            "sidecar",
+            "--prometheus.url",
+            &url,
+            "--tsdb.path",
+            prometheus.data_dir.to_str().unwrap(),
+            "--prometheus.http-client",
+            &client,
+            "--prometheus.get_config_interval",
+            "1s",
+        ]
+        .map(str::to_owned)
+        .to_vec()
     };
-    let side = StrataProcess::start(&[
-        "sidecar",
-        "--prometheus.url",
-        &url,
-        "--tsdb.path",
-        prometheus.data_dir.to_str().unwrap(),
-        "--prometheus.http-client",
-        &client("secret"),
-        "--prometheus.get_config_interval",
-        "1s",
-    ]);
+    let args = sidecar_args("secret");
+    let side = StrataProcess::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     // Ready means the external labels came through TLS and basic auth; now data does too.
     let deadline = Instant::now() + Duration::from_secs(60);
     let got = loop {
@@ -414,21 +418,8 @@ async fn sidecar_reaches_prometheus_over_tls_with_basic_auth() {
     let http = format!("127.0.0.1:{}", strata_e2e::free_port());
     let grpc = format!("127.0.0.1:{}", strata_e2e::free_port());
     let mut wrong = std::process::Command::new(strata_e2e::strata_binary())
-        .args([
-            "sidecar",
-            "--prometheus.url",
-            &url,
-            "--tsdb.path",
-            prometheus.data_dir.to_str().unwrap(),
-            "--prometheus.http-client",
-            &client("wrong"),
-            "--prometheus.get_config_interval",
-            "1s",
-            "--http-address",
-            &http,
-            "--grpc-address",
-            &grpc,
-        ])
+        .args(sidecar_args("wrong"))
+        .args(["--http-address", &http, "--grpc-address", &grpc])
         .env("STRATA_LOG_LEVEL", "error")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

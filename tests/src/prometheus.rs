@@ -66,6 +66,39 @@ impl Prometheus {
     /// blocks every minute (`--storage.tsdb.min-block-duration=1m`, max equal), over a new
     /// data directory `data_dir`. Waits until it is ready.
     pub fn start_scraping_itself(data_dir: &Path, external_labels: &[(&str, &str)]) -> Prometheus {
+        let prometheus = Prometheus::spawn_scraping_itself(data_dir, external_labels, None);
+        prometheus.wait_ready(Duration::from_secs(60));
+        prometheus
+    }
+
+    /// [`Prometheus::start_scraping_itself`] with a web configuration (`--web.config.file`:
+    /// TLS, basic auth). Its self-scrape then fails (it scrapes plain HTTP), which still
+    /// records `up` samples. Waits until its port accepts connections.
+    pub fn start_scraping_itself_with_web_config(
+        data_dir: &Path,
+        external_labels: &[(&str, &str)],
+        web_config: &str,
+    ) -> Prometheus {
+        let prometheus =
+            Prometheus::spawn_scraping_itself(data_dir, external_labels, Some(web_config));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", prometheus.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "prometheus on port {} never listened",
+                prometheus.port
+            );
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        prometheus
+    }
+
+    fn spawn_scraping_itself(
+        data_dir: &Path,
+        external_labels: &[(&str, &str)],
+        web_config: Option<&str>,
+    ) -> Prometheus {
         let binary = require_tool("prometheus");
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("prometheus.yml");
@@ -81,71 +114,24 @@ impl Prometheus {
             ),
         )
         .unwrap();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--storage.tsdb.min-block-duration=1m")
             .arg("--storage.tsdb.max-block-duration=1m")
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let prometheus = Prometheus {
-            child,
-            port,
-            _config_dir: config_dir,
-            data_dir: data_dir.to_owned(),
-        };
-        prometheus.wait_ready(Duration::from_secs(60));
-        prometheus
-    }
-
-    /// [`Prometheus::start_scraping_itself`] with a web configuration (`--web.config.file`:
-    /// TLS, basic auth). Its self-scrape then fails (it scrapes plain HTTP), which still
-    /// records `up` samples. Waits until its port accepts connections.
-    pub fn start_scraping_itself_with_web_config(
-        data_dir: &Path,
-        external_labels: &[(&str, &str)],
-        web_config: &str,
-    ) -> Prometheus {
-        let binary = require_tool("prometheus");
-        let config_dir = tempfile::tempdir().unwrap();
-        let config = config_dir.path().join("prometheus.yml");
-        let web = config_dir.path().join("web.yml");
-        std::fs::write(&web, web_config).unwrap();
-        let port = free_port();
-        let labels: String = external_labels
-            .iter()
-            .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
-            .collect();
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  external_labels:\n{labels}scrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-            ),
-        )
-        .unwrap();
-        let child = Command::new(binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--web.config.file={}", web.display()))
-            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "prometheus on port {port} never listened"
-            );
-            #[allow(clippy::disallowed_methods)]
-            std::thread::sleep(Duration::from_millis(100));
+            .arg("--log.level=warn");
+        if let Some(web) = web_config {
+            let path = config_dir.path().join("web.yml");
+            std::fs::write(&path, web).unwrap();
+            command.arg(format!("--web.config.file={}", path.display()));
         }
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         Prometheus {
             child,
             port,
