@@ -52,6 +52,18 @@ pub enum ShipperError {
     /// Uploading a block failed.
     #[error(transparent)]
     Upload(#[from] strata_block::BlockError),
+    /// Listing the bucket's blocks failed.
+    #[error("listing the bucket's blocks: {0}")]
+    List(#[source] strata_objstore::Error),
+    /// A compacted block overlaps blocks of the same external labels in the bucket (as in
+    /// Thanos, shipping stops until an operator sorts the overlap out).
+    #[error("shipping compacted block {block} is blocked; overlap spotted: {overlaps}")]
+    Overlap {
+        /// The local block.
+        block: Ulid,
+        /// The bucket's blocks it overlaps, as `<ulid, mint, maxt>`.
+        overlaps: String,
+    },
 }
 
 /// `thanos.shipper.json`.
@@ -158,6 +170,9 @@ impl Shipper {
         let blocks = self.local_blocks()?;
         let mut stats = SyncStats::default();
         let mut seen = BTreeSet::new();
+        // The bucket's blocks of these external labels, read once, when a compacted block
+        // is about to be shipped.
+        let mut in_bucket: Option<Vec<(Ulid, i64, i64)>> = None;
         for (id, path, meta) in blocks {
             let name = id.to_string();
             seen.insert(name.clone());
@@ -180,8 +195,29 @@ impl Shipper {
                 stats.found += 1;
                 continue;
             }
+            let range = (meta.min_time, meta.max_time);
+            if meta.compaction.level > 1 {
+                if in_bucket.is_none() {
+                    in_bucket = Some(self.bucket_ranges(ext_labels).await?);
+                }
+                let overlaps: Vec<String> = in_bucket
+                    .iter()
+                    .flatten()
+                    .filter(|(_, min, max)| *min < range.1 && range.0 < *max)
+                    .map(|(other, min, max)| format!("<{other}, {min}, {max}>"))
+                    .collect();
+                if !overlaps.is_empty() {
+                    return Err(ShipperError::Overlap {
+                        block: id,
+                        overlaps: overlaps.join(", "),
+                    });
+                }
+            }
             match self.upload(id, &path, meta, ext_labels).await {
                 Ok(()) => {
+                    if let Some(list) = in_bucket.as_mut() {
+                        list.push((id, range.0, range.1));
+                    }
                     tracing::info!(block = %id, "uploaded block");
                     uploaded.insert(name);
                     stats.uploaded.push(id);
@@ -204,6 +240,25 @@ impl Shipper {
         Ok(stats)
     }
 
+    /// `(ulid, min_time, max_time)` of the bucket's blocks whose external labels are
+    /// `ext_labels`.
+    async fn bucket_ranges(
+        &self,
+        ext_labels: &Labels,
+    ) -> Result<Vec<(Ulid, i64, i64)>, ShipperError> {
+        let fetcher = strata_block::fetcher::MetaFetcher::new(self.bucket.clone(), None, 8);
+        let fetched = fetcher
+            .fetch(&strata_block::fetcher::FetchFilter::default())
+            .await
+            .map_err(ShipperError::List)?;
+        Ok(fetched
+            .metas
+            .iter()
+            .filter(|(_, meta)| strata_block::fetcher::external_labels(meta) == *ext_labels)
+            .map(|(id, meta)| (*id, meta.min_time, meta.max_time))
+            .collect())
+    }
+
     async fn upload(
         &self,
         id: Ulid,
@@ -221,5 +276,101 @@ impl Shipper {
         meta.thanos = Some(thanos);
         strata_block::upload_block(&self.bucket, id, dir, meta).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_tsdb::block::{BlockOptions, BlockWriter};
+    use strata_tsdb::meta::{Compaction, ThanosMeta};
+    use strata_types::Sample;
+
+    /// A block of one series over `[min, max)` under `dir`, at compaction `level`.
+    fn block(dir: &Path, min: i64, max: i64, level: u32, thanos: Option<ThanosMeta>) -> PathBuf {
+        let mut writer = BlockWriter::new(dir).unwrap();
+        let samples: Vec<Sample> = (min..max)
+            .step_by(60_000)
+            .map(|t| Sample { t, v: 1.0 })
+            .collect();
+        writer
+            .add_samples(
+                &Labels::from_pairs([("__name__", "up")]),
+                &samples,
+                7_200_000,
+            )
+            .unwrap();
+        let id = writer.ulid().to_string();
+        let (path, _) = writer
+            .finish(BlockOptions {
+                min_time: Some(min),
+                max_time: Some(max),
+                thanos,
+                compaction: Some(Compaction {
+                    level,
+                    sources: vec![id],
+                    ..Compaction::default()
+                }),
+            })
+            .unwrap();
+        path
+    }
+
+    #[tokio::test]
+    async fn a_compacted_block_overlapping_the_bucket_is_not_shipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let tsdb = dir.path().join("tsdb");
+        let staging = dir.path().join("staging");
+        std::fs::create_dir_all(&tsdb).unwrap();
+        std::fs::create_dir_all(&staging).unwrap();
+        let bucket = Bucket::from_yaml(
+            &format!(
+                "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+                dir.path().join("bucket").display()
+            ),
+            None,
+        )
+        .unwrap();
+        let ext = Labels::from_pairs([("cluster", "eu1")]);
+        let thanos = |labels: &[(&str, &str)]| ThanosMeta {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            source: "sidecar".into(),
+            ..ThanosMeta::default()
+        };
+        // In the bucket: [0, 2h) of another Prometheus and [2h, 4h) of this one.
+        for (min, max, labels) in [
+            (0, 7_200_000, [("cluster", "us1")]),
+            (7_200_000, 14_400_000, [("cluster", "eu1")]),
+        ] {
+            let path = block(&staging, min, max, 1, Some(thanos(&labels)));
+            let meta = BlockMeta::parse(&std::fs::read(path.join("meta.json")).unwrap()).unwrap();
+            let id: Ulid = meta.ulid.parse().unwrap();
+            strata_block::upload_block(&bucket, id, &path, meta)
+                .await
+                .unwrap();
+        }
+        let shipper = Shipper::new(tsdb.clone(), bucket.clone(), true);
+
+        // A compacted [0, 4h) block overlaps this Prometheus' [2h, 4h): refused.
+        let compacted = block(&tsdb, 0, 14_400_000, 2, None);
+        let err = shipper.sync(&ext).await.unwrap_err();
+        assert!(matches!(err, ShipperError::Overlap { .. }), "{err}");
+        assert!(err.to_string().contains("7200000"), "{err}");
+        std::fs::remove_dir_all(&compacted).unwrap();
+
+        // A compacted [4h, 8h) block overlaps nothing of this Prometheus: shipped.
+        let fine = block(&tsdb, 14_400_000, 28_800_000, 2, None);
+        let stats = shipper.sync(&ext).await.unwrap();
+        assert_eq!(stats.uploaded.len(), 1);
+        let name = fine.file_name().unwrap().to_string_lossy().to_string();
+        assert!(bucket.exists(&format!("{name}/meta.json")).await.unwrap());
+
+        // Without --shipper.upload-compacted a compacted block is not considered at all.
+        let _skipped = block(&tsdb, 0, 14_400_000, 2, None);
+        let stats = Shipper::new(tsdb, bucket, false).sync(&ext).await.unwrap();
+        assert!(stats.uploaded.is_empty());
     }
 }
