@@ -565,6 +565,16 @@ impl<'a> XorIter<'a> {
             }
         }
         let remaining = usize::from(self.total - self.read);
+        if usize::from(self.total) > most_samples(self.data.len()) {
+            // More samples than the bytes can hold: truncated or corrupt. Refused before
+            // room is made for them, so a tiny chunk cannot claim 65,535 samples of memory.
+            let err = ChunkError::Truncated {
+                announced: self.total,
+                decoded: self.read,
+            };
+            self.error = Some(err.clone());
+            return Err(err);
+        }
         let ts_start = ts.len();
         let vs_start = vs.len();
         ts.resize(ts_start + remaining, 0);
@@ -657,9 +667,15 @@ pub fn decode_xor(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<(
 }
 
 /// Decodes one chunk into `ts` and `vs`, which are exactly as long as its sample count.
+///
+/// A chunk whose count its bytes cannot hold is given no room ([`room_for`]); it is
+/// decoded on its own, which reports its error.
 fn decode_into(data: &[u8], ts: &mut [i64], vs: &mut [f64]) -> Result<(), ChunkError> {
     let mut iter = XorIter::new(data)?;
-    debug_assert!(ts.len() == usize::from(iter.total) && vs.len() == ts.len());
+    if ts.len() != usize::from(iter.total) || vs.len() != ts.len() {
+        let (mut t, mut v) = (Vec::new(), Vec::new());
+        return iter.decode_remaining(&mut t, &mut v);
+    }
     for (t_slot, v_slot) in ts.iter_mut().zip(vs.iter_mut()).take(2) {
         let Some((t, v)) = iter.next_sample() else {
             return iter.take_result();
@@ -673,6 +689,19 @@ fn decode_into(data: &[u8], ts: &mut [i64], vs: &mut [f64]) -> Result<(), ChunkE
         iter.decode_rest_into(ts_rest, vs_rest).1?;
     }
     Ok(())
+}
+
+/// The most samples `len` bytes of XOR chunk can hold: every sample after the first two
+/// takes at least two bits (a loose bound: the first two take more).
+fn most_samples(len: usize) -> usize {
+    len.saturating_mul(4).saturating_add(2)
+}
+
+/// Output room [`decode_xor_chunks`] makes for a chunk: its sample count, or none when the
+/// header is missing or claims more than the bytes can hold (decoding it then fails).
+fn room_for(chunk: &[u8]) -> usize {
+    let n = usize::from(xor_num_samples(chunk).unwrap_or_default());
+    if n > most_samples(chunk.len()) { 0 } else { n }
 }
 
 /// Fewest chunks worth handing to the eight-lane decoder (fewer would leave lanes idle).
@@ -702,10 +731,7 @@ fn decode_xor_chunks_with(
     let (ts_start, vs_start) = (ts.len(), vs.len());
     // A chunk without a header counts no samples here; decoding it reports the error, in
     // chunk order.
-    let total: usize = chunks
-        .iter()
-        .map(|chunk| usize::from(xor_num_samples(chunk).unwrap_or_default()))
-        .sum();
+    let total: usize = chunks.iter().map(|chunk| room_for(chunk)).sum();
     ts.resize(ts_start + total, 0);
     vs.resize(vs_start + total, 0.0);
     let result = decode_chunks_into(
@@ -731,7 +757,7 @@ fn decode_chunks_into(
     // One output slice pair per chunk, split off in order.
     let mut outputs: Vec<(&mut [i64], &mut [f64])> = Vec::with_capacity(chunks.len());
     for chunk in chunks {
-        let n = usize::from(xor_num_samples(chunk).unwrap_or_default());
+        let n = room_for(chunk);
         let n = n.min(ts.len()).min(vs.len());
         let (t_head, t_tail) = std::mem::take(&mut ts).split_at_mut(n);
         let (v_head, v_tail) = std::mem::take(&mut vs).split_at_mut(n);
@@ -840,6 +866,30 @@ mod tests {
             let result = decode(&bytes[..cut]);
             assert!(result.is_err(), "cut at {cut} decoded");
         }
+    }
+
+    #[test]
+    fn a_count_the_bytes_cannot_hold_is_refused_without_making_room_for_it() {
+        let mut chunk = encode(&[(1_000, 1.0), (2_000, 2.0), (3_000, 3.0)]);
+        chunk[0] = 0xff;
+        chunk[1] = 0xff;
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        let err = decode_xor(&chunk, &mut ts, &mut vs).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ChunkError::Truncated {
+                    announced: 65535,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(ts.capacity() < 1_000 && vs.capacity() < 1_000);
+        let chunks = vec![chunk.as_slice(); 100];
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        assert_eq!(decode_xor_chunks(&chunks, &mut ts, &mut vs), Err((0, err)));
+        assert!(ts.capacity() < 1_000 && vs.capacity() < 1_000);
     }
 
     #[test]
