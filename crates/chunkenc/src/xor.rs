@@ -704,13 +704,13 @@ fn room_for(chunk: &[u8]) -> usize {
     if n > most_samples(chunk.len()) { 0 } else { n }
 }
 
-/// Fewest chunks worth handing to the eight-lane decoder (fewer would leave lanes idle).
+/// Fewest chunks worth handing to the lane decoder (fewer would leave lanes idle).
 #[cfg(target_arch = "x86_64")]
 const MIN_LANE_CHUNKS: usize = 4;
 
 /// Decodes several XOR chunks, in order (a series' chunks), appending all their samples to
 /// `ts` and `vs`: the same samples as [`decode_xor`] on each chunk in turn. On x86-64 CPUs
-/// with AVX-512, eight chunks are decoded at once, one per vector lane.
+/// with AVX-512, sixteen chunks are decoded at once, one per 64-bit lane of two vector registers.
 ///
 /// On error, `ts` and `vs` are left as they were and the error names the chunk's index.
 pub fn decode_xor_chunks(

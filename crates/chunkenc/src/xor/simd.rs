@@ -1,9 +1,9 @@
-//! Eight XOR chunks decoded at once, one per 64-bit lane of an AVX-512 register.
+//! Sixteen XOR chunks decoded at once, one per 64-bit lane of two AVX-512 registers.
 //!
 //! One chunk's decoding is a serial chain: where sample `k + 1` starts depends on every
 //! code of sample `k`, so a scalar decoder waits on that chain (or on mispredicted branches,
-//! because the value codes of real counters and gauges are unpredictable). Eight chunks are
-//! eight independent chains: each lane walks its own chunk with gathers, variable shifts and
+//! because the value codes of real counters and gauges are unpredictable). Sixteen chunks are
+//! sixteen independent chains: each lane walks its own chunk with gathers, variable shifts and
 //! masks, without branches, and the lanes' latencies overlap.
 //!
 //! Exactness rests on one rule: a lane that meets anything unusual (the rare 64-bit
@@ -60,7 +60,8 @@ struct Lane {
 /// to `outputs[i]` (each exactly as long as its header says). Returns, for each chunk, the
 /// error that decoding it gave, decided by the scalar decoder.
 ///
-/// `buf` is scratch for the gather buffer, `scratch_t`/`scratch_v` for the lanes' output.
+/// `scratch` holds the gather buffer (the chunks, each padded with zeros) and the lanes' output
+/// rows; it is reused from group to group.
 pub(super) fn decode_group(
     chunks: &[&[u8]],
     outputs: &mut [(&mut [i64], &mut [f64])],
