@@ -361,12 +361,16 @@ mod tests {
         assert!(err.to_string().contains("7200000"), "{err}");
         std::fs::remove_dir_all(&compacted).unwrap();
 
-        // A compacted [4h, 8h) block overlaps nothing of this Prometheus: shipped.
+        // A compacted [0, 2h) block overlaps only another Prometheus' block, and a compacted
+        // [4h, 8h) block nothing: both shipped.
+        let other_only = block(&tsdb, 0, 7_200_000, 2, None);
         let fine = block(&tsdb, 14_400_000, 28_800_000, 2, None);
         let stats = shipper.sync(&ext).await.unwrap();
-        assert_eq!(stats.uploaded.len(), 1);
-        let name = fine.file_name().unwrap().to_string_lossy().to_string();
-        assert!(bucket.exists(&format!("{name}/meta.json")).await.unwrap());
+        assert_eq!(stats.uploaded.len(), 2);
+        for path in [&other_only, &fine] {
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            assert!(bucket.exists(&format!("{name}/meta.json")).await.unwrap());
+        }
 
         // Without --shipper.upload-compacted a compacted block is not considered at all.
         let _skipped = block(&tsdb, 0, 14_400_000, 2, None);
