@@ -441,3 +441,74 @@ async fn sidecar_reaches_prometheus_over_tls_with_basic_auth() {
         "ready with a wrong password: {statuses:?}"
     );
 }
+
+/// `--reloader.config-file` and `--reloader.config-envsubst-file`: the sidecar writes the
+/// watched configuration with `$(VAR)` substituted where Prometheus reads it and makes
+/// Prometheus reload, at start and on every change; the new external labels reach the
+/// sidecar too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecar_reloads_prometheus_when_its_config_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let watched = dir.path().join("prometheus.yml.in");
+    let output = dir.path().join("prometheus.yml");
+    let config = |cluster: &str, replica: &str| {
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: {cluster}\n    replica: \"{replica}\"\nscrape_configs: []\n"
+        )
+    };
+    // Prometheus starts on a plain config; the watched one references $(HOME).
+    std::fs::write(&output, config("eu1", "before")).unwrap();
+    std::fs::write(&watched, config("eu1", "$(HOME)")).unwrap();
+    let home = std::env::var("HOME").unwrap();
+    let prometheus = Prometheus::start_with_config_file(&output, &dir.path().join("prom"));
+    let side = StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &prometheus.url(),
+        "--tsdb.path",
+        prometheus.data_dir.to_str().unwrap(),
+        "--reloader.config-file",
+        watched.to_str().unwrap(),
+        "--reloader.config-envsubst-file",
+        output.to_str().unwrap(),
+        "--reloader.watch-interval",
+        "1s",
+        "--prometheus.get_config_interval",
+        "1s",
+    ]);
+    let loaded = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = prometheus.get_json("/api/v1/status/config", &[]);
+            let yaml = answer["data"]["yaml"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if yaml.contains(want) || Instant::now() > deadline {
+                return yaml;
+            }
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    // At start: substituted and reloaded.
+    let yaml = loaded(&format!("replica: {home}"));
+    assert!(yaml.contains(&format!("replica: {home}")), "{yaml}");
+    assert_eq!(
+        std::fs::read_to_string(&output).unwrap(),
+        config("eu1", &home)
+    );
+    // On a change: again, and the sidecar serves the new external labels.
+    std::fs::write(&watched, config("eu2", "$(HOME)")).unwrap();
+    let yaml = loaded("cluster: eu2");
+    assert!(yaml.contains("cluster: eu2"), "{yaml}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = strata_e2e::store_api::info_labels(&side.grpc_url()).await;
+        if info.get("cluster") == Some("eu2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sidecar still has {info}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

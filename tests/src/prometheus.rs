@@ -27,7 +27,6 @@ impl Prometheus {
         data_dir: &Path,
         external_labels: &[(&str, &str)],
     ) -> Prometheus {
-        let binary = require_tool("prometheus");
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("prometheus.yml");
         let mut text = String::from("global:\n  scrape_interval: 15s\n");
@@ -39,14 +38,32 @@ impl Prometheus {
         }
         text.push_str("scrape_configs: []\n");
         std::fs::write(&config, text).unwrap();
+        Prometheus::start_on_config(
+            &config,
+            config_dir,
+            data_dir,
+            &[
+                "--storage.tsdb.retention.time=100y",
+                "--storage.tsdb.min-block-duration=2h",
+                "--storage.tsdb.max-block-duration=2h",
+            ],
+        )
+    }
+
+    /// Starts Prometheus on `config` (kept alive with `config_dir`) with `extra` flags on
+    /// 127.0.0.1 and a free port; waits until it is ready.
+    fn start_on_config(
+        config: &Path,
+        config_dir: tempfile::TempDir,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> Prometheus {
         let port = free_port();
-        let child = Command::new(binary)
+        let child = Command::new(require_tool("prometheus"))
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--storage.tsdb.retention.time=100y")
-            .arg("--storage.tsdb.min-block-duration=2h")
-            .arg("--storage.tsdb.max-block-duration=2h")
+            .args(extra)
             .arg("--log.level=warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -138,6 +155,13 @@ impl Prometheus {
             _config_dir: config_dir,
             data_dir: data_dir.to_owned(),
         }
+    }
+
+    /// Starts Prometheus on a configuration file the test owns (and may rewrite), with
+    /// `--web.enable-lifecycle` so that `POST /-/reload` works. Waits until it is ready.
+    pub fn start_with_config_file(config: &Path, data_dir: &Path) -> Prometheus {
+        let config_dir = tempfile::tempdir().unwrap();
+        Prometheus::start_on_config(config, config_dir, data_dir, &["--web.enable-lifecycle"])
     }
 
     /// The port it listens on.

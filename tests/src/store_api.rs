@@ -255,3 +255,21 @@ pub async fn series_samples(
     }
     Ok(out)
 }
+
+/// The external labels a Store API endpoint announces in its Info answer (the first label
+/// set), empty when the call fails.
+pub async fn info_labels(url: &str) -> Labels {
+    let Ok(mut client) =
+        strata_storepb::info::info_client::InfoClient::connect(url.to_owned()).await
+    else {
+        return Labels::default();
+    };
+    let Ok(resp) = client.info(strata_storepb::info::InfoRequest {}).await else {
+        return Labels::default();
+    };
+    resp.into_inner()
+        .label_sets
+        .first()
+        .map(|set| strata_storepb::convert::labels_from_proto(&set.labels))
+        .unwrap_or_default()
+}

@@ -70,18 +70,20 @@ pub(crate) struct SidecarArgs {
     /// Accepted for compatibility; not used.
     #[arg(long = "prometheus.ready_timeout", hide = true)]
     ready_timeout: Option<String>,
-    /// Accepted for compatibility; not used.
-    #[arg(long = "reloader.config-file", hide = true)]
-    reloader_config_file: Option<String>,
-    /// Accepted for compatibility; not used.
-    #[arg(long = "reloader.config-envsubst-file", hide = true)]
-    reloader_envsubst_file: Option<String>,
-    /// Accepted for compatibility; not used.
-    #[arg(long = "reloader.rule-dir", hide = true)]
-    reloader_rule_dir: Vec<String>,
-    /// Accepted for compatibility; not used.
-    #[arg(long = "reloader.watch-interval", hide = true)]
-    reloader_watch_interval: Option<String>,
+    /// Prometheus' configuration file to watch; a change makes Prometheus reload
+    /// (`POST /-/reload`, Prometheus needs --web.enable-lifecycle).
+    #[arg(long = "reloader.config-file")]
+    reloader_config_file: Option<PathBuf>,
+    /// Where the watched configuration is written with `$(VAR)` environment references
+    /// substituted (what Prometheus then reads).
+    #[arg(long = "reloader.config-envsubst-file")]
+    reloader_envsubst_file: Option<PathBuf>,
+    /// Rule directories to watch (repeatable).
+    #[arg(long = "reloader.rule-dir")]
+    reloader_rule_dir: Vec<PathBuf>,
+    /// How often the watched files are checked.
+    #[arg(long = "reloader.watch-interval", default_value = "3m", value_parser = parse_duration)]
+    reloader_watch_interval: Duration,
     /// Accepted for compatibility; not used.
     #[arg(long = "http-grace-period", hide = true)]
     http_grace_period: Option<String>,
@@ -96,24 +98,6 @@ pub(crate) fn run(args: SidecarArgs) -> anyhow::Result<()> {
             "--shipper.meta-file-name: only {} is supported",
             strata_sidecar::shipper::SHIPPER_FILE
         );
-    }
-    for (flag, set) in [
-        (
-            "--reloader.config-file",
-            args.reloader_config_file.is_some(),
-        ),
-        (
-            "--reloader.config-envsubst-file",
-            args.reloader_envsubst_file.is_some(),
-        ),
-        ("--reloader.rule-dir", !args.reloader_rule_dir.is_empty()),
-    ] {
-        if set {
-            tracing::warn!(
-                flag,
-                "flag accepted but the config reloader is not implemented"
-            );
-        }
     }
     let bucket_yaml = config_text(
         args.objstore_config,
@@ -130,6 +114,12 @@ pub(crate) fn run(args: SidecarArgs) -> anyhow::Result<()> {
     let config = strata_sidecar::SidecarConfig {
         prometheus_url: args.prometheus_url,
         http_client,
+        reloader: strata_sidecar::reloader::ReloaderConfig {
+            config_file: args.reloader_config_file,
+            envsubst_file: args.reloader_envsubst_file,
+            rule_dirs: args.reloader_rule_dir,
+            watch_interval: args.reloader_watch_interval,
+        },
         tsdb_path: args.tsdb_path,
         bucket_yaml,
         grpc_address: args.grpc_address,

@@ -7,6 +7,7 @@
 
 pub mod http_client;
 pub mod prometheus;
+pub mod reloader;
 pub mod shipper;
 pub mod store;
 
@@ -31,6 +32,8 @@ pub struct SidecarConfig {
     pub prometheus_url: String,
     /// `--prometheus.http-client`: authentication and TLS towards Prometheus.
     pub http_client: http_client::HttpClientConfig,
+    /// `--reloader.*`: what to watch for Prometheus config reloads.
+    pub reloader: reloader::ReloaderConfig,
     /// `--tsdb.path`.
     pub tsdb_path: PathBuf,
     /// The bucket config, if blocks are to be shipped.
@@ -58,6 +61,7 @@ impl Default for SidecarConfig {
         SidecarConfig {
             prometheus_url: "http://localhost:9090".into(),
             http_client: http_client::HttpClientConfig::default(),
+            reloader: reloader::ReloaderConfig::default(),
             tsdb_path: PathBuf::from("./data"),
             bucket_yaml: None,
             grpc_address: "0.0.0.0:10901".into(),
@@ -212,6 +216,64 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         })
     };
 
+    let reloader_task = config.reloader.enabled().then(|| {
+        let prom = prom.clone();
+        let watch = config.reloader.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            // What Prometheus was last told to load; `None` until the first reload works.
+            let mut applied: Option<reloader::Snapshot> = None;
+            loop {
+                let files = watch.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    let now = reloader::snapshot(&files)?;
+                    Ok::<_, reloader::ReloadError>(now)
+                })
+                .await;
+                let mut failed = false;
+                match read {
+                    Ok(Ok(now)) if applied.as_ref() != Some(&now) => {
+                        let files = watch.clone();
+                        let written = {
+                            let now = now.clone();
+                            tokio::task::spawn_blocking(move || reloader::apply(&files, &now)).await
+                        };
+                        match written {
+                            Ok(Ok(())) => match prom.reload().await {
+                                Ok(()) => {
+                                    tracing::info!("Prometheus reloaded its configuration");
+                                    applied = Some(now);
+                                }
+                                Err(e) => {
+                                    failed = true;
+                                    tracing::warn!(error = %e, "asking Prometheus to reload failed");
+                                }
+                            },
+                            Ok(Err(e)) => {
+                                failed = true;
+                                tracing::warn!(error = %e, "writing the substituted config failed");
+                            }
+                            Err(e) => tracing::warn!(error = %e, "reloader task failed"),
+                        }
+                    }
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "reading the watched files failed"),
+                    Err(e) => tracing::warn!(error = %e, "reloader task failed"),
+                }
+                // A failed reload is retried soon (Prometheus may be starting).
+                let wait = if failed {
+                    watch.watch_interval.min(Duration::from_secs(5))
+                } else {
+                    watch.watch_interval
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait() => return,
+                }
+            }
+        })
+    });
+
     let shipper_task = bucket.map(|bucket| {
         let shipper = Shipper::new(config.tsdb_path.clone(), bucket, config.upload_compacted);
         let prom = prom.clone();
@@ -260,7 +322,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         )
         .await?;
     heartbeat.abort();
-    if let Some(task) = shipper_task {
+    for task in [shipper_task, reloader_task].into_iter().flatten() {
         task.abort();
     }
     match http.await {

@@ -89,6 +89,14 @@ impl PromClient {
         &self.base
     }
 
+    /// Asks Prometheus to reload its configuration (`POST /-/reload`; Prometheus needs
+    /// `--web.enable-lifecycle`).
+    pub async fn reload(&self) -> Result<(), PromError> {
+        let url = format!("{}/-/reload", self.base);
+        send_checked(&url, self.http.post(&url)).await?;
+        Ok(())
+    }
+
     async fn get_api<T: for<'de> Deserialize<'de>>(
         &self,
         path: &str,
@@ -253,27 +261,14 @@ impl PromClient {
                 url: url.clone(),
                 message: e.to_string(),
             })?;
-        let resp = self
+        let request = self
             .http
             .post(&url)
             .header("Content-Encoding", "snappy")
             .header("Content-Type", "application/x-protobuf")
             .header("X-Prometheus-Remote-Read-Version", "0.1.0")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| PromError::Http {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
-            return Err(PromError::Http {
-                url,
-                message: format!("HTTP {status}: {}", text.trim()),
-            });
-        }
+            .body(body);
+        let resp = send_checked(&url, request).await?;
         let content_type = resp
             .headers()
             .get("content-type")
@@ -355,6 +350,27 @@ impl ReadStream {
             }
         }
     }
+}
+
+/// Sends `request` to `url`; a transport error or a status other than 2xx (with the body's
+/// text) is an error.
+async fn send_checked(
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, PromError> {
+    let resp = request.send().await.map_err(|e| PromError::Http {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        return Err(PromError::Http {
+            url: url.to_owned(),
+            message: format!("HTTP {status}: {}", text.trim()),
+        });
+    }
+    Ok(resp)
 }
 
 fn time_params(start: i64, end: i64) -> Vec<(&'static str, String)> {
