@@ -74,6 +74,11 @@ impl Engine {
     /// [`crate::syntax`]; should it accept what `promql-parser` refuses, the parser's own
     /// message is given at 1:1.
     pub fn parse(query: &str) -> Result<Expr, Error> {
+        if let Some(e) = crate::syntax::oversized_number_duration(query) {
+            // `promql-parser` would panic; Prometheus' own wording is taken where it has one.
+            let e = crate::syntax::check(query).unwrap_or(e);
+            return Err(Error::Parse(e.display(query).to_string()));
+        }
         let expr =
             promql_parser::parser::parse(query).map_err(|message| {
                 match crate::syntax::check(query) {
