@@ -274,47 +274,92 @@ fn finish_samples(mut samples: Vec<Sample>, start: i64, end: i64) -> Vec<Sample>
     samples
 }
 
-/// Strips replica labels and merges series that become equal.
-pub fn deduplicate(
-    series: Vec<(Labels, Vec<Sample>)>,
+/// The labels without the replica labels.
+fn strip(labels: &Labels, replica_labels: &[String]) -> Labels {
+    let mut b = labels.to_builder();
+    for name in replica_labels {
+        b.delete(name);
+    }
+    b.build()
+}
+
+/// Deduplicates the series of a Store API answer as Thanos' querier does, chunk by chunk:
+/// replica labels are stripped; the chunks of series that become equal are gathered (an
+/// identical chunk, e.g. the same block served twice, kept once) and sorted by time, then
+/// split into as many "replicas" as they overlap (Thanos' `NewOverlapSplit`: each chunk joins
+/// the first replica whose last chunk ends before it starts), so the replica order is the
+/// order of their first chunks. Each replica is decoded; for counter functions it is read as
+/// Thanos' counter-reset iterator reads it (from its first chunk on, before the cut to
+/// `[start, end]`); the replicas are then merged by `func`.
+pub fn dedup_series(
+    series: Vec<(Labels, Vec<AggrChunk>)>,
+    start: i64,
+    end: i64,
     replica_labels: &[String],
     func: DedupFunc,
     counter: bool,
-) -> Vec<Series> {
-    if replica_labels.is_empty() {
-        return series
-            .into_iter()
-            .map(|(labels, samples)| Series { labels, samples })
-            .collect();
-    }
-    let mut stripped: Vec<(Labels, Vec<Sample>)> = series
+) -> Result<Vec<Series>, String> {
+    let mut stripped: Vec<(Labels, Vec<AggrChunk>)> = series
         .into_iter()
-        .map(|(labels, samples)| {
-            let mut b = labels.to_builder();
-            for name in replica_labels {
-                b.delete(name);
-            }
-            (b.build(), samples)
-        })
+        .map(|(labels, chunks)| (strip(&labels, replica_labels), chunks))
         .collect();
     stripped.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<Series> = Vec::new();
+    let mut out = Vec::new();
     let mut iter = stripped.into_iter().peekable();
-    while let Some((labels, first)) = iter.next() {
-        let mut replicas = vec![first];
+    while let Some((labels, mut chunks)) = iter.next() {
         while iter.peek().is_some_and(|(l, _)| *l == labels) {
-            if let Some((_, samples)) = iter.next() {
+            if let Some((_, more)) = iter.next() {
+                chunks.extend(more);
+            }
+        }
+        chunks.retain(|c| c.max_time >= start && c.min_time <= end);
+        let mut replicas = Vec::new();
+        for part in overlap_split(chunks) {
+            let mut samples = decode_chunks(&part, i64::MIN, i64::MAX)
+                .map_err(|e| format!("series {labels}: {e}"))?;
+            if counter {
+                samples =
+                    strata_tsdb::downsample::apply_counter_resets(std::slice::from_ref(&samples)).0;
+            }
+            let samples = finish_samples(samples, start, end);
+            if !samples.is_empty() {
                 replicas.push(samples);
             }
         }
-        let samples = if replicas.len() == 1 {
-            replicas.pop().unwrap_or_default()
-        } else {
-            dedup_replicas(replicas, func, counter)
+        let samples = match replicas.len() {
+            0 => continue,
+            1 => replicas.pop().unwrap_or_default(),
+            _ => dedup_replicas(replicas, func, counter),
         };
         out.push(Series { labels, samples });
     }
-    out
+    Ok(out)
+}
+
+/// Thanos' `NewOverlapSplit` after its proxy's chunk deduplication: identical chunks once,
+/// sorted by (min time, max time, bytes); each chunk goes to the first group whose last
+/// chunk ends before it starts, else to a new group.
+fn overlap_split(mut chunks: Vec<AggrChunk>) -> Vec<Vec<AggrChunk>> {
+    let bytes = |c: &AggrChunk| -> Vec<u8> {
+        [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+            .into_iter()
+            .flatten()
+            .flat_map(|chunk| chunk.data.iter().copied())
+            .collect()
+    };
+    chunks.sort_by_cached_key(|c| (c.min_time, c.max_time, bytes(c)));
+    chunks.dedup_by(|a, b| a.min_time == b.min_time && a.max_time == b.max_time && a == b);
+    let mut groups: Vec<Vec<AggrChunk>> = Vec::new();
+    for chunk in chunks {
+        let free = groups
+            .iter_mut()
+            .find(|g| g.last().is_none_or(|last| last.max_time < chunk.min_time));
+        match free {
+            Some(group) => group.push(chunk),
+            None => groups.push(vec![chunk]),
+        }
+    }
+    groups
 }
 
 impl Queryable for StoreQueryable {
@@ -351,17 +396,27 @@ impl Queryable for StoreQueryable {
         {
             w.extend(set.warnings);
         }
-        let decoded = decode_series(set.series, hints.start, hints.end).map_err(Error::Storage)?;
+        if self.options.replica_labels.is_empty() {
+            let decoded =
+                decode_series(set.series, hints.start, hints.end).map_err(Error::Storage)?;
+            return Ok(decoded
+                .into_iter()
+                .map(|(labels, samples)| Series { labels, samples })
+                .collect());
+        }
         let counter = hints
             .func
             .as_deref()
             .is_some_and(|f| COUNTER_FUNCS.contains(&f));
-        Ok(deduplicate(
-            decoded,
+        dedup_series(
+            set.series,
+            hints.start,
+            hints.end,
             &self.options.replica_labels,
             self.options.dedup,
             counter,
-        ))
+        )
+        .map_err(Error::Storage)
     }
 }
 
