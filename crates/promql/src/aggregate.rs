@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use promql_parser::parser::{AggregateExpr, LabelModifier};
+use crate::syntax::ast::AggregateExpr;
 use strata_types::Labels;
 
 use crate::error::{Error, exec};
@@ -27,26 +27,28 @@ struct Group {
 /// The group of a sample. With delayed name removal a to-be-dropped `__name__` still
 /// partitions `by (__name__)` groups, as in Prometheus; the group then drops the name if
 /// any member does.
-fn grouping_labels(labels: &Labels, _drop_name: bool, modifier: Option<&LabelModifier>) -> Labels {
-    match modifier {
-        None => Labels::empty(),
-        Some(LabelModifier::Include(names)) => {
-            let kept: Vec<(String, String)> = labels
-                .iter()
-                .filter(|l| names.labels.contains(&l.name))
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            Labels::from_pairs(kept)
-        }
-        Some(LabelModifier::Exclude(names)) => {
-            let kept: Vec<(String, String)> = labels
-                .iter()
-                .filter(|l| l.name != "__name__" && !names.labels.contains(&l.name))
-                .map(|l| (l.name.clone(), l.value.clone()))
-                .collect();
-            Labels::from_pairs(kept)
-        }
+fn grouping_labels(labels: &Labels, _drop_name: bool, modifier: Modifier<'_>) -> Labels {
+    if modifier.without {
+        let kept: Vec<(String, String)> = labels
+            .iter()
+            .filter(|l| l.name != "__name__" && !modifier.labels.contains(&l.name))
+            .map(|l| (l.name.clone(), l.value.clone()))
+            .collect();
+        return Labels::from_pairs(kept);
     }
+    let kept: Vec<(String, String)> = labels
+        .iter()
+        .filter(|l| modifier.labels.contains(&l.name))
+        .map(|l| (l.name.clone(), l.value.clone()))
+        .collect();
+    Labels::from_pairs(kept)
+}
+
+/// `by (labels)` (`without` false) or `without (labels)`; `by ()` when there is none.
+#[derive(Clone, Copy)]
+struct Modifier<'a> {
+    without: bool,
+    labels: &'a [String],
 }
 
 pub(crate) fn eval_aggregate(
@@ -54,14 +56,16 @@ pub(crate) fn eval_aggregate(
     agg: &AggregateExpr,
     ts: i64,
 ) -> Result<Value, Error> {
-    let op = agg.op.to_string();
-    let op = op.as_str();
+    let op = agg.op.name();
     let param = match &agg.param {
         Some(p) => Some(ev.eval(p, ts)?),
         None => None,
     };
     let input = ev.eval_vector(&agg.expr, ts)?;
-    let modifier = agg.modifier.as_ref();
+    let modifier = Modifier {
+        without: agg.without,
+        labels: &agg.grouping,
+    };
 
     if op == "count_values" {
         let Some(Value::String { s: label, .. }) = param else {
@@ -193,7 +197,7 @@ pub(crate) fn eval_aggregate(
 fn count_values(
     label: &str,
     input: Vec<Element>,
-    modifier: Option<&LabelModifier>,
+    modifier: Modifier<'_>,
     ts: i64,
 ) -> Result<Value, Error> {
     if !is_valid_label_name(label) {
@@ -239,7 +243,7 @@ fn top_bottom(
     op: &str,
     k: f64,
     input: Vec<Element>,
-    modifier: Option<&LabelModifier>,
+    modifier: Modifier<'_>,
     ts: i64,
 ) -> Result<Value, Error> {
     if k.is_nan() {

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
+use crate::syntax::ast::{BinOp, BinaryExpr, Cardinality};
 use strata_types::Labels;
 
 use crate::error::{Error, exec};
@@ -31,26 +31,25 @@ pub(crate) enum Op {
 }
 
 impl Op {
-    fn parse(token: &str) -> Result<Op, Error> {
-        Ok(match token {
-            "+" => Op::Add,
-            "-" => Op::Sub,
-            "*" => Op::Mul,
-            "/" => Op::Div,
-            "%" => Op::Mod,
-            "^" => Op::Pow,
-            "atan2" => Op::Atan2,
-            "==" => Op::Eq,
-            "!=" => Op::Ne,
-            ">" => Op::Gt,
-            "<" => Op::Lt,
-            ">=" => Op::Ge,
-            "<=" => Op::Le,
-            "and" => Op::And,
-            "or" => Op::Or,
-            "unless" => Op::Unless,
-            other => return Err(exec(format!("unsupported binary operator {other:?}"))),
-        })
+    fn of(op: BinOp) -> Op {
+        match op {
+            BinOp::Add => Op::Add,
+            BinOp::Sub => Op::Sub,
+            BinOp::Mul => Op::Mul,
+            BinOp::Div => Op::Div,
+            BinOp::Mod => Op::Mod,
+            BinOp::Pow => Op::Pow,
+            BinOp::Atan2 => Op::Atan2,
+            BinOp::Eql => Op::Eq,
+            BinOp::Neq => Op::Ne,
+            BinOp::Gtr => Op::Gt,
+            BinOp::Lss => Op::Lt,
+            BinOp::Gte => Op::Ge,
+            BinOp::Lte => Op::Le,
+            BinOp::And => Op::And,
+            BinOp::Or => Op::Or,
+            BinOp::Unless => Op::Unless,
+        }
     }
 
     fn is_comparison(self) -> bool {
@@ -86,7 +85,8 @@ pub(crate) fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
 struct Matching<'m> {
     on: bool,
     labels: &'m [String],
-    card: &'m VectorMatchCardinality,
+    card: Cardinality,
+    include: &'m [String],
 }
 
 impl Matching<'_> {
@@ -111,8 +111,8 @@ impl Matching<'_> {
 }
 
 pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value, Error> {
-    let op = Op::parse(&b.op.to_string())?;
-    let return_bool = b.return_bool();
+    let op = Op::of(b.op);
+    let return_bool = b.return_bool;
     let lhs = ev.eval(&b.lhs, ts)?;
     let rhs = ev.eval(&b.rhs, ts)?;
     match (lhs, rhs) {
@@ -142,16 +142,20 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
             ts,
         ))),
         (Value::Vector(l), Value::Vector(r)) => {
-            let empty: Vec<String> = Vec::new();
-            let (on, labels, card) = match &b.modifier {
-                Some(m) => match &m.matching {
-                    Some(LabelModifier::Include(ls)) => (true, ls.labels.as_slice(), &m.card),
-                    Some(LabelModifier::Exclude(ls)) => (false, ls.labels.as_slice(), &m.card),
-                    None => (false, empty.as_slice(), &m.card),
+            let matching = match &b.matching {
+                Some(m) => Matching {
+                    on: m.on,
+                    labels: &m.labels,
+                    card: m.card,
+                    include: &m.include,
                 },
-                None => (false, empty.as_slice(), &VectorMatchCardinality::OneToOne),
+                None => Matching {
+                    on: false,
+                    labels: &[],
+                    card: Cardinality::OneToOne,
+                    include: &[],
+                },
             };
-            let matching = Matching { on, labels, card };
             if op.is_set() {
                 return Ok(Value::Vector(set_op(op, l, r, &matching)));
             }
@@ -253,12 +257,12 @@ fn vector_vector(
     return_bool: bool,
     ts: i64,
 ) -> Result<Vec<Element>, Error> {
-    let one_to_many = matches!(matching.card, VectorMatchCardinality::OneToMany(_));
+    let one_to_many = matching.card == Cardinality::OneToMany;
     let include: &[String] = match matching.card {
-        VectorMatchCardinality::ManyToOne(ls) | VectorMatchCardinality::OneToMany(ls) => &ls.labels,
+        Cardinality::ManyToOne | Cardinality::OneToMany => matching.include,
         _ => &[],
     };
-    let grouped = !matches!(matching.card, VectorMatchCardinality::OneToOne);
+    let grouped = matching.card != Cardinality::OneToOne;
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
 
     let mut one_side: HashMap<Vec<(String, String)>, Element> = HashMap::with_capacity(one.len());

@@ -1,6 +1,7 @@
 use std::time::{Duration, Instant};
 
-use promql_parser::parser::Expr;
+use crate::syntax::ast::Expr;
+use crate::syntax::{ParseOptions, parse};
 
 use crate::error::Error;
 use crate::eval::Evaluator;
@@ -69,32 +70,15 @@ impl Engine {
         &self.options
     }
 
-    /// Parses a query. A malformed query gets Prometheus' parse error (`line:col: parse
-    /// error: message`, the position and words Prometheus reports), found by the checker in
-    /// [`crate::syntax`]; should it accept what `promql-parser` refuses, the parser's own
-    /// message is given at 1:1.
+    /// Parses a query as Prometheus 3.5 does; a malformed query gets Prometheus' parse
+    /// error (`line:col: parse error: message`, Prometheus' position and words).
     pub fn parse(query: &str) -> Result<Expr, Error> {
-        if let Some(e) = crate::syntax::oversized_number_duration(query) {
-            // `promql-parser` would panic; Prometheus' own wording is taken where it has one.
-            let e = crate::syntax::check(query).unwrap_or(e);
-            return Err(Error::Parse(e.display(query).to_string()));
-        }
-        let expr =
-            promql_parser::parser::parse(query).map_err(|message| {
-                match crate::syntax::check(query) {
-                    Some(e) => Error::Parse(e.display(query).to_string()),
-                    None => Error::Parse(format!("1:1: parse error: {message}")),
-                }
-            })?;
-        // `promql-parser` accepts `@` timestamps beyond int64 milliseconds; Prometheus does not.
-        if query.contains('@')
-            && let Some(e) = crate::syntax::check(query)
-            && e.message
-                .starts_with("timestamp out of bounds for @ modifier")
-        {
-            return Err(Error::Parse(e.display(query).to_string()));
-        }
-        Ok(expr)
+        Self::parse_with(query, ParseOptions::default())
+    }
+
+    /// [`Engine::parse`] with parser options (experimental functions).
+    pub fn parse_with(query: &str, options: ParseOptions) -> Result<Expr, Error> {
+        parse(query, options).map_err(|e| Error::Parse(e.display(query).to_string()))
     }
 
     /// Evaluates `query` at `time` (ms).
@@ -366,6 +350,40 @@ mod tests {
             "1:1: parse error: timestamp out of bounds for @ modifier: 1000000000000000019884624838656.000000"
         );
         assert!(Engine::parse("x @ 1e9").is_ok());
+    }
+
+    /// Queries at the nesting limit evaluate (in bounded stack, on any thread); deeper ones
+    /// are parse errors.
+    #[test]
+    fn deep_queries_evaluate_or_are_refused() {
+        let q = store(3, 100);
+        let engine = Engine::default();
+        let depth = crate::syntax::MAX_DEPTH - 2;
+        for (query, want) in [
+            (format!("1{}", "+1".repeat(depth)), (depth + 1) as f64),
+            (
+                format!("{}m{}", "abs(".repeat(depth), ")".repeat(depth)),
+                4.0,
+            ),
+            (format!("{}1{}", "(".repeat(depth), ")".repeat(depth)), 1.0),
+        ] {
+            let r = std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn({
+                    let engine = engine.clone();
+                    let q = q.clone();
+                    move || engine.range_query(&q, &query, 0, 60_000, 15_000)
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+                .unwrap();
+            let Value::Matrix(m) = r.value else { panic!() };
+            let last = m.last().and_then(|s| s.samples.last()).map(|p| p.v);
+            assert_eq!(last, Some(want));
+        }
+        let err = Engine::parse(&format!("1{}", "+1".repeat(200_000))).unwrap_err();
+        assert_eq!(err.error_type(), "bad_data");
     }
 
     #[test]

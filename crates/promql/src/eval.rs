@@ -2,15 +2,14 @@
 //! tree at each step.
 
 use std::collections::HashMap;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use promql_parser::label::MatchOp;
-use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
-use strata_types::{Labels, MatchType, Matcher, Sample, is_stale_nan};
+use strata_types::{Labels, Sample, is_stale_nan};
 
 use crate::engine::EngineOptions;
 use crate::error::{Error, exec};
 use crate::queryable::{Queryable, SelectHints, Series};
+use crate::syntax::ast::{AtModifier, Expr, SubqueryExpr, VectorSelector};
 use crate::value::{Element, RangeSeries, Value};
 
 /// The samples of one series in a range argument: a window into the preloaded samples
@@ -185,51 +184,6 @@ impl Cursors {
     }
 }
 
-pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn offset_ms(offset: Option<&Offset>) -> i64 {
-    match offset {
-        None => 0,
-        Some(Offset::Pos(d)) => duration_ms(d),
-        Some(Offset::Neg(d)) => -duration_ms(d),
-    }
-}
-
-fn system_time_ms(t: &SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => duration_ms(&d),
-        Err(e) => -duration_ms(&e.duration()),
-    }
-}
-
-/// Converts the parser's matchers of a selector into ours.
-pub(crate) fn selector_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, Error> {
-    let mut out = Vec::new();
-    if let Some(name) = &vs.name {
-        out.push(Matcher::equal("__name__", name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        let kind = match m.op {
-            MatchOp::Equal => MatchType::Equal,
-            MatchOp::NotEqual => MatchType::NotEqual,
-            MatchOp::Re(_) => MatchType::Regex,
-            MatchOp::NotRe(_) => MatchType::NotRegex,
-        };
-        out.push(
-            Matcher::new(kind, m.name.clone(), m.value.clone())
-                .map_err(|e| Error::Parse(e.to_string()))?,
-        );
-    }
-    if !vs.matchers.or_matchers.is_empty() {
-        return Err(Error::Parse(
-            "'or' in label matchers is not supported".to_owned(),
-        ));
-    }
-    Ok(out)
-}
-
 impl<'a> Evaluator<'a> {
     pub(crate) fn new(
         opts: &'a EngineOptions,
@@ -297,7 +251,7 @@ impl<'a> Evaluator<'a> {
             None => ts,
             Some(AtModifier::Start) => self.query_start,
             Some(AtModifier::End) => self.query_end,
-            Some(AtModifier::At(t)) => system_time_ms(t),
+            Some(AtModifier::At(t)) => *t,
         }
     }
 
@@ -306,14 +260,8 @@ impl<'a> Evaluator<'a> {
         self.preload_node(q, expr, self.start, self.end, None)
     }
 
-    fn eval_window(
-        &self,
-        at: Option<&AtModifier>,
-        offset: Option<&Offset>,
-        lo: i64,
-        hi: i64,
-    ) -> (i64, i64) {
-        let off = offset_ms(offset);
+    fn eval_window(&self, at: Option<&AtModifier>, offset: i64, lo: i64, hi: i64) -> (i64, i64) {
+        let off = offset;
         match at {
             Some(_) => {
                 let t = self.at_time(at, lo);
@@ -331,19 +279,30 @@ impl<'a> Evaluator<'a> {
         hi: i64,
         func: Option<&str>,
     ) -> Result<(), Error> {
+        crate::syntax::grow(|| self.preload_inner(q, expr, lo, hi, func))
+    }
+
+    fn preload_inner(
+        &mut self,
+        q: &dyn Queryable,
+        expr: &Expr,
+        lo: i64,
+        hi: i64,
+        func: Option<&str>,
+    ) -> Result<(), Error> {
         match expr {
             Expr::VectorSelector(vs) => {
-                let (from, to) = self.eval_window(vs.at.as_ref(), vs.offset.as_ref(), lo, hi);
+                let (from, to) = self.eval_window(vs.at.as_ref(), vs.offset, lo, hi);
                 self.load(q, vs, from - self.opts.lookback_delta, to, 0, func)
             }
             Expr::MatrixSelector(ms) => {
-                let (from, to) = self.eval_window(ms.vs.at.as_ref(), ms.vs.offset.as_ref(), lo, hi);
-                let range = duration_ms(&ms.range);
+                let (from, to) = self.eval_window(ms.vs.at.as_ref(), ms.vs.offset, lo, hi);
+                let range = ms.range;
                 self.load(q, &ms.vs, from - range, to, range, func)
             }
             Expr::Subquery(sq) => {
-                let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset.as_ref(), lo, hi);
-                let range = duration_ms(&sq.range);
+                let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset, lo, hi);
+                let range = sq.range;
                 self.preload_node(q, &sq.expr, from - range, to, None)
             }
             Expr::Aggregate(agg) => {
@@ -359,12 +318,12 @@ impl<'a> Evaluator<'a> {
             }
             Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func),
             Expr::Call(call) => {
-                for arg in &call.args.args {
+                for arg in &call.args {
                     self.preload_node(q, arg, lo, hi, Some(call.func.name))?;
                 }
                 Ok(())
             }
-            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => Ok(()),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => Ok(()),
         }
     }
 
@@ -377,7 +336,7 @@ impl<'a> Evaluator<'a> {
         range: i64,
         func: Option<&str>,
     ) -> Result<(), Error> {
-        let matchers = selector_matchers(vs)?;
+        let matchers = vs.matchers.clone();
         let hints = SelectHints {
             start: from,
             end: to,
@@ -512,6 +471,10 @@ impl<'a> Evaluator<'a> {
     }
 
     pub(crate) fn eval(&mut self, expr: &Expr, ts: i64) -> Result<Value, Error> {
+        crate::syntax::grow(|| self.eval_node(expr, ts))
+    }
+
+    fn eval_node(&mut self, expr: &Expr, ts: i64) -> Result<Value, Error> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Value::Scalar { t: ts, v: n.val }),
             Expr::StringLiteral(s) => Ok(Value::String {
@@ -519,6 +482,7 @@ impl<'a> Evaluator<'a> {
                 s: s.val.clone(),
             }),
             Expr::Paren(p) => self.eval(&p.expr, ts),
+            Expr::Unary(u) if !u.negate => self.eval(&u.expr, ts),
             Expr::Unary(u) => match self.eval(&u.expr, ts)? {
                 Value::Scalar { t, v } => Ok(Value::Scalar { t, v: -v }),
                 Value::Vector(v) => Ok(Value::Vector(
@@ -548,7 +512,6 @@ impl<'a> Evaluator<'a> {
             Expr::Binary(b) => crate::binop::eval_binary(self, b, ts),
             Expr::Aggregate(a) => crate::aggregate::eval_aggregate(self, a, ts),
             Expr::Call(c) => crate::functions::eval_call(self, c, ts),
-            Expr::Extension(_) => Err(exec("extension expressions are not supported")),
         }
     }
 
@@ -572,7 +535,7 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval_vector_selector(&mut self, vs: &VectorSelector, ts: i64) -> Vec<Element> {
-        let ref_time = self.at_time(vs.at.as_ref(), ts) - offset_ms(vs.offset.as_ref());
+        let ref_time = self.at_time(vs.at.as_ref(), ts) - vs.offset;
         let lookback = self.opts.lookback_delta;
         let Some(series) = self.data.get(&key(vs)) else {
             return Vec::new();
@@ -603,12 +566,16 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates a range selector or subquery at `ts` into a range vector.
     pub(crate) fn eval_range(&mut self, expr: &Expr, ts: i64) -> Result<RangeArg, Error> {
+        crate::syntax::grow(|| self.eval_range_node(expr, ts))
+    }
+
+    fn eval_range_node(&mut self, expr: &Expr, ts: i64) -> Result<RangeArg, Error> {
         match expr {
             Expr::Paren(p) => self.eval_range(&p.expr, ts),
             Expr::MatrixSelector(ms) => {
                 let vs = &ms.vs;
-                let range = duration_ms(&ms.range);
-                let ref_time = self.at_time(vs.at.as_ref(), ts) - offset_ms(vs.offset.as_ref());
+                let range = ms.range;
+                let ref_time = self.at_time(vs.at.as_ref(), ts) - vs.offset;
                 let mut out = Vec::new();
                 if let Some(series) = self.data.get(&key(vs)) {
                     let cursors = self.cursors.entry(key(vs)).or_default();
@@ -654,14 +621,13 @@ impl<'a> Evaluator<'a> {
     }
 
     fn eval_subquery(&mut self, sq: &SubqueryExpr, ts: i64) -> Result<RangeArg, Error> {
-        let range = duration_ms(&sq.range);
-        let step = sq
-            .step
-            .as_ref()
-            .map(duration_ms)
-            .filter(|s| *s > 0)
-            .unwrap_or(self.opts.default_subquery_step);
-        let ref_time = self.at_time(sq.at.as_ref(), ts) - offset_ms(sq.offset.as_ref());
+        let range = sq.range;
+        let step = if sq.step > 0 {
+            sq.step
+        } else {
+            self.opts.default_subquery_step
+        };
+        let ref_time = self.at_time(sq.at.as_ref(), ts) - sq.offset;
         let window_start = ref_time - range;
         // First step-aligned time after the (left-open) window start, as Go computes it.
         let mut t = step * (window_start / step);

@@ -1,10 +1,10 @@
 //! PromQL functions over floats.
 
-use promql_parser::parser::{Call, Expr};
+use crate::syntax::ast::{Call, Expr};
 use strata_types::{Labels, Sample};
 
 use crate::error::{Error, exec};
-use crate::eval::{ArgSeries, Evaluator, RangeArg, selector_matchers};
+use crate::eval::{ArgSeries, Evaluator, RangeArg};
 use crate::value::{Element, Value};
 
 /// Kahan-Neumaier summation step: returns the new sum and compensation.
@@ -229,9 +229,7 @@ fn absent_labels(expr: &Expr) -> Labels {
     let Some(vs) = inner else {
         return Labels::empty();
     };
-    let Ok(matchers) = selector_matchers(vs) else {
-        return Labels::empty();
-    };
+    let matchers = vs.matchers.clone();
     let mut pairs: Vec<(String, Option<String>)> = Vec::new();
     for m in matchers {
         if m.name() == "__name__" {
@@ -401,9 +399,7 @@ fn over_series(
 
 fn arg(call: &Call, i: usize) -> Result<&Expr, Error> {
     call.args
-        .args
         .get(i)
-        .map(|b| b.as_ref())
         .ok_or_else(|| exec(format!("{}: missing argument {}", call.func.name, i + 1)))
 }
 
@@ -455,7 +451,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "minute" | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month"
         | "month" | "year" => {
-            if call.args.args.is_empty() {
+            if call.args.is_empty() {
                 let v = date_part(name, ts as f64 / 1000.0);
                 return Ok(Value::Vector(vec![Element {
                     labels: Labels::empty(),
@@ -478,7 +474,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
     match name {
         "round" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
-            let to = match call.args.args.get(1) {
+            let to = match call.args.get(1) {
                 Some(e) => ev.eval_scalar(e, ts)?,
                 None => 1.0,
             };
@@ -540,7 +536,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             ev.warn_sort_in_range_query();
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
             let mut names = Vec::new();
-            for i in 1..call.args.args.len() {
+            for i in 1..call.args.len() {
                 names.push(string_arg(ev, call, i, ts)?);
             }
             v.sort_by(|a, b| {
@@ -861,7 +857,7 @@ fn label_join(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Err
     let dst = string_arg(ev, call, 1, ts)?;
     let sep = string_arg(ev, call, 2, ts)?;
     let mut srcs = Vec::new();
-    for i in 3..call.args.args.len() {
+    for i in 3..call.args.len() {
         srcs.push(string_arg(ev, call, i, ts)?);
     }
     if !crate::aggregate::is_valid_label_name(&dst) {

@@ -1,7 +1,7 @@
 //! PromQL evaluation with Prometheus 3 semantics.
 //!
-//! Owns the evaluation of a parsed expression (via the `promql-parser` crate) over any
-//! [`Queryable`]: instant and range queries, lookback with left-open windows, staleness,
+//! Owns PromQL's grammar ([`syntax`]: Prometheus 3.5's, with its errors and positions) and
+//! the evaluation of a parsed expression over any [`Queryable`]: instant and range queries, lookback with left-open windows, staleness,
 //! `offset` and `@`, subqueries, binary operators with vector matching, aggregations and
 //! the float functions. Does no IO of its own: the querier plugs in Store API fan-out, tests
 //! plug in [`MemQueryable`]. Synchronous; callers run it off async workers.
@@ -13,7 +13,7 @@ mod error;
 mod eval;
 mod functions;
 mod queryable;
-mod syntax;
+pub mod syntax;
 mod value;
 
 pub use engine::{Engine, EngineOptions, QueryResult};
@@ -25,5 +25,7 @@ pub use value::{Element, RangeSeries, Value, format_float};
 /// `None` if Prometheus' grammar and type checks accept it. [`Engine::parse`] uses this for
 /// its messages; it is public for the fuzz target and for tools.
 pub fn prometheus_parse_error(query: &str) -> Option<String> {
-    syntax::check(query).map(|e| e.display(query).to_string())
+    syntax::parse(query, syntax::ParseOptions::default())
+        .err()
+        .map(|e| e.display(query).to_string())
 }

@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use promql_parser::parser::Expr;
+use strata_promql::syntax::ParseOptions;
+use strata_promql::syntax::ast::{AggOp, Expr, VectorSelector};
 use strata_promql::{Engine, EngineOptions, MemQueryable, Value};
 use strata_types::{Labels, Matcher, Sample, stale_nan};
 
@@ -323,7 +324,7 @@ struct Env {
     histogram_series: Vec<Labels>,
 }
 
-fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e promql_parser::parser::VectorSelector>) {
+fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
     match expr {
         Expr::VectorSelector(vs) => out.push(vs),
         Expr::MatrixSelector(ms) => out.push(&ms.vs),
@@ -341,7 +342,7 @@ fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e promql_parser::parser
         }
         Expr::Paren(p) => collect_selectors(&p.expr, out),
         Expr::Call(c) => {
-            for a in &c.args.args {
+            for a in &c.args {
                 collect_selectors(a, out);
             }
         }
@@ -351,20 +352,13 @@ fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e promql_parser::parser
 
 fn uses_experimental(expr: &Expr) -> bool {
     match expr {
-        Expr::Call(c) => c.func.experimental || c.args.args.iter().any(|a| uses_experimental(a)),
+        Expr::Call(c) => c.func.experimental || c.args.iter().any(uses_experimental),
         Expr::Aggregate(a) => {
-            let op = a.op.to_string();
-            matches!(op.as_str(), "limitk" | "limit_ratio")
+            matches!(a.op, AggOp::Limitk | AggOp::LimitRatio)
                 || uses_experimental(&a.expr)
                 || a.param.as_ref().is_some_and(|p| uses_experimental(p))
         }
-        Expr::Binary(b) => {
-            b.modifier
-                .as_ref()
-                .is_some_and(|m| m.fill_values.lhs.is_some() || m.fill_values.rhs.is_some())
-                || uses_experimental(&b.lhs)
-                || uses_experimental(&b.rhs)
-        }
+        Expr::Binary(b) => uses_experimental(&b.lhs) || uses_experimental(&b.rhs),
         Expr::Unary(u) => uses_experimental(&u.expr),
         Expr::Paren(p) => uses_experimental(&p.expr),
         Expr::Subquery(s) => uses_experimental(&s.expr),
@@ -372,23 +366,8 @@ fn uses_experimental(expr: &Expr) -> bool {
     }
 }
 
-fn matchers_of(vs: &promql_parser::parser::VectorSelector) -> Vec<Matcher> {
-    let mut out = Vec::new();
-    if let Some(name) = &vs.name {
-        out.push(Matcher::equal("__name__", name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        let kind = match m.op {
-            promql_parser::label::MatchOp::Equal => strata_types::MatchType::Equal,
-            promql_parser::label::MatchOp::NotEqual => strata_types::MatchType::NotEqual,
-            promql_parser::label::MatchOp::Re(_) => strata_types::MatchType::Regex,
-            promql_parser::label::MatchOp::NotRe(_) => strata_types::MatchType::NotRegex,
-        };
-        if let Ok(m) = Matcher::new(kind, m.name.clone(), m.value.clone()) {
-            out.push(m);
-        }
-    }
-    out
+fn matchers_of(vs: &VectorSelector) -> Vec<Matcher> {
+    vs.matchers.clone()
 }
 
 fn almost_equal(a: f64, b: f64) -> bool {
@@ -456,7 +435,10 @@ fn expected_series(results: &[String]) -> Result<Vec<(Labels, Vec<Point>)>, Stri
 }
 
 fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
-    let expr = match Engine::parse(&eval.query) {
+    let experimental = ParseOptions {
+        experimental_functions: true,
+    };
+    let expr = match Engine::parse_with(&eval.query, experimental) {
         Ok(e) => e,
         Err(e) => {
             if eval

@@ -280,26 +280,9 @@ fn parse_selector(s: &str) -> Result<Vec<Matcher>, String> {
 /// A series selector as matchers, without `match[]`'s rule that one must be non-empty
 /// (`storeMatch[]` selectors such as `{__address__=~".*:10901"}`).
 fn parse_store_selector(s: &str) -> Result<Vec<Matcher>, String> {
-    use promql_parser::label::MatchOp;
-    use promql_parser::parser::Expr;
-    let expr = promql_parser::parser::parse(s)?;
-    let Expr::VectorSelector(vs) = expr else {
-        return Err(format!("{s:?} is not a series selector"));
-    };
-    let mut out = Vec::new();
-    if let Some(name) = &vs.name {
-        out.push(Matcher::equal("__name__", name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        let kind = match &m.op {
-            MatchOp::Equal => strata_types::MatchType::Equal,
-            MatchOp::NotEqual => strata_types::MatchType::NotEqual,
-            MatchOp::Re(_) => strata_types::MatchType::Regex,
-            MatchOp::NotRe(_) => strata_types::MatchType::NotRegex,
-        };
-        out.push(Matcher::new(kind, m.name.clone(), m.value.clone()).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
+    strata_promql::syntax::parse_selector(s)
+        .map(|vs| vs.matchers)
+        .map_err(|e| e.display(s).to_string())
 }
 
 fn read_options(state: &ApiState, p: &Params) -> Result<ReadOptions, ApiError> {

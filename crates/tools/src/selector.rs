@@ -1,39 +1,19 @@
-use promql_parser::label::MatchOp;
-use promql_parser::parser::Expr;
-use strata_types::{MatchType, Matcher};
+use strata_types::Matcher;
 
 use crate::ToolsError;
 
-/// Parses a PromQL series selector (`up{job="api"}`, `{__name__=~"x.*"}`) into matchers.
+/// Parses a PromQL series selector (`up{job="api"}`, `{__name__=~"x.*"}`) into matchers, the
+/// metric name first.
 pub fn parse_selector(selector: &str) -> Result<Vec<Matcher>, ToolsError> {
-    let invalid = |reason: String| ToolsError::Selector {
+    let vs = strata_promql::syntax::parse_selector(selector).map_err(|e| ToolsError::Selector {
         selector: selector.to_owned(),
-        reason,
-    };
-    let expr = promql_parser::parser::parse(selector).map_err(invalid)?;
-    let Expr::VectorSelector(vs) = expr else {
-        return Err(invalid("not a series selector".to_owned()));
-    };
-    if !vs.matchers.or_matchers.is_empty() || vs.offset.is_some() || vs.at.is_some() {
-        return Err(invalid(
-            "only plain label matchers are supported".to_owned(),
-        ));
-    }
-    let mut matchers = Vec::new();
-    if let Some(name) = &vs.name {
-        matchers.push(Matcher::equal("__name__", name.clone()));
-    }
-    for m in &vs.matchers.matchers {
-        let kind = match m.op {
-            MatchOp::Equal => MatchType::Equal,
-            MatchOp::NotEqual => MatchType::NotEqual,
-            MatchOp::Re(_) => MatchType::Regex,
-            MatchOp::NotRe(_) => MatchType::NotRegex,
-        };
-        matchers.push(
-            Matcher::new(kind, m.name.clone(), m.value.clone())
-                .map_err(|e| invalid(e.to_string()))?,
-        );
+        reason: e.display(selector).to_string(),
+    })?;
+    let mut matchers = vs.matchers;
+    if vs.name.is_some()
+        && let Some(name) = matchers.pop()
+    {
+        matchers.insert(0, name);
     }
     Ok(matchers)
 }

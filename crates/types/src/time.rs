@@ -1,42 +1,95 @@
 //! Time and duration strings in Prometheus' formats, in milliseconds.
 
-/// A Prometheus duration (`model.ParseDuration`): a sequence of integer+unit pairs with
-/// units `ms`, `s`, `m`, `h`, `d`, `w`, `y`, e.g. `1h30m`; `0` alone is zero. `None` if
-/// malformed or overflowing.
-pub fn parse_duration_ms(s: &str) -> Option<u64> {
-    if s == "0" {
-        return Some(0);
+/// A Prometheus duration (`model.ParseDuration` of prometheus/common 0.65, which Prometheus
+/// 3.5 uses): integer+unit pairs with units `y`, `w`, `d`, `h`, `m`, `s`, `ms` in that order,
+/// each at most once, e.g. `1h30m`; `0` alone is zero. Milliseconds, or Prometheus' message.
+pub fn parse_model_duration(s: &str) -> Result<i64, String> {
+    match s {
+        "0" => return Ok(0),
+        "" => return Err("empty duration string".to_owned()),
+        _ => {}
     }
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut total: u64 = 0;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
-        if digits == 0 {
-            return None;
+    let invalid = || format!("not a valid duration string: {}", go_quoted(s));
+    let bytes = s.as_bytes();
+    let mut i = 0usize;
+    let mut last_unit = 0u8;
+    let mut total_ns: u128 = 0;
+    while i < bytes.len() {
+        let digits_start = i;
+        while bytes.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
         }
-        let (number, tail) = rest.split_at(digits);
-        let value: u64 = number.parse().ok()?;
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let factor: u64 = match unit {
-            "ms" => 1,
-            "s" => 1000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            "w" => 7 * 86_400_000,
-            "y" => 365 * 86_400_000,
-            _ => return None,
+        if i == digits_start {
+            return Err(invalid());
+        }
+        let value: u64 = s
+            .get(digits_start..i)
+            .and_then(|d| d.parse().ok())
+            .ok_or_else(invalid)?;
+        let unit_start = i;
+        while bytes.get(i).is_some_and(|b| !b.is_ascii_digit()) {
+            i += 1;
+        }
+        if i == unit_start {
+            return Err(invalid());
+        }
+        let unit = s.get(unit_start..i).unwrap_or("");
+        let (position, ns): (u8, u64) = match unit {
+            "ms" => (7, 1_000_000),
+            "s" => (6, 1_000_000_000),
+            "m" => (5, 60_000_000_000),
+            "h" => (4, 3_600_000_000_000),
+            "d" => (3, 86_400_000_000_000),
+            "w" => (2, 7 * 86_400_000_000_000),
+            "y" => (1, 365 * 86_400_000_000_000),
+            _ => {
+                return Err(format!(
+                    "unknown unit {} in duration {}",
+                    go_quoted(unit),
+                    go_quoted(s)
+                ));
+            }
         };
-        total = total.checked_add(value.checked_mul(factor)?)?;
-        rest = tail;
+        if position <= last_unit {
+            return Err(invalid());
+        }
+        last_unit = position;
+        if u128::from(value) > (1u128 << 63) / u128::from(ns) {
+            return Err("duration out of range".to_owned());
+        }
+        total_ns += u128::from(value) * u128::from(ns);
+        if total_ns > i64::MAX as u128 {
+            return Err("duration out of range".to_owned());
+        }
     }
-    Some(total)
+    i64::try_from(total_ns / 1_000_000).map_err(|_| "duration out of range".to_owned())
+}
+
+/// Go's `%q` for the ASCII a duration holds (other characters are kept as they are).
+fn go_quoted(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// [`parse_model_duration`] as a non-negative count of milliseconds, `None` when malformed.
+pub fn parse_duration_ms(s: &str) -> Option<u64> {
+    parse_model_duration(s)
+        .ok()
+        .and_then(|ms| u64::try_from(ms).ok())
 }
 
 /// An RFC 3339 time (`YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`), as Go's
@@ -133,6 +186,58 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn model_durations_as_prometheus() {
+        assert_eq!(parse_model_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(
+            parse_model_duration("1y2w3d4h5m6s7ms"),
+            Ok(((((365 + 14 + 3) * 24 + 4) * 60 + 5) * 60 + 6) * 1000 + 7)
+        );
+        assert_eq!(parse_model_duration("0"), Ok(0));
+        assert_eq!(parse_model_duration("0s"), Ok(0));
+        assert_eq!(
+            parse_model_duration(""),
+            Err("empty duration string".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("5m1h"),
+            Err("not a valid duration string: \"5m1h\"".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("1m1m"),
+            Err("not a valid duration string: \"1m1m\"".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("5x"),
+            Err("unknown unit \"x\" in duration \"5x\"".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("m"),
+            Err("not a valid duration string: \"m\"".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("5"),
+            Err("not a valid duration string: \"5\"".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("300y"),
+            Err("duration out of range".to_owned())
+        );
+        assert_eq!(parse_model_duration("292y"), Ok(292 * 365 * 86_400_000));
+        assert_eq!(
+            parse_model_duration("99999999999999999999s"),
+            Err("not a valid duration string: \"99999999999999999999s\"".to_owned())
+        );
+        assert_eq!(
+            parse_model_duration("106751d23h47m16s854ms"),
+            Ok(9_223_372_036_854)
+        );
+        assert_eq!(
+            parse_model_duration("106751d23h47m16s855ms"),
+            Err("duration out of range".to_owned())
+        );
+    }
 
     #[test]
     fn go_durations() {

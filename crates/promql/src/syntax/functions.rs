@@ -1,8 +1,11 @@
-//! Signatures of PromQL's functions (Prometheus 3), for the type checks.
+//! PromQL's function table (Prometheus 3.5.3's `parser/functions.go`): names, argument and
+//! return types, whether experimental. The parser resolves calls to these entries; the
+//! evaluator dispatches on them.
 
 /// The value types of PromQL.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValueType {
+pub enum ValueType {
     Scalar,
     Vector,
     Matrix,
@@ -33,12 +36,15 @@ impl ValueType {
 
 /// A function's name, argument types and return type. `variadic`: 0 for exactly `args`,
 /// n > 0 for up to n more of the last type, negative for any number more.
-#[derive(Debug)]
-pub(crate) struct Signature {
-    pub(crate) name: &'static str,
+#[derive(Debug, PartialEq, Eq)]
+pub struct Signature {
+    /// The name.
+    pub name: &'static str,
     pub(crate) args: &'static [ValueType],
     pub(crate) variadic: i32,
     pub(crate) returns: ValueType,
+    /// Behind `--enable-feature=promql-experimental-functions`.
+    pub experimental: bool,
 }
 
 use ValueType::{Matrix as M, Scalar as S, String as T, Vector as V};
@@ -54,6 +60,22 @@ const fn sig(
         args,
         variadic,
         returns,
+        experimental: false,
+    }
+}
+
+const fn exp(
+    name: &'static str,
+    args: &'static [ValueType],
+    variadic: i32,
+    returns: ValueType,
+) -> Signature {
+    Signature {
+        name,
+        args,
+        variadic,
+        returns,
+        experimental: true,
     }
 }
 
@@ -84,23 +106,20 @@ static FUNCTIONS: &[Signature] = &[
     sig("deg", &[V], 0, V),
     sig("delta", &[M], 0, V),
     sig("deriv", &[M], 0, V),
-    sig("double_exponential_smoothing", &[M, S, S], 0, V),
+    exp("double_exponential_smoothing", &[M, S, S], 0, V),
     sig("exp", &[V], 0, V),
-    sig("first_over_time", &[M], 0, V),
     sig("floor", &[V], 0, V),
     sig("histogram_avg", &[V], 0, V),
     sig("histogram_count", &[V], 0, V),
     sig("histogram_fraction", &[S, S, V], 0, V),
     sig("histogram_quantile", &[S, V], 0, V),
-    sig("histogram_quantiles", &[V, T, S, S], 9, V),
     sig("histogram_stddev", &[V], 0, V),
     sig("histogram_stdvar", &[V], 0, V),
     sig("histogram_sum", &[V], 0, V),
     sig("hour", &[V], 1, V),
     sig("idelta", &[M], 0, V),
     sig("increase", &[M], 0, V),
-    sig("info", &[V, V], 1, V),
-    sig("integral", &[M, S], 1, V),
+    exp("info", &[V, V], 1, V),
     sig("irate", &[M], 0, V),
     sig("label_join", &[V, T, T, T], -1, V),
     sig("label_replace", &[V, T, T, T, T], 0, V),
@@ -108,7 +127,7 @@ static FUNCTIONS: &[Signature] = &[
     sig("ln", &[V], 0, V),
     sig("log10", &[V], 0, V),
     sig("log2", &[V], 0, V),
-    sig("mad_over_time", &[M], 0, V),
+    exp("mad_over_time", &[M], 0, V),
     sig("max_over_time", &[M], 0, V),
     sig("min_over_time", &[M], 0, V),
     sig("minute", &[V], 1, V),
@@ -126,11 +145,10 @@ static FUNCTIONS: &[Signature] = &[
     sig("sin", &[V], 0, V),
     sig("sinh", &[V], 0, V),
     sig("sort", &[V], 0, V),
-    sig("sort_by_label", &[V, T], -1, V),
-    sig("sort_by_label_desc", &[V, T], -1, V),
+    exp("sort_by_label", &[V, T], -1, V),
+    exp("sort_by_label_desc", &[V, T], -1, V),
     sig("sort_desc", &[V], 0, V),
     sig("sqrt", &[V], 0, V),
-    sig("start_timestamp", &[V], 0, V),
     sig("stddev_over_time", &[M], 0, V),
     sig("stdvar_over_time", &[M], 0, V),
     sig("sum_over_time", &[M], 0, V),
@@ -138,16 +156,15 @@ static FUNCTIONS: &[Signature] = &[
     sig("tanh", &[V], 0, V),
     sig("time", &[], 0, S),
     sig("timestamp", &[V], 0, V),
-    sig("ts_of_first_over_time", &[M], 0, V),
-    sig("ts_of_last_over_time", &[M], 0, V),
-    sig("ts_of_max_over_time", &[M], 0, V),
-    sig("ts_of_min_over_time", &[M], 0, V),
+    exp("ts_of_last_over_time", &[M], 0, V),
+    exp("ts_of_max_over_time", &[M], 0, V),
+    exp("ts_of_min_over_time", &[M], 0, V),
     sig("vector", &[S], 0, V),
     sig("year", &[V], 1, V),
 ];
 
 /// The signature of function `name`, if PromQL has it.
-pub(crate) fn lookup(name: &str) -> Option<&'static Signature> {
+pub fn lookup(name: &str) -> Option<&'static Signature> {
     FUNCTIONS
         .binary_search_by(|s| s.name.cmp(name))
         .ok()

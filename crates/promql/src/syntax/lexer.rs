@@ -1,4 +1,4 @@
-//! A lexer with the states and error messages of Prometheus' PromQL lexer, so the positions
+//! A lexer with the states and error messages of Prometheus 3.5's PromQL lexer, so the positions
 //! and wording of lexing errors match Prometheus'. Produces every token up front; the token
 //! stream ends with `Eof`, or with `Error` where Prometheus' lexer stops.
 
@@ -56,6 +56,8 @@ pub(crate) enum Kind {
     Stdvar,
     Sum,
     Topk,
+    Limitk,
+    LimitRatio,
     // Keywords.
     Bool,
     By,
@@ -111,6 +113,8 @@ impl Kind {
                 | Stdvar
                 | Sum
                 | Topk
+                | Limitk
+                | LimitRatio
         )
     }
 
@@ -120,15 +124,6 @@ impl Kind {
             self,
             Bool | By | GroupLeft | GroupRight | Ignoring | Offset | On | Without
         )
-    }
-
-    pub(crate) fn is_comparison(self) -> bool {
-        use Kind::*;
-        matches!(self, Eqlc | Neq | Lte | Lss | Gte | Gtr)
-    }
-
-    pub(crate) fn is_set_operator(self) -> bool {
-        matches!(self, Kind::Land | Kind::Lor | Kind::Lunless)
     }
 
     /// The name Prometheus gives the token type (`ItemTypeStr`), if it has one.
@@ -175,6 +170,8 @@ impl Kind {
             Stdvar => "stdvar",
             Sum => "sum",
             Topk => "topk",
+            Limitk => "limitk",
+            LimitRatio => "limit_ratio",
             Bool => "bool",
             By => "by",
             GroupLeft => "group_left",
@@ -212,6 +209,8 @@ fn keyword(word: &str) -> Option<Kind> {
         "bottomk" => Bottomk,
         "count_values" => CountValues,
         "quantile" => Quantile,
+        "limitk" => Limitk,
+        "limit_ratio" => LimitRatio,
         "offset" => Offset,
         "by" => By,
         "without" => Without,
@@ -255,6 +254,11 @@ impl Item {
 
     /// Prometheus' `Item.desc()`: how an unexpected token is named in an error.
     pub(crate) fn desc(&self) -> String {
+        if self.kind == Kind::At {
+            // `@` is missing from Prometheus' `ItemTypeStr`, so its type prints as a number
+            // (57400 in Prometheus 3.5's generated parser).
+            return format!("\"<Item 57400>\" {}", self.string());
+        }
         if self.kind.type_str().is_some() {
             return self.string();
         }
@@ -334,7 +338,7 @@ fn is_alnum(c: Option<char>) -> bool {
 enum State {
     Statements,
     InsideBraces,
-    Duration,
+    DurationExpr,
     Space,
     String,
     RawString,
@@ -354,6 +358,7 @@ struct Lexer<'a> {
     brace_open: bool,
     bracket_open: bool,
     got_colon: bool,
+    got_duration: bool,
     string_open: char,
     items: Vec<Item>,
 }
@@ -369,6 +374,7 @@ pub(crate) fn lex(input: &str) -> Vec<Item> {
         brace_open: false,
         bracket_open: false,
         got_colon: false,
+        got_duration: false,
         string_open: '"',
         items: Vec::new(),
     };
@@ -467,7 +473,7 @@ impl Lexer<'_> {
         match state {
             State::Statements => self.statements(),
             State::InsideBraces => self.inside_braces(),
-            State::Duration => self.duration(),
+            State::DurationExpr => self.duration_expr(),
             State::Space => {
                 while is_space(self.peek()) {
                     self.next();
@@ -621,7 +627,7 @@ impl Lexer<'_> {
                 }
                 self.ignore();
                 self.bracket_open = true;
-                return Some(State::Duration);
+                return Some(State::DurationExpr);
             }
             ']' => {
                 if !self.bracket_open {
@@ -764,17 +770,68 @@ impl Lexer<'_> {
         Some(State::Statements)
     }
 
-    fn duration(&mut self) -> Option<State> {
-        if self.scan_number() {
-            return self.errorf("missing unit character in duration".to_owned());
+    /// Prometheus 3's `lexDurationExpr`: the first token after `[`.
+    fn duration_expr(&mut self) -> Option<State> {
+        let Some(r) = self.next() else {
+            return self.errorf("unexpected end of input in duration expression".to_owned());
+        };
+        match r {
+            ']' => {
+                self.emit(Kind::RightBracket);
+                self.bracket_open = false;
+                self.got_colon = false;
+                return Some(State::Statements);
+            }
+            ':' => {
+                self.emit(Kind::Colon);
+                if !self.got_duration {
+                    return self.errorf(
+                        "unexpected colon before duration in duration expression".to_owned(),
+                    );
+                }
+                if self.got_colon {
+                    return self
+                        .errorf("unexpected repeated colon in duration expression".to_owned());
+                }
+                self.got_colon = true;
+            }
+            '(' => {
+                self.emit(Kind::LeftParen);
+                self.paren_depth += 1;
+            }
+            ')' => {
+                self.emit(Kind::RightParen);
+                self.paren_depth -= 1;
+                if self.paren_depth < 0 {
+                    self.items.pop();
+                    return self.errorf("unexpected right parenthesis ')'".to_owned());
+                }
+            }
+            c if is_space(Some(c)) => {
+                while is_space(self.peek()) {
+                    self.next();
+                }
+                self.ignore();
+            }
+            '+' => self.emit(Kind::Add),
+            '-' => self.emit(Kind::Sub),
+            '*' => self.emit(Kind::Mul),
+            '/' => self.emit(Kind::Div),
+            '%' => self.emit(Kind::Mod),
+            '^' => self.emit(Kind::Pow),
+            c if c.is_ascii_digit() || (c == '.' && is_digit(self.peek())) => {
+                self.backup();
+                self.got_duration = true;
+                return Some(State::NumberOrDuration);
+            }
+            c => {
+                return self.errorf(format!(
+                    "unexpected character in duration expression: {}",
+                    go_quote_rune(c)
+                ));
+            }
         }
-        if !self.accept_remaining_duration() {
-            let pending = self.pending().to_owned();
-            return self.errorf(format!("bad duration syntax: {}", go_quote(&pending)));
-        }
-        self.backup();
-        self.emit(Kind::Duration);
-        Some(State::Statements)
+        Some(State::DurationExpr)
     }
 
     fn number_or_duration(&mut self) -> Option<State> {
@@ -809,18 +866,67 @@ impl Lexer<'_> {
         !is_alnum(self.next())
     }
 
+    /// Whether the next rune is one of `valid` (without consuming it).
+    fn is(&mut self, valid: &str) -> bool {
+        matches!(self.peek(), Some(c) if valid.contains(c))
+    }
+
+    /// Prometheus 3's `scanNumber`: decimal, hexadecimal, `_` separators, exponents.
     fn scan_number(&mut self) -> bool {
+        const DOT: &str = ".";
+        const EXPONENT: &str = "eE";
+        const UNDERSCORE: &str = "_";
+        const DOT_ANTI: &str = "_.";
+        const EXPONENT_ANTI: &str = "._eE";
+        const UNDERSCORE_ANTI: &str = "._eE";
+        let initial = self.pos;
         let mut digits = "0123456789";
         if self.accept("0") && self.accept("xX") {
+            self.accept("_");
             digits = "0123456789abcdefABCDEF";
         }
-        self.accept_run(digits);
-        if self.accept(".") {
+        self.accept(DOT);
+        self.accept(digits);
+        let mut dot_consumed = false;
+        let mut exponent_consumed = false;
+        let all = format!("{digits}{DOT}{UNDERSCORE}{EXPONENT}");
+        while self.is(&all) {
+            if self.is(DOT) && dot_consumed {
+                self.accept(DOT);
+                return false;
+            }
+            if self.is(EXPONENT) && exponent_consumed {
+                self.accept(EXPONENT);
+                return false;
+            }
+            if self.accept(DOT) {
+                dot_consumed = true;
+                if self.accept(DOT_ANTI) {
+                    return false;
+                }
+                if digits.len() > 10 {
+                    return false;
+                }
+                continue;
+            }
+            if self.accept(EXPONENT) {
+                exponent_consumed = true;
+                self.accept("+-");
+                if self.accept(EXPONENT_ANTI) || self.peek().is_none() {
+                    return false;
+                }
+                continue;
+            }
+            if self.accept(UNDERSCORE) {
+                if self.accept(UNDERSCORE_ANTI) || self.peek().is_none() {
+                    return false;
+                }
+                continue;
+            }
             self.accept_run(digits);
         }
-        if self.accept("eE") {
-            self.accept("+-");
-            self.accept_run("0123456789");
+        if self.pos == initial {
+            return false;
         }
         !is_alnum(self.peek())
     }
@@ -918,8 +1024,8 @@ mod tests {
             Some((4, "unexpected right parenthesis ')'".to_owned()))
         );
         assert_eq!(
-            last("x[-5m]"),
-            Some((2, "missing unit character in duration".to_owned()))
+            last("x[5m::]"),
+            Some((5, "unexpected colon ':'".to_owned()))
         );
         assert_eq!(
             last("foo{a=1}"),

@@ -1,137 +1,60 @@
-//! A recursive-descent PromQL checker that follows Prometheus' grammar and its error
-//! productions, then Prometheus' type checks (`checkAST`), to find the first error Prometheus
-//! reports for a query: the same message at the same position. It builds a small tree of
-//! types and positions only; the AST the engine evaluates comes from `promql-parser`.
+//! The PromQL parser: recursive descent following Prometheus 3.5's grammar
+//! (`generated_parser.y`), its error productions and its type checks (`checkAST`), building
+//! the [`ast`](super::ast) the engine evaluates. The first error is Prometheus' first error:
+//! the same message at the same position.
+//!
+//! Hostile input is bounded: the parser's recursion and the height of the tree it builds are
+//! limited to [`MAX_DEPTH`] (left-associative chains like `1+1+…+1` are built in a loop, so
+//! their height is counted separately), so neither parsing nor the recursive walks over the
+//! tree (type checks, evaluation, dropping it) can exhaust the stack; time and memory are
+//! linear in the length of the query.
 
-use super::functions::{self, Signature, ValueType};
+use strata_types::{MatchType, Matcher};
+
+use super::ast::{
+    AggOp, AggregateExpr, AtModifier, BinOp, BinaryExpr, Call, Cardinality, Expr, MatrixSelector,
+    NumberLiteral, ParenExpr, StringLiteral, SubqueryExpr, UnaryExpr, VectorMatching,
+    VectorSelector,
+};
+use super::functions::{self, ValueType};
 use super::lexer::{Item, Kind, go_quote, lex};
 
 /// The first error Prometheus reports for a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SyntaxError {
+pub struct SyntaxError {
     /// Byte offset in the query.
-    pub(crate) pos: usize,
+    pub pos: usize,
     /// Prometheus' message, without the position prefix.
-    pub(crate) message: String,
+    pub message: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Card {
-    OneToOne,
-    ManyToOne,
-    OneToMany,
-    ManyToMany,
+/// What the parser accepts beyond Prometheus' defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ParseOptions {
+    /// `--enable-feature=promql-experimental-functions`.
+    pub experimental_functions: bool,
 }
 
-#[derive(Debug)]
-enum Node {
-    Number {
-        pos: usize,
-    },
-    Str {
-        pos: usize,
-    },
-    Vector {
-        pos: usize,
-        name: Option<String>,
-        matchers: Vec<Matcher>,
-        modifiers: Modifiers,
-    },
-    Matrix {
-        pos: usize,
-        vector: Box<Node>,
-    },
-    Subquery {
-        pos: usize,
-        expr: Box<Node>,
-        modifiers: Modifiers,
-    },
-    Call {
-        pos: usize,
-        func: Option<&'static Signature>,
-        args: Vec<Node>,
-    },
-    Aggregate {
-        pos: usize,
-        op: Kind,
-        param: Option<Box<Node>>,
-        expr: Option<Box<Node>>,
-    },
-    Binary {
-        lhs: Box<Node>,
-        rhs: Box<Node>,
-        op: Kind,
-        op_pos: usize,
-        return_bool: bool,
-        on: bool,
-        matching: Vec<String>,
-        include: Vec<String>,
-        card: Card,
-    },
-    Unary {
-        pos: usize,
-        expr: Box<Node>,
-    },
-    Paren {
-        pos: usize,
-        expr: Box<Node>,
-    },
-}
-
-impl Node {
-    fn pos(&self) -> usize {
-        match self {
-            Node::Number { pos }
-            | Node::Str { pos }
-            | Node::Vector { pos, .. }
-            | Node::Matrix { pos, .. }
-            | Node::Subquery { pos, .. }
-            | Node::Call { pos, .. }
-            | Node::Aggregate { pos, .. }
-            | Node::Unary { pos, .. }
-            | Node::Paren { pos, .. } => *pos,
-            Node::Binary { lhs, .. } => lhs.pos(),
-        }
-    }
-
-    fn value_type(&self) -> ValueType {
-        match self {
-            Node::Number { .. } => ValueType::Scalar,
-            Node::Str { .. } => ValueType::String,
-            Node::Vector { .. } | Node::Aggregate { .. } => ValueType::Vector,
-            Node::Matrix { .. } | Node::Subquery { .. } => ValueType::Matrix,
-            Node::Call { func, .. } => func.map_or(ValueType::Vector, |f| f.returns),
-            Node::Binary { lhs, rhs, .. } => {
-                if lhs.value_type() == ValueType::Scalar && rhs.value_type() == ValueType::Scalar {
-                    ValueType::Scalar
-                } else {
-                    ValueType::Vector
-                }
-            }
-            Node::Unary { expr, .. } | Node::Paren { expr, .. } => expr.value_type(),
-        }
-    }
-}
-
-/// Which of `offset` and `@` a selector or subquery has.
-#[derive(Debug, Default)]
-struct Modifiers {
-    offset: bool,
-    at: bool,
-}
-
-/// What the checks need of a label matcher.
-#[derive(Debug)]
-struct Matcher {
-    name: String,
-    value: String,
-    matches_empty: bool,
-}
+/// Deeper nesting (of the parser, and of the tree it builds) is refused; Prometheus has no
+/// such limit, but no real query comes near it.
+pub const MAX_DEPTH: usize = 1000;
 
 /// A syntax error ends the parse; it is already recorded.
 struct Abort;
 
 type Parsed<T> = Result<T, Abort>;
+
+/// An expression and the height of its tree.
+struct Tree {
+    e: Expr,
+    h: usize,
+}
+
+impl Tree {
+    fn leaf(e: Expr) -> Tree {
+        Tree { e, h: 1 }
+    }
+}
 
 struct Parser<'a> {
     input: &'a str,
@@ -140,39 +63,62 @@ struct Parser<'a> {
     first: Option<SyntaxError>,
     /// Depth of aggregations being parsed (their error production names the context).
     aggregation: usize,
-    /// Nesting depth of expressions, bounded so hostile input cannot exhaust the stack.
+    /// Recursion depth.
     depth: usize,
+    options: ParseOptions,
 }
 
-/// Deeper nesting is refused (no real query comes near it).
-const MAX_DEPTH: usize = 256;
-
-/// Checks `query` as Prometheus does; `None` if Prometheus would accept it.
-pub(crate) fn check(query: &str) -> Option<SyntaxError> {
-    let mut p = Parser {
-        input: query,
-        items: lex(query),
-        next: 0,
-        first: None,
-        aggregation: 0,
-        depth: 0,
-    };
+/// Parses a query as Prometheus 3.5 does (`parser.ParseExpr`).
+pub fn parse(query: &str, options: ParseOptions) -> Result<Expr, SyntaxError> {
+    let mut p = Parser::new(query, options);
     if p.peek().kind == Kind::Eof {
         p.error(0, "no expression found in input".to_owned());
-        return p.first;
+        return Err(p.take_error());
     }
-    let Ok(expr) = p.expr(0) else {
-        return p.first;
+    let Ok(tree) = p.expr(0) else {
+        return Err(p.take_error());
     };
     if p.peek().kind != Kind::Eof {
         p.unexpected("", "");
-        return p.first;
+        return Err(p.take_error());
     }
     if p.first.is_some() {
-        return p.first;
+        return Err(p.take_error());
     }
-    p.check_ast(&expr);
-    p.first
+    p.check_ast(&tree.e);
+    match p.first {
+        Some(e) => Err(e),
+        None => Ok(tree.e),
+    }
+}
+
+/// Parses a series selector as Prometheus does for `match[]` (`parser.ParseMetricSelector`:
+/// a vector selector only, without the type checks).
+pub fn parse_selector(query: &str) -> Result<VectorSelector, SyntaxError> {
+    let mut p = Parser::new(query, ParseOptions::default());
+    let item = p.peek();
+    let vs = match item.kind {
+        Kind::LeftBrace => p.label_matchers(None, item.pos),
+        k if is_metric_identifier(k) => {
+            p.bump();
+            if p.peek().kind == Kind::LeftBrace {
+                p.label_matchers(Some(item.val.clone()), item.pos)
+            } else {
+                Ok(p.selector(Some(item.val.clone()), Vec::new(), item.pos))
+            }
+        }
+        _ => Err(p.unexpected("", "")),
+    };
+    let Ok(vs) = vs else {
+        return Err(p.take_error());
+    };
+    if p.peek().kind != Kind::Eof {
+        p.unexpected("", "");
+    }
+    match p.first {
+        Some(e) => Err(e),
+        None => Ok(vs),
+    }
 }
 
 /// Binding power of binary operators, as Prometheus' precedence declarations.
@@ -190,6 +136,50 @@ fn precedence(kind: Kind) -> Option<u8> {
 }
 
 const MUL_PRECEDENCE: u8 = 5;
+
+fn bin_op(kind: Kind) -> Option<BinOp> {
+    use Kind::*;
+    Some(match kind {
+        Add => BinOp::Add,
+        Sub => BinOp::Sub,
+        Mul => BinOp::Mul,
+        Div => BinOp::Div,
+        Mod => BinOp::Mod,
+        Pow => BinOp::Pow,
+        Atan2 => BinOp::Atan2,
+        Eqlc => BinOp::Eql,
+        Neq => BinOp::Neq,
+        Lss => BinOp::Lss,
+        Lte => BinOp::Lte,
+        Gtr => BinOp::Gtr,
+        Gte => BinOp::Gte,
+        Land => BinOp::And,
+        Lor => BinOp::Or,
+        Lunless => BinOp::Unless,
+        _ => return None,
+    })
+}
+
+fn agg_op(kind: Kind) -> Option<AggOp> {
+    use Kind::*;
+    Some(match kind {
+        Sum => AggOp::Sum,
+        Avg => AggOp::Avg,
+        Count => AggOp::Count,
+        Min => AggOp::Min,
+        Max => AggOp::Max,
+        Group => AggOp::Group,
+        Stddev => AggOp::Stddev,
+        Stdvar => AggOp::Stdvar,
+        Topk => AggOp::Topk,
+        Bottomk => AggOp::Bottomk,
+        CountValues => AggOp::CountValues,
+        Quantile => AggOp::Quantile,
+        Limitk => AggOp::Limitk,
+        LimitRatio => AggOp::LimitRatio,
+        _ => return None,
+    })
+}
 
 fn is_metric_identifier(kind: Kind) -> bool {
     use Kind::*;
@@ -216,6 +206,8 @@ fn is_metric_identifier(kind: Kind) -> bool {
             | Without
             | Start
             | End
+            | Limitk
+            | LimitRatio
     )
 }
 
@@ -223,7 +215,13 @@ fn starts_expression(kind: Kind) -> bool {
     is_metric_identifier(kind)
         || matches!(
             kind,
-            Kind::Number | Kind::String | Kind::LeftParen | Kind::LeftBrace | Kind::Add | Kind::Sub
+            Kind::Number
+                | Kind::Duration
+                | Kind::String
+                | Kind::LeftParen
+                | Kind::LeftBrace
+                | Kind::Add
+                | Kind::Sub
         )
 }
 
@@ -257,16 +255,59 @@ fn is_maybe_label(kind: Kind) -> bool {
             | Start
             | End
             | Atan2
+            | Limitk
+            | LimitRatio
     )
 }
 
-fn is_label_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
-        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+/// Prometheus 3's `model.LabelName.IsValid` under UTF-8 validation: any non-empty name.
+fn is_valid_label_name(s: &str) -> bool {
+    !s.is_empty()
 }
 
-impl Parser<'_> {
+/// Runs `f` with at least 256 KiB of stack left, on a new 8 MiB segment if need be: the
+/// recursion over nested expressions (at most [`MAX_DEPTH`] levels) never runs out of stack,
+/// whatever thread it runs on.
+pub(crate) fn grow<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(256 * 1024, 8 * 1024 * 1024, f)
+}
+
+/// Seconds (as a float duration literal) to milliseconds, as Prometheus:
+/// `time.Duration(math.Round(v * 1e9))`, then whole milliseconds.
+fn seconds_to_ms(seconds: f64) -> i64 {
+    let ns = (seconds * 1e9).round();
+    if !ns.is_finite() || ns >= i64::MAX as f64 || ns <= i64::MIN as f64 {
+        return 0;
+    }
+    (ns as i64) / 1_000_000
+}
+
+/// Whether a duration in seconds is beyond what `time.Duration` holds.
+fn duration_out_of_range(seconds: f64) -> bool {
+    let limit = 9_223_372_036_854_775_808.0 / 1e9;
+    seconds > limit || seconds < -limit || seconds.is_nan()
+}
+
+impl<'a> Parser<'a> {
+    fn new(input: &'a str, options: ParseOptions) -> Self {
+        Parser {
+            input,
+            items: lex(input),
+            next: 0,
+            first: None,
+            aggregation: 0,
+            depth: 0,
+            options,
+        }
+    }
+
+    fn take_error(&mut self) -> SyntaxError {
+        self.first.take().unwrap_or_else(|| SyntaxError {
+            pos: 0,
+            message: "unexpected error".to_owned(),
+        })
+    }
+
     fn error(&mut self, pos: usize, message: String) {
         if self.first.is_none() {
             self.first = Some(SyntaxError { pos, message });
@@ -284,6 +325,12 @@ impl Parser<'_> {
             self.error(item.pos, item.val.clone());
         }
         item
+    }
+
+    fn peek_kind(&self, ahead: usize) -> Kind {
+        self.items
+            .get(self.next + ahead)
+            .map_or(Kind::Eof, |i| i.kind)
     }
 
     fn bump(&mut self) -> Item {
@@ -322,19 +369,27 @@ impl Parser<'_> {
         }
     }
 
-    fn expr(&mut self, min_precedence: u8) -> Parsed<Node> {
+    /// Refuses trees and recursion beyond [`MAX_DEPTH`].
+    fn too_deep(&mut self) -> Abort {
+        let pos = self.peek().pos;
+        self.error(
+            pos,
+            format!("expression nests too deeply (more than {MAX_DEPTH} levels)"),
+        );
+        Abort
+    }
+
+    fn expr(&mut self, min_precedence: u8) -> Parsed<Tree> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            let pos = self.peek().pos;
-            self.error(pos, "expression nests too deeply".to_owned());
-            return Err(Abort);
+            return Err(self.too_deep());
         }
-        let result = self.binary(min_precedence);
+        let result = grow(|| self.binary(min_precedence));
         self.depth -= 1;
         result
     }
 
-    fn binary(&mut self, min_precedence: u8) -> Parsed<Node> {
+    fn binary(&mut self, min_precedence: u8) -> Parsed<Tree> {
         let mut lhs = self.unary()?;
         loop {
             let op = self.peek();
@@ -350,28 +405,30 @@ impl Parser<'_> {
                 self.bump();
                 return_bool = true;
             }
-            let mut on = false;
-            let mut matching = Vec::new();
-            let mut include = Vec::new();
-            let mut card = Card::OneToOne;
+            let mut matching = VectorMatching {
+                card: Cardinality::OneToOne,
+                on: false,
+                labels: Vec::new(),
+                include: Vec::new(),
+            };
             let next = self.peek().kind;
             if matches!(next, Kind::On | Kind::Ignoring) {
                 self.bump();
-                on = next == Kind::On;
-                matching = self.grouping_labels()?;
+                matching.on = next == Kind::On;
+                matching.labels = self.grouping_labels()?;
                 let group = self.peek().kind;
                 if matches!(group, Kind::GroupLeft | Kind::GroupRight) {
                     self.bump();
-                    card = if group == Kind::GroupLeft {
-                        Card::ManyToOne
+                    matching.card = if group == Kind::GroupLeft {
+                        Cardinality::ManyToOne
                     } else {
-                        Card::OneToMany
+                        Cardinality::OneToMany
                     };
                     // The labels are optional; what can start no expression is taken
                     // for their missing "(" (Prometheus' LALR tables do the same).
                     let next = self.peek().kind;
                     if next == Kind::LeftParen || !starts_expression(next) {
-                        include = self.grouping_labels()?;
+                        matching.include = self.grouping_labels()?;
                     }
                 }
             }
@@ -381,21 +438,29 @@ impl Parser<'_> {
                 precedence + 1
             };
             let rhs = self.expr(right_min)?;
-            lhs = Node::Binary {
-                lhs: Box::new(lhs),
-                rhs: Box::new(rhs),
-                op: op.kind,
-                op_pos: op.pos,
-                return_bool,
-                on,
-                matching,
-                include,
-                card,
+            let h = lhs.h.max(rhs.h) + 1;
+            if h > MAX_DEPTH {
+                return Err(self.too_deep());
+            }
+            let op_item = op;
+            let Some(op) = bin_op(op_item.kind) else {
+                return Err(self.unexpected_here());
+            };
+            lhs = Tree {
+                e: Expr::Binary(BinaryExpr {
+                    op,
+                    lhs: Box::new(lhs.e),
+                    rhs: Box::new(rhs.e),
+                    return_bool,
+                    matching: Some(matching),
+                    op_pos: op_item.pos,
+                }),
+                h,
             };
         }
     }
 
-    fn unary(&mut self) -> Parsed<Node> {
+    fn unary(&mut self) -> Parsed<Tree> {
         let op = self.peek();
         if !matches!(op.kind, Kind::Add | Kind::Sub) {
             return self.postfix();
@@ -403,60 +468,56 @@ impl Parser<'_> {
         self.bump();
         // `unary_op expr %prec MUL`: only `^` and the postfix modifiers bind tighter.
         let operand = self.expr(MUL_PRECEDENCE + 1)?;
-        if let Node::Number { .. } = operand {
-            return Ok(Node::Number { pos: op.pos });
+        let negate = op.kind == Kind::Sub;
+        if let Expr::NumberLiteral(n) = operand.e {
+            return Ok(Tree::leaf(Expr::NumberLiteral(NumberLiteral {
+                val: if negate { -n.val } else { n.val },
+                pos: op.pos,
+            })));
         }
-        Ok(Node::Unary {
-            pos: op.pos,
-            expr: Box::new(operand),
+        let h = operand.h + 1;
+        if h > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        Ok(Tree {
+            e: Expr::Unary(UnaryExpr {
+                negate,
+                expr: Box::new(operand.e),
+                pos: op.pos,
+            }),
+            h,
         })
     }
 
-    fn postfix(&mut self) -> Parsed<Node> {
-        let mut expr = self.primary()?;
+    fn postfix(&mut self) -> Parsed<Tree> {
+        let mut tree = self.primary()?;
         loop {
             match self.peek().kind {
-                Kind::LeftBracket => expr = self.range_or_subquery(expr)?,
+                Kind::LeftBracket => tree = self.range_or_subquery(tree)?,
                 Kind::Offset => {
                     self.bump();
-                    let next = self.peek();
-                    match next.kind {
-                        Kind::Duration => {
-                            self.bump();
-                            self.duration(&next);
-                        }
-                        Kind::Sub => {
-                            self.bump();
-                            let d = self.peek();
-                            if d.kind != Kind::Duration {
-                                return Err(self.unexpected("offset", "duration"));
-                            }
-                            self.bump();
-                            self.duration(&d);
-                        }
-                        _ => return Err(self.unexpected("offset", "duration")),
-                    }
-                    self.add_offset(&mut expr);
+                    let offset = self.offset_duration()?;
+                    self.add_offset(&mut tree.e, offset);
                 }
                 Kind::At => {
                     self.bump();
                     let next = self.peek();
                     match next.kind {
-                        Kind::Number => {
+                        Kind::Number | Kind::Duration => {
                             self.bump();
-                            let ts = self.number(&next);
-                            self.set_timestamp(&mut expr, Some(ts));
+                            let ts = self.number_or_duration_value(&next);
+                            self.set_timestamp(&mut tree.e, Some(ts));
                         }
                         Kind::Add | Kind::Sub => {
                             self.bump();
                             let n = self.peek();
-                            if n.kind != Kind::Number {
+                            if !matches!(n.kind, Kind::Number | Kind::Duration) {
                                 return Err(self.unexpected("@", "timestamp"));
                             }
                             self.bump();
-                            let ts = self.number(&n);
+                            let ts = self.number_or_duration_value(&n);
                             let ts = if next.kind == Kind::Sub { -ts } else { ts };
-                            self.set_timestamp(&mut expr, Some(ts));
+                            self.set_timestamp(&mut tree.e, Some(ts));
                         }
                         Kind::Start | Kind::End => {
                             self.bump();
@@ -468,85 +529,265 @@ impl Parser<'_> {
                                 return Err(self.unexpected("@", "timestamp"));
                             }
                             self.bump();
-                            self.set_timestamp(&mut expr, None);
+                            let at = if next.kind == Kind::Start {
+                                AtModifier::Start
+                            } else {
+                                AtModifier::End
+                            };
+                            self.set_at(&mut tree.e, at);
                         }
                         _ => return Err(self.unexpected("@", "timestamp")),
                     }
                 }
-                _ => return Ok(expr),
+                _ => return Ok(tree),
             }
         }
     }
 
-    fn range_or_subquery(&mut self, expr: Node) -> Parsed<Node> {
-        let open = self.bump();
-        let range = self.peek();
-        if range.kind != Kind::Duration {
-            return Err(self.unexpected("subquery selector", "duration"));
+    /// The value of a NUMBER or DURATION token in seconds (Prometheus' `number` rule).
+    fn number_or_duration_value(&mut self, item: &Item) -> f64 {
+        if item.kind == Kind::Duration {
+            match strata_types::time::parse_model_duration(&item.val) {
+                Ok(ms) => ms as f64 / 1000.0,
+                Err(message) => {
+                    self.error(item.pos, message);
+                    0.0
+                }
+            }
+        } else {
+            self.number(item)
+        }
+    }
+
+    /// Prometheus' `duration_expr` in a range, subquery or offset: a number or duration
+    /// literal, signs allowed. Arithmetic and parentheses are Prometheus' experimental
+    /// duration expressions: refused as Prometheus refuses them when not enabled. Returns
+    /// the value in seconds and its start offset.
+    fn duration_expr(&mut self, context: &str, expected: &str) -> Parsed<(f64, usize)> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        let result = grow(|| self.duration_binary(0, context, expected));
+        self.depth -= 1;
+        result
+    }
+
+    fn duration_binary(
+        &mut self,
+        min_precedence: u8,
+        context: &str,
+        expected: &str,
+    ) -> Parsed<(f64, usize)> {
+        let lhs = self.duration_unary(context, expected)?;
+        let op = self.peek();
+        let Some(precedence) = precedence(op.kind).filter(|_| {
+            matches!(
+                op.kind,
+                Kind::Add | Kind::Sub | Kind::Mul | Kind::Div | Kind::Mod | Kind::Pow
+            )
+        }) else {
+            return Ok(lhs);
+        };
+        if precedence < min_precedence {
+            return Ok(lhs);
         }
         self.bump();
-        self.duration(&range);
+        let right_min = if op.kind == Kind::Pow {
+            precedence
+        } else {
+            precedence + 1
+        };
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        let rhs = grow(|| self.duration_binary(right_min, context, expected));
+        self.depth -= 1;
+        rhs?;
+        // `duration_expr ADD duration_expr` and friends are reduced (and refused, as
+        // experimental) only once their right side parsed.
+        self.error(
+            lhs.1,
+            "experimental duration expression is not enabled".to_owned(),
+        );
+        Err(Abort)
+    }
+
+    fn duration_unary(&mut self, context: &str, expected: &str) -> Parsed<(f64, usize)> {
+        let item = self.peek();
+        match item.kind {
+            Kind::Number | Kind::Duration => {
+                self.bump();
+                let v = self.number_or_duration_value(&item);
+                if duration_out_of_range(v) {
+                    self.error(item.pos, "duration out of range".to_owned());
+                    return Ok((0.0, item.pos));
+                }
+                Ok((v, item.pos))
+            }
+            Kind::Add | Kind::Sub => {
+                self.bump();
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(self.too_deep());
+                }
+                let operand = self.duration_binary(MUL_PRECEDENCE + 1, context, expected);
+                self.depth -= 1;
+                let (v, _) = operand?;
+                let v = if item.kind == Kind::Sub { -v } else { v };
+                if duration_out_of_range(v) {
+                    self.error(item.pos, "duration out of range".to_owned());
+                    return Ok((0.0, item.pos));
+                }
+                Ok((v, item.pos))
+            }
+            Kind::LeftParen => {
+                self.bump();
+                let inner = self.duration_expr(context, expected)?;
+                if self.peek().kind != Kind::RightParen {
+                    return Err(self.unexpected(context, expected));
+                }
+                self.bump();
+                self.error(
+                    inner.1,
+                    "experimental duration expression is not enabled".to_owned(),
+                );
+                Err(Abort)
+            }
+            _ => Err(self.unexpected(context, expected)),
+        }
+    }
+
+    /// `offset_duration_expr`, in milliseconds: a literal, optionally signed, or a
+    /// parenthesised duration expression. Operators after the literal belong to the
+    /// enclosing expression (`x offset -2^2` is `(x offset -2)^2`).
+    fn offset_duration(&mut self) -> Parsed<i64> {
+        let (context, expected) = ("offset", "number or duration");
+        let item = self.peek();
+        let seconds = match item.kind {
+            Kind::Number | Kind::Duration => {
+                self.bump();
+                let v = self.number_or_duration_value(&item);
+                if duration_out_of_range(v) {
+                    self.error(item.pos, "duration out of range".to_owned());
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Kind::Add | Kind::Sub if matches!(self.peek_kind(1), Kind::Number | Kind::Duration) => {
+                self.bump();
+                let literal = self.bump();
+                let v = self.number_or_duration_value(&literal);
+                let v = if item.kind == Kind::Sub { -v } else { v };
+                if duration_out_of_range(v) {
+                    self.error(item.pos, "duration out of range".to_owned());
+                    0.0
+                } else {
+                    v
+                }
+            }
+            Kind::Add | Kind::Sub | Kind::LeftParen => self.duration_unary(context, expected)?.0,
+            _ => return Err(self.unexpected(context, expected)),
+        };
+        Ok(seconds_to_ms(seconds))
+    }
+
+    /// `positive_duration_expr`, in milliseconds.
+    fn positive_duration(&mut self, context: &str, expected: &str) -> Parsed<i64> {
+        let (seconds, pos) = self.duration_expr(context, expected)?;
+        if seconds <= 0.0 {
+            self.error(pos, "duration must be greater than 0".to_owned());
+            return Ok(0);
+        }
+        Ok(seconds_to_ms(seconds))
+    }
+
+    fn range_or_subquery(&mut self, tree: Tree) -> Parsed<Tree> {
+        let open = self.bump();
+        let range = self.positive_duration("subquery selector", "number or duration")?;
         match self.peek().kind {
             Kind::RightBracket => {
                 self.bump();
-                let message = match &expr {
-                    Node::Vector { modifiers, .. } if modifiers.offset => {
+                let message = match &tree.e {
+                    Expr::VectorSelector(vs) if vs.offset != 0 => {
                         Some("no offset modifiers allowed before range")
                     }
-                    Node::Vector { modifiers, .. } if modifiers.at => {
+                    Expr::VectorSelector(vs) if vs.at.is_some() => {
                         Some("no @ modifiers allowed before range")
                     }
-                    Node::Vector { .. } => None,
+                    Expr::VectorSelector(_) => None,
                     _ => Some("ranges only allowed for vector selectors"),
                 };
                 if let Some(message) = message {
                     self.error(open.pos, message.to_owned());
                 }
-                Ok(Node::Matrix {
-                    pos: expr.pos(),
-                    vector: Box::new(expr),
+                let vs = match tree.e {
+                    Expr::VectorSelector(vs) => vs,
+                    // Recorded above; a placeholder keeps the parse going.
+                    other => VectorSelector {
+                        name: None,
+                        matchers: Vec::new(),
+                        offset: 0,
+                        at: None,
+                        pos: other.pos(),
+                    },
+                };
+                Ok(Tree {
+                    e: Expr::MatrixSelector(MatrixSelector { vs, range }),
+                    h: tree.h,
                 })
             }
             Kind::Colon => {
                 self.bump();
-                let step = self.peek();
-                match step.kind {
-                    Kind::RightBracket => {}
-                    Kind::Duration => {
-                        self.bump();
-                        self.duration(&step);
+                let step = match self.peek().kind {
+                    Kind::RightBracket => 0,
+                    _ => {
+                        let step = self.positive_duration(
+                            "subquery selector",
+                            "number or duration or \"]\"",
+                        )?;
                         if self.peek().kind != Kind::RightBracket {
                             return Err(self.unexpected("subquery selector", "\"]\""));
                         }
+                        step
                     }
-                    _ => {
-                        return Err(self.unexpected("subquery selector", "duration or \"]\""));
-                    }
-                }
+                };
                 self.bump();
-                Ok(Node::Subquery {
-                    pos: expr.pos(),
-                    expr: Box::new(expr),
-                    modifiers: Modifiers::default(),
+                let h = tree.h + 1;
+                if h > MAX_DEPTH {
+                    return Err(self.too_deep());
+                }
+                let pos = tree.e.pos();
+                Ok(Tree {
+                    e: Expr::Subquery(SubqueryExpr {
+                        expr: Box::new(tree.e),
+                        range,
+                        step,
+                        offset: 0,
+                        at: None,
+                        pos,
+                    }),
+                    h,
                 })
             }
             _ => Err(self.unexpected("subquery or range", "\":\" or \"]\"")),
         }
     }
 
-    /// The modifiers of the selector or subquery that `offset` or `@` (named by `what`)
+    /// The offset and `@` of the selector or subquery that a modifier (named by `what`)
     /// applies to; records Prometheus' error when there is none.
-    fn modifiers_of<'n>(&mut self, expr: &'n mut Node, what: &str) -> Option<&'n mut Modifiers> {
+    fn modifiers_of<'n>(
+        &mut self,
+        expr: &'n mut Expr,
+        what: &str,
+    ) -> Option<(&'n mut i64, &'n mut Option<AtModifier>)> {
         let pos = expr.pos();
         match expr {
-            Node::Vector { modifiers, .. } | Node::Subquery { modifiers, .. } => Some(modifiers),
-            Node::Matrix { vector, .. } => match vector.as_mut() {
-                Node::Vector { modifiers, .. } => Some(modifiers),
-                _ => {
-                    self.error(pos, "ranges only allowed for vector selectors".to_owned());
-                    None
-                }
-            },
+            Expr::VectorSelector(vs) => Some((&mut vs.offset, &mut vs.at)),
+            Expr::MatrixSelector(ms) => Some((&mut ms.vs.offset, &mut ms.vs.at)),
+            Expr::Subquery(sq) => Some((&mut sq.offset, &mut sq.at)),
             _ => {
                 self.error(
                     pos,
@@ -557,52 +798,67 @@ impl Parser<'_> {
         }
     }
 
-    fn add_offset(&mut self, expr: &mut Node) {
+    fn add_offset(&mut self, expr: &mut Expr, offset: i64) {
         let pos = expr.pos();
-        let Some(modifiers) = self.modifiers_of(expr, "offset modifier") else {
+        let Some((current, _)) = self.modifiers_of(expr, "offset modifier") else {
             return;
         };
-        if modifiers.offset {
+        if *current != 0 {
             self.error(pos, "offset may not be set multiple times".to_owned());
+            return;
         }
-        modifiers.offset = true;
+        *current = offset;
     }
 
-    /// `@ ts` (with the number) or `@ start()`/`@ end()` (without).
-    fn set_timestamp(&mut self, expr: &mut Node, ts: Option<f64>) {
+    /// `@ ts` (seconds).
+    fn set_timestamp(&mut self, expr: &mut Expr, ts: Option<f64>) {
         let pos = expr.pos();
-        if let Some(ts) = ts
-            && (!ts.is_finite() || ts >= i64::MAX as f64 || ts <= i64::MIN as f64)
-        {
+        let Some(ts) = ts else { return };
+        if !ts.is_finite() || ts >= i64::MAX as f64 || ts <= i64::MIN as f64 {
             self.error(
                 pos,
                 format!("timestamp out of bounds for @ modifier: {}", go_float_f(ts)),
             );
         }
-        let Some(modifiers) = self.modifiers_of(expr, "@ modifier") else {
+        // `timestamp.FromFloatSeconds`: rounded milliseconds (saturating, as Go's
+        // conversion of an out-of-range float is undefined; the error is recorded above).
+        let ms = (ts * 1000.0).round();
+        let ms = if ms.is_nan() { 0 } else { ms as i64 };
+        self.set_at(expr, AtModifier::At(ms));
+    }
+
+    fn set_at(&mut self, expr: &mut Expr, at: AtModifier) {
+        let pos = expr.pos();
+        let Some((_, current)) = self.modifiers_of(expr, "@ modifier") else {
             return;
         };
-        if modifiers.at {
+        if current.is_some() {
             self.error(
                 pos,
                 "@ <timestamp> may not be set multiple times".to_owned(),
             );
             return;
         }
-        modifiers.at = true;
+        *current = Some(at);
     }
 
-    fn primary(&mut self) -> Parsed<Node> {
+    fn primary(&mut self) -> Parsed<Tree> {
         let item = self.peek();
         match item.kind {
-            Kind::Number => {
+            Kind::Number | Kind::Duration => {
                 self.bump();
-                self.number(&item);
-                Ok(Node::Number { pos: item.pos })
+                let val = self.number_or_duration_value(&item);
+                Ok(Tree::leaf(Expr::NumberLiteral(NumberLiteral {
+                    val,
+                    pos: item.pos,
+                })))
             }
             Kind::String => {
                 self.bump();
-                Ok(Node::Str { pos: item.pos })
+                Ok(Tree::leaf(Expr::StringLiteral(StringLiteral {
+                    val: unquote(&item.val),
+                    pos: item.pos,
+                })))
             }
             Kind::LeftParen => {
                 self.bump();
@@ -611,49 +867,66 @@ impl Parser<'_> {
                     return Err(self.unexpected_here());
                 }
                 self.bump();
-                Ok(Node::Paren {
-                    pos: item.pos,
-                    expr: Box::new(inner),
+                let h = inner.h + 1;
+                if h > MAX_DEPTH {
+                    return Err(self.too_deep());
+                }
+                Ok(Tree {
+                    e: Expr::Paren(ParenExpr {
+                        expr: Box::new(inner.e),
+                        pos: item.pos,
+                    }),
+                    h,
                 })
             }
             Kind::LeftBrace => {
-                let matchers = self.label_matchers()?;
-                Ok(Node::Vector {
-                    pos: item.pos,
-                    name: None,
-                    matchers,
-                    modifiers: Modifiers::default(),
-                })
+                let vs = self.label_matchers(None, item.pos)?;
+                Ok(Tree::leaf(Expr::VectorSelector(vs)))
             }
             kind if is_metric_identifier(kind) => {
-                let after = self.items.get(self.next + 1).map(|i| i.kind);
-                if kind == Kind::Identifier && after == Some(Kind::LeftParen) {
+                let after = self.peek_kind(1);
+                if kind == Kind::Identifier && after == Kind::LeftParen {
                     return self.call();
                 }
                 if kind.is_aggregator()
-                    && matches!(after, Some(Kind::LeftParen | Kind::By | Kind::Without))
+                    && matches!(after, Kind::LeftParen | Kind::By | Kind::Without)
                 {
                     return self.aggregate();
                 }
                 self.bump();
-                let matchers = if self.peek().kind == Kind::LeftBrace {
-                    self.label_matchers()?
+                let vs = if self.peek().kind == Kind::LeftBrace {
+                    self.label_matchers(Some(item.val.clone()), item.pos)?
                 } else {
-                    Vec::new()
+                    self.selector(Some(item.val.clone()), Vec::new(), item.pos)
                 };
-                Ok(Node::Vector {
-                    pos: item.pos,
-                    name: Some(item.val),
-                    matchers,
-                    modifiers: Modifiers::default(),
-                })
+                Ok(Tree::leaf(Expr::VectorSelector(vs)))
             }
             _ => Err(self.unexpected_here()),
         }
     }
 
+    /// Prometheus' `assembleVectorSelector`: the name, if written before the braces, adds a
+    /// `__name__` matcher after the others.
+    fn selector(
+        &mut self,
+        name: Option<String>,
+        mut matchers: Vec<Matcher>,
+        pos: usize,
+    ) -> VectorSelector {
+        if let Some(name) = &name {
+            matchers.push(Matcher::equal("__name__", name.clone()));
+        }
+        VectorSelector {
+            name,
+            matchers,
+            offset: 0,
+            at: None,
+            pos,
+        }
+    }
+
     /// `( args )` of a function call or aggregation: the arguments.
-    fn call_body(&mut self) -> Parsed<Vec<Node>> {
+    fn call_body(&mut self) -> Parsed<Vec<Tree>> {
         if self.peek().kind != Kind::LeftParen {
             return Err(self.unexpected_here());
         }
@@ -691,24 +964,39 @@ impl Parser<'_> {
         }
     }
 
-    fn call(&mut self) -> Parsed<Node> {
+    fn call(&mut self) -> Parsed<Tree> {
         let name = self.bump();
         let args = self.call_body()?;
         let func = functions::lookup(&name.val);
-        if func.is_none() {
-            self.error(
+        match func {
+            None => self.error(
                 name.pos,
                 format!("unknown function with name {}", go_quote(&name.val)),
-            );
+            ),
+            Some(f) if f.experimental && !self.options.experimental_functions => self.error(
+                name.pos,
+                format!("function {} is not enabled", go_quote(&name.val)),
+            ),
+            Some(_) => {}
         }
-        Ok(Node::Call {
-            pos: name.pos,
-            func,
-            args,
+        let h = args.iter().map(|a| a.h).max().unwrap_or(0) + 1;
+        if h > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        let Some(func) = func else {
+            return Err(Abort);
+        };
+        Ok(Tree {
+            e: Expr::Call(Call {
+                func,
+                args: args.into_iter().map(|a| a.e).collect(),
+                pos: name.pos,
+            }),
+            h,
         })
     }
 
-    fn aggregate(&mut self) -> Parsed<Node> {
+    fn aggregate(&mut self) -> Parsed<Tree> {
         let op = self.bump();
         self.aggregation += 1;
         let result = self.aggregate_rest(&op);
@@ -716,34 +1004,49 @@ impl Parser<'_> {
         result
     }
 
-    fn aggregate_rest(&mut self, op: &Item) -> Parsed<Node> {
+    fn aggregate_rest(&mut self, op: &Item) -> Parsed<Tree> {
+        let mut grouping = Vec::new();
+        let mut without = false;
         let mut modifier = false;
         if matches!(self.peek().kind, Kind::By | Kind::Without) {
-            self.bump();
-            self.grouping_labels()?;
+            without = self.bump().kind == Kind::Without;
+            grouping = self.grouping_labels()?;
             modifier = true;
         }
         let mut args = self.call_body()?;
         if !modifier && matches!(self.peek().kind, Kind::By | Kind::Without) {
-            self.bump();
-            self.grouping_labels()?;
+            without = self.bump().kind == Kind::Without;
+            grouping = self.grouping_labels()?;
         }
-        let with_param = matches!(
-            op.kind,
-            Kind::Topk | Kind::Bottomk | Kind::CountValues | Kind::Quantile
-        );
-        let node = |param: Option<Node>, expr: Option<Node>| Node::Aggregate {
-            pos: op.pos,
-            op: op.kind,
-            param: param.map(Box::new),
-            expr: expr.map(Box::new),
+        let Some(agg) = agg_op(op.kind) else {
+            return Err(self.unexpected_here());
         };
         if args.is_empty() {
             self.error(
                 op.pos,
                 "no arguments for aggregate expression provided".to_owned(),
             );
-            return Ok(node(None, None));
+            return Err(Abort);
+        }
+        let with_param = matches!(
+            agg,
+            AggOp::Topk
+                | AggOp::Bottomk
+                | AggOp::CountValues
+                | AggOp::Quantile
+                | AggOp::Limitk
+                | AggOp::LimitRatio
+        );
+        if matches!(agg, AggOp::Limitk | AggOp::LimitRatio) && !self.options.experimental_functions
+        {
+            self.error(
+                op.pos,
+                format!(
+                    "{}() is experimental and must be enabled with --enable-feature=promql-experimental-functions",
+                    agg.name()
+                ),
+            );
+            return Err(Abort);
         }
         let desired = if with_param { 2 } else { 1 };
         if args.len() != desired {
@@ -754,11 +1057,25 @@ impl Parser<'_> {
                     args.len()
                 ),
             );
-            return Ok(node(None, None));
+            return Err(Abort);
         }
-        let expr = args.pop();
-        let param = args.pop();
-        Ok(node(param, expr))
+        let h = args.iter().map(|a| a.h).max().unwrap_or(0) + 1;
+        if h > MAX_DEPTH {
+            return Err(self.too_deep());
+        }
+        let expr = args.pop().map(|t| t.e).ok_or(Abort)?;
+        let param = args.pop().map(|t| Box::new(t.e));
+        Ok(Tree {
+            e: Expr::Aggregate(AggregateExpr {
+                op: agg,
+                expr: Box::new(expr),
+                param,
+                grouping,
+                without,
+                pos: op.pos,
+            }),
+            h,
+        })
     }
 
     /// `( label, ... )` after by/without/on/ignoring/group_left/group_right.
@@ -774,20 +1091,21 @@ impl Parser<'_> {
         }
         loop {
             let label = self.peek();
-            if !is_maybe_label(label.kind) {
+            let name = if is_maybe_label(label.kind) {
+                label.val.clone()
+            } else if label.kind == Kind::String {
+                unquote(&label.val)
+            } else {
                 return Err(self.unexpected("grouping opts", "label"));
-            }
+            };
             self.bump();
-            if !is_label_name(&label.val) {
+            if !is_valid_label_name(&name) {
                 self.error(
                     label.pos,
-                    format!(
-                        "unexpected {} in grouping opts, expected label",
-                        label.desc()
-                    ),
+                    format!("invalid label name for grouping: {}", go_quote(&name)),
                 );
             }
-            labels.push(label.val);
+            labels.push(name);
             match self.peek().kind {
                 Kind::Comma => {
                     self.bump();
@@ -805,71 +1123,75 @@ impl Parser<'_> {
         }
     }
 
-    /// `{ name op "value", ... }`.
-    fn label_matchers(&mut self) -> Parsed<Vec<Matcher>> {
+    /// `{ name op "value", "name" op "value", "metric_name", ... }` and the selector.
+    fn label_matchers(&mut self, name: Option<String>, pos: usize) -> Parsed<VectorSelector> {
         self.bump();
         let mut matchers = Vec::new();
         if self.peek().kind == Kind::RightBrace {
             self.bump();
-            return Ok(matchers);
+            return Ok(self.selector(name, matchers, pos));
         }
         loop {
-            let name = self.peek();
-            if name.kind != Kind::Identifier {
-                return Err(self.unexpected("label matching", "identifier or \"}\""));
-            }
+            let label = self.peek();
+            let label_name = match label.kind {
+                Kind::Identifier => label.val.clone(),
+                Kind::String => unquote(&label.val),
+                _ => return Err(self.unexpected("label matching", "identifier or \"}\"")),
+            };
             self.bump();
             let op = self.peek();
-            if !matches!(
-                op.kind,
-                Kind::Eql | Kind::Neq | Kind::EqlRegex | Kind::NeqRegex
-            ) {
-                return Err(self.unexpected("label matching", "label matching operator"));
-            }
-            self.bump();
-            let value = self.peek();
-            if value.kind != Kind::String {
-                return Err(self.unexpected("label matching", "string"));
-            }
-            self.bump();
-            let text = unquote(&value.val);
-            let matches_empty = match op.kind {
-                Kind::Eql => text.is_empty(),
-                Kind::Neq => !text.is_empty(),
-                _ => match super::regex::compile(&text) {
-                    Ok(re) => re.is_match("") == (op.kind == Kind::EqlRegex),
-                    Err(message) => {
-                        self.error(name.pos, message);
-                        true
-                    }
-                },
+            let kind = match op.kind {
+                Kind::Eql => Some(MatchType::Equal),
+                Kind::Neq => Some(MatchType::NotEqual),
+                Kind::EqlRegex => Some(MatchType::Regex),
+                Kind::NeqRegex => Some(MatchType::NotRegex),
+                _ => None,
             };
-            matchers.push(Matcher {
-                name: name.val,
-                value: text,
-                matches_empty,
-            });
+            match kind {
+                Some(kind) => {
+                    self.bump();
+                    let value = self.peek();
+                    if value.kind != Kind::String {
+                        return Err(self.unexpected("label matching", "string"));
+                    }
+                    self.bump();
+                    let text = unquote(&value.val);
+                    if matches!(kind, MatchType::Regex | MatchType::NotRegex)
+                        && let Err(message) = super::regex::compile(&text)
+                    {
+                        self.error(label.pos, message);
+                    }
+                    match Matcher::new(kind, label_name, text) {
+                        Ok(m) => matchers.push(m),
+                        Err(e) => {
+                            if self.first.is_none() {
+                                self.error(label.pos, e.to_string());
+                            }
+                        }
+                    }
+                }
+                // A quoted name alone is the metric name (`{"metric.name"}`).
+                None if label.kind == Kind::String => {
+                    matchers.push(Matcher::equal("__name__", label_name));
+                }
+                None => {
+                    return Err(self.unexpected("label matching", "label matching operator"));
+                }
+            }
             match self.peek().kind {
                 Kind::Comma => {
                     self.bump();
                     if self.peek().kind == Kind::RightBrace {
                         self.bump();
-                        return Ok(matchers);
+                        return Ok(self.selector(name, matchers, pos));
                     }
                 }
                 Kind::RightBrace => {
                     self.bump();
-                    return Ok(matchers);
+                    return Ok(self.selector(name, matchers, pos));
                 }
                 _ => return Err(self.unexpected("label matching", "\",\" or \"}\"")),
             }
-        }
-    }
-
-    /// Checks a duration token as Prometheus' `parseDuration`.
-    fn duration(&mut self, item: &Item) {
-        if let Err(message) = check_duration(&item.val) {
-            self.error(item.pos, message);
         }
     }
 
@@ -885,7 +1207,7 @@ impl Parser<'_> {
     }
 
     /// Prometheus' `expectType`.
-    fn expect_type(&mut self, node: &Node, want: ValueType, context: &str) {
+    fn expect_type(&mut self, node: &Expr, want: ValueType, context: &str) {
         let got = self.check_ast(node);
         if got != want {
             self.error(
@@ -900,17 +1222,17 @@ impl Parser<'_> {
     }
 
     /// Prometheus' `checkAST`: type checks, in its order.
-    fn check_ast(&mut self, node: &Node) -> ValueType {
+    fn check_ast(&mut self, node: &Expr) -> ValueType {
+        grow(|| self.check_node(node))
+    }
+
+    fn check_node(&mut self, node: &Expr) -> ValueType {
         let typ = node.value_type();
         match node {
-            Node::Aggregate {
-                op, param, expr, ..
-            } => {
-                if let Some(expr) = expr {
-                    self.expect_type(expr, ValueType::Vector, "aggregation expression");
-                }
-                if let Some(param) = param {
-                    let want = if *op == Kind::CountValues {
+            Expr::Aggregate(a) => {
+                self.expect_type(&a.expr, ValueType::Vector, "aggregation expression");
+                if let Some(param) = &a.param {
+                    let want = if a.op == AggOp::CountValues {
                         ValueType::String
                     } else {
                         ValueType::Scalar
@@ -918,45 +1240,41 @@ impl Parser<'_> {
                     self.expect_type(param, want, "aggregation parameter");
                 }
             }
-            Node::Binary {
-                lhs,
-                rhs,
-                op,
-                op_pos,
-                return_bool,
-                on,
-                matching,
-                include,
-                card,
-            } => {
-                let lt = self.check_ast(lhs);
-                let rt = self.check_ast(rhs);
-                if *return_bool && !op.is_comparison() {
+            Expr::Binary(b) => {
+                let lt = self.check_ast(&b.lhs);
+                let rt = self.check_ast(&b.rhs);
+                if b.return_bool && !b.op.is_comparison() {
+                    let pos = b.op_pos;
                     self.error(
-                        *op_pos,
+                        pos,
                         "bool modifier can only be used on comparison operators".to_owned(),
                     );
                 }
-                if op.is_comparison()
-                    && !*return_bool
+                if b.op.is_comparison()
+                    && !b.return_bool
                     && lt == ValueType::Scalar
                     && rt == ValueType::Scalar
                 {
+                    let pos = b.op_pos;
                     self.error(
-                        *op_pos,
+                        pos,
                         "comparisons between scalars must use BOOL modifier".to_owned(),
                     );
                 }
-                let card = if op.is_set_operator() && *card == Card::OneToOne {
-                    Card::ManyToMany
-                } else {
-                    *card
+                let Some(matching) = &b.matching else {
+                    return typ;
                 };
-                for l1 in matching {
-                    for l2 in include {
-                        if l1 == l2 && *on {
+                let card = if b.op.is_set_operator() && matching.card == Cardinality::OneToOne {
+                    Cardinality::ManyToMany
+                } else {
+                    matching.card
+                };
+                for l1 in &matching.labels {
+                    for l2 in &matching.include {
+                        if l1 == l2 && matching.on {
+                            let pos = b.op_pos;
                             self.error(
-                                *op_pos,
+                                pos,
                                 format!(
                                     "label {} must not occur in ON and GROUP clause at once",
                                     go_quote(l1)
@@ -968,88 +1286,86 @@ impl Parser<'_> {
                 let instant = |t: ValueType| matches!(t, ValueType::Scalar | ValueType::Vector);
                 if !instant(lt) {
                     self.error(
-                        lhs.pos(),
+                        b.lhs.pos(),
                         "binary expression must contain only scalar and instant vector types"
                             .to_owned(),
                     );
                 }
                 if !instant(rt) {
                     self.error(
-                        rhs.pos(),
+                        b.rhs.pos(),
                         "binary expression must contain only scalar and instant vector types"
                             .to_owned(),
                     );
                 }
-                let op_name = go_quote(op.type_str().unwrap_or(""));
+                let op_name = go_quote(b.op.name());
                 if lt != ValueType::Vector || rt != ValueType::Vector {
-                    if !matching.is_empty() {
+                    if !matching.labels.is_empty() {
                         self.error(
                             node.pos(),
                             "vector matching only allowed between instant vectors".to_owned(),
                         );
                     }
-                } else if op.is_set_operator() {
-                    if matches!(card, Card::OneToMany | Card::ManyToOne) {
+                } else if b.op.is_set_operator() {
+                    if matches!(card, Cardinality::OneToMany | Cardinality::ManyToOne) {
                         self.error(
                             node.pos(),
                             format!("no grouping allowed for {op_name} operation"),
                         );
                     }
-                    if card != Card::ManyToMany {
+                    if card != Cardinality::ManyToMany {
                         self.error(
                             node.pos(),
                             "set operations must always be many-to-many".to_owned(),
                         );
                     }
                 }
-                if (lt == ValueType::Scalar || rt == ValueType::Scalar) && op.is_set_operator() {
+                if (lt == ValueType::Scalar || rt == ValueType::Scalar) && b.op.is_set_operator() {
                     self.error(
                         node.pos(),
                         format!("set operator {op_name} not allowed in binary scalar expression"),
                     );
                 }
             }
-            Node::Call { func, args, pos } => {
-                let Some(func) = func else {
-                    return typ;
-                };
+            Expr::Call(c) => {
+                let func = c.func;
                 let nargs = func.args.len();
                 let name = go_quote(func.name);
                 if func.variadic == 0 {
-                    if nargs != args.len() {
+                    if nargs != c.args.len() {
                         self.error(
-                            *pos,
+                            c.pos,
                             format!(
                                 "expected {nargs} argument(s) in call to {name}, got {}",
-                                args.len()
+                                c.args.len()
                             ),
                         );
                     }
                 } else {
                     let na = nargs.saturating_sub(1);
-                    if na > args.len() {
+                    if na > c.args.len() {
                         self.error(
-                            *pos,
+                            c.pos,
                             format!(
                                 "expected at least {na} argument(s) in call to {name}, got {}",
-                                args.len()
+                                c.args.len()
                             ),
                         );
                     } else if func.variadic > 0 {
                         let max = na + func.variadic.unsigned_abs() as usize;
-                        if max < args.len() {
+                        if max < c.args.len() {
                             self.error(
-                                *pos,
+                                c.pos,
                                 format!(
                                     "expected at most {max} argument(s) in call to {name}, got {}",
-                                    args.len()
+                                    c.args.len()
                                 ),
                             );
                         }
                     }
                 }
                 let context = format!("call to function {name}");
-                for (i, arg) in args.iter().enumerate() {
+                for (i, arg) in c.args.iter().enumerate() {
                     let index = if i >= nargs {
                         if func.variadic == 0 {
                             break;
@@ -1063,14 +1379,14 @@ impl Parser<'_> {
                     }
                 }
             }
-            Node::Paren { expr, .. } => {
-                self.check_ast(expr);
+            Expr::Paren(p) => {
+                self.check_ast(&p.expr);
             }
-            Node::Unary { expr, pos } => {
-                let t = self.check_ast(expr);
+            Expr::Unary(u) => {
+                let t = self.check_ast(&u.expr);
                 if !matches!(t, ValueType::Scalar | ValueType::Vector) {
                     self.error(
-                        *pos,
+                        u.pos,
                         format!(
                             "unary expression only allowed on expressions of type scalar or instant vector, got {}",
                             go_quote(t.documented())
@@ -1078,11 +1394,11 @@ impl Parser<'_> {
                     );
                 }
             }
-            Node::Subquery { expr, pos, .. } => {
-                let t = self.check_ast(expr);
+            Expr::Subquery(sq) => {
+                let t = self.check_ast(&sq.expr);
                 if t != ValueType::Vector {
                     self.error(
-                        *pos,
+                        sq.pos,
                         format!(
                             "subquery is only allowed on instant vector, got {} instead",
                             t.name()
@@ -1090,36 +1406,42 @@ impl Parser<'_> {
                     );
                 }
             }
-            Node::Matrix { vector, .. } => {
-                self.check_ast(vector);
+            Expr::MatrixSelector(ms) => {
+                self.check_selector(&ms.vs);
             }
-            Node::Vector {
-                pos,
-                name,
-                matchers,
-                ..
-            } => {
-                if let Some(name) = name {
-                    if let Some(m) = matchers.iter().find(|m| m.name == "__name__") {
-                        self.error(
-                            *pos,
-                            format!(
-                                "metric name must not be set twice: {} or {}",
-                                go_quote(name),
-                                go_quote(&m.value)
-                            ),
-                        );
-                    }
-                } else if matchers.iter().all(|m| m.matches_empty) {
-                    self.error(
-                        *pos,
-                        "vector selector must contain at least one non-empty matcher".to_owned(),
-                    );
-                }
-            }
-            Node::Number { .. } | Node::Str { .. } => {}
+            Expr::VectorSelector(vs) => self.check_selector(vs),
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) => {}
         }
         typ
+    }
+
+    fn check_selector(&mut self, vs: &VectorSelector) {
+        if let Some(name) = &vs.name {
+            let before_name = vs.matchers.len().saturating_sub(1);
+            let twice = vs
+                .matchers
+                .iter()
+                .take(before_name)
+                .find(|m| m.name() == "__name__")
+                .map(|m| m.value().to_owned());
+            if let Some(other) = twice {
+                self.error(
+                    vs.pos,
+                    format!(
+                        "metric name must not be set twice: {} or {}",
+                        go_quote(name),
+                        go_quote(&other)
+                    ),
+                );
+            }
+            return;
+        }
+        if vs.matchers.iter().all(|m| m.matches("")) {
+            self.error(
+                vs.pos,
+                "vector selector must contain at least one non-empty matcher".to_owned(),
+            );
+        }
     }
 }
 
@@ -1199,10 +1521,27 @@ fn go_float_f(v: f64) -> String {
 
 /// Parses a number token as Prometheus does (`strconv.ParseInt(s, 0, 64)`, then
 /// `strconv.ParseFloat`), with Go's error text.
-fn go_number(s: &str) -> Result<f64, String> {
-    if let Some(v) = go_parse_int(s) {
+fn go_number(original: &str) -> Result<f64, String> {
+    if let Some(v) = go_parse_int(original) {
         return Ok(v as f64);
     }
+    let cleaned;
+    let s = if original.contains('_') {
+        match without_underscores(original) {
+            Some(c) => {
+                cleaned = c;
+                cleaned.as_str()
+            }
+            None => {
+                return Err(format!(
+                    "strconv.ParseFloat: parsing {}: invalid syntax",
+                    go_quote(original)
+                ));
+            }
+        }
+    } else {
+        original
+    };
     let lower = s.to_ascii_lowercase();
     if matches!(lower.as_str(), "inf" | "+inf" | "infinity") {
         return Ok(f64::INFINITY);
@@ -1213,7 +1552,7 @@ fn go_number(s: &str) -> Result<f64, String> {
     let syntax = || {
         format!(
             "strconv.ParseFloat: parsing {}: invalid syntax",
-            go_quote(s)
+            go_quote(original)
         )
     };
     let bytes = s.as_bytes();
@@ -1253,14 +1592,56 @@ fn go_number(s: &str) -> Result<f64, String> {
     if v.is_infinite() {
         return Err(format!(
             "strconv.ParseFloat: parsing {}: value out of range",
-            go_quote(s)
+            go_quote(original)
         ));
     }
     Ok(v)
 }
 
 /// Go's `strconv.ParseInt(s, 0, 64)` for unsigned tokens: 0x hex, leading-0 octal, decimal.
+/// The digits of a number with Go's `_` separators removed, `None` if the separators are
+/// misplaced (Go's `underscoreOK`: only between digits, or after a base prefix).
+fn without_underscores(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut saw = b'^';
+    let mut hex = false;
+    if let [b'0', prefix, ..] = b
+        && matches!(prefix.to_ascii_lowercase(), b'b' | b'o' | b'x')
+    {
+        i = 2;
+        saw = b'0';
+        hex = prefix.eq_ignore_ascii_case(&b'x');
+    }
+    while let Some(&c) = b.get(i) {
+        i += 1;
+        if c.is_ascii_digit() || (hex && c.is_ascii_hexdigit()) {
+            saw = b'0';
+            continue;
+        }
+        if c == b'_' {
+            if saw != b'0' {
+                return None;
+            }
+            saw = b'_';
+            continue;
+        }
+        if saw == b'_' {
+            return None;
+        }
+        saw = b'!';
+    }
+    (saw != b'_').then(|| s.replace('_', ""))
+}
+
 fn go_parse_int(s: &str) -> Option<i64> {
+    let cleaned;
+    let s = if s.contains('_') {
+        cleaned = without_underscores(s)?;
+        cleaned.as_str()
+    } else {
+        s
+    };
     if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         return i64::from_str_radix(hex, 16)
             .ok()
@@ -1275,61 +1656,14 @@ fn go_parse_int(s: &str) -> Option<i64> {
     s.parse().ok()
 }
 
-/// Prometheus' `parseDuration`: `model.ParseDuration` and a positive value.
-fn check_duration(s: &str) -> Result<(), String> {
-    const UNITS: [&str; 7] = ["y", "w", "d", "h", "m", "s", "ms"];
-    let invalid = || format!("not a valid duration string: {}", go_quote(s));
-    let mut rest = s;
-    let mut next_unit = 0;
-    let mut total: u128 = 0;
-    if rest.is_empty() {
-        return Err("empty duration string".to_owned());
-    }
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let (number, after) = rest.split_at(digits);
-        let unit = UNITS
-            .iter()
-            .enumerate()
-            .skip(next_unit)
-            .filter(|(_, u)| after.starts_with(**u))
-            // "ms" must win over "m" when both match.
-            .max_by_key(|(_, u)| u.len());
-        let Some((index, unit)) = unit else {
-            return Err(invalid());
-        };
-        let n: u128 = number.parse().unwrap_or(u128::MAX);
-        let ms: u128 = match *unit {
-            "y" => 365 * 24 * 3_600_000,
-            "w" => 7 * 24 * 3_600_000,
-            "d" => 24 * 3_600_000,
-            "h" => 3_600_000,
-            "m" => 60_000,
-            "s" => 1000,
-            _ => 1,
-        };
-        total = total.saturating_add(n.saturating_mul(ms));
-        next_unit = index + 1;
-        rest = &after[unit.len()..];
-    }
-    if total > i64::MAX as u128 / 1_000_000 {
-        return Err("duration out of range".to_owned());
-    }
-    if total == 0 {
-        return Err("duration must be greater than 0".to_owned());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn err(q: &str) -> Option<(usize, String)> {
-        check(q).map(|e| (e.pos, e.message))
+        parse(q, ParseOptions::default())
+            .err()
+            .map(|e| (e.pos, e.message))
     }
 
     #[test]
@@ -1348,10 +1682,63 @@ mod tests {
             "x and and",
             "1 +-+ 2",
             "x offset -5m",
-            "{a!~\".*\"}",
+            "{a!~\".*\", b=\"c\"}",
+            "x[300]",
+            "x offset 60",
+            "x @ 5m",
+            "{\"metric.name\", \"le\"=\"1\"}",
+            "sum by (\"a.b\") (x)",
+            "5m",
+            "1_000 + 0x1F",
         ] {
             assert_eq!(err(q), None, "{q}");
         }
+    }
+
+    #[test]
+    fn trees_carry_values_and_positions() {
+        let e = parse(
+            "sum by (a) (rate(x{b=\"c\"}[5m] offset 1m @ 100)) / 2",
+            ParseOptions::default(),
+        )
+        .unwrap();
+        let Expr::Binary(b) = e else { panic!() };
+        assert_eq!(b.op, BinOp::Div);
+        assert_eq!(b.op_pos, 48);
+        let Expr::Aggregate(a) = b.lhs.as_ref() else {
+            panic!()
+        };
+        assert_eq!(
+            (a.op, a.grouping.as_slice(), a.without, a.pos),
+            (AggOp::Sum, &["a".to_owned()][..], false, 0)
+        );
+        let Expr::Call(c) = a.expr.as_ref() else {
+            panic!()
+        };
+        assert_eq!((c.func.name, c.pos), ("rate", 12));
+        let Some(Expr::MatrixSelector(ms)) = c.args.first() else {
+            panic!()
+        };
+        assert_eq!(
+            (ms.range, ms.vs.offset, ms.vs.at, ms.vs.pos),
+            (300_000, 60_000, Some(AtModifier::At(100_000)), 17)
+        );
+        assert_eq!(ms.vs.name.as_deref(), Some("x"));
+        let names: Vec<&str> = ms.vs.matchers.iter().map(|m| m.name()).collect();
+        assert_eq!(names, ["b", "__name__"]);
+        let e = parse("x[1.5]", ParseOptions::default()).unwrap();
+        let Expr::MatrixSelector(ms) = e else {
+            panic!()
+        };
+        assert_eq!(ms.range, 1500);
+        let e = parse("-5m", ParseOptions::default()).unwrap();
+        assert_eq!(
+            e,
+            Expr::NumberLiteral(NumberLiteral {
+                val: -300.0,
+                pos: 0
+            })
+        );
     }
 
     #[test]
@@ -1381,11 +1768,6 @@ mod tests {
                 "unexpected identifier \"foo\" in @, expected timestamp",
             ),
             (
-                "sum(x) by",
-                9,
-                "unexpected end of input in grouping opts, expected \"(\"",
-            ),
-            (
                 "1 < 2",
                 2,
                 "comparisons between scalars must use BOOL modifier",
@@ -1396,7 +1778,6 @@ mod tests {
                 "ranges only allowed for vector selectors",
             ),
             ("sum(rate(x +))", 12, "unexpected \")\" in aggregation"),
-            ("rate(x +)", 8, "unexpected \")\""),
             (
                 "rate(x, ^y)",
                 6,
@@ -1413,17 +1794,45 @@ mod tests {
                 0,
                 "timestamp out of bounds for @ modifier: 1000000000000000019884624838656.000000",
             ),
-            (
-                "1e",
-                0,
-                "error parsing number: strconv.ParseFloat: parsing \"1e\": invalid syntax",
-            ),
             ("x[0s]", 2, "duration must be greater than 0"),
-            ("x[m]", 2, "not a valid duration string: \"m\""),
+            ("x[-5m]", 2, "duration must be greater than 0"),
             (
                 "x[5m:1m 5]",
                 8,
                 "unexpected number \"5\" in subquery selector, expected \"]\"",
+            ),
+            (
+                "x[foo]",
+                2,
+                "unexpected character in duration expression: 'f'",
+            ),
+            (
+                "x[5m + 1m]",
+                2,
+                "experimental duration expression is not enabled",
+            ),
+            (
+                "x offset foo",
+                9,
+                "unexpected identifier \"foo\" in offset, expected number or duration",
+            ),
+            ("x[1e20]", 2, "duration out of range"),
+            ("x[5x]", 2, "bad number or duration syntax: \"5\""),
+            ("x[5m1h]", 2, "not a valid duration string: \"5m1h\""),
+            (
+                "holt_winters(x[5m], 0.5, 0.5)",
+                0,
+                "unknown function with name \"holt_winters\"",
+            ),
+            (
+                "sort_by_label(x, \"a\")",
+                0,
+                "function \"sort_by_label\" is not enabled",
+            ),
+            (
+                "limitk(1, x)",
+                0,
+                "limitk() is experimental and must be enabled with --enable-feature=promql-experimental-functions",
             ),
         ];
         for (q, pos, message) in cases {
@@ -1431,9 +1840,36 @@ mod tests {
         }
     }
 
+    /// Any nesting is refused or parsed in bounded stack: deep parentheses, unary operators,
+    /// function calls, subqueries and chains of operators (built in a loop, yet their
+    /// height counts).
     #[test]
     fn deep_nesting_is_an_error_not_a_stack_overflow() {
-        let q = format!("{}1{}", "(".repeat(5000), ")".repeat(5000));
-        assert!(check(&q).is_some());
+        let n = 100_000;
+        let cases = [
+            format!("{}1{}", "(".repeat(n), ")".repeat(n)),
+            format!("{}1", "-".repeat(n)),
+            format!("{}x", "- ".repeat(n)),
+            format!("{}x{}", "abs(".repeat(n), ")".repeat(n)),
+            format!("{}x{}", "sum(".repeat(n), ")".repeat(n)),
+            format!("x{}", "[5m:]".repeat(n)),
+            format!("1{}", "+1".repeat(n)),
+            format!("x{}", " or x".repeat(n)),
+            format!("2{}", "^2".repeat(n)),
+            format!("x[{}5m{}]", "(".repeat(n), ")".repeat(n)),
+        ];
+        for q in &cases {
+            let got = parse(q, ParseOptions::default());
+            let e = got.expect_err("too deep");
+            assert!(
+                e.message.contains("nests too deeply") || e.message.contains("experimental"),
+                "{}: {}",
+                &q[..20],
+                e.message
+            );
+        }
+        // Within the limit, a long chain parses.
+        let q = format!("1{}", "+1".repeat(MAX_DEPTH - 2));
+        assert!(parse(&q, ParseOptions::default()).is_ok());
     }
 }

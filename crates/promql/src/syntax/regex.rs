@@ -1,16 +1,17 @@
-//! Label matcher regexps: compiled anchored as Prometheus 2 does, with errors worded like
-//! Go's `regexp/syntax` for the common mistakes.
+//! Label matcher regexps: checked as Prometheus 3.5 does (Go's `regexp/syntax` parse of the
+//! pattern as written, before it is anchored), with errors worded like Go's for the common
+//! mistakes.
 
 use regex_syntax::ast::ErrorKind;
 
 /// Compiles the regexp of a `=~`/`!~` matcher; the error reads like Prometheus'.
 pub(crate) fn compile(pattern: &str) -> Result<regex::Regex, String> {
-    let anchored = format!("^(?:{pattern})$");
-    let compatible = format!("^(?:{})$", strata_types::go_regex_compat(pattern));
+    let compatible = strata_types::go_regex_compat(pattern);
     if let Err(e) = regex_syntax::ast::parse::Parser::new().parse(&compatible) {
-        return Err(go_message(&anchored, &e));
+        return Err(go_message(&compatible, &e));
     }
-    regex::Regex::new(&compatible).map_err(|e| format!("error parsing regexp: {e}"))
+    regex::Regex::new(&format!("^(?s:{compatible})$"))
+        .map_err(|e| format!("error parsing regexp: {e}"))
 }
 
 fn go_message(anchored: &str, e: &regex_syntax::ast::Error) -> String {
@@ -47,7 +48,7 @@ mod tests {
     fn errors_read_like_go() {
         assert_eq!(
             compile("(").err().as_deref(),
-            Some("error parsing regexp: missing closing ): `^(?:()$`")
+            Some("error parsing regexp: missing closing ): `(`")
         );
         assert!(compile("a|b.*").is_ok_and(|re| re.is_match("b") && !re.is_match("c")));
     }
