@@ -20,6 +20,29 @@ pub mod store_api;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// Where `scripts/test` keeps tools it installs outside Debian's package manager.
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("STRATA_TOOLS")
+        .map_or_else(|| PathBuf::from("/var/tmp/strata-tools"), PathBuf::from)
+}
+
+/// Prometheus 3.5.3 LTS, the oracle for PromQL, the HTTP API and remote read and the peer of
+/// the sidecar: `$STRATA_PROMETHEUS`, else the copy `scripts/sid-package prometheus 3.5.3`
+/// unpacks (which `scripts/test` runs). Panics with that hint when missing: the tests never
+/// fall back to another version silently.
+pub fn prometheus_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("STRATA_PROMETHEUS") {
+        return PathBuf::from(path);
+    }
+    let unpacked = tools_dir().join("prometheus-3.5.3/usr/bin/prometheus");
+    assert!(
+        unpacked.is_file(),
+        "Prometheus 3.5.3 not found at {}: run `scripts/sid-package prometheus 3.5.3` (scripts/test does)",
+        unpacked.display()
+    );
+    unpacked
+}
+
 /// The path of an executable on PATH; panics with an install hint when missing, so a
 /// machine without the tools fails loudly instead of skipping.
 pub fn require_tool(name: &str) -> PathBuf {

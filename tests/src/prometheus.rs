@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{free_port, require_tool};
+use crate::{free_port, prometheus_binary};
 
 /// A running Prometheus; killed when dropped.
 #[derive(Debug)]
@@ -59,7 +59,7 @@ impl Prometheus {
         extra: &[&str],
     ) -> Prometheus {
         let port = free_port();
-        let child = Command::new(require_tool("prometheus"))
+        let child = Command::new(prometheus_binary())
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data_dir.display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -116,7 +116,7 @@ impl Prometheus {
         external_labels: &[(&str, &str)],
         web_config: Option<&str>,
     ) -> Prometheus {
-        let binary = require_tool("prometheus");
+        let binary = prometheus_binary();
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("prometheus.yml");
         let port = free_port();
