@@ -23,6 +23,37 @@ const HOURS: i64 = 6;
 
 type Result = Answer;
 
+/// Warnings and infos as sets (Prometheus keeps them in a map: their order is random).
+type Notes = (
+    std::collections::BTreeSet<String>,
+    std::collections::BTreeSet<String>,
+);
+
+fn prometheus_notes(body: &serde_json::Value) -> Notes {
+    let set = |key: &str| {
+        body[key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (set("warnings"), set("infos"))
+}
+
+fn engine_notes(
+    value: &std::result::Result<strata_promql::QueryResult, strata_promql::Error>,
+    query: &str,
+) -> Notes {
+    let Ok(result) = value else {
+        return Notes::default();
+    };
+    let (w, i) = result.annotations.as_strings(query, 10);
+    (w.into_iter().collect(), i.into_iter().collect())
+}
+
 fn from_engine(
     value: std::result::Result<strata_promql::QueryResult, strata_promql::Error>,
     instant_time: f64,
@@ -126,6 +157,14 @@ fn queries() -> Vec<String> {
         "temperature_celsius @ end()",
         "sum(http_requests_total) % 7 atan2 3",
         "1 + 2 * 3 / 4 - 5 ^ 2",
+        // Annotations (Prometheus' warnings and infos, with their positions).
+        "rate(temperature_celsius[5m])",
+        "sum by (room) (increase(temperature_celsius[10m])) + on() group_left sum(rate(misc_gauge[5m]))",
+        "quantile(1.5, http_requests_total)",
+        "quantile_over_time(-0.5, temperature_celsius[10m])",
+        "histogram_quantile(2, rate(request_duration_seconds_bucket[5m]))",
+        "histogram_quantile(0.9, temperature_celsius)",
+        "rate(http_requests_total[5m])\n  / rate(temperature_celsius[5m])",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -150,6 +189,7 @@ fn engine_agrees_with_prometheus() {
     let engine = Engine::new(EngineOptions::default());
 
     let mut compared = 0;
+    let mut annotated = 0usize;
     let mut both_failed = Vec::new();
     let mut points = 0usize;
     let mut failures = Vec::new();
@@ -157,11 +197,17 @@ fn engine_agrees_with_prometheus() {
         // Instant queries at times off the sample grid.
         for i in 0..4 {
             let time_s = START_S as f64 + 1234.567 + f64::from(i) * 4321.25;
-            let theirs = parse_answer(&prometheus.query(&query, time_s), &[]);
-            let ours = from_engine(
-                engine.instant_query(&queryable, &query, (time_s * 1000.0).round() as i64),
-                time_s,
-            );
+            let body = prometheus.query(&query, time_s);
+            let theirs = parse_answer(&body, &[]);
+            let result = engine.instant_query(&queryable, &query, (time_s * 1000.0).round() as i64);
+            let (their_notes, our_notes) = (prometheus_notes(&body), engine_notes(&result, &query));
+            annotated += usize::from(!their_notes.0.is_empty() || !their_notes.1.is_empty());
+            if their_notes != our_notes {
+                failures.push(format!(
+                    "annotations of {query}: ours {our_notes:?}, Prometheus {their_notes:?}"
+                ));
+            }
+            let ours = from_engine(result, time_s);
             compared += 1;
             match (ours, theirs) {
                 (Ok(o), Ok(t)) => {
@@ -178,17 +224,23 @@ fn engine_agrees_with_prometheus() {
             (START_S + HOURS * 3600) as f64,
             137.0,
         );
-        let theirs = parse_answer(&prometheus.query_range(&query, start, end, step), &[]);
-        let ours = from_engine(
-            engine.range_query(
-                &queryable,
-                &query,
-                (start * 1000.0).round() as i64,
-                (end * 1000.0).round() as i64,
-                (step * 1000.0) as i64,
-            ),
-            0.0,
+        let body = prometheus.query_range(&query, start, end, step);
+        let theirs = parse_answer(&body, &[]);
+        let result = engine.range_query(
+            &queryable,
+            &query,
+            (start * 1000.0).round() as i64,
+            (end * 1000.0).round() as i64,
+            (step * 1000.0) as i64,
         );
+        let (their_notes, our_notes) = (prometheus_notes(&body), engine_notes(&result, &query));
+        annotated += usize::from(!their_notes.0.is_empty() || !their_notes.1.is_empty());
+        if their_notes != our_notes {
+            failures.push(format!(
+                "annotations of range {query}: ours {our_notes:?}, Prometheus {their_notes:?}"
+            ));
+        }
+        let ours = from_engine(result, 0.0);
         compared += 1;
         match (ours, theirs) {
             (Ok(o), Ok(t)) => {
@@ -200,10 +252,11 @@ fn engine_agrees_with_prometheus() {
         }
     }
     eprintln!(
-        "compared {compared} query results ({points} points) with Prometheus 3.5.3; {} differ; {} failed in both",
+        "compared {compared} query results ({points} points, {annotated} with annotations) with Prometheus 3.5.3; {} differ; {} failed in both",
         failures.len(),
         both_failed.len()
     );
+    assert!(annotated >= 30, "too few annotated answers: {annotated}");
     for f in &both_failed {
         eprintln!("  both failed: {f}");
     }

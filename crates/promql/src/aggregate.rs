@@ -78,8 +78,18 @@ pub(crate) fn eval_aggregate(
         Some(_) => return Err(exec(format!("{op}: parameter must be a scalar"))),
         None => None,
     };
+    if op == "limit_ratio" {
+        let r = scalar_param.unwrap_or(f64::NAN);
+        let pos = agg.param.as_ref().map_or(agg.pos, |p| p.pos());
+        if r > 1.0 {
+            ev.annotate(crate::annotations::Annotation::invalid_ratio(r, 1.0, pos));
+        } else if r < -1.0 {
+            ev.annotate(crate::annotations::Annotation::invalid_ratio(r, -1.0, pos));
+        }
+    }
     if op == "quantile" {
-        crate::functions::check_quantile(ev, scalar_param.unwrap_or(f64::NAN));
+        let pos = agg.param.as_ref().map_or(agg.pos, |p| p.pos());
+        crate::functions::check_quantile(ev, scalar_param.unwrap_or(f64::NAN), pos);
     }
     if matches!(op, "topk" | "bottomk" | "limitk") {
         let k = scalar_param.unwrap_or(f64::NAN);

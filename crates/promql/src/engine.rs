@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 use crate::syntax::ast::Expr;
 use crate::syntax::{ParseOptions, parse};
 
+use crate::annotations::{AnnotationKind, Annotations};
 use crate::error::Error;
 use crate::eval::Evaluator;
 use crate::queryable::Queryable;
@@ -47,10 +48,20 @@ impl Default for EngineOptions {
 pub struct QueryResult {
     /// The value.
     pub value: Value,
-    /// Warning annotations.
-    pub warnings: Vec<String>,
-    /// Info annotations.
-    pub infos: Vec<String>,
+    /// Warnings and infos, with the positions of the expressions they are about.
+    pub annotations: Annotations,
+}
+
+impl QueryResult {
+    /// The warning messages (without positions).
+    pub fn warnings(&self) -> Vec<String> {
+        self.annotations.messages(AnnotationKind::Warning)
+    }
+
+    /// The info messages (without positions).
+    pub fn infos(&self) -> Vec<String> {
+        self.annotations.messages(AnnotationKind::Info)
+    }
 }
 
 /// Evaluates PromQL queries.
@@ -105,8 +116,7 @@ impl Engine {
         let value = ev.eval_top(expr, time)?;
         Ok(QueryResult {
             value,
-            warnings: ev.warnings(),
-            infos: ev.infos(),
+            annotations: ev.take_annotations(),
         })
     }
 
@@ -123,8 +133,10 @@ impl Engine {
         self.range_expr(queryable, &expr, start, end, step)
     }
 
-    /// Evaluates a parsed expression over a range: in time slices, each loading only the
-    /// data its steps need, several slices at once on separate threads.
+    /// Evaluates a parsed expression over a range: every selector's data is loaded once for
+    /// the whole range (one `select` each, as Prometheus and Thanos do, so answers do not
+    /// depend on slicing: deduplication and downsampled counters see the whole range), then
+    /// the steps are evaluated in time slices, several at once on separate threads.
     pub fn range_expr(
         &self,
         queryable: &(dyn Queryable + Sync),
@@ -144,6 +156,8 @@ impl Engine {
             ));
         }
         let deadline = Instant::now() + self.options.timeout;
+        let mut loader = Evaluator::new(&self.options, start, end, step, deadline);
+        loader.preload(queryable, expr)?;
         let steps_per_slice = (self.options.slice_duration / step).max(1);
         let mut slices = Vec::new();
         let mut slice_start = start;
@@ -155,14 +169,12 @@ impl Engine {
             slice_start = slice_end + step;
         }
         let run_slice = |(from, to): (i64, i64)| -> SliceResult {
-            let mut ev =
-                Evaluator::new(&self.options, from, to, step, deadline).for_slice(start, end);
-            ev.preload(queryable, expr)?;
+            let mut ev = Evaluator::new(&self.options, from, to, step, deadline)
+                .for_slice(start, end, &loader);
             let value = ev.eval_range_top(expr)?;
             Ok(QueryResult {
                 value,
-                warnings: ev.warnings(),
-                infos: ev.infos(),
+                annotations: ev.take_annotations(),
             })
         };
         let workers = self.options.parallelism.clamp(1, slices.len().max(1));
@@ -217,24 +229,13 @@ type SliceResult = Result<QueryResult, Error>;
 fn merge_slices(results: Vec<SliceResult>) -> Result<QueryResult, Error> {
     let mut series: std::collections::BTreeMap<strata_types::Labels, Vec<strata_types::Sample>> =
         std::collections::BTreeMap::new();
-    let mut warnings: Vec<String> = Vec::new();
-    let mut infos: Vec<String> = Vec::new();
+    let mut annotations = Annotations::default();
     for result in results {
         let QueryResult {
             value,
-            warnings: w,
-            infos: i,
+            annotations: a,
         } = result?;
-        for message in w {
-            if !warnings.contains(&message) {
-                warnings.push(message);
-            }
-        }
-        for message in i {
-            if !infos.contains(&message) {
-                infos.push(message);
-            }
-        }
+        annotations.merge(a);
         if let Value::Matrix(m) = value {
             for s in m {
                 series.entry(s.labels).or_default().extend(s.samples);
@@ -251,8 +252,7 @@ fn merge_slices(results: Vec<SliceResult>) -> Result<QueryResult, Error> {
         .collect();
     Ok(QueryResult {
         value: Value::Matrix(matrix),
-        warnings,
-        infos,
+        annotations,
     })
 }
 

@@ -54,7 +54,7 @@ impl ArgSeries {
 }
 
 /// A preloaded series: its samples shared, so range windows can point into them.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Loaded {
     labels: Labels,
     samples: std::sync::Arc<[Sample]>,
@@ -125,7 +125,9 @@ pub(crate) struct Evaluator<'a> {
     query_end: i64,
     pub(crate) interval: i64,
     deadline: Instant,
-    data: HashMap<usize, Vec<Loaded>>,
+    /// Every selector's series, loaded once for the whole query (shared by the evaluators of
+    /// its slices): what each slice sees does not depend on how the query is sliced.
+    data: std::sync::Arc<HashMap<usize, Vec<Loaded>>>,
     /// Per subquery node, its inner results by (step-aligned) time: the inner expression's
     /// value depends only on the time, and consecutive outer steps share most of their
     /// windows, so each inner step is evaluated once. Entries left of the latest window
@@ -136,8 +138,7 @@ pub(crate) struct Evaluator<'a> {
     /// walking on from there instead of binary searches through every series.
     cursors: HashMap<usize, Cursors>,
     loaded_samples: usize,
-    warnings: Vec<String>,
-    infos: Vec<String>,
+    annotations: crate::annotations::Annotations,
 }
 
 fn key(vs: &VectorSelector) -> usize {
@@ -200,49 +201,35 @@ impl<'a> Evaluator<'a> {
             query_end: end,
             interval,
             deadline,
-            data: HashMap::new(),
+            data: std::sync::Arc::new(HashMap::new()),
             subqueries: HashMap::new(),
             cursors: HashMap::new(),
             loaded_samples: 0,
-            warnings: Vec::new(),
-            infos: Vec::new(),
+            annotations: crate::annotations::Annotations::default(),
         }
     }
 
     /// Restricts this evaluator to the steps `[start, end]` of a query spanning
-    /// `[query_start, query_end]`.
-    pub(crate) fn for_slice(mut self, query_start: i64, query_end: i64) -> Self {
+    /// `[query_start, query_end]`, whose data `loaded` preloaded.
+    pub(crate) fn for_slice(
+        mut self,
+        query_start: i64,
+        query_end: i64,
+        loaded: &Evaluator<'_>,
+    ) -> Self {
         self.query_start = query_start;
         self.query_end = query_end;
+        self.data = std::sync::Arc::clone(&loaded.data);
         self
     }
 
-    pub(crate) fn warnings(&self) -> Vec<String> {
-        self.warnings.clone()
+    /// The annotations of this evaluation, taken.
+    pub(crate) fn take_annotations(&mut self) -> crate::annotations::Annotations {
+        std::mem::take(&mut self.annotations)
     }
 
-    pub(crate) fn infos(&self) -> Vec<String> {
-        self.infos.clone()
-    }
-
-    pub(crate) fn warn_sort_in_range_query(&mut self) {
-        if self.interval > 0 {
-            self.add_warning(
-                "PromQL warning: sort is ineffective for range queries since results are always ordered by labels".to_owned(),
-            );
-        }
-    }
-
-    pub(crate) fn add_info(&mut self, msg: String) {
-        if !self.infos.contains(&msg) {
-            self.infos.push(msg);
-        }
-    }
-
-    pub(crate) fn add_warning(&mut self, msg: String) {
-        if !self.warnings.contains(&msg) {
-            self.warnings.push(msg);
-        }
+    pub(crate) fn annotate(&mut self, a: crate::annotations::Annotation) {
+        self.annotations.add(a);
     }
 
     /// The evaluation time after an `@` modifier.
@@ -303,15 +290,20 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(sq) => {
                 let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset, lo, hi);
                 let range = sq.range;
-                self.preload_node(q, &sq.expr, from - range, to, None)
+                self.preload_node(q, &sq.expr, from - range, to, func)
             }
+            // The function a selector's data is for is the nearest enclosing call or
+            // aggregation, through parentheses, unary operators and subqueries, and none
+            // past a binary operator (Prometheus' `extractFuncFromPath`): it decides which
+            // aggregate of downsampled data is read and whether replicas are counters.
             Expr::Aggregate(agg) => {
+                let name = Some(agg.op.name());
                 if let Some(param) = &agg.param {
-                    self.preload_node(q, param, lo, hi, None)?;
+                    self.preload_node(q, param, lo, hi, name)?;
                 }
-                self.preload_node(q, &agg.expr, lo, hi, None)
+                self.preload_node(q, &agg.expr, lo, hi, name)
             }
-            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, None),
+            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, func),
             Expr::Binary(b) => {
                 self.preload_node(q, &b.lhs, lo, hi, None)?;
                 self.preload_node(q, &b.rhs, lo, hi, None)
@@ -353,7 +345,7 @@ impl<'a> Evaluator<'a> {
             .into_iter()
             .map(|s: Series| Loaded::new(s.labels, s.samples))
             .collect();
-        self.data.insert(key(vs), loaded);
+        std::sync::Arc::make_mut(&mut self.data).insert(key(vs), loaded);
         Ok(())
     }
 

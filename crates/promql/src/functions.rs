@@ -3,6 +3,7 @@
 use crate::syntax::ast::{Call, Expr};
 use strata_types::{Labels, Sample};
 
+use crate::annotations::Annotation;
 use crate::error::{Error, exec};
 use crate::eval::{ArgSeries, Evaluator, RangeArg};
 use crate::value::{Element, Value};
@@ -20,13 +21,10 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     (t, c)
 }
 
-/// Prometheus' warning for a quantile parameter outside [0, 1].
-pub(crate) fn check_quantile(ev: &mut Evaluator<'_>, q: f64) {
+/// Prometheus' warning for a quantile parameter outside [0, 1] (the parameter at `pos`).
+pub(crate) fn check_quantile(ev: &mut Evaluator<'_>, q: f64, pos: usize) {
     if q.is_nan() || !(0.0..=1.0).contains(&q) {
-        ev.add_warning(format!(
-            "PromQL warning: quantile value should be between 0 and 1, got {}",
-            go_g(q)
-        ));
+        ev.annotate(Annotation::invalid_quantile(q, pos));
     }
 }
 
@@ -518,7 +516,6 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             ))
         }
         "sort" | "sort_desc" => {
-            ev.warn_sort_in_range_query();
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
             let desc = name == "sort_desc";
             v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
@@ -533,7 +530,6 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             Ok(Value::Vector(v))
         }
         "sort_by_label" | "sort_by_label_desc" => {
-            ev.warn_sort_in_range_query();
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
             let mut names = Vec::new();
             for i in 1..call.args.len() {
@@ -639,6 +635,38 @@ fn range_function(
     };
     let range_expr = arg(call, range_arg_index)?;
     let range = ev.eval_range(range_expr, ts)?;
+    let out = range_outputs(ev, call, name, range_expr, range, ts)?;
+    let Some(out) = out else {
+        return Ok(None);
+    };
+    // `rate` and `increase` over a range selector: a name without a counter suffix gets
+    // Prometheus' info (one per metric name, at the selector).
+    if matches!(name, "rate" | "increase")
+        && matches!(range_expr.unparen(), Expr::MatrixSelector(_))
+    {
+        for e in &out {
+            let metric = e.labels.metric_name().unwrap_or("");
+            if !metric.is_empty()
+                && !["_total", "_sum", "_count", "_bucket"]
+                    .iter()
+                    .any(|suffix| metric.ends_with(suffix))
+            {
+                ev.annotate(Annotation::possible_non_counter(metric, range_expr.pos()));
+            }
+        }
+    }
+    Ok(Some(out))
+}
+
+/// The elements a range function gives at `ts`; `None` if `name` is none.
+fn range_outputs(
+    ev: &mut Evaluator<'_>,
+    call: &Call,
+    name: &str,
+    range_expr: &Expr,
+    range: RangeArg,
+    ts: i64,
+) -> Result<Option<Vec<Element>>, Error> {
     let out = match name {
         "rate" => over_series(range, ts, |a, s| {
             extrapolated_rate(a, &s.samples, true, true, s.no_resets)
@@ -773,7 +801,7 @@ fn range_function(
         }),
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(call, 0)?, ts)?;
-            check_quantile(ev, q);
+            check_quantile(ev, q, arg(call, 0)?.pos());
             over_time(range, ts, false, |_, s| {
                 Some(quantile_of(q, s.iter().map(|p| p.v).collect()))
             })
@@ -884,7 +912,11 @@ fn label_join(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Err
 
 /// Groups classic histogram buckets by their labels without `le` (the metric name kept, so
 /// two histograms never merge; it is dropped from the result).
-fn bucket_groups(ev: &mut Evaluator<'_>, v: Vec<Element>) -> Vec<(Labels, Vec<(f64, f64)>)> {
+fn bucket_groups(
+    ev: &mut Evaluator<'_>,
+    v: Vec<Element>,
+    pos: usize,
+) -> Vec<(Labels, Vec<(f64, f64)>)> {
     let mut order: Vec<Labels> = Vec::new();
     let mut groups: std::collections::HashMap<Labels, Vec<(f64, f64)>> =
         std::collections::HashMap::new();
@@ -892,9 +924,7 @@ fn bucket_groups(ev: &mut Evaluator<'_>, v: Vec<Element>) -> Vec<(Labels, Vec<(f
         let le = e.labels.get("le").unwrap_or("");
         let Ok(bound) = parse_le(le) else {
             let name = e.labels.metric_name().unwrap_or("").to_owned();
-            ev.add_warning(format!(
-                "PromQL warning: bucket label \"le\" is missing or has a malformed value of \"{le}\" for metric name \"{name}\""
-            ));
+            ev.annotate(Annotation::bad_bucket_label(&name, le, pos));
             continue;
         };
         let mut b = e.labels.to_builder();
@@ -916,16 +946,15 @@ fn bucket_groups(ev: &mut Evaluator<'_>, v: Vec<Element>) -> Vec<(Labels, Vec<(f
 
 fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
     let q = ev.eval_scalar(arg(call, 0)?, ts)?;
-    check_quantile(ev, q);
+    check_quantile(ev, q, arg(call, 0)?.pos());
+    let buckets_pos = arg(call, 1)?.pos();
     let v = ev.eval_vector(arg(call, 1)?, ts)?;
     let mut out = Vec::new();
-    for (labels, buckets) in bucket_groups(ev, v) {
+    for (labels, buckets) in bucket_groups(ev, v, buckets_pos) {
         let (value, fixed) = bucket_quantile(q, buckets);
         if fixed {
             let name = labels.metric_name().unwrap_or("").to_owned();
-            ev.add_info(format!(
-                "PromQL info: input to histogram_quantile needed to be fixed for monotonicity (see https://prometheus.io/docs/prometheus/latest/querying/functions/#histogram_quantile) for metric name \"{name}\""
-            ));
+            ev.annotate(Annotation::forced_monotonicity(&name, buckets_pos));
         }
         out.push(Element {
             labels,
@@ -940,8 +969,9 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Va
 fn histogram_fraction(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
     let lower = ev.eval_scalar(arg(call, 0)?, ts)?;
     let upper = ev.eval_scalar(arg(call, 1)?, ts)?;
+    let buckets_pos = arg(call, 2)?.pos();
     let v = ev.eval_vector(arg(call, 2)?, ts)?;
-    let out = bucket_groups(ev, v)
+    let out = bucket_groups(ev, v, buckets_pos)
         .into_iter()
         .map(|(labels, buckets)| Element {
             labels,

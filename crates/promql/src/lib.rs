@@ -7,6 +7,7 @@
 //! plug in [`MemQueryable`]. Synchronous; callers run it off async workers.
 
 mod aggregate;
+mod annotations;
 mod binop;
 mod engine;
 mod error;
@@ -16,6 +17,7 @@ mod queryable;
 pub mod syntax;
 mod value;
 
+pub use annotations::{Annotation, AnnotationKind, Annotations};
 pub use engine::{Engine, EngineOptions, QueryResult};
 pub use error::Error;
 pub use queryable::{MemQueryable, Queryable, SelectHints, Series};

@@ -525,21 +525,22 @@ fn check_eval(engine: &Engine, env: &Env, eval: &Eval, expr: &Expr) -> Outcome {
         match x {
             Expectation::Warn(pattern) => {
                 if let Some(outcome) =
-                    check_annotation("warning", pattern.as_deref(), &result.warnings)
+                    check_annotation("warning", pattern.as_deref(), &result.warnings())
                 {
                     return outcome;
                 }
             }
             Expectation::Info(pattern) => {
-                if let Some(outcome) = check_annotation("info", pattern.as_deref(), &result.infos) {
+                if let Some(outcome) = check_annotation("info", pattern.as_deref(), &result.infos())
+                {
                     return outcome;
                 }
             }
-            Expectation::NoWarn if !result.warnings.is_empty() => {
-                return Outcome::Fail(format!("unexpected warnings {:?}", result.warnings));
+            Expectation::NoWarn if !result.warnings().is_empty() => {
+                return Outcome::Fail(format!("unexpected warnings {:?}", result.warnings()));
             }
-            Expectation::NoInfo if !result.infos.is_empty() => {
-                return Outcome::Fail(format!("unexpected infos {:?}", result.infos));
+            Expectation::NoInfo if !result.infos().is_empty() => {
+                return Outcome::Fail(format!("unexpected infos {:?}", result.infos()));
             }
             _ => {}
         }
@@ -558,10 +559,11 @@ fn annotation_pattern(arg: &str) -> Option<String> {
 
 /// Checks an expected annotation; `None` when satisfied.
 fn check_annotation(kind: &str, pattern: Option<&str>, got: &[String]) -> Option<Outcome> {
-    if got.is_empty() {
-        return Some(Outcome::Skip("annotations not implemented"));
-    }
-    let pattern = pattern?;
+    let Some(pattern) = pattern else {
+        return got
+            .is_empty()
+            .then(|| Outcome::Fail(format!("expected a {kind} annotation, got none")));
+    };
     let matched = match pattern.strip_prefix("regex:") {
         Some(re) => regex::Regex::new(re.trim()).is_ok_and(|r| got.iter().any(|g| r.is_match(g))),
         None => {

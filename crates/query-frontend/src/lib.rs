@@ -2,7 +2,7 @@
 //! datasource URL. Range queries are step-aligned, split at `--query-range.split-interval`
 //! boundaries, answered from the results cache where possible (extents per query, step,
 //! split and result-changing parameters; the freshest `--query-range.response-cache-max-freshness`
-//! is never cached; answers with warnings are not cached), the rest asked of the downstream
+//! is never cached; answers with warnings or infos are not cached), the rest asked of the downstream
 //! in parallel with retries, and merged into the answer the downstream would give for the
 //! whole range. Every other path is proxied unchanged.
 
@@ -26,7 +26,7 @@ use prometheus_client::registry::Registry;
 use strata_runtime::{Readiness, Shutdown};
 
 use crate::cache::{CacheConfig, ResultsCache};
-use crate::merge::{Extent, merge_extents, parse_extent, write_answer};
+use crate::merge::{Extent, Notes, merge_extents, parse_extent, write_answer};
 use crate::split::Range;
 
 /// Largest request body forwarded.
@@ -246,7 +246,7 @@ async fn downstream_range(
     request: &RangeRequest,
     range: Range,
     headers: &HeaderMap,
-) -> Result<(Extent, Vec<String>), Passthrough> {
+) -> Result<(Extent, Notes), Passthrough> {
     let query = {
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("query", &request.query);
@@ -319,7 +319,7 @@ async fn answer_split(
     split: Range,
     interval: i64,
     headers: &HeaderMap,
-) -> Result<(Extent, Vec<String>), Passthrough> {
+) -> Result<(Extent, Notes), Passthrough> {
     state.metrics.split_queries.inc();
     if !state.cache.enabled() {
         return downstream_range(state, request, split, headers).await;
@@ -340,14 +340,14 @@ async fn answer_split(
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
     let (extent, warnings) = match cached {
         Some(c) if c.start <= split.start && c.end >= split.end => {
-            return Ok((c.slice(split.start, split.end), Vec::new()));
+            return Ok((c.slice(split.start, split.end), Notes::default()));
         }
         Some(c) if c.start <= split.start && c.end >= split.start => {
             // Only the part after the cached extent is asked for, on the split's grid.
             let steps = (c.end - split.start) / split.step + 1;
             let from = split.start + steps * split.step;
             if from > split.end {
-                return Ok((c.slice(split.start, split.end), Vec::new()));
+                return Ok((c.slice(split.start, split.end), Notes::default()));
             }
             let rest = Range {
                 start: from,
@@ -405,25 +405,23 @@ async fn query_range(State(state): State<Arc<FrontendState>>, req: Request) -> R
     }
     let interval = state.config.split_interval.as_millis() as i64;
     let splits = request.range.split(interval);
-    let parts: Vec<Result<(Extent, Vec<String>), Passthrough>> = futures::stream::iter(splits)
+    let parts: Vec<Result<(Extent, Notes), Passthrough>> = futures::stream::iter(splits)
         .map(|split| answer_split(&state, &request, split, interval, &headers))
         .buffered(state.config.parallelism.max(1))
         .collect()
         .await;
     let mut extents = Vec::with_capacity(parts.len());
-    let mut warnings = Vec::new();
+    let mut notes = Notes::default();
     for part in parts {
         match part {
-            Ok((e, w)) => {
+            Ok((e, n)) => {
                 extents.push(e);
-                warnings.extend(w);
+                notes.extend(n);
             }
             Err(Passthrough(response)) => return response,
         }
     }
-    warnings.sort();
-    warnings.dedup();
-    let body = write_answer(&merge_extents(extents), &warnings);
+    let body = write_answer(&merge_extents(extents), &notes);
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -522,15 +520,27 @@ async fn metadata_split(State(state): State<Arc<FrontendState>>, req: Request) -
         .await;
     let mut strings: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut series: BTreeMap<strata_types::Labels, BTreeMap<String, String>> = BTreeMap::new();
-    let mut warnings: Vec<String> = Vec::new();
+    let mut notes = Notes::default();
     for answer in answers {
         let value = match answer {
             Ok(v) => v,
             Err(r) => return r,
         };
-        if let Some(w) = value.get("warnings").and_then(|w| w.as_array()) {
-            warnings.extend(w.iter().filter_map(|x| x.as_str().map(str::to_owned)));
-        }
+        let list = |key: &str| -> Vec<String> {
+            value
+                .get(key)
+                .and_then(|w| w.as_array())
+                .map(|w| {
+                    w.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        notes.extend(Notes {
+            warnings: list("warnings"),
+            infos: list("infos"),
+        });
         let Some(data) = value.get("data").and_then(|d| d.as_array()) else {
             continue;
         };
@@ -559,12 +569,7 @@ async fn metadata_split(State(state): State<Arc<FrontendState>>, req: Request) -
     }
     .unwrap_or_else(|_| "[]".into());
     let mut body = format!("{{\"status\":\"success\",\"data\":{data}");
-    if !warnings.is_empty() {
-        warnings.sort();
-        warnings.dedup();
-        body.push_str(",\"warnings\":");
-        body.push_str(&serde_json::to_string(&warnings).unwrap_or_else(|_| "[]".into()));
-    }
+    body.push_str(&notes.json_members());
     body.push('}');
     ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

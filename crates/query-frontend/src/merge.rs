@@ -35,6 +35,50 @@ struct Answer {
     data: Option<AnswerData>,
     #[serde(default)]
     warnings: Vec<String>,
+    #[serde(default)]
+    infos: Vec<String>,
+}
+
+/// The `warnings` and `infos` of answers, merged (sorted, each once).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Warnings.
+    pub warnings: Vec<String>,
+    /// Infos.
+    pub infos: Vec<String>,
+}
+
+impl Notes {
+    /// Whether there is neither.
+    pub fn is_empty(&self) -> bool {
+        self.warnings.is_empty() && self.infos.is_empty()
+    }
+
+    /// Adds `other`'s.
+    pub fn extend(&mut self, other: Notes) {
+        for (mine, theirs) in [
+            (&mut self.warnings, other.warnings),
+            (&mut self.infos, other.infos),
+        ] {
+            mine.extend(theirs);
+            mine.sort();
+            mine.dedup();
+        }
+    }
+
+    /// The `,"warnings":[…],"infos":[…]` members of a JSON answer (those not empty).
+    pub fn json_members(&self) -> String {
+        let mut out = String::new();
+        for (key, list) in [("warnings", &self.warnings), ("infos", &self.infos)] {
+            if !list.is_empty() {
+                out.push_str(",\"");
+                out.push_str(key);
+                out.push_str("\":");
+                out.push_str(&serde_json::to_string(list).unwrap_or_else(|_| "[]".into()));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Deserialize)]
@@ -55,12 +99,8 @@ struct RawSeries {
 #[error("{0}")]
 pub struct MergeError(pub String);
 
-/// Parses a successful matrix answer into an extent; also returns its warnings.
-pub fn parse_extent(
-    body: &[u8],
-    start: i64,
-    end: i64,
-) -> Result<(Extent, Vec<String>), MergeError> {
+/// Parses a successful matrix answer into an extent; also returns its warnings and infos.
+pub fn parse_extent(body: &[u8], start: i64, end: i64) -> Result<(Extent, Notes), MergeError> {
     let answer: Answer =
         serde_json::from_slice(body).map_err(|e| MergeError(format!("bad answer: {e}")))?;
     if answer.status != "success" {
@@ -87,7 +127,13 @@ pub fn parse_extent(
             values,
         });
     }
-    Ok((Extent { start, end, series }, answer.warnings))
+    Ok((
+        Extent { start, end, series },
+        Notes {
+            warnings: answer.warnings,
+            infos: answer.infos,
+        },
+    ))
 }
 
 impl Extent {
@@ -146,7 +192,7 @@ pub fn merge_extents(parts: Vec<Extent>) -> Extent {
 }
 
 /// The JSON answer of an extent, as Prometheus writes a matrix.
-pub fn write_answer(extent: &Extent, warnings: &[String]) -> String {
+pub fn write_answer(extent: &Extent, notes: &Notes) -> String {
     let mut out =
         String::from("{\"status\":\"success\",\"data\":{\"resultType\":\"matrix\",\"result\":[");
     for (i, s) in extent.series.iter().enumerate() {
@@ -169,10 +215,7 @@ pub fn write_answer(extent: &Extent, warnings: &[String]) -> String {
         out.push_str("]}");
     }
     out.push_str("]}");
-    if !warnings.is_empty() {
-        out.push_str(",\"warnings\":");
-        out.push_str(&serde_json::to_string(warnings).unwrap_or_else(|_| "[]".into()));
-    }
+    out.push_str(&notes.json_members());
     out.push('}');
     out
 }
@@ -184,12 +227,18 @@ mod tests {
     #[test]
     fn parse_split_merge_round_trip() {
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"up","job":"a"},"values":[[1700000000,"1"],[1700000060.500,"NaN"],[1700000120,"+Inf"]]},{"metric":{"job":"b"},"values":[[1700000060.500,"2.5e-07"]]}]}}"#;
-        let (extent, warnings) = parse_extent(body, 1_700_000_000_000, 1_700_000_120_000).unwrap();
-        assert!(warnings.is_empty());
-        assert_eq!(write_answer(&extent, &[]).as_bytes(), body.as_slice());
+        let (extent, notes) = parse_extent(body, 1_700_000_000_000, 1_700_000_120_000).unwrap();
+        assert!(notes.is_empty());
+        assert_eq!(
+            write_answer(&extent, &Notes::default()).as_bytes(),
+            body.as_slice()
+        );
         let a = extent.slice(1_700_000_000_000, 1_700_000_060_000);
         let b = extent.slice(1_700_000_060_001, 1_700_000_120_000);
         let merged = merge_extents(vec![b, a]);
-        assert_eq!(write_answer(&merged, &[]).as_bytes(), body.as_slice());
+        assert_eq!(
+            write_answer(&merged, &Notes::default()).as_bytes(),
+            body.as_slice()
+        );
     }
 }

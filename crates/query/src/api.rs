@@ -110,12 +110,22 @@ impl From<strata_promql::Error> for ApiError {
 }
 
 fn success(data: &str, warnings: &[String]) -> Response {
+    success_with_infos(data, warnings, &[])
+}
+
+/// A success answer with Prometheus' `warnings` and `infos` (each left out when empty).
+fn success_with_infos(data: &str, warnings: &[String], infos: &[String]) -> Response {
     let mut body = String::with_capacity(data.len() + 64);
     body.push_str("{\"status\":\"success\",\"data\":");
     body.push_str(data);
-    if !warnings.is_empty() {
-        body.push_str(",\"warnings\":[");
-        for (i, w) in warnings.iter().enumerate() {
+    for (key, list) in [("warnings", warnings), ("infos", infos)] {
+        if list.is_empty() {
+            continue;
+        }
+        body.push_str(",\"");
+        body.push_str(key);
+        body.push_str("\":[");
+        for (i, w) in list.iter().enumerate() {
             if i > 0 {
                 body.push(',');
             }
@@ -371,15 +381,15 @@ async fn query(State(state): State<Arc<ApiState>>, req: Request) -> Result<Respo
     let time = time_param(&p, "time", now_ms())?;
     let expr = Engine::parse(&q).map_err(|e| ApiError::param("query", e))?;
     let options = read_options(&state, &p)?;
-    let (result, mut warnings) =
+    let (result, storage_warnings) =
         run_query(Arc::clone(&state), options, move |engine, queryable| {
             engine.instant_expr(queryable, &expr, time)
         })
         .await?;
-    warnings.extend(result.warnings.iter().cloned());
+    let (warnings, infos) = annotation_strings(storage_warnings, result.annotations, &q);
     let mut data = String::new();
     write_query_data(&mut data, &result.value, time);
-    Ok(success(&data, &warnings))
+    Ok(success_with_infos(&data, &warnings, &infos))
 }
 
 async fn query_range(
@@ -422,15 +432,30 @@ async fn query_range(
     }
     let expr = Engine::parse(&q).map_err(|e| ApiError::param("query", e))?;
     let options = read_options(&state, &p)?;
-    let (result, mut warnings) =
+    let (result, storage_warnings) =
         run_query(Arc::clone(&state), options, move |engine, queryable| {
             engine.range_expr(queryable, &expr, start, end, step)
         })
         .await?;
-    warnings.extend(result.warnings.iter().cloned());
+    let (warnings, infos) = annotation_strings(storage_warnings, result.annotations, &q);
     let mut data = String::new();
     write_query_data(&mut data, &result.value, end);
-    Ok(success(&data, &warnings))
+    Ok(success_with_infos(&data, &warnings, &infos))
+}
+
+/// A query's warnings and infos as Prometheus' API shows them: storage warnings (failed
+/// endpoints) and the engine's annotations, with positions in `query`, at most ten of each.
+fn annotation_strings(
+    storage: Vec<String>,
+    engine: strata_promql::Annotations,
+    query: &str,
+) -> (Vec<String>, Vec<String>) {
+    let mut all = strata_promql::Annotations::default();
+    for w in storage {
+        all.add_warning_text(w);
+    }
+    all.merge(engine);
+    all.as_strings(query, 10)
 }
 
 fn range_params(p: &Params) -> Result<(i64, i64), ApiError> {

@@ -14,6 +14,34 @@ use crate::proxy::{self, FanOut};
 /// Functions whose input is treated as a counter when switching replicas.
 const COUNTER_FUNCS: [&str; 4] = ["rate", "irate", "increase", "resets"];
 
+/// Functions that need two samples in their range: downsampled data is read only at a
+/// resolution of at most half the range (Thanos' `promqlFuncRequiresTwoSamples`).
+const TWO_SAMPLE_FUNCS: [&str; 9] = [
+    "rate",
+    "irate",
+    "increase",
+    "delta",
+    "idelta",
+    "deriv",
+    "predict_linear",
+    "holt_winters",
+    "double_exponential_smoothing",
+];
+
+/// The coarsest resolution a selection may read: `max_source_resolution`, capped at half
+/// the range for functions that need two samples in it (Thanos' `maxResolutionFromSelectHints`).
+pub fn max_resolution_for(max_resolution: i64, hints: &SelectHints) -> i64 {
+    if hints.range > 0
+        && hints
+            .func
+            .as_deref()
+            .is_some_and(|f| TWO_SAMPLE_FUNCS.contains(&f))
+    {
+        return max_resolution.min(hints.range / 2);
+    }
+    max_resolution
+}
+
 /// Settings of one query's reads.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
@@ -288,9 +316,11 @@ fn strip(labels: &Labels, replica_labels: &[String]) -> Labels {
 /// identical chunk, e.g. the same block served twice, kept once) and sorted by time, then
 /// split into as many "replicas" as they overlap (Thanos' `NewOverlapSplit`: each chunk joins
 /// the first replica whose last chunk ends before it starts), so the replica order is the
-/// order of their first chunks. Each replica is decoded; for counter functions it is read as
-/// Thanos' counter-reset iterator reads it (from its first chunk on, before the cut to
-/// `[start, end]`); the replicas are then merged by `func`.
+/// order of their first chunks. Each replica is decoded; for counter functions merged by
+/// penalty it is read as Thanos' counter-reset iterator reads it (from its first chunk on,
+/// before the cut to `[start, end]`); the replicas are then merged by `func`. A series with
+/// one replica keeps its raw samples (Thanos would make even that one monotonic for
+/// `rate`, which changes extrapolation and makes `resets()` 0; Prometheus' answer is kept).
 pub fn dedup_series(
     series: Vec<(Labels, Vec<AggrChunk>)>,
     start: i64,
@@ -313,8 +343,12 @@ pub fn dedup_series(
             }
         }
         chunks.retain(|c| c.max_time >= start && c.min_time <= end);
+        let groups = overlap_split(chunks);
+        // Thanos' counter handling only where replicas are merged by penalty: a single
+        // replica (or chain merging) keeps its raw samples, so it answers as Prometheus.
+        let counter = counter && func == DedupFunc::Penalty && groups.len() > 1;
         let mut replicas = Vec::new();
-        for part in overlap_split(chunks) {
+        for part in groups {
             let mut samples = decode_chunks(&part, i64::MIN, i64::MAX)
                 .map_err(|e| format!("series {labels}: {e}"))?;
             if counter {
@@ -364,10 +398,11 @@ fn overlap_split(mut chunks: Vec<AggrChunk>) -> Vec<Vec<AggrChunk>> {
 
 impl Queryable for StoreQueryable {
     fn select(&self, matchers: &[Matcher], hints: &SelectHints) -> Result<Vec<Series>, Error> {
+        let max_resolution = max_resolution_for(self.options.max_resolution, hints);
         let request = SeriesRequest {
             min_time: hints.start,
             max_time: hints.end,
-            max_resolution_window: self.options.max_resolution,
+            max_resolution_window: max_resolution,
             aggregates: aggregates_for(hints.func.as_deref())
                 .into_iter()
                 .map(|a| a as i32)

@@ -16,6 +16,7 @@ mod regex;
 
 use std::fmt;
 
+pub(crate) use lexer::go_quote;
 pub(crate) use parser::grow;
 pub use parser::{MAX_DEPTH, ParseOptions, SyntaxError, parse, parse_selector};
 
