@@ -82,9 +82,18 @@ pub(crate) struct QueryArgs {
     /// Most samples a query may load.
     #[arg(long = "query.max-samples", default_value_t = 50_000_000)]
     max_samples: usize,
-    /// Per-endpoint timeout of a fan-out call (0: none).
-    #[arg(long = "store.response-timeout", default_value = "0", value_parser = parse_duration)]
+    /// Per-endpoint timeout of a fan-out call (0: only the query's deadline bounds it).
+    #[arg(long = "store.response-timeout", default_value = "2m", value_parser = parse_duration)]
     endpoint_timeout: Duration,
+    /// Read downsampled data when the query allows (`max_source_resolution=auto` by default).
+    #[arg(long = "query.auto-downsampling", default_value_t = false)]
+    auto_downsampling: bool,
+    /// `max_source_resolution` of instant queries asking for `auto`.
+    #[arg(long = "query.default-instant-query-max-source-resolution", default_value = "0s", value_parser = parse_duration)]
+    instant_max_source_resolution: Duration,
+    /// Most series one `/api/v1/series` request may gather (bounds its memory).
+    #[arg(long = "query.max-series", default_value_t = 1_000_000)]
+    max_series: usize,
     /// How often endpoints are checked with the Info API, and the check's timeout.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = parse_duration)]
     info_interval: Duration,
@@ -154,6 +163,12 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         lookback_delta: args.lookback_delta.as_millis() as i64,
         max_samples: args.max_samples,
         endpoint_timeout: args.endpoint_timeout,
+        auto_downsampling: args.auto_downsampling,
+        instant_max_source_resolution: i64::try_from(
+            args.instant_max_source_resolution.as_millis(),
+        )
+        .unwrap_or(i64::MAX),
+        max_series: args.max_series,
         info_interval: args.info_interval,
         grpc_tls: args.grpc_tls.files(),
         client_tls,

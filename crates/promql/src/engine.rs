@@ -26,6 +26,9 @@ pub struct EngineOptions {
     /// Subquery step when none is given, in ms (Prometheus uses the global evaluation
     /// interval; 1m by default).
     pub default_subquery_step: i64,
+    /// Set when the query's client went away: evaluation stops at the next step with
+    /// [`Error::Canceled`].
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for EngineOptions {
@@ -39,6 +42,7 @@ impl Default for EngineOptions {
                 .map_or(1, |n| n.get())
                 .min(4),
             default_subquery_step: 60 * 1000,
+            cancel: None,
         }
     }
 }
@@ -166,7 +170,10 @@ impl Engine {
                 .saturating_add((steps_per_slice - 1).saturating_mul(step))
                 .min(end);
             slices.push((slice_start, slice_end));
-            slice_start = slice_end + step;
+            match slice_end.checked_add(step) {
+                Some(next) => slice_start = next,
+                None => break,
+            }
         }
         let run_slice = |(from, to): (i64, i64)| -> SliceResult {
             let mut ev = Evaluator::new(&self.options, from, to, step, deadline)

@@ -13,20 +13,30 @@ pub enum Error {
     /// The query ran past its deadline.
     #[error("query timed out in {0}")]
     Timeout(&'static str),
+    /// The query was canceled (its client went away).
+    #[error("query was canceled in {0}")]
+    Canceled(&'static str),
     /// The storage failed.
     #[error("{0}")]
     Storage(String),
 }
 
 impl Error {
+    /// The class of the error (HTTP status, `errorType`, gRPC code).
+    pub fn class(&self) -> strata_types::ErrorClass {
+        use strata_types::ErrorClass;
+        match self {
+            Error::Parse(_) => ErrorClass::BadData,
+            Error::Execution(_) | Error::TooManySamples(_) => ErrorClass::Execution,
+            Error::Timeout(_) => ErrorClass::Timeout,
+            Error::Canceled(_) => ErrorClass::Canceled,
+            Error::Storage(_) => ErrorClass::Internal,
+        }
+    }
+
     /// The Prometheus HTTP API `errorType`.
     pub fn error_type(&self) -> &'static str {
-        match self {
-            Error::Parse(_) => "bad_data",
-            Error::Execution(_) | Error::TooManySamples(_) => "execution",
-            Error::Timeout(_) => "timeout",
-            Error::Storage(_) => "internal",
-        }
+        self.class().error_type()
     }
 }
 

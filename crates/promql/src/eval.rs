@@ -138,6 +138,9 @@ pub(crate) struct Evaluator<'a> {
     /// walking on from there instead of binary searches through every series.
     cursors: HashMap<usize, Cursors>,
     loaded_samples: usize,
+    /// Points of the range query's result so far, over all slices (an upper bound: each
+    /// step counts every series seen so far), counted against `max_samples`.
+    output_points: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     annotations: crate::annotations::Annotations,
 }
 
@@ -164,7 +167,8 @@ impl Cursors {
                 .iter()
                 .map(|s| {
                     (
-                        s.samples.partition_point(|p| p.t <= ref_time - range),
+                        s.samples
+                            .partition_point(|p| p.t <= ref_time.saturating_sub(range)),
                         s.samples.partition_point(|p| p.t <= ref_time),
                     )
                 })
@@ -175,7 +179,10 @@ impl Cursors {
                 while samples.get(*hi).is_some_and(|p| p.t <= ref_time) {
                     *hi += 1;
                 }
-                while samples.get(*lo).is_some_and(|p| p.t <= ref_time - range) {
+                while samples
+                    .get(*lo)
+                    .is_some_and(|p| p.t <= ref_time.saturating_sub(range))
+                {
                     *lo += 1;
                 }
             }
@@ -205,6 +212,7 @@ impl<'a> Evaluator<'a> {
             subqueries: HashMap::new(),
             cursors: HashMap::new(),
             loaded_samples: 0,
+            output_points: std::sync::Arc::default(),
             annotations: crate::annotations::Annotations::default(),
         }
     }
@@ -220,6 +228,8 @@ impl<'a> Evaluator<'a> {
         self.query_start = query_start;
         self.query_end = query_end;
         self.data = std::sync::Arc::clone(&loaded.data);
+        self.loaded_samples = loaded.loaded_samples;
+        self.output_points = std::sync::Arc::clone(&loaded.output_points);
         self
     }
 
@@ -252,9 +262,9 @@ impl<'a> Evaluator<'a> {
         match at {
             Some(_) => {
                 let t = self.at_time(at, lo);
-                (t - off, t - off)
+                (t.saturating_sub(off), t.saturating_sub(off))
             }
-            None => (lo - off, hi - off),
+            None => (lo.saturating_sub(off), hi.saturating_sub(off)),
         }
     }
 
@@ -280,17 +290,24 @@ impl<'a> Evaluator<'a> {
         match expr {
             Expr::VectorSelector(vs) => {
                 let (from, to) = self.eval_window(vs.at.as_ref(), vs.offset, lo, hi);
-                self.load(q, vs, from - self.opts.lookback_delta, to, 0, func)
+                self.load(
+                    q,
+                    vs,
+                    from.saturating_sub(self.opts.lookback_delta),
+                    to,
+                    0,
+                    func,
+                )
             }
             Expr::MatrixSelector(ms) => {
                 let (from, to) = self.eval_window(ms.vs.at.as_ref(), ms.vs.offset, lo, hi);
                 let range = ms.range;
-                self.load(q, &ms.vs, from - range, to, range, func)
+                self.load(q, &ms.vs, from.saturating_sub(range), to, range, func)
             }
             Expr::Subquery(sq) => {
                 let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset, lo, hi);
                 let range = sq.range;
-                self.preload_node(q, &sq.expr, from - range, to, func)
+                self.preload_node(q, &sq.expr, from.saturating_sub(range), to, func)
             }
             // The function a selector's data is for is the nearest enclosing call or
             // aggregation, through parentheses, unary operators and subqueries, and none
@@ -350,6 +367,14 @@ impl<'a> Evaluator<'a> {
     }
 
     fn check_deadline(&self) -> Result<(), Error> {
+        if self
+            .opts
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        {
+            return Err(Error::Canceled("query execution"));
+        }
         if Instant::now() > self.deadline {
             return Err(Error::Timeout("query execution"));
         }
@@ -455,7 +480,18 @@ impl<'a> Evaluator<'a> {
                     ));
                 }
             }
-            ts += self.interval;
+            let steps_points = out.len().max(1);
+            let total = self
+                .output_points
+                .fetch_add(steps_points, std::sync::atomic::Ordering::Relaxed)
+                .saturating_add(steps_points);
+            if total.saturating_add(self.loaded_samples) > self.opts.max_samples {
+                return Err(Error::TooManySamples("query execution"));
+            }
+            match ts.checked_add(self.interval) {
+                Some(next) if self.interval > 0 => ts = next,
+                _ => break,
+            }
         }
         drop(pinned);
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -620,17 +656,17 @@ impl<'a> Evaluator<'a> {
             self.opts.default_subquery_step
         };
         let ref_time = self.at_time(sq.at.as_ref(), ts) - sq.offset;
-        let window_start = ref_time - range;
+        let window_start = ref_time.saturating_sub(range);
         // First step-aligned time after the (left-open) window start, as Go computes it.
-        let mut t = step * (window_start / step);
+        let mut t = step.saturating_mul(window_start / step);
         if t <= window_start {
-            t += step;
+            t = t.saturating_add(step);
         }
         let node = std::ptr::from_ref(sq) as usize;
         let mut cache = self.subqueries.remove(&node).unwrap_or_default();
         let result = self.subquery_window(sq, t, step, ref_time, &mut cache);
         // Keep what a later (forward-moving) window can still use.
-        cache = cache.split_off(&(window_start + 1));
+        cache = cache.split_off(&window_start.saturating_add(1));
         self.subqueries.insert(node, cache);
         let by_labels = result?;
         Ok(RangeArg {
@@ -652,6 +688,9 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<ArgSeries>, Error> {
         let mut by_labels: Vec<RangeSeries> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
+        // Points of this window, counted against `max_samples` with the loaded samples (at
+        // most one series a step more than held: a bound, not an exact count).
+        let mut points = 0usize;
         let mut t = first;
         while t <= ref_time {
             self.check_deadline()?;
@@ -694,7 +733,14 @@ impl<'a> Evaluator<'a> {
                 }
                 _ => return Err(exec("subquery is only allowed on instant vector or scalar")),
             }
-            t += step;
+            points = points.saturating_add(by_labels.len());
+            if points.saturating_add(self.loaded_samples) > self.opts.max_samples {
+                return Err(Error::TooManySamples("query execution"));
+            }
+            match t.checked_add(step) {
+                Some(next) => t = next,
+                None => break,
+            }
         }
         Ok(by_labels
             .into_iter()

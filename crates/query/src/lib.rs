@@ -61,8 +61,14 @@ pub struct QueryConfig {
     pub lookback_delta: i64,
     /// `--query.max-samples`.
     pub max_samples: usize,
-    /// `--store.response-timeout` (zero: none).
+    /// `--store.response-timeout` (zero: the query's deadline alone bounds endpoints).
     pub endpoint_timeout: Duration,
+    /// `--query.auto-downsampling`.
+    pub auto_downsampling: bool,
+    /// `--query.default-instant-query-max-source-resolution` (ms).
+    pub instant_max_source_resolution: i64,
+    /// Most series a `/api/v1/series` request may gather.
+    pub max_series: usize,
     /// `--endpoint.info-timeout`: how often and how long endpoints are checked.
     pub info_interval: Duration,
     /// `--grpc-server-tls-*`.
@@ -89,7 +95,10 @@ impl Default for QueryConfig {
             max_concurrent: 20,
             lookback_delta: 5 * 60 * 1000,
             max_samples: 50_000_000,
-            endpoint_timeout: Duration::ZERO,
+            endpoint_timeout: Duration::from_secs(120),
+            auto_downsampling: false,
+            instant_max_source_resolution: 0,
+            max_series: 1_000_000,
             info_interval: Duration::from_secs(5),
             grpc_tls: strata_runtime::TlsFiles::default(),
             client_tls: None,
@@ -146,8 +155,11 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             partial_response: config.partial_response,
             endpoint_timeout: config.endpoint_timeout,
             unhealthy_timeout: config.unhealthy_timeout,
+            auto_downsampling: config.auto_downsampling,
+            instant_max_source_resolution: config.instant_max_source_resolution,
+            max_series: config.max_series,
         },
-        gate: Semaphore::new(config.max_concurrent.max(1)),
+        gate: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;

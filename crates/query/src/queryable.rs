@@ -53,6 +53,10 @@ pub struct ReadOptions {
     pub dedup: DedupFunc,
     /// `max_source_resolution` in ms (0: raw data only).
     pub max_resolution: i64,
+    /// The query's deadline: fetching stops there too.
+    pub deadline: Option<std::time::Instant>,
+    /// Canceled when the query's client goes away: fetching stops.
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 /// A [`Queryable`] over Store API endpoints. Must be called from outside the async runtime
@@ -417,15 +421,28 @@ impl Queryable for StoreQueryable {
             }),
             ..Default::default()
         };
-        let set = self
-            .handle
-            .block_on(proxy::series(
-                &self.endpoints,
-                matchers,
-                request,
-                &self.options.fan_out,
-            ))
-            .map_err(|e| Error::Storage(e.to_string()))?;
+        let fetch = proxy::series(&self.endpoints, matchers, request, &self.options.fan_out);
+        let deadline = self.options.deadline;
+        let cancel = self.options.cancel.clone();
+        let set = self.handle.block_on(async move {
+            let deadline = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let canceled = async {
+                match cancel {
+                    Some(c) => c.cancelled().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                set = fetch => set.map_err(|e| Error::Storage(e.to_string())),
+                () = deadline => Err(Error::Timeout("query execution")),
+                () = canceled => Err(Error::Canceled("query execution")),
+            }
+        })?;
         if !set.warnings.is_empty()
             && let Ok(mut w) = self.warnings.lock()
         {

@@ -1,0 +1,255 @@
+//! `series`, `labels`, `label/<name>/values` (Prometheus 3.5's parameter rules; each takes a
+//! permit of the concurrency gate; `limit` honoured and passed to the endpoints; `series`
+//! bounded by a maximum series count), and the status endpoints.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use strata_types::api_time::{max_time, min_time};
+use strata_types::{ErrorClass, Labels};
+
+use super::error::ApiError;
+use super::params::Params;
+use super::response::{go_time, string_list, success};
+use super::{ApiState, matchers_param, read_options};
+use crate::json::{write_labels, write_str};
+use crate::proxy::{self, ProxyError};
+
+impl From<ProxyError> for ApiError {
+    fn from(e: ProxyError) -> Self {
+        ApiError::new(ErrorClass::Internal, e.to_string())
+    }
+}
+
+/// A permit of the concurrency gate, for as long as the request reads.
+async fn permit(state: &Arc<ApiState>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    Arc::clone(&state.gate)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::new(ErrorClass::Unavailable, "querier is shutting down"))
+}
+
+/// `start` and `end` with Prometheus' defaults (its `MinTime` and `MaxTime`), in ms.
+fn range(p: &Params) -> Result<(i64, i64), ApiError> {
+    let start = p.time_or("start", min_time())?;
+    let end = p.time_or("end", max_time())?;
+    Ok((start.millis(), end.millis()))
+}
+
+/// The limit an endpoint is asked for: one more than the API's, to know about truncation.
+fn hint_limit(limit: usize) -> i64 {
+    if limit == 0 {
+        0
+    } else {
+        i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
+    }
+}
+
+pub(crate) async fn series(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(req).await?;
+    if p.all("match[]").is_empty() {
+        return Err(ApiError::bad_data("no match[] parameter provided"));
+    }
+    let limit = p.limit()?;
+    let (start, end) = range(&p)?;
+    let sets = matchers_param(&p).map_err(|e| ApiError::param("match[]", e))?;
+    let options = read_options(&state, &p, None)?;
+    let _permit = permit(&state).await?;
+    let mut all: BTreeSet<Labels> = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for matchers in sets {
+        let request = strata_storepb::SeriesRequest {
+            min_time: start,
+            max_time: end,
+            skip_chunks: true,
+            limit: hint_limit(limit),
+            ..Default::default()
+        };
+        let set = proxy::series(&state.endpoints, &matchers, request, &options.fan_out).await?;
+        warnings.extend(set.warnings);
+        for (labels, _) in set.series {
+            let mut b = labels.to_builder();
+            for name in &options.replica_labels {
+                b.delete(name);
+            }
+            all.insert(b.build());
+            if all.len() > state.options.max_series {
+                return Err(ApiError::new(
+                    ErrorClass::Execution,
+                    format!(
+                        "series request would load more than {} series into memory; narrow match[] or the time range, or set limit",
+                        state.options.max_series
+                    ),
+                ));
+            }
+        }
+    }
+    let truncated = limit > 0 && all.len() > limit;
+    let mut data = String::from("[");
+    for (i, labels) in all
+        .iter()
+        .take(if limit > 0 { limit } else { usize::MAX })
+        .enumerate()
+    {
+        if i > 0 {
+            data.push(',');
+        }
+        write_labels(&mut data, labels);
+    }
+    data.push(']');
+    if truncated {
+        warnings.push("results truncated due to limit".to_owned());
+    }
+    Ok(success(&data, &warnings, &[]))
+}
+
+pub(crate) async fn labels(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(req).await?;
+    let limit = p.limit()?;
+    let (start, end) = range(&p)?;
+    let mut sets = matchers_param(&p).map_err(ApiError::bad_data)?;
+    let options = read_options(&state, &p, None)?;
+    if sets.is_empty() {
+        sets.push(Vec::new());
+    }
+    let _permit = permit(&state).await?;
+    let mut names = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for matchers in sets {
+        let (n, w) =
+            proxy::label_names(&state.endpoints, start, end, &matchers, &options.fan_out).await?;
+        names.extend(n);
+        warnings.extend(w);
+    }
+    for name in &options.replica_labels {
+        names.remove(name);
+    }
+    if limit > 0 && names.len() > limit {
+        warnings.push("results truncated due to limit".to_owned());
+    }
+    let shown = names
+        .iter()
+        .take(if limit > 0 { limit } else { usize::MAX });
+    Ok(success(&string_list(shown), &warnings, &[]))
+}
+
+pub(crate) async fn label_values(
+    State(state): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(req).await?;
+    if name.is_empty() {
+        return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
+    }
+    let limit = p.limit()?;
+    let (start, end) = range(&p)?;
+    let mut sets = matchers_param(&p).map_err(ApiError::bad_data)?;
+    let options = read_options(&state, &p, None)?;
+    if options.replica_labels.contains(&name) {
+        return Ok(success("[]", &[], &[]));
+    }
+    if sets.is_empty() {
+        sets.push(Vec::new());
+    }
+    let _permit = permit(&state).await?;
+    let mut values = BTreeSet::new();
+    let mut warnings = Vec::new();
+    for matchers in sets {
+        let (v, w) = proxy::label_values(
+            &state.endpoints,
+            &name,
+            start,
+            end,
+            &matchers,
+            &options.fan_out,
+        )
+        .await?;
+        values.extend(v);
+        warnings.extend(w);
+    }
+    if limit > 0 && values.len() > limit {
+        warnings.push("results truncated due to limit".to_owned());
+    }
+    let shown = values
+        .iter()
+        .take(if limit > 0 { limit } else { usize::MAX });
+    Ok(success(&string_list(shown), &warnings, &[]))
+}
+
+pub(crate) async fn metadata() -> Response {
+    success("{}", &[], &[])
+}
+
+pub(crate) async fn exemplars() -> Response {
+    success("[]", &[], &[])
+}
+
+pub(crate) async fn buildinfo() -> Response {
+    let version = env!("CARGO_PKG_VERSION");
+    let data = format!(
+        "{{\"version\":\"{version}\",\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}}"
+    );
+    success(&data, &[], &[])
+}
+
+pub(crate) async fn stores(State(state): State<Arc<ApiState>>) -> Response {
+    let mut by_type: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for e in &state.endpoints.all() {
+        if e.is_gone(state.options.unhealthy_timeout) {
+            continue;
+        }
+        let info = e.info();
+        let (_, last_error) = e.status();
+        let component = info
+            .as_ref()
+            .map_or("unknown", |i| i.component.as_str())
+            .to_owned();
+        let mut entry = String::from("{\"name\":");
+        write_str(&mut entry, e.address());
+        entry.push_str(",\"lastCheck\":");
+        match e.last_check_time() {
+            Some(t) => write_str(&mut entry, &go_time(t)),
+            None => entry.push_str("\"0001-01-01T00:00:00Z\""),
+        }
+        entry.push_str(",\"lastError\":");
+        match &last_error {
+            Some(err) => write_str(&mut entry, err),
+            None => entry.push_str("null"),
+        }
+        entry.push_str(",\"labelSets\":[");
+        if let Some(info) = &info {
+            for (i, set) in info.label_sets.iter().enumerate() {
+                if i > 0 {
+                    entry.push(',');
+                }
+                write_labels(&mut entry, set);
+            }
+        }
+        entry.push(']');
+        let (min, max) = info.as_ref().map_or((0, 0), |i| (i.min_time, i.max_time));
+        entry.push_str(&format!(",\"minTime\":{min},\"maxTime\":{max}}}"));
+        by_type.entry(component).or_default().push(entry);
+    }
+    let mut data = String::from("{");
+    for (i, (kind, entries)) in by_type.iter().enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        write_str(&mut data, kind);
+        data.push_str(":[");
+        data.push_str(&entries.join(","));
+        data.push(']');
+    }
+    data.push('}');
+    success(&data, &[], &[])
+}

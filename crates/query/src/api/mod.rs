@@ -1,0 +1,196 @@
+//! The Prometheus HTTP API (`/api/v1/…`), GET and POST form, with Prometheus 3.5's JSON
+//! shapes, parameter rules, error types and status codes, plus Thanos' extra parameters
+//! (`dedup`, `partial_response`, `replicaLabels[]`, `max_source_resolution`,
+//! `storeMatch[]`) and `/api/v1/stores`.
+//!
+//! - [`params`]: how parameters are read (Go's form semantics, Prometheus' time,
+//!   duration and limit parsers);
+//! - [`query`]: `query` and `query_range`;
+//! - [`meta`]: `series`, `labels`, `label/<name>/values` and the status endpoints;
+//! - [`error`]: errors by class (one mapping to HTTP status and `errorType`).
+//!
+//! Every request that reads from the endpoints takes a permit of `--query.max-concurrent`.
+
+mod error;
+mod meta;
+mod params;
+mod query;
+mod response;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use strata_promql::Engine;
+use strata_types::Matcher;
+use tokio::sync::Semaphore;
+
+pub use error::ApiError;
+use params::Params;
+
+use crate::dedup::DedupFunc;
+use crate::endpoints::EndpointSet;
+use crate::proxy::FanOut;
+use crate::queryable::ReadOptions;
+
+/// Defaults from the querier's flags.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// `--query.replica-label`.
+    pub replica_labels: Vec<String>,
+    /// `--deduplication.func`.
+    pub dedup: DedupFunc,
+    /// `--query.partial-response`.
+    pub partial_response: bool,
+    /// `--store.response-timeout`.
+    pub endpoint_timeout: Duration,
+    /// `--store.unhealthy-timeout`: endpoints failing longer are not listed.
+    pub unhealthy_timeout: Duration,
+    /// `--query.auto-downsampling`: `max_source_resolution` defaults to `auto`.
+    pub auto_downsampling: bool,
+    /// `--query.default-instant-query-max-source-resolution` (ms).
+    pub instant_max_source_resolution: i64,
+    /// Most series a `series` request may gather (bounds its memory).
+    pub max_series: usize,
+}
+
+impl Default for ApiOptions {
+    fn default() -> Self {
+        ApiOptions {
+            replica_labels: Vec::new(),
+            dedup: DedupFunc::Penalty,
+            partial_response: true,
+            endpoint_timeout: Duration::from_secs(120),
+            unhealthy_timeout: Duration::from_secs(300),
+            auto_downsampling: false,
+            instant_max_source_resolution: 0,
+            max_series: 1_000_000,
+        }
+    }
+}
+
+/// State shared by the handlers.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The endpoints.
+    pub endpoints: EndpointSet,
+    /// The engine.
+    pub engine: Engine,
+    /// Defaults.
+    pub options: ApiOptions,
+    /// `--query.max-concurrent`: every request that reads takes a permit.
+    pub gate: Arc<Semaphore>,
+}
+
+/// The API routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(query::query).post(query::query))
+        .route(
+            "/api/v1/query_range",
+            get(query::query_range).post(query::query_range),
+        )
+        .route("/api/v1/series", get(meta::series).post(meta::series))
+        .route("/api/v1/labels", get(meta::labels).post(meta::labels))
+        .route("/api/v1/label/{name}/values", get(meta::label_values))
+        .route("/api/v1/metadata", get(meta::metadata))
+        .route(
+            "/api/v1/query_exemplars",
+            get(meta::exemplars).post(meta::exemplars),
+        )
+        .route("/api/v1/status/buildinfo", get(meta::buildinfo))
+        .route("/api/v1/stores", get(meta::stores))
+        .with_state(state)
+}
+
+/// `match[]` selectors (Prometheus' `parseMatchersParam`): each must have a matcher that
+/// does not match the empty string.
+fn matchers_param(p: &Params) -> Result<Vec<Vec<Matcher>>, String> {
+    p.all("match[]")
+        .into_iter()
+        .map(|s| {
+            let matchers = parse_store_selector(s)?;
+            if matchers.iter().all(|m| m.matches("")) {
+                return Err("match[] must contain at least one non-empty matcher".to_owned());
+            }
+            Ok(matchers)
+        })
+        .collect()
+}
+
+/// A series selector as matchers, through the PromQL parser, without `match[]`'s rule that
+/// one must be non-empty (`storeMatch[]` selectors such as `{__address__=~".*:10901"}`).
+fn parse_store_selector(s: &str) -> Result<Vec<Matcher>, String> {
+    strata_promql::syntax::parse_selector(s)
+        .map(|vs| vs.matchers)
+        .map_err(|e| e.display(s).to_string())
+}
+
+/// The read settings of a request: Thanos' parameters over the flags' defaults. `step` (ms)
+/// is the step of a range query, for `max_source_resolution=auto`.
+fn read_options(state: &ApiState, p: &Params, step: Option<i64>) -> Result<ReadOptions, ApiError> {
+    let store_matchers = p
+        .all("storeMatch[]")
+        .iter()
+        .map(|s| parse_store_selector(s).map_err(|e| ApiError::param("storeMatch[]", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let dedup = p.bool("dedup", true)?;
+    let partial = p.bool("partial_response", state.options.partial_response)?;
+    let mut replica_labels: Vec<String> = p
+        .all("replicaLabels[]")
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    if replica_labels.is_empty() {
+        replica_labels = state.options.replica_labels.clone();
+    }
+    if !dedup {
+        replica_labels.clear();
+    }
+    // Thanos' `parseDownsamplingParamMillis`: `auto` (or `--query.auto-downsampling`) is a
+    // fifth of the step, or the instant default for instant queries.
+    let value = p.get("max_source_resolution");
+    let auto = match step {
+        Some(step) => step / 5,
+        None => state.options.instant_max_source_resolution,
+    };
+    let mut max_resolution = 0;
+    if state.options.auto_downsampling || value == Some("auto") {
+        max_resolution = auto;
+    }
+    if let Some(v) = value.filter(|v| *v != "auto") {
+        let ns = strata_types::api_time::parse_api_duration(v)
+            .map_err(|e| ApiError::bad_data(format!("'max_source_resolution' parameter: {e}")))?;
+        if ns < 0 {
+            return Err(ApiError::bad_data(
+                "negative 'max_source_resolution' is not accepted. Try a positive integer",
+            ));
+        }
+        max_resolution = strata_types::api_time::nanos_to_millis(ns);
+    }
+    Ok(ReadOptions {
+        fan_out: FanOut {
+            partial_response: partial,
+            timeout: state.options.endpoint_timeout,
+            store_matchers: Arc::new(store_matchers),
+        },
+        replica_labels,
+        dedup: state.options.dedup,
+        max_resolution,
+        deadline: None,
+        cancel: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors() {
+        assert!(parse_store_selector("{job=\"a\"}").is_ok());
+        assert!(parse_store_selector("up + 1").is_err());
+        assert!(parse_store_selector("{__address__=~\".*:10901\"}").is_ok());
+    }
+}
