@@ -44,6 +44,16 @@ pub(crate) struct FrontendArgs {
     /// Label and series requests with a time range are split at multiples of this (0: not split).
     #[arg(long = "labels.split-interval", default_value = "24h", value_parser = parse_duration)]
     labels_split_interval: Duration,
+    /// Range queries longer than this are refused (0: no limit).
+    #[arg(long = "query-range.max-query-length", default_value = "0s", value_parser = parse_duration)]
+    max_query_length: Duration,
+    /// Headers forwarded to the downstream on split requests, besides Authorization and the
+    /// tenant headers (also part of the results cache key).
+    #[arg(long = "query-frontend.forward-header")]
+    forward_headers: Vec<String>,
+    /// Timeout of one downstream request (0: none).
+    #[arg(long = "query-frontend.downstream-timeout", default_value = "5m", value_parser = parse_duration)]
+    downstream_timeout: Duration,
     /// Accepted for compatibility; answers are gzip-compressed when the client accepts it.
     #[arg(long = "query-frontend.compress-responses", hide = true, num_args = 0..=1, default_missing_value = "true")]
     compress_responses: Option<String>,
@@ -70,6 +80,10 @@ pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
         max_freshness: args.max_freshness,
         parallelism: args.parallelism,
         labels_split_interval: args.labels_split_interval,
+        max_query_length: args.max_query_length,
+        downstream_timeout: args.downstream_timeout,
+        forward_headers: args.forward_headers,
+        ..strata_query_frontend::FrontendConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -102,9 +102,17 @@ impl ResultsCache {
         !matches!(*self.backend, Backend::None)
     }
 
-    /// memcached keys are at most 250 bytes: hash the cache key.
+    /// memcached keys are at most 250 bytes: the cache key's SHA-256 (collision-resistant,
+    /// so two queries never share an entry).
     fn memcached_key(key: &str) -> String {
-        format!("fe:{:016x}", xxhash_rust::xxh64::xxh64(key.as_bytes(), 0))
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(key.as_bytes());
+        let mut out = String::with_capacity(3 + 64);
+        out.push_str("fe:");
+        for b in digest {
+            out.push_str(&format!("{b:02x}"));
+        }
+        out
     }
 
     /// The cached value of `key`.

@@ -15,9 +15,10 @@ pub struct Range {
 impl Range {
     /// Start and end moved down to multiples of the step (`--query-range.align-range-with-step`).
     pub fn aligned(self) -> Range {
+        let down = |t: i64| t.div_euclid(self.step).checked_mul(self.step).unwrap_or(t);
         Range {
-            start: self.start.div_euclid(self.step) * self.step,
-            end: self.end.div_euclid(self.step) * self.step,
+            start: down(self.start),
+            end: down(self.end),
             step: self.step,
         }
     }
@@ -31,7 +32,9 @@ impl Range {
         let mut out = Vec::new();
         let mut start = self.start;
         while start < self.end {
-            let mut end = next_boundary(start, self.step, interval);
+            // Near the ends of the i64 range the rest is one piece.
+            let boundary = next_boundary(start, self.step, interval).unwrap_or(self.end);
+            let mut end = boundary;
             if end.saturating_add(self.step) >= self.end {
                 end = self.end;
             }
@@ -40,7 +43,10 @@ impl Range {
                 end,
                 step: self.step,
             });
-            start = next_boundary(start, self.step, interval).saturating_add(self.step);
+            if end >= self.end {
+                break;
+            }
+            start = boundary.saturating_add(self.step);
         }
         out
     }
@@ -48,13 +54,16 @@ impl Range {
 
 /// The last evaluation time before the interval boundary after `t` (a whole number of steps
 /// from `t`).
-fn next_boundary(t: i64, step: i64, interval: i64) -> i64 {
-    let next = (t.div_euclid(interval) + 1) * interval;
-    let target = next - (next - t) % step;
+fn next_boundary(t: i64, step: i64, interval: i64) -> Option<i64> {
+    let next = t
+        .div_euclid(interval)
+        .checked_add(1)?
+        .checked_mul(interval)?;
+    let target = next.checked_sub(next.checked_sub(t)? % step)?;
     if target == next {
-        target - step
+        target.checked_sub(step)
     } else {
-        target
+        Some(target)
     }
 }
 
