@@ -50,6 +50,9 @@ fn call(base: &str, path: &str, params: &[(&str, &str)], post: bool) -> Outcome 
         .limit(64 << 20)
         .read_to_string()
         .unwrap_or_default();
+    if std::env::var_os("HOSTILE_VERBOSE").is_some() && status >= 500 {
+        eprintln!("{path}: {status} {}", &body[..body.len().min(300)]);
+    }
     let error_type = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["errorType"].as_str().map(str::to_owned))
@@ -424,6 +427,26 @@ fn hostile_requests_get_prometheus_answers_and_nothing_falls_over() {
             assert_up(name, base);
         }
     }
+    // A query's budget: over --query.max-samples (counted as frames arrive), Prometheus'
+    // error, and the querier stays up.
+    let small = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &store.grpc,
+        "--query.max-samples",
+        "2000",
+    ]);
+    let small_base = format!("http://{}", small.http);
+    let heavy = [
+        ("query", "sum(rate(http_requests_total[1h]))"),
+        ("time", "1700010000"),
+    ];
+    assert_eq!(
+        call(&small_base, "/api/v1/query", &heavy, false),
+        (422, "execution".to_owned()),
+        "over the samples budget"
+    );
+    assert_up("querier with a small budget", &small_base);
     let rss = peak_rss_kib(query.pid());
     eprintln!(
         "hostile requests: {same} answers equal to Prometheus 3.5.3's, {} differ; {deep_refused} deep queries refused; querier peak RSS {rss} KiB; {:?}",

@@ -94,6 +94,9 @@ pub(crate) struct QueryArgs {
     /// Most series one `/api/v1/series` request may gather (bounds its memory).
     #[arg(long = "query.max-series", default_value_t = 1_000_000)]
     max_series: usize,
+    /// Bytes of chunks and labels one query may bring in from the endpoints (0: unlimited).
+    #[arg(long = "query.max-fetched-bytes", default_value = "1GiB", value_parser = crate::flags::parse_bytes)]
+    max_fetched_bytes: u64,
     /// How often endpoints are checked with the Info API, and the check's timeout.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = parse_duration)]
     info_interval: Duration,
@@ -169,6 +172,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         )
         .unwrap_or(i64::MAX),
         max_series: args.max_series,
+        max_fetched_bytes: args.max_fetched_bytes,
         info_interval: args.info_interval,
         grpc_tls: args.grpc_tls.files(),
         client_tls,

@@ -151,8 +151,8 @@ impl Endpoint {
     /// A Store API client on the shared connection.
     pub fn store_client(&self) -> StoreClient<Channel> {
         StoreClient::new(self.channel.clone())
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(32 << 20)
     }
 
     /// Whether the last Info call succeeded.
@@ -175,7 +175,8 @@ impl Endpoint {
 
     /// Calls Info with `timeout` and records the outcome.
     pub async fn check(&self, timeout: Duration) {
-        let mut client = InfoClient::new(self.channel.clone());
+        let mut client = InfoClient::new(self.channel.clone())
+            .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES);
         let result = tokio::time::timeout(timeout, client.info(InfoRequest {})).await;
         let outcome = match result {
             Err(_) => Err(format!("info call timed out after {timeout:?}")),

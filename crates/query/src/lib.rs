@@ -69,6 +69,8 @@ pub struct QueryConfig {
     pub instant_max_source_resolution: i64,
     /// Most series a `/api/v1/series` request may gather.
     pub max_series: usize,
+    /// `--query.max-fetched-bytes`: bytes of chunks and labels one query may bring in.
+    pub max_fetched_bytes: u64,
     /// `--endpoint.info-timeout`: how often and how long endpoints are checked.
     pub info_interval: Duration,
     /// `--grpc-server-tls-*`.
@@ -99,6 +101,7 @@ impl Default for QueryConfig {
             auto_downsampling: false,
             instant_max_source_resolution: 0,
             max_series: 1_000_000,
+            max_fetched_bytes: 1 << 30,
             info_interval: Duration::from_secs(5),
             grpc_tls: strata_runtime::TlsFiles::default(),
             client_tls: None,
@@ -158,6 +161,7 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             auto_downsampling: config.auto_downsampling,
             instant_max_source_resolution: config.instant_max_source_resolution,
             max_series: config.max_series,
+            max_fetched_bytes: config.max_fetched_bytes,
         },
         gate: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
     });

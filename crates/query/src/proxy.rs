@@ -2,30 +2,84 @@
 //!
 //! An endpoint is asked only if it is healthy, its time range overlaps the request and one
 //! of its external label sets can satisfy the matchers. Calls run concurrently with a
-//! per-endpoint timeout; each answer arrives sorted by labels and the answers are k-way
-//! merged (series present at several endpoints get their chunks joined, identical chunks
-//! dropped). An endpoint that fails is a warning under partial response, else an error.
+//! per-endpoint timeout; each answer streams in sorted by labels and the streams go through
+//! the one streaming k-way merge ([`strata_storepb::merge`]: series present at several
+//! endpoints get their chunks joined, identical chunks dropped), so no endpoint's whole
+//! answer is held. Samples and bytes are counted as frames arrive, against a budget. An
+//! endpoint that fails is a warning under partial response, else an error.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::Stream;
 use futures::future::join_all;
 use strata_storepb::convert::{labels_from_proto, matcher_to_proto};
+use strata_storepb::merge::{SeriesItem, SeriesMerge};
 use strata_storepb::store_client::StoreClient;
 use strata_storepb::{
     AggrChunk, LabelNamesRequest, LabelValuesRequest, PartialResponseStrategy, SeriesRequest,
     series_response,
 };
+use strata_types::ErrorClass;
 use strata_types::{Labels, Matcher};
 use tonic::transport::Channel;
 
 use crate::endpoints::{Endpoint, EndpointSet};
 
-/// A fan-out failed (partial response off).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ProxyError(pub String);
+/// A fan-out failed: an endpoint (partial response off), or the budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ProxyError {
+    /// The class (HTTP status and gRPC code).
+    pub class: ErrorClass,
+    /// What happened.
+    pub message: String,
+}
+
+impl ProxyError {
+    fn endpoint(message: String) -> Self {
+        ProxyError {
+            class: ErrorClass::Internal,
+            message,
+        }
+    }
+}
+
+/// How much a query's fan-outs may bring in, together (clones share the count); 0 means
+/// unlimited.
+#[derive(Debug, Clone, Default)]
+pub struct Budget {
+    /// Samples, counted from chunk headers as frames arrive.
+    pub samples: u64,
+    /// Bytes of chunks and labels, as frames arrive.
+    pub bytes: u64,
+    counted: Arc<Counted>,
+}
+
+impl Budget {
+    /// A budget of `samples` and `bytes` (0: unlimited).
+    pub fn new(samples: u64, bytes: u64) -> Budget {
+        Budget {
+            samples,
+            bytes,
+            counted: Arc::default(),
+        }
+    }
+
+    /// Samples and bytes counted so far.
+    pub fn used(&self) -> (u64, u64) {
+        (
+            self.counted.samples.load(Ordering::Relaxed),
+            self.counted.bytes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The message Prometheus gives when a query loads too much.
+pub const TOO_MANY_SAMPLES: &str =
+    "query processing would load too many samples into memory in query execution";
 
 /// How to fan out.
 #[derive(Debug, Clone, Default)]
@@ -119,47 +173,199 @@ async fn with_timeout<T>(
     }
 }
 
-async fn endpoint_series(
-    endpoint: &Endpoint,
-    request: SeriesRequest,
-) -> Result<(Vec<(Labels, Vec<AggrChunk>)>, Vec<String>), String> {
-    let mut client = endpoint.store_client();
-    let mut stream = client
-        .series(request)
-        .await
-        .map_err(|s| s.message().to_owned())?
-        .into_inner();
-    let mut series: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
-    let mut warnings = Vec::new();
-    while let Some(frame) = stream.message().await.map_err(|s| s.message().to_owned())? {
-        match frame.result {
-            Some(series_response::Result::Series(s)) => {
-                series.push((labels_from_proto(&s.labels), s.chunks));
-            }
-            Some(series_response::Result::Batch(b)) => {
-                series.extend(
-                    b.series
-                        .into_iter()
-                        .map(|s| (labels_from_proto(&s.labels), s.chunks)),
-                );
-            }
-            Some(series_response::Result::Warning(w)) => warnings.push(w),
-            Some(series_response::Result::Hints(_)) | None => {}
-        }
+/// Samples of a chunk as its header gives them (a downsampled chunk: its first aggregate's).
+fn chunk_samples(c: &AggrChunk) -> u64 {
+    let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
+    let first = parts.into_iter().flatten().next();
+    match first.map(|chunk| chunk.data.as_slice()) {
+        Some([a, b, ..]) => u64::from(u16::from_be_bytes([*a, *b])),
+        _ => 0,
     }
-    if !series.is_sorted_by(|a, b| a.0 <= b.0) {
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-    }
-    Ok((series, warnings))
 }
 
-/// Calls Series on every selected endpoint and merges the answers.
-pub async fn series(
+fn chunk_bytes(c: &AggrChunk) -> u64 {
+    [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+        .into_iter()
+        .flatten()
+        .map(|chunk| chunk.data.len() as u64)
+        .sum()
+}
+
+/// What one fan-out has counted so far, shared by its endpoint streams.
+#[derive(Debug, Default)]
+struct Counted {
+    samples: AtomicU64,
+    bytes: AtomicU64,
+    over: AtomicBool,
+}
+
+impl Counted {
+    /// Counts a batch; false once over the budget's limits.
+    fn add(&self, batch: &[SeriesItem], samples_limit: u64, bytes_limit: u64) -> bool {
+        let (mut samples, mut bytes) = (0u64, 0u64);
+        for (labels, chunks) in batch {
+            bytes += labels
+                .iter()
+                .map(|l| (l.name.len() + l.value.len()) as u64)
+                .sum::<u64>();
+            for c in chunks {
+                samples += chunk_samples(c);
+                bytes += chunk_bytes(c);
+            }
+        }
+        let s = self.samples.fetch_add(samples, Ordering::Relaxed) + samples;
+        let b = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let over = (samples_limit > 0 && s > samples_limit) || (bytes_limit > 0 && b > bytes_limit);
+        if over {
+            self.over.store(true, Ordering::Relaxed);
+        }
+        !over
+    }
+}
+
+type EndpointStream = std::pin::Pin<Box<dyn Stream<Item = Result<Vec<SeriesItem>, String>> + Send>>;
+
+/// One endpoint's Series answer as a stream of batches: warnings go to `warnings`; an error
+/// under partial response becomes a warning and the end of the stream; the per-endpoint
+/// timeout bounds the whole answer; every batch is counted against the budget.
+fn endpoint_stream(
+    endpoint: Arc<Endpoint>,
+    request: SeriesRequest,
+    fan_out: FanOut,
+    warnings: Arc<Mutex<Vec<String>>>,
+    budget: Budget,
+) -> EndpointStream {
+    let address = endpoint.address().to_owned();
+    let deadline =
+        (!fan_out.timeout.is_zero()).then(|| tokio::time::Instant::now() + fan_out.timeout);
+    let state = (
+        endpoint,
+        Some(request),
+        None::<tonic::Streaming<strata_storepb::SeriesResponse>>,
+        false,
+    );
+    let stream =
+        futures::stream::unfold(state, move |(endpoint, request, mut stream, finished)| {
+            let warnings = Arc::clone(&warnings);
+            let budget = budget.clone();
+            let address = address.clone();
+            let partial = fan_out.partial_response;
+            async move {
+                if finished {
+                    return None;
+                }
+                let fail = |message: String| -> Option<(Result<Vec<SeriesItem>, String>, _)> {
+                    let message = format!("endpoint {address}: {message}");
+                    if partial {
+                        if let Ok(mut w) = warnings.lock() {
+                            w.push(message);
+                        }
+                        Some((Ok(Vec::new()), (Arc::clone(&endpoint), None, None, true)))
+                    } else {
+                        Some((Err(message), (Arc::clone(&endpoint), None, None, true)))
+                    }
+                };
+                if stream.is_none() {
+                    let request = request?;
+                    let mut client = endpoint.store_client();
+                    match until(deadline, client.series(request)).await {
+                        Ok(Ok(resp)) => stream = Some(resp.into_inner()),
+                        Ok(Err(status)) => return fail(status.message().to_owned()),
+                        Err(()) => return fail(format!("timed out after {:?}", fan_out.timeout)),
+                    }
+                }
+                let s = stream.as_mut()?;
+                loop {
+                    let frame = match until(deadline, s.message()).await {
+                        Ok(Ok(Some(frame))) => frame,
+                        Ok(Ok(None)) => return None,
+                        Ok(Err(status)) => return fail(status.message().to_owned()),
+                        Err(()) => return fail(format!("timed out after {:?}", fan_out.timeout)),
+                    };
+                    let batch: Vec<SeriesItem> = match frame.result {
+                        Some(series_response::Result::Series(s)) => {
+                            vec![(labels_from_proto(&s.labels), s.chunks)]
+                        }
+                        Some(series_response::Result::Batch(b)) => b
+                            .series
+                            .into_iter()
+                            .map(|s| (labels_from_proto(&s.labels), s.chunks))
+                            .collect(),
+                        Some(series_response::Result::Warning(w)) => {
+                            if let Ok(mut list) = warnings.lock() {
+                                list.push(w);
+                            }
+                            continue;
+                        }
+                        Some(series_response::Result::Hints(_)) | None => continue,
+                    };
+                    if !budget.counted.add(&batch, budget.samples, budget.bytes) {
+                        return Some((
+                            Err(TOO_MANY_SAMPLES.to_owned()),
+                            (Arc::clone(&endpoint), None, None, true),
+                        ));
+                    }
+                    return Some((Ok(batch), (endpoint, None, stream, false)));
+                }
+            }
+        });
+    Box::pin(stream)
+}
+
+/// `fut`, unless `deadline` passes first.
+async fn until<F: Future>(deadline: Option<tokio::time::Instant>, fut: F) -> Result<F::Output, ()> {
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, fut).await.map_err(|_| ()),
+        None => Ok(fut.await),
+    }
+}
+
+/// A fan-out's merged series, streaming.
+pub struct SeriesFanOut {
+    merge: SeriesMerge<EndpointStream>,
+    warnings: Arc<Mutex<Vec<String>>>,
+    budget: Budget,
+}
+
+impl std::fmt::Debug for SeriesFanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeriesFanOut").finish_non_exhaustive()
+    }
+}
+
+impl SeriesFanOut {
+    /// The next merged series, in label order.
+    pub async fn next(&mut self) -> Option<Result<SeriesItem, ProxyError>> {
+        let item = self.merge.next().await?;
+        Some(item.map_err(|e| {
+            if self.budget.counted.over.load(Ordering::Relaxed) {
+                ProxyError {
+                    class: ErrorClass::Execution,
+                    message: TOO_MANY_SAMPLES.to_owned(),
+                }
+            } else {
+                ProxyError::endpoint(e.to_string())
+            }
+        }))
+    }
+
+    /// The warnings so far (failed endpoints under partial response, endpoint warnings).
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.warnings
+            .lock()
+            .map(|mut w| std::mem::take(&mut *w))
+            .unwrap_or_default()
+    }
+}
+
+/// Starts Series on every selected endpoint; their answers come merged, as they stream.
+pub fn series_stream(
     endpoints: &EndpointSet,
     matchers: &[Matcher],
     mut request: SeriesRequest,
     fan_out: &FanOut,
-) -> Result<SeriesSet, ProxyError> {
+    budget: Budget,
+) -> SeriesFanOut {
     request.matchers = matchers.iter().map(matcher_to_proto).collect();
     request.partial_response_strategy = strategy(fan_out);
     if request.response_batch_size == 0 {
@@ -172,73 +378,43 @@ pub async fn series(
         matchers,
         fan_out,
     );
-    let calls = selected.iter().map(|e| {
-        let request = request.clone();
-        async move {
-            let result = with_timeout(fan_out.timeout, endpoint_series(e, request)).await;
-            (e.address().to_owned(), result)
-        }
-    });
-    let mut out = SeriesSet::default();
-    let mut answers = Vec::new();
-    for (address, result) in join_all(calls).await {
-        match result {
-            Ok((series, warnings)) => {
-                out.warnings.extend(warnings);
-                answers.push(series);
-            }
-            Err(e) => {
-                let message = format!("endpoint {address}: {e}");
-                if !fan_out.partial_response {
-                    return Err(ProxyError(message));
-                }
-                out.warnings.push(message);
-            }
-        }
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let inputs = selected
+        .into_iter()
+        .map(|e| {
+            let name = format!("endpoint {}", e.address());
+            let stream = endpoint_stream(
+                e,
+                request.clone(),
+                fan_out.clone(),
+                Arc::clone(&warnings),
+                budget.clone(),
+            );
+            (name, stream)
+        })
+        .collect();
+    SeriesFanOut {
+        merge: SeriesMerge::new(inputs),
+        warnings,
+        budget,
     }
-    out.series = merge(answers);
-    Ok(out)
 }
 
-/// K-way merge of sorted answers; equal label sets are joined, identical chunks dropped.
-pub fn merge(answers: Vec<Vec<(Labels, Vec<AggrChunk>)>>) -> Vec<(Labels, Vec<AggrChunk>)> {
-    if answers.len() == 1 {
-        return answers.into_iter().next().unwrap_or_default();
+/// Calls Series on every selected endpoint and gathers the merged answer (within `budget`).
+pub async fn series(
+    endpoints: &EndpointSet,
+    matchers: &[Matcher],
+    request: SeriesRequest,
+    fan_out: &FanOut,
+    budget: Budget,
+) -> Result<SeriesSet, ProxyError> {
+    let mut stream = series_stream(endpoints, matchers, request, fan_out, budget);
+    let mut out = SeriesSet::default();
+    while let Some(item) = stream.next().await {
+        out.series.push(item?);
     }
-    let total: usize = answers.iter().map(Vec::len).sum();
-    let mut iters: Vec<std::iter::Peekable<std::vec::IntoIter<RawSeries>>> = answers
-        .into_iter()
-        .map(|a| a.into_iter().peekable())
-        .collect();
-    let mut out: Vec<(Labels, Vec<AggrChunk>)> = Vec::with_capacity(total);
-    loop {
-        // Resolve the minimum by comparing the heads explicitly.
-        let mut best: Option<(usize, Labels)> = None;
-        for (i, it) in iters.iter_mut().enumerate() {
-            if let Some((labels, _)) = it.peek()
-                && best.as_ref().is_none_or(|(_, b)| labels < b)
-            {
-                best = Some((i, labels.clone()));
-            }
-        }
-        let Some((_, labels)) = best else { break };
-        let mut chunks: Vec<AggrChunk> = Vec::new();
-        let mut sources = 0;
-        for it in iters.iter_mut() {
-            while it.peek().is_some_and(|(l, _)| *l == labels) {
-                if let Some((_, c)) = it.next() {
-                    chunks.extend(c);
-                    sources += 1;
-                }
-            }
-        }
-        if sources > 1 {
-            chunks.sort_by_key(|c| (c.min_time, c.max_time));
-            chunks.dedup();
-        }
-        out.push((labels, chunks));
-    }
-    out
+    out.warnings = stream.take_warnings();
+    Ok(out)
 }
 
 /// Label names from every selected endpoint, sorted and unique.
@@ -346,7 +522,7 @@ fn gather(
             Err(e) => {
                 let message = format!("endpoint {address}: {e}");
                 if !fan_out.partial_response {
-                    return Err(ProxyError(message));
+                    return Err(ProxyError::endpoint(message));
                 }
                 warnings.push(message);
             }

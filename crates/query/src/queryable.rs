@@ -57,6 +57,8 @@ pub struct ReadOptions {
     pub deadline: Option<std::time::Instant>,
     /// Canceled when the query's client goes away: fetching stops.
     pub cancel: Option<tokio_util::sync::CancellationToken>,
+    /// What the query's selects may bring in together.
+    pub budget: proxy::Budget,
 }
 
 /// A [`Queryable`] over Store API endpoints. Must be called from outside the async runtime
@@ -421,7 +423,13 @@ impl Queryable for StoreQueryable {
             }),
             ..Default::default()
         };
-        let fetch = proxy::series(&self.endpoints, matchers, request, &self.options.fan_out);
+        let fetch = proxy::series(
+            &self.endpoints,
+            matchers,
+            request,
+            &self.options.fan_out,
+            self.options.budget.clone(),
+        );
         let deadline = self.options.deadline;
         let cancel = self.options.cancel.clone();
         let set = self.handle.block_on(async move {
@@ -438,7 +446,10 @@ impl Queryable for StoreQueryable {
                 }
             };
             tokio::select! {
-                set = fetch => set.map_err(|e| Error::Storage(e.to_string())),
+                set = fetch => set.map_err(|e| match e.class {
+                    strata_types::ErrorClass::Execution => Error::TooManySamples("query execution"),
+                    _ => Error::Storage(e.to_string()),
+                }),
                 () = deadline => Err(Error::Timeout("query execution")),
                 () = canceled => Err(Error::Canceled("query execution")),
             }

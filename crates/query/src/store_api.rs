@@ -61,12 +61,45 @@ impl Store for ProxyStoreService {
         let fan_out = self.fan_out(req.partial_response_strategy, req.partial_response_disabled);
         let batch_size = usize::try_from(req.response_batch_size.max(1)).unwrap_or(1);
         let strip = req.without_replica_labels.clone();
-        let set = proxy::series(&self.endpoints, &matchers, req, &fan_out)
-            .await
-            .map_err(|e| Status::aborted(e.to_string()))?;
+        // The endpoints below strip replica labels themselves (and sort by what remains);
+        // series stream through as the merge yields them.
+        let mut merged = proxy::series_stream(
+            &self.endpoints,
+            &matchers,
+            req,
+            &fan_out,
+            proxy::Budget::default(),
+        );
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
-            for warning in set.warnings {
+            let mut batch = Vec::with_capacity(batch_size);
+            while let Some(item) = merged.next().await {
+                let (mut labels, chunks) = match item {
+                    Ok(item) => item,
+                    Err(e) => {
+                        let status =
+                            Status::new(tonic::Code::from_i32(e.class.grpc_code()), e.message);
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                };
+                if !strip.is_empty() {
+                    let mut b = labels.to_builder();
+                    for name in &strip {
+                        b.delete(name);
+                    }
+                    labels = b.build();
+                }
+                batch.push((labels, chunks));
+                if batch.len() >= batch_size {
+                    stream_series(&tx, std::mem::take(&mut batch), batch_size).await;
+                    if tx.is_closed() {
+                        return;
+                    }
+                }
+            }
+            stream_series(&tx, batch, batch_size).await;
+            for warning in merged.take_warnings() {
                 let frame = SeriesResponse {
                     result: Some(series_response::Result::Warning(warning)),
                 };
@@ -74,18 +107,6 @@ impl Store for ProxyStoreService {
                     return;
                 }
             }
-            let mut series: Vec<(Labels, Vec<strata_storepb::AggrChunk>)> = set.series;
-            if !strip.is_empty() {
-                for (labels, _) in &mut series {
-                    let mut b = labels.to_builder();
-                    for name in &strip {
-                        b.delete(name);
-                    }
-                    *labels = b.build();
-                }
-                series.sort_by(|a, b| a.0.cmp(&b.0));
-            }
-            stream_series(&tx, series, batch_size).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

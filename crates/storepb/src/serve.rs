@@ -88,10 +88,14 @@ pub type StoreApiRouter = tonic::transport::server::Router<
     tower_layer::Stack<crate::snappy::SnappyRequests, tower_layer::Identity>,
 >;
 
+/// Largest gRPC message a Store API client or server reads or writes (a Series frame of a
+/// batch of series with their chunks stays far below it).
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
+
 /// A gRPC server for `service` as `thanos.Store` and `thanos.info.Info`; requests up to
 /// 32 MiB (snappy-compressed ones too, as Thanos' `--grpc-compression=snappy` sends them),
-/// answers unbounded. TLS, when wanted, is done by the connection stream it is served on
-/// (`strata_runtime::tls::incoming`).
+/// answers up to [`MAX_MESSAGE_BYTES`]. TLS, when wanted, is done by the connection stream it
+/// is served on (`strata_runtime::tls::incoming`).
 pub fn store_api_server<S>(service: S) -> StoreApiRouter
 where
     S: crate::store_server::Store + crate::info::info_server::Info + Clone,
@@ -101,7 +105,11 @@ where
         .add_service(
             crate::store_server::StoreServer::new(service.clone())
                 .max_decoding_message_size(32 << 20)
-                .max_encoding_message_size(usize::MAX),
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
-        .add_service(crate::info::info_server::InfoServer::new(service))
+        .add_service(
+            crate::info::info_server::InfoServer::new(service)
+                .max_decoding_message_size(1 << 20)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
 }

@@ -19,7 +19,7 @@ use crate::proxy::{self, ProxyError};
 
 impl From<ProxyError> for ApiError {
     fn from(e: ProxyError) -> Self {
-        ApiError::new(ErrorClass::Internal, e.to_string())
+        ApiError::new(e.class, e.message)
     }
 }
 
@@ -70,7 +70,14 @@ pub(crate) async fn series(
             limit: hint_limit(limit),
             ..Default::default()
         };
-        let set = proxy::series(&state.endpoints, &matchers, request, &options.fan_out).await?;
+        let set = proxy::series(
+            &state.endpoints,
+            &matchers,
+            request,
+            &options.fan_out,
+            proxy::Budget::default(),
+        )
+        .await?;
         warnings.extend(set.warnings);
         for (labels, _) in set.series {
             let mut b = labels.to_builder();

@@ -53,6 +53,9 @@ pub struct ApiOptions {
     pub instant_max_source_resolution: i64,
     /// Most series a `series` request may gather (bounds its memory).
     pub max_series: usize,
+    /// `--query.max-fetched-bytes`: chunk and label bytes one query may bring in from the
+    /// endpoints (0: unlimited); with `--query.max-samples`, its memory budget.
+    pub max_fetched_bytes: u64,
 }
 
 impl Default for ApiOptions {
@@ -66,6 +69,7 @@ impl Default for ApiOptions {
             auto_downsampling: false,
             instant_max_source_resolution: 0,
             max_series: 1_000_000,
+            max_fetched_bytes: 1 << 30,
         }
     }
 }
@@ -180,6 +184,10 @@ fn read_options(state: &ApiState, p: &Params, step: Option<i64>) -> Result<ReadO
         max_resolution,
         deadline: None,
         cancel: None,
+        budget: crate::proxy::Budget::new(
+            u64::try_from(state.engine.options().max_samples).unwrap_or(u64::MAX),
+            state.options.max_fetched_bytes,
+        ),
     })
 }
 
