@@ -1,14 +1,19 @@
 //! The Store API (`thanos.Store`) and Info API (`thanos.info.Info`) over a [`BucketStore`].
 //!
-//! A Series call selects blocks (time range, resolution, block matchers), expands postings
-//! per block, reads and sorts the block's matching series (with external labels applied),
-//! then streams their chunks in batches; a k-way merge joins the blocks' sorted streams,
-//! merging series present in several blocks and dropping identical chunks. Everything is
-//! bounded: a concurrency gate on calls, bounded channels between the stages, and series,
-//! chunk and sample limits that end the call with `RESOURCE_EXHAUSTED`. A client that goes
-//! away closes the channels, which stops the work.
+//! A Series call selects blocks (time range, resolution, block matchers); each block's
+//! task expands postings and streams its matching series in batches, in the order of their
+//! labels as sent (external labels attached, replica labels stripped: [`Reorder`] holds
+//! only a run of series that reordering can move), fetching chunks batch by batch; the one
+//! streaming k-way merge ([`SeriesMerge`]) joins the blocks' streams, merging series present
+//! in several blocks and dropping identical chunks. Everything is bounded: a concurrency
+//! gate on calls (label calls included), bounded channels between the stages, a per-request
+//! gate on the blocks' index and chunk fetches, and series, chunk and sample limits counted
+//! over the whole request that end it with `RESOURCE_EXHAUSTED`. Block tasks are owned by
+//! the call (a `JoinSet`): a client that goes away stops them, and a task that ends without
+//! finishing its stream (a panic, an abort) ends the call with an error, never a shorter
+//! answer.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +23,8 @@ use strata_chunkenc::Encoding;
 use strata_storepb::convert::{chunk_hash, from_any, labels_to_proto, matchers_from_proto, to_any};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
-use strata_storepb::serve::{matchers_without_external, send_series, with_external_labels};
+use strata_storepb::merge::{SeriesItem, SeriesMerge};
+use strata_storepb::serve::{Reorder, matchers_without_external, send_series};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -29,6 +35,7 @@ use strata_tsdb::chunks::RawChunk;
 use strata_tsdb::index::ChunkMeta;
 use strata_types::{Labels, Matcher};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -41,8 +48,10 @@ const SERIES_BATCH: usize = 10_000;
 const CHUNK_BATCH: usize = 1_000;
 /// Samples an XOR chunk is counted as when its header cannot be read (Thanos' figure).
 const MAX_SAMPLES_PER_CHUNK: u64 = 120;
+/// Index and chunk fetches one request's blocks run at once.
+const FETCH_CONCURRENCY: usize = 8;
 
-/// Per-call limits; 0 means unlimited.
+/// Per-request limits (over all the request's blocks); 0 means unlimited.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     /// Series a Series call may return.
@@ -79,10 +88,18 @@ struct SeriesOut {
     chunks: Vec<AggrChunk>,
 }
 
-type Batch = Result<Vec<SeriesOut>, Status>;
+/// What a block task sends: a batch of series, or that it has finished.
+enum Frame {
+    Batch(Vec<SeriesOut>),
+    End,
+}
 
+type Batch = Result<Frame, Status>;
+
+/// What a request has touched so far, over all its blocks.
 #[derive(Debug, Default)]
 struct Counters {
+    series: AtomicU64,
     samples: AtomicU64,
     chunks: AtomicU64,
 }
@@ -205,25 +222,48 @@ struct BlockQuery {
     aggregates: Vec<i32>,
     limits: Limits,
     counters: Arc<Counters>,
+    /// The request's gate on index and chunk fetches.
+    fetches: Arc<Semaphore>,
 }
 
 impl BlockQuery {
-    /// Streams the block's matching series, sorted by served labels, in batches.
+    /// Streams the block's matching series, sorted by served labels, in batches, then
+    /// `End`.
     async fn run(self, tx: mpsc::Sender<Batch>) {
-        if let Err(status) = self.produce(&tx).await {
-            let _ = tx.send(Err(status)).await;
+        match self.produce(&tx).await {
+            Ok(true) => {
+                let _ = tx.send(Ok(Frame::End)).await;
+            }
+            Ok(false) => {}
+            Err(status) => {
+                let _ = tx.send(Err(status)).await;
+            }
         }
     }
 
-    async fn produce(&self, tx: &mpsc::Sender<Batch>) -> Result<(), Status> {
-        let refs = self
-            .block
-            .postings(&self.matchers)
+    async fn fetch_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
+        self.fetches
+            .acquire()
             .await
-            .map_err(block_status)?;
-        let mut selected: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
+            .map_err(|_| Status::unavailable("store is shutting down"))
+    }
+
+    /// Returns false when the receiver went away.
+    async fn produce(&self, tx: &mpsc::Sender<Batch>) -> Result<bool, Status> {
+        let refs = {
+            let _permit = self.fetch_permit().await?;
+            self.block
+                .postings(&self.matchers)
+                .await
+                .map_err(block_status)?
+        };
+        let mut order = Reorder::new(self.block.ext_labels().clone(), self.strip.clone());
+        let mut ready: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         for batch in refs.chunks(SERIES_BATCH) {
-            let entries = self.block.series(batch).await.map_err(block_status)?;
+            let entries = {
+                let _permit = self.fetch_permit().await?;
+                self.block.series(batch).await.map_err(block_status)?
+            };
             for entry in entries {
                 let chunks: Vec<ChunkMeta> = entry
                     .chunks
@@ -233,43 +273,64 @@ impl BlockQuery {
                 if chunks.is_empty() {
                     continue;
                 }
-                let labels =
-                    with_external_labels(&entry.labels, self.block.ext_labels(), &self.strip);
-                selected.push((labels, chunks));
-            }
-            if self.limits.series > 0 && selected.len() as u64 > self.limits.series {
-                return Err(Status::resource_exhausted(format!(
-                    "exceeded series limit: limit {} violated (got at least {})",
-                    self.limits.series,
-                    selected.len()
-                )));
+                let touched = self.counters.series.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.limits.series > 0 && touched > self.limits.series {
+                    return Err(Status::resource_exhausted(format!(
+                        "exceeded series limit: limit {} violated (got at least {touched})",
+                        self.limits.series
+                    )));
+                }
+                ready.extend(
+                    order
+                        .push(entry.labels, chunks)
+                        .map_err(|e| Status::internal(format!("block {}: {e}", self.block.id())))?,
+                );
+                while ready.len() >= CHUNK_BATCH {
+                    let rest = ready.split_off(CHUNK_BATCH);
+                    let group = std::mem::replace(&mut ready, rest);
+                    if !self.send(tx, group).await? {
+                        return Ok(false);
+                    }
+                }
             }
             if tx.is_closed() {
-                return Ok(());
+                return Ok(false);
             }
         }
-        if !self.block.ext_labels().is_empty() {
-            selected.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        let mut pending = selected.into_iter().peekable();
-        while pending.peek().is_some() {
-            let group: Vec<(Labels, Vec<ChunkMeta>)> = pending.by_ref().take(CHUNK_BATCH).collect();
-            let out = if self.skip_chunks {
-                group
-                    .into_iter()
-                    .map(|(labels, _)| SeriesOut {
-                        labels,
-                        chunks: Vec::new(),
-                    })
-                    .collect()
-            } else {
-                self.with_chunks(group).await?
-            };
-            if tx.send(Ok(out)).await.is_err() {
-                return Ok(());
+        ready.extend(
+            order
+                .finish()
+                .map_err(|e| Status::internal(format!("block {}: {e}", self.block.id())))?,
+        );
+        while !ready.is_empty() {
+            let rest = ready.split_off(ready.len().min(CHUNK_BATCH));
+            let group = std::mem::replace(&mut ready, rest);
+            if !self.send(tx, group).await? {
+                return Ok(false);
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Sends a group of series (with their chunks unless skipped); false when the receiver
+    /// went away.
+    async fn send(
+        &self,
+        tx: &mpsc::Sender<Batch>,
+        group: Vec<(Labels, Vec<ChunkMeta>)>,
+    ) -> Result<bool, Status> {
+        let out = if self.skip_chunks {
+            group
+                .into_iter()
+                .map(|(labels, _)| SeriesOut {
+                    labels,
+                    chunks: Vec::new(),
+                })
+                .collect()
+        } else {
+            self.with_chunks(group).await?
+        };
+        Ok(tx.send(Ok(Frame::Batch(out))).await.is_ok())
     }
 
     async fn with_chunks(
@@ -291,7 +352,10 @@ impl BlockQuery {
                 self.limits.chunks
             )));
         }
-        let raws = self.block.chunks(&refs).await.map_err(block_status)?;
+        let raws = {
+            let _permit = self.fetch_permit().await?;
+            self.block.chunks(&refs).await.map_err(block_status)?
+        };
         let mut raws = raws.into_iter();
         let mut out = Vec::with_capacity(group.len());
         let mut samples = 0u64;
@@ -317,68 +381,85 @@ impl BlockQuery {
     }
 }
 
-/// Merges the blocks' sorted streams into one sorted stream of frames.
+/// A block task's channel as a merge input: batches until `End`; a channel that closes
+/// without `End` (the task panicked or was aborted) is an error, not a shorter stream.
+fn block_input(
+    name: String,
+    rx: mpsc::Receiver<Batch>,
+) -> Pin<Box<dyn Stream<Item = Result<Vec<SeriesItem>, String>> + Send>> {
+    Box::pin(futures::stream::unfold(
+        (rx, false, name),
+        |(mut rx, ended, name)| async move {
+            if ended {
+                return None;
+            }
+            match rx.recv().await {
+                Some(Ok(Frame::Batch(batch))) => Some((
+                    Ok(batch.into_iter().map(|s| (s.labels, s.chunks)).collect()),
+                    (rx, false, name),
+                )),
+                Some(Ok(Frame::End)) => None,
+                Some(Err(status)) => Some((Err(status_text(&status)), (rx, true, name))),
+                None => Some((
+                    Err(format!("{name}: its task ended before its series")),
+                    (rx, true, name),
+                )),
+            }
+        },
+    ))
+}
+
+/// A status as merge error text: its code name and message, so that the code can be told
+/// apart again.
+fn status_text(status: &Status) -> String {
+    format!("{}\u{0}{}", i32::from(status.code()), status.message())
+}
+
+fn status_from_text(text: &str) -> Status {
+    match text.split_once('\u{0}') {
+        Some((code, message)) => Status::new(
+            tonic::Code::from_i32(code.parse().unwrap_or(13)),
+            message.to_owned(),
+        ),
+        None => Status::internal(text.to_owned()),
+    }
+}
+
+/// Merges the blocks' sorted streams into one sorted stream of frames; owns the block
+/// tasks (dropped, and so stopped, when the client goes away).
 async fn merge_and_send(
-    mut inputs: Vec<mpsc::Receiver<Batch>>,
+    inputs: Vec<(String, mpsc::Receiver<Batch>)>,
+    tasks: JoinSet<()>,
     out: mpsc::Sender<Result<SeriesResponse, Status>>,
     batch_size: usize,
     limit: usize,
     queried: Vec<String>,
     _permit: OwnedSemaphorePermit,
 ) {
-    let mut heads: Vec<VecDeque<SeriesOut>> = inputs.iter().map(|_| VecDeque::new()).collect();
-    let mut done = vec![false; inputs.len()];
+    let _tasks = tasks;
+    let mut merge = SeriesMerge::new(
+        inputs
+            .into_iter()
+            .map(|(name, rx)| (name.clone(), block_input(name, rx)))
+            .collect(),
+    );
     let mut batch: Vec<Series> = Vec::new();
     let mut sent = 0usize;
-    loop {
-        for i in 0..inputs.len() {
-            while heads.get(i).is_some_and(VecDeque::is_empty)
-                && !done.get(i).copied().unwrap_or(true)
-            {
-                let Some(rx) = inputs.get_mut(i) else { break };
-                match rx.recv().await {
-                    Some(Ok(items)) => {
-                        if let Some(h) = heads.get_mut(i) {
-                            h.extend(items);
-                        }
-                    }
-                    Some(Err(status)) => {
-                        let _ = out.send(Err(status)).await;
-                        return;
-                    }
-                    None => {
-                        if let Some(d) = done.get_mut(i) {
-                            *d = true;
-                        }
-                    }
-                }
+    while let Some(item) = merge.next().await {
+        let (labels, chunks) = match item {
+            Ok(item) => item,
+            Err(strata_storepb::merge::MergeError::Input(text)) => {
+                let _ = out.send(Err(status_from_text(&text))).await;
+                return;
             }
-        }
-        let min = heads
-            .iter()
-            .filter_map(|h| h.front())
-            .map(|s| &s.labels)
-            .min()
-            .cloned();
-        let Some(min) = min else { break };
-        let mut merged: Option<SeriesOut> = None;
-        for h in heads.iter_mut() {
-            while h.front().is_some_and(|s| s.labels == min) {
-                let Some(next) = h.pop_front() else { break };
-                match &mut merged {
-                    None => merged = Some(next),
-                    Some(m) => m.chunks.extend(next.chunks),
-                }
+            Err(e) => {
+                let _ = out.send(Err(Status::internal(e.to_string()))).await;
+                return;
             }
-        }
-        let Some(mut series) = merged else { break };
-        if series.chunks.len() > 1 {
-            series.chunks.sort_by_key(|c| (c.min_time, c.max_time));
-            series.chunks.dedup();
-        }
+        };
         batch.push(Series {
-            labels: labels_to_proto(&series.labels),
-            chunks: series.chunks,
+            labels: labels_to_proto(&labels),
+            chunks,
         });
         sent += 1;
         if batch.len() >= batch_size
@@ -424,10 +505,7 @@ impl Store for StoreService {
             return Err(Status::invalid_argument("no matchers specified"));
         }
         let block_matchers = decode_request_block_matchers(req.hints.as_ref())?;
-        let permit = Arc::clone(&self.gate)
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("store is shutting down"))?;
+        let permit = self.permit().await?;
         let (window_min, window_max) = self.store.window();
         let mint = req.min_time.max(window_min);
         let maxt = req.max_time.min(window_max);
@@ -440,9 +518,11 @@ impl Store for StoreService {
             &block_matchers,
         );
         let counters = Arc::new(Counters::default());
+        let fetches = Arc::new(Semaphore::new(FETCH_CONCURRENCY));
         let limit = usize::try_from(req.limit.max(0)).unwrap_or(usize::MAX);
         let batch_size = usize::try_from(req.response_batch_size.max(1)).unwrap_or(1);
         let mut inputs = Vec::new();
+        let mut tasks = JoinSet::new();
         let mut queried = Vec::new();
         for block in blocks {
             let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
@@ -460,13 +540,15 @@ impl Store for StoreService {
                 aggregates: req.aggregates.clone(),
                 limits: self.limits,
                 counters: Arc::clone(&counters),
+                fetches: Arc::clone(&fetches),
             };
-            tokio::spawn(query.run(tx));
-            inputs.push(rx);
+            let name = format!("block {}", query.block.id());
+            tasks.spawn(query.run(tx));
+            inputs.push((name, rx));
         }
         let (out_tx, out_rx) = mpsc::channel(16);
         tokio::spawn(merge_and_send(
-            inputs, out_tx, batch_size, limit, queried, permit,
+            inputs, tasks, out_tx, batch_size, limit, queried, permit,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
@@ -479,7 +561,9 @@ impl Store for StoreService {
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let block_matchers = decode_request_block_matchers(req.hints.as_ref())?;
+        let _permit = self.permit().await?;
         let mut names: BTreeSet<String> = BTreeSet::new();
+        let mut touched = 0u64;
         for block in self.blocks_for(req.start, req.end, &block_matchers) {
             let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
                 continue;
@@ -487,9 +571,14 @@ impl Store for StoreService {
             if left.is_empty() {
                 names.extend(block.header().label_names());
             } else {
-                for labels in series_labels(&block, &left).await? {
-                    names.extend(labels.iter().map(|l| l.name.clone()));
-                }
+                for_each_series(&block, &left, &mut touched, self.limits.series, |labels| {
+                    for l in labels.iter() {
+                        if !names.contains(&l.name) {
+                            names.insert(l.name.clone());
+                        }
+                    }
+                })
+                .await?;
             }
             names.extend(block.ext_labels().iter().map(|l| l.name.clone()));
         }
@@ -520,7 +609,9 @@ impl Store for StoreService {
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let block_matchers = decode_request_block_matchers(req.hints.as_ref())?;
+        let _permit = self.permit().await?;
         let mut values: BTreeSet<String> = BTreeSet::new();
+        let mut touched = 0u64;
         if !req.without_replica_labels.contains(&req.label) {
             for block in self.blocks_for(req.start, req.end, &block_matchers) {
                 let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
@@ -538,11 +629,14 @@ impl Store for StoreService {
                             .map_err(|e| Status::internal(e.to_string()))?,
                     );
                 } else {
-                    for labels in series_labels(&block, &left).await? {
-                        if let Some(v) = labels.get(&req.label) {
+                    for_each_series(&block, &left, &mut touched, self.limits.series, |labels| {
+                        if let Some(v) = labels.get(&req.label)
+                            && !values.contains(v)
+                        {
                             values.insert(v.to_owned());
                         }
-                    }
+                    })
+                    .await?;
                 }
             }
         }
@@ -559,6 +653,14 @@ impl Store for StoreService {
 }
 
 impl StoreService {
+    /// A permit of the concurrency gate (Series and label calls share it).
+    async fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
+        Arc::clone(&self.gate)
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("store is shutting down"))
+    }
+
     /// Blocks of any resolution overlapping `[start, end]` that pass the block matchers
     /// (a zero range means everything, as in Thanos).
     fn blocks_for(
@@ -581,15 +683,29 @@ impl StoreService {
     }
 }
 
-async fn series_labels(block: &BucketBlock, matchers: &[Matcher]) -> Result<Vec<Labels>, Status> {
+/// Calls `f` with the labels of every series of `block` that `matchers` select, a batch
+/// of series at a time (never all of them held); counts them in `touched` against the
+/// request's series limit.
+async fn for_each_series(
+    block: &BucketBlock,
+    matchers: &[Matcher],
+    touched: &mut u64,
+    limit: u64,
+    mut f: impl FnMut(&Labels),
+) -> Result<(), Status> {
     let refs = block.postings(matchers).await.map_err(block_status)?;
-    let mut out = Vec::with_capacity(refs.len());
     for batch in refs.chunks(SERIES_BATCH) {
         for entry in block.series(batch).await.map_err(block_status)? {
-            out.push(entry.labels);
+            *touched += 1;
+            if limit > 0 && *touched > limit {
+                return Err(Status::resource_exhausted(format!(
+                    "exceeded series limit: limit {limit} violated (got at least {touched})"
+                )));
+            }
+            f(&entry.labels);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[tonic::async_trait]
@@ -617,5 +733,50 @@ impl Info for StoreService {
             }),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    /// A block task that goes away without finishing its stream (it panicked, or was
+    /// aborted) makes the merge input an error, never a shorter answer.
+    #[tokio::test]
+    async fn a_block_task_that_dies_is_an_error_not_a_short_answer() {
+        let (tx, rx) = mpsc::channel(4);
+        let series = SeriesOut {
+            labels: Labels::from_pairs([("a", "1")]),
+            chunks: Vec::new(),
+        };
+        tx.send(Ok(Frame::Batch(vec![series]))).await.unwrap();
+        let task = tokio::spawn(async move {
+            let _tx = tx;
+            panic!("a block task fails");
+        });
+        assert!(task.await.is_err());
+        let mut input = block_input("block x".into(), rx);
+        assert!(matches!(input.next().await, Some(Ok(batch)) if batch.len() == 1));
+        let err = input.next().await.unwrap().unwrap_err();
+        assert!(
+            err.contains("block x: its task ended before its series"),
+            "{err}"
+        );
+        assert!(input.next().await.is_none());
+
+        // A task that finishes sends End: the input simply ends.
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Ok(Frame::End)).await.unwrap();
+        let mut input = block_input("block y".into(), rx);
+        assert!(input.next().await.is_none());
+    }
+
+    #[test]
+    fn statuses_survive_the_merge() {
+        let status = Status::resource_exhausted("exceeded series limit");
+        let back = status_from_text(&status_text(&status));
+        assert_eq!(back.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(back.message(), "exceeded series limit");
     }
 }

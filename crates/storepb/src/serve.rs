@@ -113,3 +113,204 @@ where
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
         )
 }
+
+/// Puts a store's series in the order of their labels as sent (external labels attached,
+/// replica labels stripped) while they stream; `T` is what travels with a series (chunks,
+/// or chunk references still to fetch).
+///
+/// A source (Prometheus' remote read, a block's index) gives series sorted by their own
+/// labels, and the external labels are attached afterwards. Inserting the same labels into every label set keeps the sets' order except
+/// where one set is a prefix of another: `{a="1"}` before `{a="1", b="2"}` becomes
+/// `{a="1", c="x"}` after `{a="1", b="2", c="x"}`. The sets that extend a set arrive right
+/// after it, so series are held in runs, a series and those that extend it, and a run is
+/// sorted and sent when a series arrives that does not extend the run's first. Both
+/// assumptions are checked; a stream that breaks them ends with an error rather than
+/// series out of order.
+pub struct Reorder<T> {
+    ext: Labels,
+    strip: Vec<String>,
+    /// The run: (labels without external label names, labels as sent, chunks).
+    run: Vec<(Labels, Labels, T)>,
+    last_key: Option<Labels>,
+    last_sent: Option<Labels>,
+}
+
+impl<T> Reorder<T> {
+    /// A reorder attaching `ext` and stripping `strip`.
+    pub fn new(ext: Labels, strip: Vec<String>) -> Self {
+        Reorder {
+            ext,
+            strip,
+            run: Vec::new(),
+            last_key: None,
+            last_sent: None,
+        }
+    }
+
+    /// Takes the source's next series; returns the series now ready to send, in order.
+    pub fn push(&mut self, labels: Labels, payload: T) -> Result<Vec<(Labels, T)>, String> {
+        let mut key = labels.to_builder();
+        for l in self.ext.iter() {
+            key.delete(&l.name);
+        }
+        let key = key.build();
+        if self.last_key.as_ref().is_some_and(|last| key < *last) {
+            return Err(format!(
+                "series out of order at the source: {key} after {}",
+                self.last_key
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ));
+        }
+        self.last_key = Some(key.clone());
+        let sent = with_external_labels(&labels, &self.ext, &self.strip);
+        let extends_run = self
+            .run
+            .first()
+            .is_some_and(|(head, _, _)| is_prefix(head, &key));
+        let ready = if extends_run {
+            Vec::new()
+        } else {
+            self.flush()?
+        };
+        self.run.push((key, sent, payload));
+        Ok(ready)
+    }
+
+    /// The end of the source: the last run.
+    pub fn finish(&mut self) -> Result<Vec<(Labels, T)>, String> {
+        self.flush()
+    }
+
+    fn flush(&mut self) -> Result<Vec<(Labels, T)>, String> {
+        let mut run: Vec<(Labels, T)> = std::mem::take(&mut self.run)
+            .into_iter()
+            .map(|(_, sent, payload)| (sent, payload))
+            .collect();
+        if run.len() > 1 {
+            run.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        if let (Some(last), Some((first, _))) = (self.last_sent.as_ref(), run.first())
+            && first < last
+        {
+            return Err(format!(
+                "series out of order after external labels: {first} after {last}"
+            ));
+        }
+        if let Some((last, _)) = run.last() {
+            self.last_sent = Some(last.clone());
+        }
+        Ok(run)
+    }
+}
+
+impl<T> std::fmt::Debug for Reorder<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reorder")
+            .field("run", &self.run.len())
+            .finish()
+    }
+}
+
+/// Whether `head`'s labels are the first labels of `labels`.
+fn is_prefix(head: &Labels, labels: &Labels) -> bool {
+    head.len() <= labels.len() && head.iter().zip(labels.iter()).all(|(a, b)| a == b)
+}
+
+#[cfg(test)]
+mod reorder_tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied())
+    }
+
+    fn run_through(order: &mut Reorder<()>, input: &[Labels]) -> Vec<Labels> {
+        let mut out = Vec::new();
+        for l in input {
+            out.extend(order.push(l.clone(), ()).unwrap().into_iter().map(|s| s.0));
+        }
+        out.extend(order.finish().unwrap().into_iter().map(|s| s.0));
+        out
+    }
+
+    #[test]
+    fn a_prefix_set_moves_after_its_extensions_when_external_labels_sort_between() {
+        let ext = labels(&[("c", "x")]);
+        let input = [
+            labels(&[("a", "1"), ("c", "x")]),
+            labels(&[("a", "1"), ("b", "2"), ("c", "x")]),
+            labels(&[("a", "2"), ("c", "x")]),
+        ];
+        let out = run_through(&mut Reorder::new(ext, Vec::new()), &input);
+        assert_eq!(
+            out,
+            [
+                labels(&[("a", "1"), ("b", "2"), ("c", "x")]),
+                labels(&[("a", "1"), ("c", "x")]),
+                labels(&[("a", "2"), ("c", "x")]),
+            ]
+        );
+    }
+
+    /// Label sets sorted as Prometheus sorts them (without external labels), then external
+    /// labels attached and some stripped: the streamed order equals a sort of everything.
+    #[test]
+    fn streamed_order_equals_a_full_sort() {
+        let mut seed = 7u64;
+        let mut rand = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        let names = ["a", "b", "d", "f", "h"];
+        let ext_names = ["c", "e", "g", "z", "_"];
+        for _ in 0..300 {
+            let mut internal: Vec<Labels> = (0..rand(40))
+                .map(|_| {
+                    let mut pairs: Vec<(String, String)> = Vec::new();
+                    for n in names {
+                        if rand(2) == 0 {
+                            pairs.push((n.to_owned(), rand(3).to_string()));
+                        }
+                    }
+                    Labels::from_pairs(pairs)
+                })
+                .collect();
+            internal.sort();
+            internal.dedup();
+            let ext_pairs: Vec<(String, String)> = ext_names
+                .iter()
+                .filter(|_| rand(2) == 0)
+                .map(|n| ((*n).to_owned(), "x".to_owned()))
+                .collect();
+            let ext = Labels::from_pairs(ext_pairs);
+            let strip: Vec<String> = ext
+                .iter()
+                .filter(|_| rand(3) == 0)
+                .map(|l| l.name.clone())
+                .collect();
+            // What Prometheus sends: its external labels merged in, internal order kept.
+            let input: Vec<Labels> = internal
+                .iter()
+                .map(|l| with_external_labels(l, &ext, &[]))
+                .collect();
+            let out = run_through(&mut Reorder::new(ext.clone(), strip.clone()), &input);
+            let mut expected: Vec<Labels> = internal
+                .iter()
+                .map(|l| with_external_labels(l, &ext, &strip))
+                .collect();
+            expected.sort();
+            assert_eq!(out, expected, "ext {ext} strip {strip:?}");
+        }
+    }
+
+    #[test]
+    fn series_out_of_order_from_prometheus_are_an_error() {
+        let mut order = Reorder::new(Labels::default(), Vec::new());
+        assert!(order.push(labels(&[("a", "2")]), ()).is_ok());
+        assert!(order.push(labels(&[("a", "1")]), ()).is_err());
+    }
+}
