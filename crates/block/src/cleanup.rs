@@ -47,8 +47,10 @@ pub async fn delete_marked(
     report
 }
 
-/// Deletes partial uploads (no meta.json) whose ULID time is at least `delay` ago. An
-/// interrupted deletion (meta.json gone first) is finished the same way.
+/// Deletes partial uploads (no meta.json) whose newest object is at least `delay` old:
+/// an upload still in progress (even of a block made long ago, after an outage) keeps
+/// writing objects, so it is never deleted under its uploader. An interrupted deletion
+/// (meta.json gone first) is finished the same way.
 pub async fn delete_partial(
     bucket: &Bucket,
     synced: &FetchResult,
@@ -56,12 +58,30 @@ pub async fn delete_partial(
 ) -> CleanupReport {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let delay_ms = delay.as_millis() as i64;
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
     let mut report = CleanupReport::default();
     for id in &synced.partial {
-        let age = now_ms - id.timestamp_ms() as i64;
+        // The ULID's time is a lower bound of every object's: younger blocks are left
+        // without listing them.
+        if now_ms.saturating_sub(id.timestamp_ms() as i64) < delay_ms {
+            continue;
+        }
+        let newest = match bucket.list_objects(&format!("{id}/")).await {
+            Ok(objects) => objects
+                .iter()
+                .map(|(_, a)| a.last_modified_ms)
+                .max()
+                .unwrap_or(i64::MIN),
+            Err(e) => {
+                tracing::warn!(block = %id, error = %e, "listing a partial upload failed; leaving it");
+                report.failed.push((*id, e.to_string()));
+                continue;
+            }
+        };
+        let age = now_ms.saturating_sub(newest);
         if age < delay_ms {
+            tracing::debug!(block = %id, age_ms = age, "partial upload still being written; leaving it");
             continue;
         }
         match delete_block(bucket, *id).await {

@@ -62,10 +62,18 @@ pub struct FetchResult {
     pub duplicates: Vec<Ulid>,
 }
 
+impl FetchResult {
+    /// Whether every block's state is known: a sync with failures (a transient bucket
+    /// error on some block) must not be read as those blocks being gone.
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
 #[derive(Deserialize)]
 struct DeletionMark {
     #[serde(default)]
-    deletion_time: i64,
+    deletion_time: Option<i64>,
 }
 
 /// Reads block metas from a bucket.
@@ -159,15 +167,22 @@ impl MetaFetcher {
         match self.bucket.get(&format!("{id}/deletion-mark.json")).await {
             Ok(bytes) => {
                 let marked_at = serde_json::from_slice::<DeletionMark>(&bytes)
-                    .map(|m| m.deletion_time)
-                    .unwrap_or(0);
+                    .ok()
+                    .and_then(|m| m.deletion_time);
+                let Some(marked_at) = marked_at else {
+                    // A mark that does not parse (a partial upload of it) says nothing
+                    // about when: the block stays, as in Thanos.
+                    tracing::warn!(block = %id, "deletion-mark.json does not parse; ignoring it");
+                    return Outcome::Loaded(Box::new(meta));
+                };
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or(Duration::ZERO)
-                    .as_secs() as i64;
-                if now.saturating_sub(marked_at)
-                    >= filter.ignore_deletion_marks_delay.as_secs() as i64
-                {
+                    .as_secs();
+                let now = i64::try_from(now).unwrap_or(i64::MAX);
+                let delay =
+                    i64::try_from(filter.ignore_deletion_marks_delay.as_secs()).unwrap_or(i64::MAX);
+                if now.saturating_sub(marked_at) >= delay {
                     return Outcome::Marked(marked_at);
                 }
             }

@@ -123,6 +123,26 @@ pub async fn upload_block(
         block: id,
         message: e.to_string(),
     })?;
+    // Every object must be in the bucket, whole, before meta.json makes the block visible
+    // (an upload that silently lost a part would otherwise become a corrupt block).
+    for file in meta.thanos.iter().flat_map(|t| t.files.iter()) {
+        let Some(want) = file.size_bytes else {
+            continue;
+        };
+        let attributes = bucket
+            .attributes(&format!("{id}/{}", file.rel_path))
+            .await
+            .map_err(bucket_err)?;
+        if attributes.size != want {
+            return Err(BlockError::Meta {
+                block: id,
+                message: format!(
+                    "{} is {} bytes in the bucket, {want} locally; not writing meta.json",
+                    file.rel_path, attributes.size
+                ),
+            });
+        }
+    }
     // The local block must still be whole: Prometheus may delete a block under the sidecar.
     let local_meta = dir.join("meta.json");
     if !local_meta.exists() {

@@ -110,6 +110,9 @@ pub enum CompactError {
     /// A blocking task died.
     #[error("compaction task: {0}")]
     Task(String),
+    /// Some block metas could not be read: the pass is skipped.
+    #[error("incomplete view of the bucket, pass skipped: {0}")]
+    IncompleteView(String),
     /// Some groups failed; the others went on.
     #[error("{failed} of {total} compactions failed in this pass (first: {first})")]
     Groups {
@@ -186,6 +189,16 @@ impl Compactor {
             ignore_deletion_marks_delay: Duration::ZERO,
         };
         let mut result = self.fetcher.fetch(&filter).await?;
+        // A pass on an incomplete view could plan around, or delete, blocks it could not
+        // read: skip it (the next one retries), as Thanos does.
+        if !result.is_complete() {
+            let reasons: Vec<String> = result
+                .failures
+                .iter()
+                .map(|(id, e)| format!("{id}: {e}"))
+                .collect();
+            return Err(CompactError::IncompleteView(reasons.join("; ")));
+        }
         // Consistency delay: too fresh blocks are left alone (their uploader may not be
         // done with its view of them), except the compactor's own.
         let now_ms = now_ms();

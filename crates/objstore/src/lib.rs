@@ -505,6 +505,30 @@ impl Bucket {
         Ok(out)
     }
 
+    /// Every object under `dir` ("" for all), recursively, sorted by name, with sizes and
+    /// modification times.
+    pub async fn list_objects(&self, dir: &str) -> Result<Vec<(String, ObjectAttributes)>> {
+        let prefix = self.dir_prefix("iter", dir)?;
+        let stream = self.inner.store.list(prefix.as_ref());
+        let metas: Vec<_> = self
+            .run("iter", dir, stream.try_collect::<Vec<_>>())
+            .await?;
+        let mut out: Vec<(String, ObjectAttributes)> = metas
+            .into_iter()
+            .map(|m| {
+                (
+                    m.location.to_string(),
+                    ObjectAttributes {
+                        size: m.size,
+                        last_modified_ms: m.last_modified.timestamp_millis(),
+                    },
+                )
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
     /// Every object under `dir` ("" for all), recursively, sorted by name, with sizes.
     pub async fn iter_recursive(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         let prefix = self.dir_prefix("iter", dir)?;

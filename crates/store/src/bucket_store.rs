@@ -145,6 +145,16 @@ impl BucketStore {
         for (id, reason) in &fetched.failures {
             tracing::warn!(block = %id, error = %reason, "reading block meta failed");
         }
+        // An incomplete view (some block's meta unreadable now) adds blocks but drops none:
+        // a transient bucket error must not make blocks vanish from queries.
+        let complete = fetched.is_complete();
+        if !complete {
+            self.metrics.meta_sync_failures.inc();
+            tracing::warn!(
+                failures = fetched.failures.len(),
+                "incomplete block view; keeping every block served until a complete sync"
+            );
+        }
         let current: BTreeSet<Ulid> = self.ids();
         let wanted: BTreeSet<Ulid> = fetched.metas.keys().copied().collect();
         let to_load: Vec<_> = fetched
@@ -190,7 +200,7 @@ impl BucketStore {
             }
             let gone: Vec<Ulid> = blocks
                 .keys()
-                .filter(|id| !wanted.contains(id))
+                .filter(|id| complete && !wanted.contains(id))
                 .copied()
                 .collect();
             for id in gone {
