@@ -290,6 +290,10 @@ fn compared() -> Vec<(&'static str, Vec<(&'static str, String)>)> {
         ("/api/v1/label/job/values", qp(&[("end", "zz")])),
         ("/api/v1/label/job/values", qp(&[("match[]", "{}")])),
         ("/api/v1/label/job/values", qp(&[("limit", "zz")])),
+        // Escaped names: `U__` alone is the empty name; a bad escape stays as it is.
+        ("/api/v1/label/U__/values", vec![]),
+        ("/api/v1/label/U__a_2e_b/values", vec![]),
+        ("/api/v1/label/U__bad_zz_/values", vec![]),
     ];
     // Large but legal: a megabyte label value, a thousand selectors.
     let big = "x".repeat(1 << 20);

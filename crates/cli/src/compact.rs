@@ -100,7 +100,7 @@ pub(crate) fn run(args: CompactArgs) -> anyhow::Result<bool> {
         other => anyhow::bail!("--deduplication.func: unknown {other:?} (want \"\" or penalty)"),
     };
     let config = strata_compact::CompactConfig {
-        bucket_yaml,
+        bucket_yaml: bucket_yaml.into(),
         http_address: args.http_address,
         wait: args.wait,
         wait_interval: args.wait_interval,

@@ -121,7 +121,7 @@ pub(crate) fn run(args: SidecarArgs) -> anyhow::Result<()> {
             watch_interval: args.reloader_watch_interval,
         },
         tsdb_path: args.tsdb_path,
-        bucket_yaml,
+        bucket_yaml: bucket_yaml.map(Into::into),
         grpc_address: args.grpc_address,
         http_address: args.http_address,
         upload_compacted: args.upload_compacted,

@@ -123,7 +123,7 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
     .transpose()
     .context("--index-cache.config")?;
     let config = strata_store::StoreConfig {
-        bucket_yaml,
+        bucket_yaml: bucket_yaml.into(),
         data_dir: args.data_dir,
         grpc_address: args.grpc_address,
         http_address: args.http_address,

@@ -21,7 +21,7 @@ pub use compactor::{CompactError, Compactor, CompactorOptions, PassReport};
 #[derive(Debug, Clone)]
 pub struct CompactConfig {
     /// The bucket config YAML.
-    pub bucket_yaml: String,
+    pub bucket_yaml: strata_types::Secret,
     /// `--http-address`.
     pub http_address: String,
     /// `--wait`: keep running, one pass every `wait_interval`.
@@ -41,6 +41,9 @@ pub enum StartError {
     /// A server failed.
     #[error(transparent)]
     Server(#[from] strata_runtime::Error),
+    /// A background task (the HTTP server) ended on its own.
+    #[error(transparent)]
+    Task(#[from] strata_runtime::TaskFailure),
 }
 
 /// Runs the compactor: one pass (returning whether it succeeded) or, with `wait`, passes
@@ -49,20 +52,39 @@ pub async fn run(config: CompactConfig, shutdown: Shutdown) -> Result<bool, Star
     let mut registry = Registry::default();
     let metrics = metrics::Metrics::default();
     metrics.register(&mut registry);
-    let bucket = Bucket::from_yaml(&config.bucket_yaml, Some(&mut registry))?;
+    let bucket = Bucket::from_yaml(config.bucket_yaml.expose(), Some(&mut registry))?;
     let ready = Readiness::default();
     let registry = Arc::new(Mutex::new(registry));
     let listener = strata_runtime::bind(&config.http_address).await?;
     let router = strata_runtime::http_router(registry, ready.clone(), axum::Router::new());
-    let http = tokio::spawn(strata_runtime::serve_http(
-        listener,
-        router,
-        shutdown.clone(),
-    ));
+    let mut tasks = strata_runtime::Tasks::new();
+    tasks.spawn(
+        "http",
+        strata_runtime::serve_http(listener, router, shutdown.clone()),
+    );
     ready.set(true);
 
     let compactor = Compactor::new(bucket, config.options.clone(), metrics.clone());
-    let mut stop = shutdown.clone();
+    let passes = passes(&compactor, &config, &metrics, shutdown.clone());
+    let ok = tokio::select! {
+        ok = passes => ok,
+        failure = tasks.failure() => return Err(failure.into()),
+    };
+    if !shutdown.is_triggered() {
+        // A single pass: nothing else stops the HTTP server.
+        return Ok(ok);
+    }
+    tasks.join(strata_runtime::SHUTDOWN_GRACE).await;
+    Ok(ok || config.wait)
+}
+
+/// One pass, or with `wait` passes until `stop` fires; whether the last pass succeeded.
+async fn passes(
+    compactor: &Compactor,
+    config: &CompactConfig,
+    metrics: &metrics::Metrics,
+    mut stop: Shutdown,
+) -> bool {
     let mut ok = true;
     loop {
         let started = std::time::Instant::now();
@@ -98,21 +120,5 @@ pub async fn run(config: CompactConfig, shutdown: Shutdown) -> Result<bool, Star
             _ = stop.wait() => break,
         }
     }
-    if !config.wait {
-        shutdown_http(http, shutdown).await;
-        return Ok(ok);
-    }
-    shutdown_http(http, shutdown).await;
-    Ok(true)
-}
-
-async fn shutdown_http(
-    http: tokio::task::JoinHandle<Result<(), strata_runtime::Error>>,
-    shutdown: Shutdown,
-) {
-    if !shutdown.is_triggered() {
-        http.abort();
-        return;
-    }
-    let _ = http.await;
+    ok
 }

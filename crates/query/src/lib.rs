@@ -118,15 +118,15 @@ pub enum QueryError {
     /// A server failed.
     #[error(transparent)]
     Server(#[from] strata_runtime::Error),
-    /// The gRPC server failed.
-    #[error("gRPC server: {0}")]
-    Grpc(String),
     /// The gRPC TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] strata_runtime::TlsError),
     /// The endpoint SD config is unusable.
     #[error(transparent)]
     SdConfig(#[from] discovery::SdConfigError),
+    /// A background task (endpoint checks, gRPC server) ended on its own.
+    #[error(transparent)]
+    Task(#[from] strata_runtime::TaskFailure),
 }
 
 /// Runs the querier until `shutdown` fires.
@@ -173,17 +173,21 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
     let server = strata_storepb::serve::store_api_server(proxy);
-    let grpc = tokio::spawn(server.serve_with_incoming_shutdown(
-        strata_runtime::tls::incoming(grpc_listener, tls),
-        async move { grpc_shutdown.wait().await },
-    ));
+    let mut tasks = strata_runtime::Tasks::new();
+    tasks.spawn(
+        "grpc",
+        server.serve_with_incoming_shutdown(
+            strata_runtime::tls::incoming(grpc_listener, tls),
+            async move { grpc_shutdown.wait().await },
+        ),
+    );
 
     let checker_endpoints = endpoints.clone();
     let interval = config.info_interval;
     let mut checker_shutdown = shutdown.clone();
     let checker_ready = ready.clone();
     let sd_interval = config.sd_interval;
-    let checker = tokio::spawn(async move {
+    tasks.spawn_loop("endpoint checks", async move {
         let mut stamps = discovery.file_stamps();
         let mut last_resolve = tokio::time::Instant::now();
         loop {
@@ -201,12 +205,10 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             }
         }
     });
-    let served = strata_runtime::serve_http(listener, router, shutdown).await;
-    checker.abort();
-    served?;
-    match grpc.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(QueryError::Grpc(e.to_string())),
-        Err(e) => Err(QueryError::Grpc(e.to_string())),
+    tokio::select! {
+        served = strata_runtime::serve_http(listener, router, shutdown) => served?,
+        failure = tasks.failure() => return Err(failure.into()),
     }
+    tasks.join(strata_runtime::SHUTDOWN_GRACE).await;
+    Ok(())
 }

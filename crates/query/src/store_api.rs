@@ -9,14 +9,13 @@ use futures::Stream;
 use strata_storepb::convert::{labels_to_proto, matchers_from_proto};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
-use strata_storepb::serve::stream_series;
+use strata_storepb::serve::{spawn_producer, stream_series};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse,
     PartialResponseStrategy, SeriesRequest, SeriesResponse, ZLabelSet, series_response,
 };
 use strata_types::Labels;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -70,8 +69,7 @@ impl Store for ProxyStoreService {
             &fan_out,
             proxy::Budget::default(),
         );
-        let (tx, rx) = mpsc::channel(16);
-        tokio::spawn(async move {
+        let rx = spawn_producer("proxy Series".to_owned(), 16, |tx| async move {
             let mut batch = Vec::with_capacity(batch_size);
             while let Some(item) = merged.next().await {
                 let (mut labels, chunks) = match item {

@@ -20,7 +20,9 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod tasks;
 pub mod tls;
+pub use tasks::{SHUTDOWN_GRACE, TaskFailure, Tasks};
 pub use tls::{ServerTls, TlsError, TlsFiles, TlsVersion};
 
 /// Errors starting a server.
@@ -79,7 +81,22 @@ pub fn http_router(registry: SharedRegistry, ready: Readiness, extra: Router) ->
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready_handler))
         .with_state(state);
+    // A handler that panics (a bug) answers 500 in the API's error shape; the process and
+    // the connection's other requests carry on.
     base.merge(extra)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("an HTTP handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"error","errorType":"internal","error":"internal error: the request's handler failed"}"#,
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -201,5 +218,45 @@ impl ShutdownTrigger {
         }
         tracing::info!("shutting down");
         self.trigger();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn boom() -> &'static str {
+        let bug: Option<&'static str> = None;
+        bug.expect("a bug")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_in_the_api_shape() {
+        let extra = Router::new().route("/boom", get(boom));
+        let router = http_router(
+            Arc::new(Mutex::new(Registry::default())),
+            Readiness::default(),
+            extra,
+        );
+        let request = axum::http::Request::get("/boom")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(body.starts_with(br#"{"status":"error","errorType":"internal""#));
+        // The router still answers.
+        let request = axum::http::Request::get("/-/healthy")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        assert_eq!(
+            router.oneshot(request).await.unwrap().status(),
+            StatusCode::OK
+        );
     }
 }

@@ -42,7 +42,7 @@ pub struct HttpClientConfig {
     pub basic_auth: Option<BasicAuth>,
     /// A bearer token.
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<strata_types::Secret>,
     /// A file holding a bearer token.
     #[serde(default)]
     pub bearer_token_file: Option<PathBuf>,
@@ -59,7 +59,7 @@ pub struct BasicAuth {
     pub username: String,
     /// Password.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<strata_types::Secret>,
     /// A file holding the password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
@@ -167,7 +167,7 @@ impl HttpClientConfig {
     fn authorization(&self) -> Result<Option<String>, HttpClientError> {
         if let Some(auth) = &self.basic_auth {
             let password = match (&auth.password, &auth.password_file) {
-                (Some(p), _) => p.clone(),
+                (Some(p), _) => p.expose().to_owned(),
                 (None, Some(file)) => read_trimmed(file)?,
                 (None, None) => String::new(),
             };
@@ -175,7 +175,7 @@ impl HttpClientConfig {
             return Ok(Some(format!("Basic {}", base64(pair.as_bytes()))));
         }
         let token = match (&self.bearer_token, &self.bearer_token_file) {
-            (Some(t), _) => t.clone(),
+            (Some(t), _) => t.expose().to_owned(),
             (None, Some(file)) => read_trimmed(file)?,
             (None, None) => return Ok(None),
         };
@@ -243,6 +243,14 @@ mod tests {
         assert_eq!(
             HttpClientConfig::from_yaml("").unwrap(),
             HttpClientConfig::default()
+        );
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        let bearer = HttpClientConfig::from_yaml("bearer_token: t0ken\n").unwrap();
+        let debug = format!("{bearer:?}");
+        assert!(
+            !debug.contains("t0ken") && debug.contains("<redacted>"),
+            "{debug}"
         );
     }
 

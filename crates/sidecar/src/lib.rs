@@ -37,7 +37,7 @@ pub struct SidecarConfig {
     /// `--tsdb.path`.
     pub tsdb_path: PathBuf,
     /// The bucket config, if blocks are to be shipped.
-    pub bucket_yaml: Option<String>,
+    pub bucket_yaml: Option<strata_types::Secret>,
     /// `--grpc-address`.
     pub grpc_address: String,
     /// `--http-address`.
@@ -97,6 +97,9 @@ pub enum SidecarError {
     /// `--prometheus.http-client` is unusable.
     #[error(transparent)]
     HttpClient(#[from] http_client::HttpClientError),
+    /// A background task (heartbeat, reloader, shipper, HTTP server) ended on its own.
+    #[error(transparent)]
+    Task(#[from] strata_runtime::TaskFailure),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -144,7 +147,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     let metrics = Metrics::default();
     metrics.register(&mut registry);
     let bucket = match &config.bucket_yaml {
-        Some(yaml) => Some(Bucket::from_yaml(yaml, Some(&mut registry))?),
+        Some(yaml) => Some(Bucket::from_yaml(yaml.expose(), Some(&mut registry))?),
         None => None,
     };
     let prom = PromClient::new(
@@ -160,14 +163,14 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     let http_listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
     let router = strata_runtime::http_router(registry, ready.clone(), axum::Router::new());
-    let http = tokio::spawn(strata_runtime::serve_http(
-        http_listener,
-        router,
-        shutdown.clone(),
-    ));
+    let mut tasks = strata_runtime::Tasks::new();
+    tasks.spawn(
+        "http",
+        strata_runtime::serve_http(http_listener, router, shutdown.clone()),
+    );
 
     // Heartbeat: external labels and the lowest timestamp.
-    let heartbeat = {
+    {
         let prom = prom.clone();
         let state = Arc::clone(&state);
         let ready = ready.clone();
@@ -175,7 +178,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         let mut stop = shutdown.clone();
         let interval = config.config_interval;
         let min_time_flag = config.min_time;
-        tokio::spawn(async move {
+        tasks.spawn_loop("heartbeat", async move {
             loop {
                 match prom.external_labels().await {
                     Ok(labels) if labels.is_empty() => {
@@ -213,14 +216,14 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
                     _ = stop.wait() => return,
                 }
             }
-        })
-    };
+        });
+    }
 
-    let reloader_task = config.reloader.enabled().then(|| {
+    if config.reloader.enabled() {
         let prom = prom.clone();
         let watch = config.reloader.clone();
         let mut stop = shutdown.clone();
-        tokio::spawn(async move {
+        tasks.spawn_loop("reloader", async move {
             // What Prometheus was last told to load; `None` until the first reload works.
             let mut applied: Option<reloader::Snapshot> = None;
             loop {
@@ -271,10 +274,10 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
                     _ = stop.wait() => return,
                 }
             }
-        })
-    });
+        });
+    }
 
-    let shipper_task = bucket.map(|bucket| {
+    if let Some(bucket) = bucket {
         let shipper = Shipper::new(config.tsdb_path.clone(), bucket, config.upload_compacted);
         let prom = prom.clone();
         let state = Arc::clone(&state);
@@ -282,7 +285,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         let mut stop = shutdown.clone();
         let interval = config.shipper_interval;
         let ignore_unequal = config.ignore_unequal_block_size;
-        tokio::spawn(async move {
+        tasks.spawn_loop("shipper", async move {
             let mut checked_flags = ignore_unequal;
             loop {
                 if let Some(labels) = state.ext_labels() {
@@ -308,27 +311,22 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
                     _ = stop.wait() => return,
                 }
             }
-        })
-    });
+        });
+    }
 
     let service = SidecarStore::new(prom, state);
     tracing::info!(address = %config.grpc_address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    strata_storepb::serve::store_api_server(service)
-        .serve_with_incoming_shutdown(
-            strata_runtime::tls::incoming(grpc_listener, tls),
-            async move { grpc_shutdown.wait().await },
-        )
-        .await?;
-    heartbeat.abort();
-    for task in [shipper_task, reloader_task].into_iter().flatten() {
-        task.abort();
+    let grpc = strata_storepb::serve::store_api_server(service).serve_with_incoming_shutdown(
+        strata_runtime::tls::incoming(grpc_listener, tls),
+        async move { grpc_shutdown.wait().await },
+    );
+    tokio::select! {
+        served = grpc => served?,
+        failure = tasks.failure() => return Err(failure.into()),
     }
-    match http.await {
-        Ok(result) => result?,
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
-    }
+    tasks.join(strata_runtime::SHUTDOWN_GRACE).await;
     Ok(())
 }
 

@@ -216,6 +216,9 @@ impl PromClient {
         if !matchers.is_empty() {
             query.push(("match[]", Self::selector(matchers)));
         }
+        // The name goes into the path: escaped as Prometheus' API expects (`U__…` for names
+        // that are not legacy ones), which leaves only letters, digits, `_` and `:`.
+        let name = strata_types::escape_name(name);
         self.get_api(&format!("/api/v1/label/{name}/values"), &query)
             .await
     }

@@ -9,14 +9,13 @@ use futures::Stream;
 use strata_storepb::convert::{chunk_hash, labels_to_proto, matchers_from_proto};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
-use strata_storepb::serve::{Reorder, matchers_without_external, stream_series};
+use strata_storepb::serve::{Reorder, matchers_without_external, spawn_producer, stream_series};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
     LabelValuesResponse, SeriesRequest, SeriesResponse, ZLabelSet, chunk, prompb,
 };
 use strata_types::Labels;
-use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -106,9 +105,8 @@ impl Store for SidecarStore {
         let ext = self.ext_labels()?;
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let (tx, rx) = mpsc::channel(16);
         let Some(rest) = matchers_without_external(&ext, &matchers) else {
-            return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
         };
         if rest.is_empty() {
             return Err(Status::invalid_argument(
@@ -127,7 +125,7 @@ impl Store for SidecarStore {
         let batch_size = usize::try_from(req.response_batch_size.max(1)).unwrap_or(1);
         // Series go out as Prometheus' frames come in: memory holds a frame, a run of
         // series that may need reordering (see `Reorder`) and the channel's frames.
-        tokio::spawn(async move {
+        let rx = spawn_producer("sidecar Series".to_owned(), 16, |tx| async move {
             loop {
                 let next = match read.next().await {
                     Ok(next) => next,

@@ -29,7 +29,7 @@ pub use strata_block::{FetchFilter, Relabel};
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     /// The bucket config YAML (`--objstore.config` or the file's contents).
-    pub bucket_yaml: String,
+    pub bucket_yaml: strata_types::Secret,
     /// `--data-dir`: index-headers and cached metas.
     pub data_dir: PathBuf,
     /// `--grpc-address`.
@@ -63,7 +63,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
-            bucket_yaml: String::new(),
+            bucket_yaml: strata_types::Secret::default(),
             data_dir: PathBuf::from("./data"),
             grpc_address: "0.0.0.0:10901".into(),
             http_address: "0.0.0.0:10902".into(),
@@ -100,6 +100,9 @@ pub enum StoreError {
     /// The gRPC TLS files are unusable.
     #[error(transparent)]
     Tls(#[from] strata_runtime::TlsError),
+    /// A background task (block sync, HTTP server) ended on its own.
+    #[error(transparent)]
+    Task(#[from] strata_runtime::TaskFailure),
     /// The data directory is unusable.
     #[error("data dir {path}: {source}")]
     DataDir {
@@ -114,7 +117,7 @@ pub enum StoreError {
 /// Runs the gateway until `shutdown` fires.
 pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreError> {
     let mut registry = Registry::default();
-    let bucket = Bucket::from_yaml(&config.bucket_yaml, Some(&mut registry))?;
+    let bucket = Bucket::from_yaml(config.bucket_yaml.expose(), Some(&mut registry))?;
     let relabel = Relabel::from_yaml(&config.relabel_yaml)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| StoreError::DataDir {
         path: config.data_dir.clone(),
@@ -148,17 +151,17 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
     let http_listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
     let router = strata_runtime::http_router(registry, ready.clone(), axum::Router::new());
-    let http = tokio::spawn(strata_runtime::serve_http(
-        http_listener,
-        router,
-        shutdown.clone(),
-    ));
+    let mut tasks = strata_runtime::Tasks::new();
+    tasks.spawn(
+        "http",
+        strata_runtime::serve_http(http_listener, router, shutdown.clone()),
+    );
 
     let sync_store = Arc::clone(&store);
     let mut sync_shutdown = shutdown.clone();
     let interval = config.sync_interval;
     let sync_ready = ready.clone();
-    let syncer = tokio::spawn(async move {
+    tasks.spawn_loop("block sync", async move {
         loop {
             match sync_store.sync().await {
                 Ok(stats) => {
@@ -193,16 +196,14 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
     tracing::info!(address = %address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    strata_storepb::serve::store_api_server(service)
-        .serve_with_incoming_shutdown(
-            strata_runtime::tls::incoming(grpc_listener, tls),
-            async move { grpc_shutdown.wait().await },
-        )
-        .await?;
-    syncer.abort();
-    match http.await {
-        Ok(result) => result?,
-        Err(e) => tracing::warn!(error = %e, "HTTP server task failed"),
+    let grpc = strata_storepb::serve::store_api_server(service).serve_with_incoming_shutdown(
+        strata_runtime::tls::incoming(grpc_listener, tls),
+        async move { grpc_shutdown.wait().await },
+    );
+    tokio::select! {
+        served = grpc => served?,
+        failure = tasks.failure() => return Err(failure.into()),
     }
+    tasks.join(strata_runtime::SHUTDOWN_GRACE).await;
     Ok(())
 }

@@ -24,7 +24,7 @@ use strata_storepb::convert::{chunk_hash, from_any, labels_to_proto, matchers_fr
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::merge::{SeriesItem, SeriesMerge};
-use strata_storepb::serve::{Reorder, matchers_without_external, send_series};
+use strata_storepb::serve::{Reorder, matchers_without_external, send_series, spawn_producer};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -546,10 +546,9 @@ impl Store for StoreService {
             tasks.spawn(query.run(tx));
             inputs.push((name, rx));
         }
-        let (out_tx, out_rx) = mpsc::channel(16);
-        tokio::spawn(merge_and_send(
-            inputs, tasks, out_tx, batch_size, limit, queried, permit,
-        ));
+        let out_rx = spawn_producer("store gateway Series".to_owned(), 16, |out_tx| {
+            merge_and_send(inputs, tasks, out_tx, batch_size, limit, queried, permit)
+        });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 

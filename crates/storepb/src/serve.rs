@@ -42,6 +42,36 @@ pub fn with_external_labels(series: &Labels, ext: &Labels, strip: &[String]) -> 
 /// A stream of Series answers.
 pub type SeriesSender = mpsc::Sender<Result<SeriesResponse, Status>>;
 
+/// Runs `produce` as the task behind a streamed answer: it gets the sending half of a
+/// channel of `capacity` frames and the caller returns the receiving half to gRPC. If the
+/// task panics, the stream ends with an `internal` status naming `what` instead of ending as
+/// if the answer were complete (a producer that simply drops its sender early must send its
+/// own error first).
+pub fn spawn_producer<T, F, Fut>(
+    what: String,
+    capacity: usize,
+    produce: F,
+) -> mpsc::Receiver<Result<T, Status>>
+where
+    T: Send + 'static,
+    F: FnOnce(mpsc::Sender<Result<T, Status>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    use futures::FutureExt;
+    let (tx, rx) = mpsc::channel(capacity.max(1));
+    let guard = tx.clone();
+    let task = std::panic::AssertUnwindSafe(produce(tx)).catch_unwind();
+    tokio::spawn(async move {
+        if task.await.is_err() {
+            tracing::error!(task = %what, "a streaming task panicked");
+            let _ = guard
+                .send(Err(Status::internal(format!("{what}: its task failed"))))
+                .await;
+        }
+    });
+    rx
+}
+
 /// Sends `series` as one `Series` frame each (`batch_size` ≤ 1) or as one `SeriesBatch`
 /// frame. `false` when the receiver is gone (the client went away).
 pub async fn send_series(tx: &SeriesSender, series: Vec<Series>, batch_size: usize) -> bool {
@@ -312,5 +342,34 @@ mod reorder_tests {
         let mut order = Reorder::new(Labels::default(), Vec::new());
         assert!(order.push(labels(&[("a", "2")]), ()).is_ok());
         assert!(order.push(labels(&[("a", "1")]), ()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod producer_tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    /// A producer that panics part-way ends its stream with an error, not a short answer.
+    #[tokio::test]
+    async fn a_panicking_producer_ends_the_stream_with_an_error() {
+        let mut rx = spawn_producer("test Series".to_owned(), 4, |tx| async move {
+            tx.send(Ok(1u32)).await.unwrap();
+            panic!("producer fails");
+        });
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
+        let status = rx.recv().await.unwrap().unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal);
+        assert_eq!(status.message(), "test Series: its task failed");
+        assert!(rx.recv().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_finishing_producer_just_ends() {
+        let mut rx = spawn_producer("test Series".to_owned(), 4, |tx| async move {
+            tx.send(Ok(1u32)).await.unwrap();
+        });
+        assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
+        assert!(rx.recv().await.is_none());
     }
 }

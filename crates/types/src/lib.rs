@@ -9,10 +9,14 @@ pub mod api_time;
 mod error_class;
 mod labels;
 mod matcher;
+mod name_escaping;
 mod sample;
+mod secret;
 pub mod time;
 
 pub use error_class::ErrorClass;
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError, go_regex_compat};
+pub use name_escaping::{escape_name, unescape_name};
 pub use sample::{STALE_NAN_BITS, Sample, is_stale_nan, stale_nan};
+pub use secret::Secret;

@@ -154,6 +154,8 @@ pub(crate) async fn label_values(
     req: Request,
 ) -> Result<Response, ApiError> {
     let p = Params::from_request(req).await?;
+    // Names that are not legacy ones come `U__`-escaped, as to Prometheus.
+    let name = strata_types::unescape_name(&name);
     if name.is_empty() {
         return Err(ApiError::bad_data(format!("invalid label name: {name:?}")));
     }
