@@ -199,6 +199,11 @@ impl Store for SidecarStore {
         request: Request<LabelValuesRequest>,
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let req = request.into_inner();
+        if req.label.is_empty() {
+            return Err(Status::invalid_argument(
+                "label name parameter cannot be empty",
+            ));
+        }
         let ext = self.ext_labels()?;
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;

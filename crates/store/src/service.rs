@@ -502,7 +502,8 @@ impl Store for StoreService {
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if matchers.is_empty() {
-            return Err(Status::invalid_argument("no matchers specified"));
+            // As Thanos' gateway: no matchers select no postings (not an error).
+            return Ok(Response::new(Box::pin(futures::stream::empty())));
         }
         let block_matchers = decode_request_block_matchers(req.hints.as_ref())?;
         let permit = self.permit().await?;
@@ -528,6 +529,10 @@ impl Store for StoreService {
             let Some(left) = matchers_without_external(block.ext_labels(), &matchers) else {
                 continue;
             };
+            if left.is_empty() {
+                // Only external-label matchers: no postings, as in Thanos.
+                continue;
+            }
             queried.push(block.id().to_string());
             let (tx, rx) = mpsc::channel(2);
             let query = BlockQuery {
@@ -601,9 +606,8 @@ impl Store for StoreService {
     ) -> Result<Response<LabelValuesResponse>, Status> {
         let req = request.into_inner();
         if req.label.is_empty() {
-            return Err(Status::invalid_argument(
-                "label name parameter cannot be empty",
-            ));
+            // Thanos' gateway looks an empty name up and finds nothing.
+            return Ok(Response::new(LabelValuesResponse::default()));
         }
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
