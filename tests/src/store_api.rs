@@ -91,6 +91,38 @@ impl StrataProcess {
         StrataProcess::spawn(args, true, Some(log))
     }
 
+    /// Starts `strata` with exactly `args`, which name its own listen addresses: `http` (and
+    /// `grpc`, or `""`) are where it listens; `env` is added to its environment; stderr goes
+    /// to `log`. Waits until it is ready.
+    pub fn start_exact(
+        args: &[String],
+        http: &str,
+        grpc: &str,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> StrataProcess {
+        let mut command = Command::new(crate::strata_binary());
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap());
+        let child = command.spawn().unwrap();
+        let mut process = StrataProcess {
+            child,
+            http: http.to_owned(),
+            grpc: grpc.to_owned(),
+            log: Some(log.to_owned()),
+        };
+        if let Err(e) = process.wait_ready(Duration::from_secs(60)) {
+            panic!(
+                "strata {args:?} {e}\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        process
+    }
+
     /// Starts a component without a gRPC address (the query frontend).
     pub fn start_http_only(args: &[&str]) -> StrataProcess {
         StrataProcess::spawn(args, false, None)

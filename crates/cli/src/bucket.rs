@@ -10,7 +10,6 @@ use ulid::Ulid;
 
 use crate::OutputFormat;
 use crate::flags::parse_duration;
-use crate::store::config_text;
 
 #[derive(Debug, Args)]
 pub(crate) struct BucketArgs {
@@ -83,10 +82,10 @@ enum BucketCommand {
 
 /// Runs a bucket tool; returns false when `verify` found problems.
 pub(crate) fn run(args: BucketArgs) -> anyhow::Result<bool> {
-    let yaml = config_text(
+    let yaml = crate::flags::path_or_content(
         args.objstore_config,
-        args.objstore_config_file.as_ref(),
-        "--objstore.config-file",
+        args.objstore_config_file.as_deref(),
+        "objstore.config",
     )?
     .context("one of --objstore.config-file or --objstore.config is required")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -7,22 +7,18 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::flags::{parse_duration, parse_time_or_duration};
-use crate::store::config_text;
 
 #[derive(Debug, Args)]
 pub(crate) struct CompactArgs {
-    /// Path to the bucket config YAML.
-    #[arg(long = "objstore.config-file")]
-    objstore_config_file: Option<PathBuf>,
-    /// The bucket config YAML itself (instead of a file).
-    #[arg(long = "objstore.config", allow_hyphen_values = true)]
-    objstore_config: Option<String>,
+    #[command(flatten)]
+    objstore: crate::flags::ObjstoreArgs,
     /// Scratch directory for downloaded and compacted blocks.
     #[arg(long = "data-dir", default_value = "./data")]
     data_dir: PathBuf,
-    /// HTTP listen address (/metrics, /-/healthy, /-/ready).
-    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
-    http_address: String,
+    #[command(flatten)]
+    http: crate::flags::HttpServerArgs,
+    #[command(flatten)]
+    tracing: crate::flags::TracingArgs,
     /// Keep running: a pass every --wait-interval. Without it, one pass, and the exit
     /// status says whether it succeeded.
     #[arg(short = 'w', long = "wait")]
@@ -69,30 +65,18 @@ pub(crate) struct CompactArgs {
     /// Only blocks starting before this time.
     #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", allow_hyphen_values = true, value_parser = parse_time_or_duration)]
     max_time: i64,
-    /// Relabel config file selecting the blocks this compactor owns.
-    #[arg(long = "selector.relabel-config-file")]
-    relabel_config_file: Option<PathBuf>,
-    /// Relabel config YAML (instead of a file).
-    #[arg(long = "selector.relabel-config", allow_hyphen_values = true)]
-    relabel_config: Option<String>,
+    #[command(flatten)]
+    relabel: crate::flags::RelabelArgs,
     /// Highest compaction level (1: 2h … 4: 14d).
     #[arg(long = "debug.max-compaction-level", default_value_t = 4, hide = true)]
     max_compaction_level: usize,
 }
 
 pub(crate) fn run(args: CompactArgs) -> anyhow::Result<bool> {
-    let bucket_yaml = config_text(
-        args.objstore_config,
-        args.objstore_config_file.as_ref(),
-        "--objstore.config-file",
-    )?
-    .context("one of --objstore.config-file or --objstore.config is required")?;
-    let relabel_yaml = config_text(
-        args.relabel_config,
-        args.relabel_config_file.as_ref(),
-        "--selector.relabel-config-file",
-    )?
-    .unwrap_or_default();
+    args.http.check()?;
+    args.tracing.apply()?;
+    let bucket_yaml = args.objstore.required_yaml()?;
+    let relabel_yaml = args.relabel.yaml()?;
     let relabel = strata_block::Relabel::from_yaml(&relabel_yaml)?;
     let dedup_func = match args.dedup_func.as_str() {
         "" => strata_tsdb::dedup::DedupFunc::Chain,
@@ -101,7 +85,7 @@ pub(crate) fn run(args: CompactArgs) -> anyhow::Result<bool> {
     };
     let config = strata_compact::CompactConfig {
         bucket_yaml: bucket_yaml.into(),
-        http_address: args.http_address,
+        http_address: args.http.http_address,
         wait: args.wait,
         wait_interval: args.wait_interval,
         options: strata_compact::CompactorOptions {

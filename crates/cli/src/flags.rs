@@ -1,7 +1,298 @@
-//! Parsers for flag values in Thanos' formats.
+//! The one place for flags shared by several subcommands (each group is flattened into the
+//! subcommands that need it, with its one default), and parsers for flag values in Thanos'
+//! formats.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+/// A config given inline or as a file (Thanos' `PathOrContent`): both given is an error;
+/// `$(VAR)` references are replaced by environment variables, an unset one is an error.
+pub(crate) fn path_or_content(
+    inline: Option<String>,
+    file: Option<&Path>,
+    flag: &str,
+) -> anyhow::Result<Option<String>> {
+    let text = match (inline, file) {
+        (Some(_), Some(_)) => {
+            anyhow::bail!("--{flag} and --{flag}-file are exclusive; give one of them")
+        }
+        (Some(text), None) => text,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("--{flag}-file: reading {}", path.display()))?,
+        (None, None) => return Ok(None),
+    };
+    let expanded =
+        strata_types::expand_env(&text, |name| std::env::var(name).ok()).map_err(|name| {
+            anyhow::anyhow!("--{flag}: found reference to unset environment variable {name:?}")
+        })?;
+    Ok(Some(expanded))
+}
+
+/// `--objstore.config(-file)`: the bucket.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ObjstoreArgs {
+    /// Path to the bucket config YAML (Thanos' bucket.yml).
+    #[arg(long = "objstore.config-file")]
+    objstore_config_file: Option<PathBuf>,
+    /// The bucket config YAML itself (instead of a file).
+    #[arg(long = "objstore.config", allow_hyphen_values = true)]
+    objstore_config: Option<String>,
+}
+
+impl ObjstoreArgs {
+    /// The bucket YAML, if one was given.
+    pub(crate) fn yaml(&self) -> anyhow::Result<Option<String>> {
+        path_or_content(
+            self.objstore_config.clone(),
+            self.objstore_config_file.as_deref(),
+            "objstore.config",
+        )
+    }
+
+    /// The bucket YAML; an error when none was given.
+    pub(crate) fn required_yaml(&self) -> anyhow::Result<String> {
+        self.yaml()?
+            .context("one of --objstore.config-file or --objstore.config is required")
+    }
+}
+
+/// The HTTP server every component runs (`/metrics`, `/-/healthy`, `/-/ready`, APIs).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct HttpServerArgs {
+    /// HTTP listen address: host:port, :port (every interface), [::]:port.
+    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
+    pub(crate) http_address: String,
+    /// Time to wait for requests in flight at shutdown (accepted as Thanos'; shutdown waits
+    /// for them anyway).
+    #[arg(long = "http-grace-period", default_value = "2m", value_parser = parse_duration)]
+    #[allow(dead_code)]
+    http_grace_period: Duration,
+    /// Prometheus exporter-toolkit web config (TLS and basic auth on the HTTP address).
+    #[arg(long = "http.config")]
+    http_config: Option<PathBuf>,
+}
+
+impl HttpServerArgs {
+    /// Refuses a web config that asks for TLS or basic auth, which this HTTP server does
+    /// not do yet: serving plaintext and open when the operator asked otherwise would be
+    /// worse than not starting. An empty config is accepted.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        let Some(path) = &self.http_config else {
+            return Ok(());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("--http.config: reading {}", path.display()))?;
+        let value: serde_json::Value = serde_norway::from_str(&text)
+            .with_context(|| format!("--http.config: {} is not YAML", path.display()))?;
+        let asks = |key: &str| {
+            value
+                .get(key)
+                .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
+        };
+        if asks("tls_server_config") || asks("basic_auth_users") {
+            anyhow::bail!(
+                "--http.config: TLS and basic auth on the HTTP address are not supported yet; \
+                 terminate TLS and authenticate in front of the component (e.g. at the ingress)"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The gRPC server of the components that serve the Store API.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GrpcServerArgs {
+    /// gRPC listen address (Store API, Info API): host:port, :port, [::]:port.
+    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
+    pub(crate) grpc_address: String,
+    /// Time to wait for calls in flight at shutdown (accepted as Thanos').
+    #[arg(long = "grpc-grace-period", default_value = "2m", value_parser = parse_duration)]
+    #[allow(dead_code)]
+    grpc_grace_period: Duration,
+    #[command(flatten)]
+    pub(crate) tls: GrpcServerTlsArgs,
+}
+
+/// `--grpc-client-*`: how a querier talks to its Store API endpoints.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GrpcClientArgs {
+    /// Use TLS towards the endpoints.
+    #[arg(long = "grpc-client-tls-secure", default_value_t = false)]
+    client_secure: bool,
+    /// Client certificate (PEM) presented to the endpoints (mutual TLS).
+    #[arg(long = "grpc-client-tls-cert")]
+    client_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[arg(long = "grpc-client-tls-key")]
+    client_key: Option<PathBuf>,
+    /// CA (PEM) to verify the endpoints' certificates (default: system roots).
+    #[arg(long = "grpc-client-tls-ca")]
+    client_tls_ca: Option<PathBuf>,
+    /// Server name to verify the endpoints' certificates against.
+    #[arg(long = "grpc-client-server-name")]
+    client_server_name: Option<String>,
+    /// Skip verifying the endpoints' certificates. Not supported: certificates are always
+    /// verified (give --grpc-client-tls-ca); the flag is accepted with a warning.
+    #[arg(long = "grpc-client-tls-skip-verify", default_value_t = false)]
+    client_skip_verify: bool,
+    /// Lowest TLS version towards the endpoints (1.2 or 1.3); rustls offers both.
+    #[arg(long = "grpc-client-tls-min-version", default_value = "1.3", value_parser = strata_runtime::TlsVersion::parse)]
+    #[allow(dead_code)]
+    client_min_version: strata_runtime::TlsVersion,
+    /// Compression of requests to the endpoints: none or snappy. Requests are small and
+    /// sent uncompressed; accepted as Thanos'.
+    #[arg(long = "grpc-compression", default_value = "none", value_parser = ["none", "snappy"])]
+    client_compression: String,
+}
+
+impl GrpcClientArgs {
+    /// The client TLS settings (`None`: plaintext).
+    pub(crate) fn tls(&self) -> anyhow::Result<Option<strata_query::endpoints::ClientTls>> {
+        if self.client_compression != "none" {
+            tracing::info!(
+                compression = %self.client_compression,
+                "--grpc-compression: Store API requests are sent uncompressed"
+            );
+        }
+        if !self.client_secure {
+            return Ok(None);
+        }
+        if self.client_skip_verify {
+            tracing::warn!(
+                "--grpc-client-tls-skip-verify is not supported: endpoint certificates are verified (against --grpc-client-tls-ca or the system roots)"
+            );
+        }
+        let read = |p: &PathBuf, flag: &str| {
+            std::fs::read(p).with_context(|| format!("{flag}: reading {}", p.display()))
+        };
+        let ca = self
+            .client_tls_ca
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| read(p, "--grpc-client-tls-ca"))
+            .transpose()?;
+        let identity = match (&self.client_cert, &self.client_key) {
+            (Some(c), Some(k)) if !c.as_os_str().is_empty() && !k.as_os_str().is_empty() => Some((
+                read(c, "--grpc-client-tls-cert")?,
+                read(k, "--grpc-client-tls-key")?,
+            )),
+            (None, None) => None,
+            (Some(c), Some(k)) if c.as_os_str().is_empty() && k.as_os_str().is_empty() => None,
+            _ => anyhow::bail!(
+                "--grpc-client-tls-cert and --grpc-client-tls-key must be set together"
+            ),
+        };
+        Ok(Some(strata_query::endpoints::ClientTls {
+            ca,
+            identity,
+            server_name: self.client_server_name.clone().filter(|s| !s.is_empty()),
+        }))
+    }
+}
+
+/// `--web.route-prefix` and `--web.external-prefix`: where the HTTP API is served.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct WebArgs {
+    /// Path prefix of the HTTP API (default: the path of --web.external-prefix).
+    #[arg(long = "web.route-prefix", default_value = "")]
+    route_prefix: String,
+    /// Prefix of the externally reachable URL (e.g. behind a reverse proxy).
+    #[arg(long = "web.external-prefix", default_value = "")]
+    external_prefix: String,
+}
+
+impl WebArgs {
+    /// The route prefix as a path (`""` for none, else `/x/y` without a trailing `/`).
+    pub(crate) fn route_prefix(&self) -> String {
+        let raw = if self.route_prefix.is_empty() {
+            // Thanos: the route prefix defaults to the external prefix's path.
+            let external = self.external_prefix.as_str();
+            let path_start = external
+                .find("://")
+                .map(|i| {
+                    external[i + 3..]
+                        .find('/')
+                        .map_or(external.len(), |j| i + 3 + j)
+                })
+                .unwrap_or(0);
+            external.get(path_start..).unwrap_or_default()
+        } else {
+            self.route_prefix.as_str()
+        };
+        let trimmed = raw.trim_matches('/');
+        if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("/{trimmed}")
+        }
+    }
+}
+
+/// `--selector.relabel-config(-file)`: which blocks a store gateway or compactor works on.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RelabelArgs {
+    /// Relabel config file selecting blocks (over external labels and __block_id).
+    #[arg(long = "selector.relabel-config-file")]
+    relabel_config_file: Option<PathBuf>,
+    /// Relabel config YAML (instead of a file).
+    #[arg(long = "selector.relabel-config", allow_hyphen_values = true)]
+    relabel_config: Option<String>,
+}
+
+impl RelabelArgs {
+    /// The relabel YAML (empty: every block).
+    pub(crate) fn yaml(&self) -> anyhow::Result<String> {
+        Ok(path_or_content(
+            self.relabel_config.clone(),
+            self.relabel_config_file.as_deref(),
+            "selector.relabel-config",
+        )?
+        .unwrap_or_default())
+    }
+}
+
+/// `--tracing.config(-file)`: accepted so that Operator and chart argument lists start;
+/// spans are not exported yet, which is logged once with the configured exporter type.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct TracingArgs {
+    /// Tracing config YAML (Thanos' format: type, config).
+    #[arg(long = "tracing.config", allow_hyphen_values = true)]
+    tracing_config: Option<String>,
+    /// Tracing config file.
+    #[arg(long = "tracing.config-file")]
+    tracing_config_file: Option<PathBuf>,
+}
+
+impl TracingArgs {
+    /// Reads the config and warns that its exporter is not used.
+    pub(crate) fn apply(&self) -> anyhow::Result<()> {
+        let Some(text) = path_or_content(
+            self.tracing_config.clone(),
+            self.tracing_config_file.as_deref(),
+            "tracing.config",
+        )?
+        else {
+            return Ok(());
+        };
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let value: serde_json::Value =
+            serde_norway::from_str(&text).context("--tracing.config: not YAML")?;
+        let kind = value
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("")
+            .to_owned();
+        tracing::warn!(
+            tracing_type = %kind,
+            "--tracing.config is accepted but spans are not exported by this version; tracing is off"
+        );
+        Ok(())
+    }
+}
 
 /// `--grpc-server-tls-*`, shared by every component that serves gRPC.
 #[derive(Debug, Clone, clap::Args)]
@@ -18,10 +309,30 @@ pub(crate) struct GrpcServerTlsArgs {
     /// Lowest TLS version the gRPC server accepts: 1.2 or 1.3.
     #[arg(long = "grpc-server-tls-min-version", default_value = "1.3", value_parser = strata_runtime::TlsVersion::parse)]
     min_version: strata_runtime::TlsVersion,
+    /// TLS 1.2 cipher suites (Go names, comma-separated) the server offers; TLS 1.3 suites
+    /// are not configurable, as in Go. Accepted; rustls' safe defaults are used.
+    #[arg(long = "grpc-server-tls-ciphers")]
+    ciphers: Option<String>,
+    /// Key exchange curves (Go names: X25519, CurveP256, CurveP384, CurveP521).
+    /// Accepted; rustls' defaults (X25519, P-256, P-384) are used.
+    #[arg(long = "grpc-server-tls-curves")]
+    curves: Option<String>,
 }
 
 impl GrpcServerTlsArgs {
     pub(crate) fn files(&self) -> strata_runtime::TlsFiles {
+        for (flag, value) in [
+            ("--grpc-server-tls-ciphers", &self.ciphers),
+            ("--grpc-server-tls-curves", &self.curves),
+        ] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                tracing::info!(
+                    flag,
+                    value = v,
+                    "accepted; the TLS library's safe defaults are used"
+                );
+            }
+        }
         let non_empty = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
         strata_runtime::TlsFiles {
             cert: non_empty(&self.cert),
@@ -91,6 +402,46 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_prefixes() {
+        let web = |route: &str, external: &str| WebArgs {
+            route_prefix: route.into(),
+            external_prefix: external.into(),
+        };
+        assert_eq!(web("", "").route_prefix(), "");
+        assert_eq!(web("/", "").route_prefix(), "");
+        assert_eq!(web("/thanos/", "").route_prefix(), "/thanos");
+        assert_eq!(web("", "https://example.com/q/").route_prefix(), "/q");
+        assert_eq!(web("", "https://example.com").route_prefix(), "");
+        assert_eq!(web("a", "/b").route_prefix(), "/a");
+    }
+
+    #[test]
+    fn path_or_content_refuses_both_and_expands_env() {
+        let dir = std::env::temp_dir().join(format!("strata-flags-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.yml");
+        std::fs::write(&file, "a: $(HOME)\n").unwrap();
+        assert!(path_or_content(Some("x".into()), Some(&file), "objstore.config").is_err());
+        let home = std::env::var("HOME").unwrap_or_default();
+        assert_eq!(
+            path_or_content(None, Some(&file), "objstore.config").unwrap(),
+            Some(format!("a: {home}\n"))
+        );
+        let err = path_or_content(
+            Some("k: $(STRATA_SURELY_UNSET_VARIABLE)".into()),
+            None,
+            "objstore.config",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("STRATA_SURELY_UNSET_VARIABLE"),
+            "{err}"
+        );
+        assert_eq!(path_or_content(None, None, "x").unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn durations_sizes_times() {

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::flags::parse_duration;
-use crate::store::config_text;
 
 #[derive(Debug, Args)]
 pub(crate) struct FrontendArgs {
@@ -17,9 +16,12 @@ pub(crate) struct FrontendArgs {
         default_value = "http://localhost:9090"
     )]
     downstream_url: String,
-    /// HTTP listen address (the Prometheus HTTP API, /metrics, /-/healthy, /-/ready).
-    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
-    http_address: String,
+    #[command(flatten)]
+    http: crate::flags::HttpServerArgs,
+    #[command(flatten)]
+    tracing: crate::flags::TracingArgs,
+    #[command(flatten)]
+    web: crate::flags::WebArgs,
     /// Range queries are split at multiples of this interval (0: no splitting).
     #[arg(long = "query-range.split-interval", default_value = "24h", value_parser = parse_duration)]
     split_interval: Duration,
@@ -63,16 +65,19 @@ pub(crate) struct FrontendArgs {
 }
 
 pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
-    let cache = config_text(
+    args.http.check()?;
+    args.tracing.apply()?;
+    let cache = crate::flags::path_or_content(
         args.cache_config,
-        args.cache_config_file.as_ref(),
-        "--query-range.response-cache-config-file",
+        args.cache_config_file.as_deref(),
+        "query-range.response-cache-config",
     )?
     .map(|yaml| strata_query_frontend::cache::CacheConfig::from_yaml(&yaml))
     .transpose()?;
     let config = strata_query_frontend::FrontendConfig {
         downstream_url: args.downstream_url,
-        http_address: args.http_address,
+        http_address: args.http.http_address,
+        route_prefix: args.web.route_prefix(),
         split_interval: args.split_interval,
         align_range_with_step: args.align_range_with_step,
         max_retries: args.max_retries,

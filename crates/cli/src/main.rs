@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 /// mimalloc: the engine, the merges and the store allocate and free many small buffers per
 /// request; it is markedly faster at that than glibc's allocator (see `benches/`).
@@ -18,6 +18,7 @@ mod bucket;
 mod compact;
 mod flags;
 mod frontend;
+mod logging;
 mod query;
 mod sidecar;
 mod store;
@@ -30,13 +31,16 @@ mod store;
 )]
 struct Cli {
     /// Log level: error, warn, info, debug, trace.
+    #[arg(long = "log.level", default_value = "info", global = true)]
+    log_level: String,
+    /// Log format: logfmt or json (Thanos' keys: ts, caller, level, msg).
     #[arg(
-        long = "log.level",
-        env = "STRATA_LOG_LEVEL",
-        default_value = "info",
+        long = "log.format",
+        value_enum,
+        default_value_t = logging::LogFormat::Logfmt,
         global = true
     )]
-    log_level: String,
+    log_format: logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,14 +148,53 @@ fn run_block(command: BlockCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The environment variable every long flag can also come from: `STRATA_` and the flag's
+/// name in capitals with `.` and `-` as `_` (`--objstore.config` → `STRATA_OBJSTORE_CONFIG`).
+fn env_name(long: &str) -> String {
+    format!(
+        "STRATA_{}",
+        long.to_ascii_uppercase().replace(['.', '-'], "_")
+    )
+}
+
+/// The command line with an environment variable behind every long flag (set here, once,
+/// rather than on each flag).
+fn command() -> clap::Command {
+    fn with_env(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.mut_args(|arg| match arg.get_long().map(env_name) {
+            Some(name) if !arg.is_positional() => {
+                // clap keeps `&'static str` names; the command line is built once.
+                let name: &'static str = Box::leak(name.into_boxed_str());
+                arg.env(name)
+            }
+            _ => arg,
+        });
+        let names: Vec<String> = cmd
+            .get_subcommands()
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        names
+            .into_iter()
+            .fold(cmd, |cmd, name| cmd.mut_subcommand(name, with_env))
+    }
+    with_env(Cli::command())
+}
+
+fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .event_format(logging::ThanosFormat {
+            format: cli.log_format,
+        })
         .init();
     let result = match cli.command {
         Command::Tools {
@@ -179,8 +222,34 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!(error = %err, "command failed");
+            tracing::error!(error = format!("{err:#}"), "command failed");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_long_flag_has_an_environment_variable() {
+        assert_eq!(env_name("objstore.config"), "STRATA_OBJSTORE_CONFIG");
+        assert_eq!(
+            env_name("grpc-server-tls-cert"),
+            "STRATA_GRPC_SERVER_TLS_CERT"
+        );
+        let cmd = command();
+        let store = cmd.find_subcommand("store").map(|s| {
+            s.get_arguments()
+                .find(|a| a.get_long() == Some("data-dir"))
+                .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+        });
+        assert_eq!(store, Some(Some("STRATA_DATA_DIR".to_owned())));
     }
 }

@@ -38,29 +38,24 @@ pub(crate) struct QueryArgs {
     /// How often DNS names (dns+host:port) and SD files are re-read.
     #[arg(long = "store.sd-dns-interval", default_value = "30s", value_parser = parse_duration)]
     sd_interval: Duration,
-    /// HTTP listen address (Prometheus HTTP API, /metrics, /-/healthy, /-/ready).
-    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
-    http_address: String,
     #[command(flatten)]
-    grpc_tls: crate::flags::GrpcServerTlsArgs,
-    /// Use TLS towards the endpoints.
-    #[arg(long = "grpc-client-tls-secure", default_value_t = false)]
-    client_tls_secure: bool,
-    /// Client certificate (PEM) presented to the endpoints (mutual TLS).
-    #[arg(long = "grpc-client-tls-cert")]
-    client_tls_cert: Option<std::path::PathBuf>,
-    /// Client key (PEM).
-    #[arg(long = "grpc-client-tls-key")]
-    client_tls_key: Option<std::path::PathBuf>,
-    /// CA (PEM) to verify the endpoints' certificates (default: system roots).
-    #[arg(long = "grpc-client-tls-ca")]
-    client_tls_ca: Option<std::path::PathBuf>,
-    /// Server name to verify the endpoints' certificates against.
-    #[arg(long = "grpc-client-server-name")]
-    client_server_name: Option<String>,
-    /// gRPC listen address.
-    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
-    grpc_address: String,
+    http: crate::flags::HttpServerArgs,
+    #[command(flatten)]
+    grpc: crate::flags::GrpcServerArgs,
+    #[command(flatten)]
+    client: crate::flags::GrpcClientArgs,
+    #[command(flatten)]
+    web: crate::flags::WebArgs,
+    #[command(flatten)]
+    tracing: crate::flags::TracingArgs,
+    /// Endpoint group address (Thanos' `--endpoint-group`: every address behind one name,
+    /// e.g. a headless Service); resolved as `dns+` and asked like --endpoint.
+    #[arg(long = "endpoint-group")]
+    endpoint_groups: Vec<String>,
+    /// URL of this querier in alert links (used by Thanos' rule UI; accepted).
+    #[arg(long = "alert.query-url")]
+    #[allow(dead_code)]
+    alert_query_url: Option<String>,
     /// Label naming a replica; series differing only in it are deduplicated. Repeatable.
     #[arg(long = "query.replica-label")]
     replica_labels: Vec<String>,
@@ -102,37 +97,19 @@ pub(crate) struct QueryArgs {
     info_interval: Duration,
 }
 
-fn client_tls(args: &QueryArgs) -> anyhow::Result<Option<strata_query::endpoints::ClientTls>> {
-    if !args.client_tls_secure {
-        return Ok(None);
-    }
-    let read = |p: &std::path::PathBuf, flag: &str| {
-        std::fs::read(p).with_context(|| format!("{flag}: reading {}", p.display()))
-    };
-    let ca = args
-        .client_tls_ca
-        .as_ref()
-        .map(|p| read(p, "--grpc-client-tls-ca"))
-        .transpose()?;
-    let identity = match (&args.client_tls_cert, &args.client_tls_key) {
-        (Some(c), Some(k)) => Some((
-            read(c, "--grpc-client-tls-cert")?,
-            read(k, "--grpc-client-tls-key")?,
-        )),
-        (None, None) => None,
-        _ => anyhow::bail!("--grpc-client-tls-cert and --grpc-client-tls-key must be set together"),
-    };
-    Ok(Some(strata_query::endpoints::ClientTls {
-        ca,
-        identity,
-        server_name: args.client_server_name.clone().filter(|s| !s.is_empty()),
-    }))
-}
-
 pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let client_tls = client_tls(&args)?;
+    args.http.check()?;
+    args.tracing.apply()?;
+    let client_tls = args.client.tls()?;
     let mut endpoints = args.endpoints;
     endpoints.extend(args.stores);
+    endpoints.extend(args.endpoint_groups.iter().map(|g| {
+        if g.contains("+") {
+            g.clone()
+        } else {
+            format!("dns+{g}")
+        }
+    }));
     let replica_labels = args
         .replica_labels
         .iter()
@@ -156,8 +133,9 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         sd_config,
         unhealthy_timeout: args.unhealthy_timeout,
         sd_interval: args.sd_interval.min(args.sd_config_reload_interval),
-        http_address: args.http_address,
-        grpc_address: args.grpc_address,
+        http_address: args.http.http_address,
+        grpc_address: args.grpc.grpc_address,
+        route_prefix: args.web.route_prefix(),
         replica_labels,
         dedup: args.dedup,
         partial_response: args.partial_response,
@@ -174,7 +152,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         max_series: args.max_series,
         max_fetched_bytes: args.max_fetched_bytes,
         info_interval: args.info_interval,
-        grpc_tls: args.grpc_tls.files(),
+        grpc_tls: args.grpc.tls.files(),
         client_tls,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

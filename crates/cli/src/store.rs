@@ -10,23 +10,17 @@ use crate::flags::{parse_bytes, parse_duration, parse_time_or_duration};
 
 #[derive(Debug, Args)]
 pub(crate) struct StoreArgs {
-    /// Path to the bucket config YAML.
-    #[arg(long = "objstore.config-file")]
-    objstore_config_file: Option<PathBuf>,
-    /// The bucket config YAML itself (instead of a file).
-    #[arg(long = "objstore.config", allow_hyphen_values = true)]
-    objstore_config: Option<String>,
+    #[command(flatten)]
+    objstore: crate::flags::ObjstoreArgs,
     /// Local directory for index-headers and cached metas.
     #[arg(long = "data-dir", default_value = "./data")]
     data_dir: PathBuf,
-    /// gRPC listen address (Store API, Info API).
-    #[arg(long = "grpc-address", default_value = "0.0.0.0:10901")]
-    grpc_address: String,
-    /// HTTP listen address (/metrics, /-/healthy, /-/ready).
-    #[arg(long = "http-address", default_value = "0.0.0.0:10902")]
-    http_address: String,
     #[command(flatten)]
-    grpc_tls: crate::flags::GrpcServerTlsArgs,
+    http: crate::flags::HttpServerArgs,
+    #[command(flatten)]
+    grpc: crate::flags::GrpcServerArgs,
+    #[command(flatten)]
+    tracing: crate::flags::TracingArgs,
     /// How often to sync blocks from the bucket.
     #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration)]
     sync_block_duration: Duration,
@@ -39,12 +33,8 @@ pub(crate) struct StoreArgs {
     /// Serve only blocks starting before this time (RFC 3339 or relative).
     #[arg(long = "max-time", default_value = "9999-12-31T23:59:59Z", allow_hyphen_values = true, value_parser = parse_time_or_duration)]
     max_time: i64,
-    /// Relabel config file selecting the blocks to serve (over external labels and __block_id).
-    #[arg(long = "selector.relabel-config-file")]
-    relabel_config_file: Option<PathBuf>,
-    /// Relabel config YAML (instead of a file).
-    #[arg(long = "selector.relabel-config", allow_hyphen_values = true)]
-    relabel_config: Option<String>,
+    #[command(flatten)]
+    relabel: crate::flags::RelabelArgs,
     /// Maximum size of the in-memory index cache (postings and series).
     #[arg(long = "index-cache-size", default_value = "250MB", value_parser = parse_bytes)]
     index_cache_size: u64,
@@ -78,46 +68,19 @@ pub(crate) struct StoreArgs {
     ignore_deletion_marks_delay: Duration,
 }
 
-/// Reads `inline` or the file at `file`; `what` names the flag in errors.
-pub(crate) fn config_text(
-    inline: Option<String>,
-    file: Option<&PathBuf>,
-    what: &str,
-) -> anyhow::Result<Option<String>> {
-    if let Some(text) = inline {
-        return Ok(Some(text));
-    }
-    match file {
-        Some(path) => {
-            Ok(Some(std::fs::read_to_string(path).with_context(|| {
-                format!("{what}: reading {}", path.display())
-            })?))
-        }
-        None => Ok(None),
-    }
-}
-
 fn first_nonzero(a: u64, b: u64) -> u64 {
     if a > 0 { a } else { b }
 }
 
 pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
-    let bucket_yaml = config_text(
-        args.objstore_config,
-        args.objstore_config_file.as_ref(),
-        "--objstore.config-file",
-    )?
-    .context("one of --objstore.config-file or --objstore.config is required")?;
-    let relabel_yaml = config_text(
-        args.relabel_config,
-        args.relabel_config_file.as_ref(),
-        "--selector.relabel-config-file",
-    )?
-    .unwrap_or_default();
-    let index_cache = config_text(
+    args.http.check()?;
+    args.tracing.apply()?;
+    let bucket_yaml = args.objstore.required_yaml()?;
+    let relabel_yaml = args.relabel.yaml()?;
+    let index_cache = crate::flags::path_or_content(
         args.index_cache_config,
-        args.index_cache_config_file.as_ref(),
-        "--index-cache.config-file",
+        args.index_cache_config_file.as_deref(),
+        "index-cache.config",
     )?
     .map(|yaml| strata_cache::CacheConfig::from_yaml(&yaml))
     .transpose()
@@ -125,8 +88,8 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
     let config = strata_store::StoreConfig {
         bucket_yaml: bucket_yaml.into(),
         data_dir: args.data_dir,
-        grpc_address: args.grpc_address,
-        http_address: args.http_address,
+        grpc_address: args.grpc.grpc_address,
+        http_address: args.http.http_address,
         sync_interval: args.sync_block_duration,
         block_sync_concurrency: args.block_sync_concurrency,
         min_time: args.min_time,
@@ -141,7 +104,7 @@ pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
         },
         series_max_concurrency: args.series_max_concurrency,
         ignore_deletion_marks_delay: args.ignore_deletion_marks_delay,
-        grpc_tls: args.grpc_tls.files(),
+        grpc_tls: args.grpc.tls.files(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

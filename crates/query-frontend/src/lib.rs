@@ -68,6 +68,8 @@ pub struct FrontendConfig {
     /// `--query-frontend.forward-header`: headers forwarded on split requests (and part of
     /// cache keys), besides `Authorization` and the tenant headers.
     pub forward_headers: Vec<String>,
+    /// `--web.route-prefix`: the API (and the proxy) are served under it.
+    pub route_prefix: String,
 }
 
 impl Default for FrontendConfig {
@@ -86,6 +88,7 @@ impl Default for FrontendConfig {
             downstream_timeout: Duration::from_secs(300),
             max_response_body: 256 << 20,
             forward_headers: Vec::new(),
+            route_prefix: String::new(),
         }
     }
 }
@@ -163,6 +166,7 @@ pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), Front
         .route("/api/v1/series", any(labels::metadata_split))
         .fallback(proxy)
         .with_state(state);
+    let api = strata_runtime::with_route_prefix(&config.route_prefix, api);
     let router = strata_runtime::http_router(Arc::new(Mutex::new(registry)), ready, api)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let listener = strata_runtime::bind(&config.http_address).await?;

@@ -31,6 +31,8 @@ pub use dedup::DedupFunc;
 /// Settings of `strata query` (flag names as in Thanos).
 #[derive(Debug, Clone)]
 pub struct QueryConfig {
+    /// `--web.route-prefix`: the HTTP API is served under it (`""`: at the root; `/x`).
+    pub route_prefix: String,
     /// `--endpoint` addresses (`host:port` or `dns+host:port`).
     pub endpoints: Vec<String>,
     /// `--endpoint-strict` addresses: asked even while unhealthy.
@@ -82,6 +84,7 @@ pub struct QueryConfig {
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
+            route_prefix: String::new(),
             endpoints: Vec::new(),
             strict_endpoints: Vec::new(),
             sd_files: Vec::new(),
@@ -167,8 +170,12 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
-    let router = strata_runtime::http_router(registry, ready.clone(), api::router(state))
-        .layer(tower_http::compression::CompressionLayer::new().gzip(true));
+    let router = strata_runtime::http_router(
+        registry,
+        ready.clone(),
+        strata_runtime::with_route_prefix(&config.route_prefix, api::router(state)),
+    )
+    .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;

@@ -89,6 +89,16 @@ pub fn http_router(registry: SharedRegistry, ready: Readiness, extra: Router) ->
         ))
 }
 
+/// `routes` under `prefix` (`""`: unchanged; else e.g. `/thanos`), as `--web.route-prefix`
+/// serves a component's API; health and metrics stay at the root.
+pub fn with_route_prefix(prefix: &str, routes: Router) -> Router {
+    if prefix.is_empty() || prefix == "/" {
+        routes
+    } else {
+        Router::new().nest(prefix, routes)
+    }
+}
+
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("an HTTP handler panicked");
     (
@@ -130,14 +140,40 @@ async fn ready_handler(State(state): State<HttpState>) -> Response {
     }
 }
 
-/// Binds `address` (e.g. `127.0.0.1:10902`).
+/// Where Go's `net.Listen` form `:port` listens: every interface, dual-stack `[::]` first and
+/// IPv4 alone where IPv6 is unavailable. `None` for any other form (`host:port`,
+/// `0.0.0.0:port`, `[::]:port`), which is bound as written.
+pub fn all_interfaces(address: &str) -> Option<Result<[SocketAddr; 2], std::num::ParseIntError>> {
+    let port = address.strip_prefix(':')?;
+    Some(port.parse::<u16>().map(|port| {
+        [
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, port)),
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, port)),
+        ]
+    }))
+}
+
+/// Binds `address` in any form Thanos (Go's `net.Listen`) accepts: `host:port`,
+/// `0.0.0.0:port`, `[::]:port`, and `:port` for every interface (see [`all_interfaces`]), as
+/// the Prometheus Operator and Helm charts pass them.
 pub async fn bind(address: &str) -> Result<TcpListener, Error> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| Error::Bind {
-            address: address.to_owned(),
-            source,
-        })
+    let error = |source| Error::Bind {
+        address: address.to_owned(),
+        source,
+    };
+    if let Some(addresses) = all_interfaces(address) {
+        let [dual, v4] = addresses.map_err(|_| {
+            error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the port is not a number from 0 to 65535",
+            ))
+        })?;
+        return match TcpListener::bind(dual).await {
+            Ok(listener) => Ok(listener),
+            Err(_) => TcpListener::bind(v4).await.map_err(error),
+        };
+    }
+    TcpListener::bind(address).await.map_err(error)
 }
 
 /// Serves `router` on `listener` until `shutdown` fires.
@@ -230,6 +266,25 @@ mod tests {
     async fn boom() -> &'static str {
         let bugs: Vec<&'static str> = Vec::new();
         bugs.first().copied().expect("a bug")
+    }
+
+    /// Tests bind only to 127.0.0.1: the all-interfaces form is checked as addresses.
+    #[tokio::test]
+    async fn every_address_form_go_accepts() {
+        let [dual, v4] = all_interfaces(":10901").unwrap().unwrap();
+        assert_eq!(dual.to_string(), "[::]:10901");
+        assert_eq!(v4.to_string(), "0.0.0.0:10901");
+        assert!(all_interfaces("0.0.0.0:10901").is_none());
+        assert!(all_interfaces("[::]:10901").is_none());
+        for bad in [":", ":x", ":70000"] {
+            assert!(all_interfaces(bad).unwrap().is_err(), "{bad}");
+            assert!(bind(bad).await.is_err(), "{bad}");
+        }
+        for address in ["127.0.0.1:0", "localhost:0"] {
+            let listener = bind(address).await.unwrap();
+            assert!(listener.local_addr().unwrap().port() > 0, "{address}");
+        }
+        assert!(bind("nohost").await.is_err());
     }
 
     #[tokio::test]

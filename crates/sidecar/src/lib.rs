@@ -54,6 +54,8 @@ pub struct SidecarConfig {
     pub min_time: i64,
     /// `--grpc-server-tls-*`.
     pub grpc_tls: strata_runtime::TlsFiles,
+    /// `--shipper.meta-file-name`: the shipper's state file in the TSDB directory.
+    pub shipper_meta_file_name: String,
 }
 
 impl Default for SidecarConfig {
@@ -72,6 +74,7 @@ impl Default for SidecarConfig {
             shipper_interval: Duration::from_secs(30),
             min_time: i64::MIN,
             grpc_tls: strata_runtime::TlsFiles::default(),
+            shipper_meta_file_name: shipper::SHIPPER_FILE.to_owned(),
         }
     }
 }
@@ -278,7 +281,8 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     }
 
     if let Some(bucket) = bucket {
-        let shipper = Shipper::new(config.tsdb_path.clone(), bucket, config.upload_compacted);
+        let shipper = Shipper::new(config.tsdb_path.clone(), bucket, config.upload_compacted)
+            .with_meta_file_name(&config.shipper_meta_file_name);
         let prom = prom.clone();
         let state = Arc::clone(&state);
         let metrics = metrics.clone();

@@ -92,6 +92,7 @@ pub struct Shipper {
     dir: PathBuf,
     bucket: Bucket,
     upload_compacted: bool,
+    meta_file_name: String,
 }
 
 impl Shipper {
@@ -101,11 +102,21 @@ impl Shipper {
             dir,
             bucket,
             upload_compacted,
+            meta_file_name: SHIPPER_FILE.to_owned(),
         }
     }
 
+    /// Keeps its state in `name` under the TSDB directory instead of `thanos.shipper.json`
+    /// (`--shipper.meta-file-name`; Prometheus can be told to wait for the file).
+    pub fn with_meta_file_name(mut self, name: &str) -> Shipper {
+        if !name.is_empty() {
+            self.meta_file_name = name.to_owned();
+        }
+        self
+    }
+
     fn shipper_path(&self) -> PathBuf {
-        self.dir.join(SHIPPER_FILE)
+        self.dir.join(&self.meta_file_name)
     }
 
     /// Reads the shipper file (missing or corrupt: nothing uploaded yet).

@@ -6,6 +6,7 @@
 //! encodings in `strata-chunkenc`.
 
 pub mod api_time;
+mod env_subst;
 mod error_class;
 mod labels;
 mod matcher;
@@ -14,6 +15,7 @@ mod sample;
 mod secret;
 pub mod time;
 
+pub use env_subst::expand_env;
 pub use error_class::ErrorClass;
 pub use labels::{Label, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchType, Matcher, MatcherError, go_regex_compat};
