@@ -22,9 +22,11 @@ free = {"type": "object"}
 tls_version = {"type": "string", "enum": ["1.2", "1.3"]}
 
 resources = obj({"requests": free, "limits": free, "claims": {"type": "array"}})
+annotations = {"type": "object", "additionalProperties": string}
+component_sa = obj({"name": string, "annotations": annotations})
 scheduling = {"nodeSelector": {"type": "object", "additionalProperties": string},
               "tolerations": {"type": "array"}, "affinity": free,
-              "podAnnotations": {"type": "object", "additionalProperties": string}}
+              "podAnnotations": annotations, "serviceAccount": component_sa}
 pdb = obj({"enabled": boolean, "maxUnavailable": {"type": ["integer", "string"]}})
 service = obj({"type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]}})
 server_tls = obj({"enabled": boolean, "secretName": string, "clientAuth": boolean,
@@ -38,6 +40,8 @@ schema = {
     **obj({
         "nameOverride": string,
         "fullnameOverride": string,
+        "serviceAccount": obj({"create": boolean, "annotations": annotations,
+                               "automountServiceAccountToken": boolean}),
         "clusterDomain": string,
         "global": free,
         "image": obj({"repository": string, "tag": string,

@@ -46,8 +46,34 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* Pod-level settings: security context, pull secrets, scheduling. .values: the component's values. */}}
+{{/* The ServiceAccount a component's pods run as. */}}
+{{- define "strata.serviceAccountName" -}}
+{{- $own := (dig "serviceAccount" "name" "" (default dict .values)) -}}
+{{- if $own -}}
+{{- $own -}}
+{{- else if .root.Values.serviceAccount.create -}}
+{{- include "strata.componentName" (dict "root" .root "component" .component) -}}
+{{- else -}}
+default
+{{- end -}}
+{{- end -}}
+
+{{/* <fullname>-<component>, at most 63 characters: a name that would be cut gets a hash
+of the whole name as its suffix, so two long names never collide once truncated. */}}
+{{- define "strata.componentName" -}}
+{{- $name := printf "%s-%s" (include "strata.fullname" .root) .component -}}
+{{- if gt (len $name) 63 -}}
+{{- printf "%s-%s" ($name | trunc 54 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- else -}}
+{{- $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level settings: service account, security context, pull secrets, scheduling.
+.values: the component's values. */}}
 {{- define "strata.podSpecCommon" -}}
+serviceAccountName: {{ include "strata.serviceAccountName" . }}
+automountServiceAccountToken: {{ .root.Values.serviceAccount.automountServiceAccountToken }}
 {{- with .root.Values.imagePullSecrets }}
 imagePullSecrets:
   {{- toYaml . | nindent 2 }}
