@@ -58,12 +58,14 @@ default
 {{- end -}}
 {{- end -}}
 
-{{/* <fullname>-<component>, at most 63 characters: a name that would be cut gets a hash
-of the whole name as its suffix, so two long names never collide once truncated. */}}
+{{/* <fullname>-<component>, at most .max characters (63; StatefulSets 52, since their pods'
+revision label adds 11): a name that would be cut gets a hash of the whole name as its
+suffix, so two long names never collide once truncated. */}}
 {{- define "strata.componentName" -}}
 {{- $name := printf "%s-%s" (include "strata.fullname" .root) .component -}}
-{{- if gt (len $name) 63 -}}
-{{- printf "%s-%s" ($name | trunc 54 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- $max := int (default 63 .max) -}}
+{{- if gt (len $name) $max -}}
+{{- printf "%s-%s" ($name | trunc (int (sub $max 9)) | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
 {{- else -}}
 {{- $name -}}
 {{- end -}}
@@ -208,11 +210,10 @@ spec:
 
 {{/* Name of the store gateway StatefulSet for bucket .bucket, shard .shard. */}}
 {{- define "strata.storeName" -}}
-{{- $base := printf "%s-store" (include "strata.fullname" .root) -}}
 {{- if .bucket -}}
-{{- printf "%s-%s-%d" $base .bucket (int .shard) | trunc 63 | trimSuffix "-" -}}
+{{- include "strata.componentName" (dict "root" .root "component" (printf "store-%s-%d" .bucket (int .shard)) "max" 52) -}}
 {{- else -}}
-{{- printf "%s-%d" $base (int .shard) | trunc 63 | trimSuffix "-" -}}
+{{- include "strata.componentName" (dict "root" .root "component" (printf "store-%d" (int .shard)) "max" 52) -}}
 {{- end -}}
 {{- end -}}
 
@@ -229,10 +230,10 @@ spec:
 {{- end -}}
 {{- end -}}
 {{- range .Values.observees }}
-- --endpoint=dns+{{ include "strata.fullname" $root }}-query-{{ .name }}.{{ $ns }}.svc.{{ $domain }}:10901
+- --endpoint=dns+{{ include "strata.componentName" (dict "root" $root "component" (printf "query-%s" .name)) }}.{{ $ns }}.svc.{{ $domain }}:10901
 {{- end -}}
 {{- if .Values.sidecar.enabled }}
-- --endpoint=dns+{{ include "strata.fullname" $root }}-sidecar.{{ $ns }}.svc.{{ $domain }}:{{ .Values.sidecar.grpcPort }}
+- --endpoint=dns+{{ include "strata.componentName" (dict "root" $root "component" "sidecar") }}.{{ $ns }}.svc.{{ $domain }}:{{ .Values.sidecar.grpcPort }}
 {{- end -}}
 {{- range .Values.query.extraEndpoints }}
 - --endpoint={{ . }}
