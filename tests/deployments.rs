@@ -246,6 +246,32 @@ fn operator_and_chart_argument_lists_start_every_component() {
     ] {
         assert_eq!(process.http_get("/-/ready").trim(), "OK", "{name}");
     }
+    // Thanos' request metrics: HTTP per handler on the querier and the frontend, gRPC per
+    // method on the Store API servers.
+    let metrics = |p: &StrataProcess| p.http_get("/metrics");
+    let query_metrics = metrics(&query);
+    assert!(
+        query_metrics.contains(r#"http_requests_total{code="200",handler="query",method="get"}"#),
+        "{query_metrics}"
+    );
+    assert!(query_metrics.contains("http_request_duration_seconds_bucket{"));
+    assert!(
+        metrics(&frontend).contains(r#"handler="query-frontend""#),
+        "frontend HTTP metrics"
+    );
+    let sidecar_metrics = metrics(&sidecar);
+    assert!(
+        sidecar_metrics.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Series",grpc_service="thanos.Store",grpc_type="server_stream"}"#),
+        "{sidecar_metrics}"
+    );
+    assert!(sidecar_metrics.contains("grpc_server_handling_seconds_bucket{"));
+    assert!(sidecar_metrics.contains(r#"grpc_server_msg_sent_total{grpc_method="Series""#));
+    // The gateway's bucket is still empty: the querier only checks it with Info.
+    let store_metrics = metrics(&store);
+    assert!(
+        store_metrics.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Info",grpc_service="thanos.info.Info",grpc_type="unary"}"#),
+        "{store_metrics}"
+    );
     for log in [
         &sidecar_log,
         &store_log,

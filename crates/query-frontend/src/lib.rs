@@ -166,8 +166,12 @@ pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), Front
         .route("/api/v1/series", any(labels::metadata_split))
         .fallback(proxy)
         .with_state(state);
+    let registry = Arc::new(Mutex::new(registry));
+    // Thanos counts every request the frontend handles under one handler name.
+    let api =
+        strata_runtime::http_metrics::instrument(api, &registry, |_, _| Some("query-frontend"));
     let api = strata_runtime::with_route_prefix(&config.route_prefix, api);
-    let router = strata_runtime::http_router(Arc::new(Mutex::new(registry)), ready, api)
+    let router = strata_runtime::http_router(registry, ready, api)
         .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let listener = strata_runtime::bind(&config.http_address).await?;
     strata_runtime::serve_http(listener, router, shutdown).await?;

@@ -144,7 +144,9 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     };
     discovery.check()?;
     let endpoints = endpoints::EndpointSet::new(&discovery.resolve().await)?;
-    let registry = Arc::new(Mutex::new(Registry::default()));
+    let mut registry = Registry::default();
+    let grpc_metrics = strata_storepb::grpc_metrics::GrpcServerMetrics::new(&mut registry);
+    let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
         lookback_delta: config.lookback_delta,
@@ -170,16 +172,18 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
+    let api =
+        strata_runtime::http_metrics::instrument(api::router(state), &registry, api::handler_name);
     let router = strata_runtime::http_router(
         registry,
         ready.clone(),
-        strata_runtime::with_route_prefix(&config.route_prefix, api::router(state)),
+        strata_runtime::with_route_prefix(&config.route_prefix, api),
     )
     .layer(tower_http::compression::CompressionLayer::new().gzip(true));
     let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    let server = strata_storepb::serve::store_api_server(proxy);
+    let server = strata_storepb::serve::store_api_server(proxy, grpc_metrics);
     let mut tasks = strata_runtime::Tasks::new();
     tasks.spawn(
         "grpc",

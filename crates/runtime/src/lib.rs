@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod http_metrics;
 pub mod tasks;
 pub mod tls;
 pub use tasks::{SHUTDOWN_GRACE, TaskFailure, Tasks};

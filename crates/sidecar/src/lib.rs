@@ -161,6 +161,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     let state = Arc::new(PromState::default());
     state.set_min_time(config.min_time);
     let ready = Readiness::default();
+    let grpc_metrics = strata_storepb::grpc_metrics::GrpcServerMetrics::new(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
 
     let http_listener = strata_runtime::bind(&config.http_address).await?;
@@ -322,10 +323,11 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     tracing::info!(address = %config.grpc_address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    let grpc = strata_storepb::serve::store_api_server(service).serve_with_incoming_shutdown(
-        strata_runtime::tls::incoming(grpc_listener, tls),
-        async move { grpc_shutdown.wait().await },
-    );
+    let grpc = strata_storepb::serve::store_api_server(service, grpc_metrics)
+        .serve_with_incoming_shutdown(
+            strata_runtime::tls::incoming(grpc_listener, tls),
+            async move { grpc_shutdown.wait().await },
+        );
     tokio::select! {
         served = grpc => served?,
         failure = tasks.failure() => return Err(failure.into()),

@@ -145,6 +145,7 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         config.block_sync_concurrency,
         Some(&mut registry),
     ));
+    let grpc_metrics = strata_storepb::grpc_metrics::GrpcServerMetrics::new(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
 
@@ -196,10 +197,11 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
     tracing::info!(address = %address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    let grpc = strata_storepb::serve::store_api_server(service).serve_with_incoming_shutdown(
-        strata_runtime::tls::incoming(grpc_listener, tls),
-        async move { grpc_shutdown.wait().await },
-    );
+    let grpc = strata_storepb::serve::store_api_server(service, grpc_metrics)
+        .serve_with_incoming_shutdown(
+            strata_runtime::tls::incoming(grpc_listener, tls),
+            async move { grpc_shutdown.wait().await },
+        );
     tokio::select! {
         served = grpc => served?,
         failure = tasks.failure() => return Err(failure.into()),

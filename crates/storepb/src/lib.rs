@@ -21,6 +21,7 @@ pub use generated::thanos::info;
 pub use generated::thanos::*;
 
 pub mod convert;
+pub mod grpc_metrics;
 pub mod merge;
 pub mod serve;
 pub mod snappy;

@@ -115,7 +115,10 @@ pub async fn stream_series(
 
 /// The server [`store_api_server`] builds.
 pub type StoreApiRouter = tonic::transport::server::Router<
-    tower_layer::Stack<crate::snappy::SnappyRequests, tower_layer::Identity>,
+    tower_layer::Stack<
+        crate::snappy::SnappyRequests,
+        tower_layer::Stack<crate::grpc_metrics::GrpcMetricsLayer, tower_layer::Identity>,
+    >,
 >;
 
 /// Largest gRPC message a Store API client or server reads or writes (a Series frame of a
@@ -125,12 +128,17 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// A gRPC server for `service` as `thanos.Store` and `thanos.info.Info`; requests up to
 /// 32 MiB (snappy-compressed ones too, as Thanos' `--grpc-compression=snappy` sends them),
 /// answers up to [`MAX_MESSAGE_BYTES`]. TLS, when wanted, is done by the connection stream it
-/// is served on (`strata_runtime::tls::incoming`).
-pub fn store_api_server<S>(service: S) -> StoreApiRouter
+/// is served on (`strata_runtime::tls::incoming`). Every call is counted in `metrics`
+/// (`grpc_server_*`).
+pub fn store_api_server<S>(
+    service: S,
+    metrics: std::sync::Arc<crate::grpc_metrics::GrpcServerMetrics>,
+) -> StoreApiRouter
 where
     S: crate::store_server::Store + crate::info::info_server::Info + Clone,
 {
     tonic::transport::Server::builder()
+        .layer(crate::grpc_metrics::GrpcMetricsLayer(metrics))
         .layer(crate::snappy::SnappyRequests)
         .add_service(
             crate::store_server::StoreServer::new(service.clone())

@@ -108,6 +108,23 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
+/// The `handler` label of the HTTP metrics, as Thanos names its query API routes.
+pub fn handler_name(_: &axum::http::Method, path: &str) -> Option<&'static str> {
+    let name = match path {
+        "/api/v1/query" => "query",
+        "/api/v1/query_range" => "query_range",
+        "/api/v1/series" => "series",
+        "/api/v1/labels" => "label_names",
+        "/api/v1/metadata" => "metadata",
+        "/api/v1/query_exemplars" => "exemplars",
+        "/api/v1/stores" => "stores",
+        "/api/v1/status/buildinfo" => "status_build",
+        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => "label_values",
+        _ => return None,
+    };
+    Some(name)
+}
+
 /// `match[]` selectors (Prometheus' `parseMatchersParam`): each must have a matcher that
 /// does not match the empty string.
 fn matchers_param(p: &Params) -> Result<Vec<Vec<Matcher>>, String> {

@@ -1,0 +1,390 @@
+//! gRPC server metrics as go-grpc-middleware's Prometheus provider names them (what Thanos'
+//! servers export and its mixin reads): `grpc_server_started_total`,
+//! `grpc_server_handled_total{grpc_code}`, `grpc_server_msg_received_total`,
+//! `grpc_server_msg_sent_total` and `grpc_server_handling_seconds`, each with `grpc_service`,
+//! `grpc_method` and `grpc_type`, and Thanos' handling-time buckets.
+//!
+//! A tower layer in front of the services: a call is started when its request arrives and
+//! handled when its answer's trailers (or a trailers-only answer) carry `grpc-status`; a
+//! stream the client abandons is handled as `Canceled`. Sent messages are counted from the
+//! answer's 5-byte gRPC message prefixes.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Buf;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    grpc_method: String,
+    grpc_service: String,
+    grpc_type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandledLabels {
+    grpc_code: &'static str,
+    grpc_method: String,
+    grpc_service: String,
+    grpc_type: &'static str,
+}
+
+const HANDLING_BUCKETS: [f64; 14] = [
+    0.001, 0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0,
+];
+
+fn handling_histogram() -> Histogram {
+    Histogram::new(HANDLING_BUCKETS)
+}
+
+/// The metrics of one gRPC server.
+#[derive(Clone, Debug)]
+pub struct GrpcServerMetrics {
+    started: Family<CallLabels, Counter>,
+    handled: Family<HandledLabels, Counter>,
+    received: Family<CallLabels, Counter>,
+    sent: Family<CallLabels, Counter>,
+    handling: Family<CallLabels, Histogram, fn() -> Histogram>,
+}
+
+impl GrpcServerMetrics {
+    /// New metrics, registered in `registry`.
+    pub fn new(registry: &mut Registry) -> Arc<GrpcServerMetrics> {
+        let m = GrpcServerMetrics {
+            started: Family::default(),
+            handled: Family::default(),
+            received: Family::default(),
+            sent: Family::default(),
+            handling: Family::new_with_constructor(handling_histogram as fn() -> Histogram),
+        };
+        registry.register(
+            "grpc_server_started",
+            "Total number of RPCs started on the server.",
+            m.started.clone(),
+        );
+        registry.register(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            m.handled.clone(),
+        );
+        registry.register(
+            "grpc_server_msg_received",
+            "Total number of RPC stream messages received on the server.",
+            m.received.clone(),
+        );
+        registry.register(
+            "grpc_server_msg_sent",
+            "Total number of gRPC stream messages sent by the server.",
+            m.sent.clone(),
+        );
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
+            m.handling.clone(),
+        );
+        Arc::new(m)
+    }
+}
+
+/// gRPC's name for a status code number.
+pub fn code_name(code: i32) -> &'static str {
+    match code {
+        0 => "OK",
+        1 => "Canceled",
+        2 => "Unknown",
+        3 => "InvalidArgument",
+        4 => "DeadlineExceeded",
+        5 => "NotFound",
+        6 => "AlreadyExists",
+        7 => "PermissionDenied",
+        8 => "ResourceExhausted",
+        9 => "FailedPrecondition",
+        10 => "Aborted",
+        11 => "OutOfRange",
+        12 => "Unimplemented",
+        13 => "Internal",
+        14 => "Unavailable",
+        15 => "DataLoss",
+        16 => "Unauthenticated",
+        _ => "Unknown",
+    }
+}
+
+/// `/pkg.Service/Method` → (service, method, type). The Store API's `Series` is the one
+/// server stream; every other method of ours is unary.
+fn call_labels(path: &str) -> CallLabels {
+    let trimmed = path.trim_start_matches('/');
+    let (service, method) = trimmed.split_once('/').unwrap_or(("unknown", trimmed));
+    let grpc_type = if method == "Series" {
+        "server_stream"
+    } else {
+        "unary"
+    };
+    CallLabels {
+        grpc_method: method.to_owned(),
+        grpc_service: service.to_owned(),
+        grpc_type,
+    }
+}
+
+fn status_of(headers: &http::HeaderMap) -> Option<&'static str> {
+    headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(code_name)
+}
+
+/// What a call still has to record when it ends.
+struct Call {
+    metrics: Arc<GrpcServerMetrics>,
+    labels: CallLabels,
+    started: Instant,
+    done: bool,
+}
+
+impl Call {
+    fn finish(&mut self, code: &'static str) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let l = &self.labels;
+        self.metrics
+            .handled
+            .get_or_create(&HandledLabels {
+                grpc_code: code,
+                grpc_method: l.grpc_method.clone(),
+                grpc_service: l.grpc_service.clone(),
+                grpc_type: l.grpc_type,
+            })
+            .inc();
+        self.metrics
+            .handling
+            .get_or_create(l)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Call {
+    fn drop(&mut self) {
+        // The answer was dropped before its status: the client went away.
+        self.finish("Canceled");
+    }
+}
+
+/// An answer body that records the call when its status passes and counts messages.
+pub struct MeteredBody<B> {
+    inner: B,
+    call: Call,
+    /// Bytes still to skip of the current message (0: at a message prefix).
+    in_message: u64,
+    /// The bytes of a message prefix seen so far (a prefix can span frames).
+    prefix: Vec<u8>,
+}
+
+impl<B> std::fmt::Debug for MeteredBody<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeteredBody")
+            .field("method", &self.call.labels.grpc_method)
+            .finish()
+    }
+}
+
+impl<B> MeteredBody<B> {
+    fn count_messages(&mut self, data: &[u8]) {
+        let mut bytes = data.iter();
+        loop {
+            if self.in_message > 0 {
+                let skip = usize::try_from(self.in_message)
+                    .unwrap_or(usize::MAX)
+                    .min(bytes.len());
+                if skip == 0 {
+                    return;
+                }
+                // `nth(skip - 1)` consumes `skip` bytes.
+                bytes.nth(skip - 1);
+                self.in_message -= skip as u64;
+                continue;
+            }
+            let Some(&b) = bytes.next() else {
+                return;
+            };
+            self.prefix.push(b);
+            if let [_, a, b, c, d] = self.prefix[..] {
+                self.prefix.clear();
+                self.in_message = u64::from(u32::from_be_bytes([a, b, c, d]));
+                self.call
+                    .metrics
+                    .sent
+                    .get_or_create(&self.call.labels)
+                    .inc();
+            }
+        }
+    }
+}
+
+impl<B> Body for MeteredBody<B>
+where
+    B: Body + Unpin,
+    B::Data: Buf,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let bytes = data.chunk();
+                    // A data frame is one contiguous buffer in tonic's encoder.
+                    if bytes.len() == data.remaining() {
+                        this.count_messages(bytes);
+                    }
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    this.call.finish(status_of(trailers).unwrap_or("OK"));
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.call.finish("Unknown"),
+            Poll::Ready(None) => this.call.finish("OK"),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The layer.
+#[derive(Clone, Debug)]
+pub struct GrpcMetricsLayer(pub Arc<GrpcServerMetrics>);
+
+impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
+    type Service = GrpcMetricsService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcMetricsService {
+            inner,
+            metrics: Arc::clone(&self.0),
+        }
+    }
+}
+
+/// The service the layer makes.
+#[derive(Clone, Debug)]
+pub struct GrpcMetricsService<S> {
+    inner: S,
+    metrics: Arc<GrpcServerMetrics>,
+}
+
+impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for GrpcMetricsService<S>
+where
+    S: tower_service::Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+    ResBody: Body + Unpin,
+{
+    type Response = Response<MeteredBody<ResBody>>;
+    type Error = S::Error;
+    type Future =
+        Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let labels = call_labels(req.uri().path());
+        self.metrics.started.get_or_create(&labels).inc();
+        // Every method of ours takes one request message.
+        self.metrics.received.get_or_create(&labels).inc();
+        let metrics = Arc::clone(&self.metrics);
+        let started = Instant::now();
+        let future = self.inner.call(req);
+        Box::pin(async move {
+            let response = future.await?;
+            let mut call = Call {
+                metrics,
+                labels,
+                started,
+                done: false,
+            };
+            // A trailers-only answer (an error before any message) has its status here.
+            if let Some(code) = status_of(response.headers()) {
+                call.finish(code);
+            }
+            Ok(response.map(|inner| MeteredBody {
+                inner,
+                call,
+                in_message: 0,
+                prefix: Vec::with_capacity(5),
+            }))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn labels_and_codes() {
+        let l = call_labels("/thanos.Store/Series");
+        assert_eq!(
+            (l.grpc_service.as_str(), l.grpc_method.as_str(), l.grpc_type),
+            ("thanos.Store", "Series", "server_stream")
+        );
+        assert_eq!(call_labels("/thanos.info.Info/Info").grpc_type, "unary");
+        assert_eq!(code_name(8), "ResourceExhausted");
+        assert_eq!(code_name(99), "Unknown");
+    }
+
+    #[test]
+    fn messages_are_counted_across_frames() {
+        let mut registry = Registry::default();
+        let metrics = GrpcServerMetrics::new(&mut registry);
+        let labels = call_labels("/thanos.Store/Series");
+        let mut body = MeteredBody {
+            inner: http_body_util::Empty::<bytes::Bytes>::new(),
+            call: Call {
+                metrics: Arc::clone(&metrics),
+                labels: labels.clone(),
+                started: Instant::now(),
+                done: false,
+            },
+            in_message: 0,
+            prefix: Vec::new(),
+        };
+        // Two messages of 3 and 2 bytes, the second's prefix split over two frames.
+        body.count_messages(&[0, 0, 0, 0, 3, 1, 2, 3, 0, 0]);
+        body.count_messages(&[0, 0, 2, 9, 9]);
+        assert_eq!(metrics.sent.get_or_create(&labels).get(), 2);
+        drop(body);
+        let canceled = HandledLabels {
+            grpc_code: "Canceled",
+            grpc_method: "Series".into(),
+            grpc_service: "thanos.Store".into(),
+            grpc_type: "server_stream",
+        };
+        assert_eq!(metrics.handled.get_or_create(&canceled).get(), 1);
+    }
+}
