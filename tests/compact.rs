@@ -1164,3 +1164,39 @@ fn blocks_spanning_40h_get_a_5m_copy_with_exact_aggregates() {
         "downsampled reads by Thanos' rules: {checked} values equal to the expected aggregates"
     );
 }
+
+/// An overlap the compactor cannot resolve (no replica labels) sets `thanos_compact_halted`,
+/// which the Thanos mixin's ThanosCompactHalted alert reads; the process keeps running.
+#[test]
+fn an_unresolvable_overlap_sets_thanos_compact_halted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataSet::generate(5, START_S, 4);
+    let c = promtool_blocks(&data, &dir.path().join("c"));
+    let c2 = promtool_blocks(&data, &dir.path().join("c2"));
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    upload_all(&bucket, &c, &[("cluster", "us1")]);
+    upload_all(&bucket, &c2, &[("cluster", "us1")]);
+    let compactor = strata_e2e::store_api::StrataProcess::start_http_only(&[
+        "compact",
+        "--objstore.config",
+        &bucket_yaml(&bucket_dir),
+        "--data-dir",
+        dir.path().join("compactor").to_str().unwrap(),
+        "--consistency-delay=0s",
+        "--wait",
+        "--wait-interval=1h",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let metrics = compactor.http_get("/metrics");
+        if metrics.lines().any(|l| l == "thanos_compact_halted 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not halted:\n{metrics}");
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(compactor.http_get("/-/healthy").trim(), "OK");
+}

@@ -266,6 +266,14 @@ fn operator_and_chart_argument_lists_start_every_component() {
     );
     assert!(sidecar_metrics.contains("grpc_server_handling_seconds_bucket{"));
     assert!(sidecar_metrics.contains(r#"grpc_server_msg_sent_total{grpc_method="Series""#));
+    for (name, text) in [("query", &query_metrics), ("sidecar", &sidecar_metrics)] {
+        assert!(
+            text.contains("thanos_build_info{version=\""),
+            "{name}: {text}"
+        );
+        assert!(text.contains("process_resident_memory_bytes "), "{name}");
+        assert!(text.contains("process_cpu_seconds_total "), "{name}");
+    }
     // The gateway's bucket is still empty: the querier only checks it with Info.
     let store_metrics = metrics(&store);
     assert!(

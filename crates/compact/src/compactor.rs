@@ -315,6 +315,13 @@ impl Compactor {
             self.garbage_collect(&synced, &mut report).await?;
         }
 
+        // A group that cannot make progress (overlaps without replica labels) is what makes
+        // Thanos halt; the other groups go on here, but the mixin's ThanosCompactHalted
+        // must still fire until someone resolves it.
+        self.metrics
+            .halted
+            .set(i64::from(!report.overlapping_groups.is_empty()));
+
         if failures.is_empty() && self.options.downsampling {
             use strata_tsdb::downsample::{RES_1H, RES_1H_MIN_SPAN, RES_5M, RES_5M_MIN_SPAN};
             for (from, to, span) in [

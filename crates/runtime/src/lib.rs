@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod http_metrics;
+pub mod process;
 pub mod tasks;
 pub mod tls;
 pub use tasks::{SHUTDOWN_GRACE, TaskFailure, Tasks};
@@ -76,6 +77,10 @@ struct HttpState {
 
 /// The HTTP routes every component serves, plus `extra`.
 pub fn http_router(registry: SharedRegistry, ready: Readiness, extra: Router) -> Router {
+    // Every component exports its build and process metrics, as Thanos' components do.
+    if let Ok(mut registry) = registry.lock() {
+        process::register(&mut registry);
+    }
     let state = HttpState { registry, ready };
     let base = Router::new()
         .route("/metrics", get(metrics))

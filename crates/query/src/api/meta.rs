@@ -203,10 +203,16 @@ pub(crate) async fn exemplars() -> Response {
 }
 
 pub(crate) async fn buildinfo() -> Response {
-    let version = env!("CARGO_PKG_VERSION");
-    let data = format!(
-        "{{\"version\":\"{version}\",\"revision\":\"\",\"branch\":\"\",\"buildUser\":\"\",\"buildDate\":\"\",\"goVersion\":\"\"}}"
-    );
+    let build = strata_runtime::process::BUILD;
+    let data = serde_json::json!({
+        "version": build.version,
+        "revision": build.revision,
+        "branch": build.branch,
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": build.toolchain,
+    })
+    .to_string();
     success(&data, &[], &[])
 }
 
