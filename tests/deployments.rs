@@ -255,6 +255,12 @@ fn operator_and_chart_argument_lists_start_every_component() {
         "{query_metrics}"
     );
     assert!(query_metrics.contains("http_request_duration_seconds_bucket{"));
+    // Its Store API clients, as Thanos' querier counts them (the mixin's client error rate).
+    assert!(
+        query_metrics.contains(r#"grpc_client_handled_total{grpc_code="OK",grpc_method="Series",grpc_service="thanos.Store",grpc_type="server_stream"}"#),
+        "{query_metrics}"
+    );
+    assert!(query_metrics.contains(r#"grpc_client_started_total{grpc_method="Info""#));
     assert!(
         metrics(&frontend).contains(r#"handler="query-frontend""#),
         "frontend HTTP metrics"

@@ -8,11 +8,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use strata_storepb::convert::labels_from_proto;
+use strata_storepb::grpc_metrics::{GrpcMetrics, MeteredChannel};
 use strata_storepb::info::InfoRequest;
 use strata_storepb::info::info_client::InfoClient;
 use strata_storepb::store_client::StoreClient;
 use strata_types::Labels;
-use tonic::transport::{Channel, Endpoint as TonicEndpoint};
+use tonic::transport::Endpoint as TonicEndpoint;
 
 pub use crate::discovery::{Discovery, Target};
 
@@ -77,7 +78,7 @@ pub struct Endpoint {
     address: String,
     tls: Option<Arc<ClientTls>>,
     strict: bool,
-    channel: Channel,
+    channel: MeteredChannel,
     state: RwLock<State>,
 }
 
@@ -87,15 +88,21 @@ impl Endpoint {
         address: &str,
         tls: Option<&ClientTls>,
     ) -> Result<Endpoint, tonic::transport::Error> {
-        Self::from_target(&Target {
-            address: address.to_owned(),
-            tls: tls.cloned().map(Arc::new),
-            strict: false,
-        })
+        Self::from_target(
+            &Target {
+                address: address.to_owned(),
+                tls: tls.cloned().map(Arc::new),
+                strict: false,
+            },
+            GrpcMetrics::unregistered_client(),
+        )
     }
 
-    /// The endpoint `target` describes; connects lazily.
-    pub fn from_target(target: &Target) -> Result<Endpoint, tonic::transport::Error> {
+    /// The endpoint `target` describes, its calls counted in `metrics`; connects lazily.
+    pub fn from_target(
+        target: &Target,
+        metrics: Arc<GrpcMetrics>,
+    ) -> Result<Endpoint, tonic::transport::Error> {
         let address = target.address.as_str();
         let scheme = if target.tls.is_some() {
             "https"
@@ -112,6 +119,7 @@ impl Endpoint {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .connect_lazy();
+        let channel = MeteredChannel::new(channel, metrics);
         Ok(Endpoint {
             address: address.to_owned(),
             tls: target.tls.clone(),
@@ -149,7 +157,7 @@ impl Endpoint {
     }
 
     /// A Store API client on the shared connection.
-    pub fn store_client(&self) -> StoreClient<Channel> {
+    pub fn store_client(&self) -> StoreClient<MeteredChannel> {
         StoreClient::new(self.channel.clone())
             .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(32 << 20)
@@ -248,20 +256,39 @@ fn status_text(status: &tonic::Status) -> String {
 }
 
 /// The current endpoints; changes when discovery finds other addresses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EndpointSet {
     endpoints: Arc<RwLock<Vec<Arc<Endpoint>>>>,
+    metrics: Arc<GrpcMetrics>,
+}
+
+impl Default for EndpointSet {
+    fn default() -> Self {
+        EndpointSet {
+            endpoints: Arc::default(),
+            metrics: GrpcMetrics::unregistered_client(),
+        }
+    }
 }
 
 impl EndpointSet {
-    /// Endpoints for `targets`.
+    /// Endpoints for `targets` (their calls counted nowhere).
     pub fn new(targets: &[Target]) -> Result<EndpointSet, tonic::transport::Error> {
+        Self::with_metrics(targets, GrpcMetrics::unregistered_client())
+    }
+
+    /// Endpoints for `targets`, every call counted in `metrics` (`grpc_client_*`).
+    pub fn with_metrics(
+        targets: &[Target],
+        metrics: Arc<GrpcMetrics>,
+    ) -> Result<EndpointSet, tonic::transport::Error> {
         let endpoints = targets
             .iter()
-            .map(|t| Endpoint::from_target(t).map(Arc::new))
+            .map(|t| Endpoint::from_target(t, Arc::clone(&metrics)).map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(EndpointSet {
             endpoints: Arc::new(RwLock::new(endpoints)),
+            metrics,
         })
     }
 
@@ -282,7 +309,7 @@ impl EndpointSet {
                 next.push(Arc::clone(existing));
                 continue;
             }
-            match Endpoint::from_target(target) {
+            match Endpoint::from_target(target, Arc::clone(&self.metrics)) {
                 Ok(e) => {
                     tracing::info!(endpoint = %target.address, tls = target.tls.is_some(), strict = target.strict, "adding endpoint");
                     next.push(Arc::new(e));

@@ -143,9 +143,11 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         tls: config.client_tls.clone().map(Arc::new),
     };
     discovery.check()?;
-    let endpoints = endpoints::EndpointSet::new(&discovery.resolve().await)?;
     let mut registry = Registry::default();
-    let grpc_metrics = strata_storepb::grpc_metrics::GrpcServerMetrics::new(&mut registry);
+    let grpc_metrics = strata_storepb::grpc_metrics::GrpcMetrics::server(&mut registry);
+    let client_metrics = strata_storepb::grpc_metrics::GrpcMetrics::client(&mut registry);
+    let endpoints =
+        endpoints::EndpointSet::with_metrics(&discovery.resolve().await, client_metrics)?;
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {

@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::Stream;
 use futures::future::join_all;
 use strata_storepb::convert::{labels_from_proto, matcher_to_proto};
+use strata_storepb::grpc_metrics::MeteredChannel;
 use strata_storepb::merge::{SeriesItem, SeriesMerge};
 use strata_storepb::store_client::StoreClient;
 use strata_storepb::{
@@ -24,7 +25,6 @@ use strata_storepb::{
 };
 use strata_types::ErrorClass;
 use strata_types::{Labels, Matcher};
-use tonic::transport::Channel;
 
 use crate::endpoints::{Endpoint, EndpointSet};
 
@@ -480,7 +480,7 @@ async fn fan_out_strings<F, Fut>(
     call: F,
 ) -> Result<Gathered, ProxyError>
 where
-    F: Fn(StoreClient<Channel>) -> Fut,
+    F: Fn(StoreClient<MeteredChannel>) -> Fut,
     Fut: Future<Output = Result<Gathered, tonic::Status>>,
 {
     let selected = select_endpoints(endpoints, start, end, matchers, fan_out);

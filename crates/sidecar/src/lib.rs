@@ -161,7 +161,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     let state = Arc::new(PromState::default());
     state.set_min_time(config.min_time);
     let ready = Readiness::default();
-    let grpc_metrics = strata_storepb::grpc_metrics::GrpcServerMetrics::new(&mut registry);
+    let grpc_metrics = strata_storepb::grpc_metrics::GrpcMetrics::server(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
 
     let http_listener = strata_runtime::bind(&config.http_address).await?;

@@ -145,7 +145,7 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         config.block_sync_concurrency,
         Some(&mut registry),
     ));
-    let grpc_metrics = strata_storepb::grpc_metrics::GrpcServerMetrics::new(&mut registry);
+    let grpc_metrics = strata_storepb::grpc_metrics::GrpcMetrics::server(&mut registry);
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
 

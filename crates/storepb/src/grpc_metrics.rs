@@ -1,13 +1,15 @@
-//! gRPC server metrics as go-grpc-middleware's Prometheus provider names them (what Thanos'
-//! servers export and its mixin reads): `grpc_server_started_total`,
-//! `grpc_server_handled_total{grpc_code}`, `grpc_server_msg_received_total`,
-//! `grpc_server_msg_sent_total` and `grpc_server_handling_seconds`, each with `grpc_service`,
-//! `grpc_method` and `grpc_type`, and Thanos' handling-time buckets.
+//! gRPC metrics as go-grpc-middleware's Prometheus provider names them (what Thanos' servers
+//! and Store API clients export and its mixin reads): `grpc_{server,client}_started_total`,
+//! `…_handled_total{grpc_code}`, `…_msg_received_total`, `…_msg_sent_total` and
+//! `…_handling_seconds`, each with `grpc_service`, `grpc_method` and `grpc_type`, and Thanos'
+//! handling-time buckets (server and client ones differ).
 //!
-//! A tower layer in front of the services: a call is started when its request arrives and
-//! handled when its answer's trailers (or a trailers-only answer) carry `grpc-status`; a
-//! stream the client abandons is handled as `Canceled`. Sent messages are counted from the
-//! answer's 5-byte gRPC message prefixes.
+//! One tower layer for both sides: in front of a server's services, or around a client's
+//! channel. A call is started when its request passes and handled when the answer's
+//! trailers (or a trailers-only answer) carry `grpc-status`; an answer dropped before its
+//! status (a client that went away, or that stopped reading) is handled as `Canceled`.
+//! Answer messages (sent by a server, received by a client) are counted from their 5-byte
+//! gRPC prefixes; every method of the Store and Info APIs takes one request message.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,17 +40,34 @@ struct HandledLabels {
     grpc_type: &'static str,
 }
 
-const HANDLING_BUCKETS: [f64; 14] = [
+const SERVER_BUCKETS: [f64; 14] = [
     0.001, 0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0,
 ];
 
-fn handling_histogram() -> Histogram {
-    Histogram::new(HANDLING_BUCKETS)
+const CLIENT_BUCKETS: [f64; 17] = [
+    0.001, 0.01, 0.1, 0.3, 0.6, 1.0, 3.0, 6.0, 9.0, 20.0, 30.0, 60.0, 90.0, 120.0, 240.0, 360.0,
+    720.0,
+];
+
+fn server_histogram() -> Histogram {
+    Histogram::new(SERVER_BUCKETS)
 }
 
-/// The metrics of one gRPC server.
+fn client_histogram() -> Histogram {
+    Histogram::new(CLIENT_BUCKETS)
+}
+
+/// Which end of the calls the metrics count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// The gRPC metrics of one server, or of one component's clients.
 #[derive(Clone, Debug)]
-pub struct GrpcServerMetrics {
+pub struct GrpcMetrics {
+    side: Side,
     started: Family<CallLabels, Counter>,
     handled: Family<HandledLabels, Counter>,
     received: Family<CallLabels, Counter>,
@@ -56,42 +75,86 @@ pub struct GrpcServerMetrics {
     handling: Family<CallLabels, Histogram, fn() -> Histogram>,
 }
 
-impl GrpcServerMetrics {
-    /// New metrics, registered in `registry`.
-    pub fn new(registry: &mut Registry) -> Arc<GrpcServerMetrics> {
-        let m = GrpcServerMetrics {
+impl GrpcMetrics {
+    fn unregistered(side: Side) -> GrpcMetrics {
+        let histogram = match side {
+            Side::Server => server_histogram as fn() -> Histogram,
+            Side::Client => client_histogram as fn() -> Histogram,
+        };
+        GrpcMetrics {
+            side,
             started: Family::default(),
             handled: Family::default(),
             received: Family::default(),
             sent: Family::default(),
-            handling: Family::new_with_constructor(handling_histogram as fn() -> Histogram),
+            handling: Family::new_with_constructor(histogram),
+        }
+    }
+
+    fn register(self, registry: &mut Registry, who: &str) -> Arc<GrpcMetrics> {
+        let prefix = match self.side {
+            Side::Server => "grpc_server",
+            Side::Client => "grpc_client",
         };
         registry.register(
-            "grpc_server_started",
-            "Total number of RPCs started on the server.",
-            m.started.clone(),
+            format!("{prefix}_started"),
+            format!("Total number of RPCs started on the {who}."),
+            self.started.clone(),
         );
         registry.register(
-            "grpc_server_handled",
-            "Total number of RPCs completed on the server, regardless of success or failure.",
-            m.handled.clone(),
+            format!("{prefix}_handled"),
+            format!(
+                "Total number of RPCs completed on the {who}, regardless of success or failure."
+            ),
+            self.handled.clone(),
         );
         registry.register(
-            "grpc_server_msg_received",
-            "Total number of RPC stream messages received on the server.",
-            m.received.clone(),
+            format!("{prefix}_msg_received"),
+            format!("Total number of RPC stream messages received on the {who}."),
+            self.received.clone(),
         );
         registry.register(
-            "grpc_server_msg_sent",
-            "Total number of gRPC stream messages sent by the server.",
-            m.sent.clone(),
+            format!("{prefix}_msg_sent"),
+            format!("Total number of gRPC stream messages sent by the {who}."),
+            self.sent.clone(),
         );
         registry.register(
-            "grpc_server_handling_seconds",
-            "Histogram of response latency (seconds) of gRPC that had been application-level handled by the server.",
-            m.handling.clone(),
+            format!("{prefix}_handling_seconds"),
+            format!("Histogram of response latency (seconds) of gRPC that had been application-level handled by the {who}."),
+            self.handling.clone(),
         );
-        Arc::new(m)
+        Arc::new(self)
+    }
+
+    /// A server's metrics (`grpc_server_*`), registered in `registry`.
+    pub fn server(registry: &mut Registry) -> Arc<GrpcMetrics> {
+        GrpcMetrics::unregistered(Side::Server).register(registry, "server")
+    }
+
+    /// A component's client metrics (`grpc_client_*`), registered in `registry`.
+    pub fn client(registry: &mut Registry) -> Arc<GrpcMetrics> {
+        GrpcMetrics::unregistered(Side::Client).register(registry, "client")
+    }
+
+    /// Client metrics registered nowhere (for clients built without a registry).
+    pub fn unregistered_client() -> Arc<GrpcMetrics> {
+        Arc::new(GrpcMetrics::unregistered(Side::Client))
+    }
+
+    /// The counter of answer messages: sent by a server, received by a client.
+    fn answers(&self) -> &Family<CallLabels, Counter> {
+        match self.side {
+            Side::Server => &self.sent,
+            Side::Client => &self.received,
+        }
+    }
+
+    /// The counter of request messages: received by a server, sent by a client.
+    fn requests(&self) -> &Family<CallLabels, Counter> {
+        match self.side {
+            Side::Server => &self.received,
+            Side::Client => &self.sent,
+        }
     }
 }
 
@@ -146,7 +209,7 @@ fn status_of(headers: &http::HeaderMap) -> Option<&'static str> {
 
 /// What a call still has to record when it ends.
 struct Call {
-    metrics: Arc<GrpcServerMetrics>,
+    metrics: Arc<GrpcMetrics>,
     labels: CallLabels,
     started: Instant,
     done: bool,
@@ -225,7 +288,7 @@ impl<B> MeteredBody<B> {
                 self.in_message = u64::from(u32::from_be_bytes([a, b, c, d]));
                 self.call
                     .metrics
-                    .sent
+                    .answers()
                     .get_or_create(&self.call.labels)
                     .inc();
             }
@@ -277,7 +340,7 @@ where
 
 /// The layer.
 #[derive(Clone, Debug)]
-pub struct GrpcMetricsLayer(pub Arc<GrpcServerMetrics>);
+pub struct GrpcMetricsLayer(pub Arc<GrpcMetrics>);
 
 impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
     type Service = GrpcMetricsService<S>;
@@ -293,8 +356,18 @@ impl<S> tower_layer::Layer<S> for GrpcMetricsLayer {
 #[derive(Clone, Debug)]
 pub struct GrpcMetricsService<S> {
     inner: S,
-    metrics: Arc<GrpcServerMetrics>,
+    metrics: Arc<GrpcMetrics>,
 }
+
+impl<S> GrpcMetricsService<S> {
+    /// `inner` (a client channel) counted in `metrics`.
+    pub fn new(inner: S, metrics: Arc<GrpcMetrics>) -> GrpcMetricsService<S> {
+        GrpcMetricsService { inner, metrics }
+    }
+}
+
+/// A Store API client channel that counts its calls (`grpc_client_*`).
+pub type MeteredChannel = GrpcMetricsService<tonic::transport::Channel>;
 
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for GrpcMetricsService<S>
 where
@@ -315,7 +388,7 @@ where
         let labels = call_labels(req.uri().path());
         self.metrics.started.get_or_create(&labels).inc();
         // Every method of ours takes one request message.
-        self.metrics.received.get_or_create(&labels).inc();
+        self.metrics.requests().get_or_create(&labels).inc();
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
         let future = self.inner.call(req);
@@ -361,7 +434,7 @@ mod tests {
     #[test]
     fn messages_are_counted_across_frames() {
         let mut registry = Registry::default();
-        let metrics = GrpcServerMetrics::new(&mut registry);
+        let metrics = GrpcMetrics::server(&mut registry);
         let labels = call_labels("/thanos.Store/Series");
         let mut body = MeteredBody {
             inner: http_body_util::Empty::<bytes::Bytes>::new(),

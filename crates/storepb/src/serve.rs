@@ -132,7 +132,7 @@ pub const MAX_MESSAGE_BYTES: usize = 256 << 20;
 /// (`grpc_server_*`).
 pub fn store_api_server<S>(
     service: S,
-    metrics: std::sync::Arc<crate::grpc_metrics::GrpcServerMetrics>,
+    metrics: std::sync::Arc<crate::grpc_metrics::GrpcMetrics>,
 ) -> StoreApiRouter
 where
     S: crate::store_server::Store + crate::info::info_server::Info + Clone,
