@@ -279,6 +279,31 @@ pub struct Discovery {
     pub sd_config: Option<SdConfigSource>,
     /// `--grpc-client-tls-*`, for `--endpoint` and SD-file endpoints.
     pub tls: Option<Arc<ClientTls>>,
+    /// `thanos_query_store_apis_dns_{lookups,failures}_total`.
+    pub dns_metrics: DnsMetrics,
+}
+
+/// Thanos' DNS provider counters of the querier's endpoint names.
+#[derive(Debug, Clone, Default)]
+pub struct DnsMetrics {
+    lookups: prometheus_client::metrics::counter::Counter,
+    failures: prometheus_client::metrics::counter::Counter,
+}
+
+impl DnsMetrics {
+    /// Registers `thanos_query_store_apis_dns_lookups_total` and `…_failures_total`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "thanos_query_store_apis_dns_lookups",
+            "The number of DNS lookups resolutions attempts",
+            self.lookups.clone(),
+        );
+        registry.register(
+            "thanos_query_store_apis_dns_failures",
+            "The number of DNS lookup failures",
+            self.failures.clone(),
+        );
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -325,7 +350,26 @@ async fn srv_records(
         .collect())
 }
 
-async fn expand(spec: &str, out: &mut Vec<String>, dns_server: Option<std::net::SocketAddr>) {
+async fn expand(
+    spec: &str,
+    out: &mut Vec<String>,
+    dns_server: Option<std::net::SocketAddr>,
+    metrics: &DnsMetrics,
+) {
+    let before = out.len();
+    let uses_dns = ["dns+", "dnssrv+", "dnssrvnoa+"]
+        .iter()
+        .any(|p| spec.starts_with(p));
+    expand_one(spec, out, dns_server).await;
+    if uses_dns {
+        metrics.lookups.inc();
+        if out.len() == before {
+            metrics.failures.inc();
+        }
+    }
+}
+
+async fn expand_one(spec: &str, out: &mut Vec<String>, dns_server: Option<std::net::SocketAddr>) {
     if let Some(name) = spec.strip_prefix("dnssrvnoa+") {
         match srv_records(name, dns_server).await {
             Ok(records) => out.extend(records.into_iter().map(|(t, p)| format!("{t}:{p}"))),
@@ -398,7 +442,7 @@ impl Discovery {
         };
         for spec in &self.strict_endpoints {
             let mut addresses = Vec::new();
-            expand(spec, &mut addresses, self.dns_server).await;
+            expand(spec, &mut addresses, self.dns_server, &self.dns_metrics).await;
             push(addresses, &self.tls, true);
         }
         if let Some(config) = &self.sd_config {
@@ -406,7 +450,13 @@ impl Discovery {
                 Ok(entries) => {
                     for entry in entries {
                         let mut addresses = Vec::new();
-                        expand(&entry.address, &mut addresses, self.dns_server).await;
+                        expand(
+                            &entry.address,
+                            &mut addresses,
+                            self.dns_server,
+                            &self.dns_metrics,
+                        )
+                        .await;
                         push(addresses, &entry.tls, entry.strict);
                     }
                 }
@@ -417,7 +467,7 @@ impl Discovery {
         }
         for spec in &self.endpoints {
             let mut addresses = Vec::new();
-            expand(spec, &mut addresses, self.dns_server).await;
+            expand(spec, &mut addresses, self.dns_server, &self.dns_metrics).await;
             push(addresses, &self.tls, false);
         }
         for path in &self.sd_files {
@@ -550,6 +600,17 @@ mod tests {
             addresses.contains(&"localhost:10905".to_owned()),
             "{addresses:?}"
         );
+        // Thanos' counters: two names looked up, none failed; a name that does not
+        // resolve is a failure.
+        assert_eq!(discovery.dns_metrics.lookups.get(), 2);
+        assert_eq!(discovery.dns_metrics.failures.get(), 0);
+        let missing = Discovery {
+            endpoints: vec!["dns+name.that.does.not.exist.invalid:10901".into()],
+            ..Discovery::default()
+        };
+        assert!(missing.resolve().await.is_empty());
+        assert_eq!(missing.dns_metrics.lookups.get(), 1);
+        assert_eq!(missing.dns_metrics.failures.get(), 1);
     }
 
     #[test]

@@ -141,9 +141,11 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         sd_files: config.sd_files.clone(),
         sd_config: config.sd_config.clone(),
         tls: config.client_tls.clone().map(Arc::new),
+        dns_metrics: discovery::DnsMetrics::default(),
     };
     discovery.check()?;
     let mut registry = Registry::default();
+    discovery.dns_metrics.register(&mut registry);
     let grpc_metrics = strata_storepb::grpc_metrics::GrpcMetrics::server(&mut registry);
     let client_metrics = strata_storepb::grpc_metrics::GrpcMetrics::client(&mut registry);
     let endpoints =
