@@ -255,6 +255,8 @@ fn operator_and_chart_argument_lists_start_every_component() {
         "{query_metrics}"
     );
     assert!(query_metrics.contains("http_request_duration_seconds_bucket{"));
+    assert!(query_metrics.contains("thanos_query_concurrent_gate_queries_max 20"));
+    assert!(query_metrics.contains("thanos_query_store_apis_dns_lookups_total 1"));
     // Its Store API clients, as Thanos' querier counts them (the mixin's client error rate).
     assert!(
         query_metrics.contains(r#"grpc_client_handled_total{grpc_code="OK",grpc_method="Series",grpc_service="thanos.Store",grpc_type="server_stream"}"#),
@@ -282,6 +284,7 @@ fn operator_and_chart_argument_lists_start_every_component() {
     }
     // The gateway's bucket is still empty: the querier only checks it with Info.
     let store_metrics = metrics(&store);
+    assert!(store_metrics.contains("thanos_bucket_store_series_gate_queries_max 20"));
     assert!(
         store_metrics.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Info",grpc_service="thanos.info.Info",grpc_type="unary"}"#),
         "{store_metrics}"

@@ -52,7 +52,7 @@ fn fixture() -> &'static Fixture {
             endpoints,
             engine,
             options: ApiOptions::default(),
-            gate: Arc::new(tokio::sync::Semaphore::new(4)),
+            gate: strata_runtime::gate::Gate::new(4, "gate", None),
         });
         Fixture { runtime, state }
     })

@@ -24,7 +24,6 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use strata_promql::{Engine, EngineOptions};
 use strata_runtime::{Readiness, Shutdown};
-use tokio::sync::Semaphore;
 
 pub use dedup::DedupFunc;
 
@@ -150,6 +149,11 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     let client_metrics = strata_storepb::grpc_metrics::GrpcMetrics::client(&mut registry);
     let endpoints =
         endpoints::EndpointSet::with_metrics(&discovery.resolve().await, client_metrics)?;
+    let gate = strata_runtime::gate::Gate::new(
+        config.max_concurrent,
+        "thanos_query_concurrent_gate",
+        Some(&mut registry),
+    );
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
@@ -172,7 +176,7 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             max_series: config.max_series,
             max_fetched_bytes: config.max_fetched_bytes,
         },
-        gate: Arc::new(Semaphore::new(config.max_concurrent.max(1))),
+        gate,
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;

@@ -146,6 +146,12 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         Some(&mut registry),
     ));
     let grpc_metrics = strata_storepb::grpc_metrics::GrpcMetrics::server(&mut registry);
+    let service = StoreService::with_metrics(
+        Arc::clone(&store),
+        config.limits,
+        config.series_max_concurrency,
+        &mut registry,
+    );
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
 
@@ -188,11 +194,6 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         }
     });
 
-    let service = StoreService::new(
-        Arc::clone(&store),
-        config.limits,
-        config.series_max_concurrency,
-    );
     let address = config.grpc_address.clone();
     tracing::info!(address = %address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();

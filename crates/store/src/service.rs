@@ -34,7 +34,7 @@ use strata_storepb::{
 use strata_tsdb::chunks::RawChunk;
 use strata_tsdb::index::ChunkMeta;
 use strata_types::{Labels, Matcher};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -67,7 +67,7 @@ pub struct Limits {
 pub struct StoreService {
     store: Arc<BucketStore>,
     limits: Limits,
-    gate: Arc<Semaphore>,
+    gate: strata_runtime::gate::Gate,
 }
 
 impl StoreService {
@@ -76,7 +76,26 @@ impl StoreService {
         StoreService {
             store,
             limits,
-            gate: Arc::new(Semaphore::new(max_concurrency.max(1))),
+            gate: strata_runtime::gate::Gate::new(max_concurrency, "series_gate", None),
+        }
+    }
+
+    /// As [`StoreService::new`], the gate's waits and holders counted in `registry`
+    /// (`thanos_bucket_store_series_gate_*`, as Thanos).
+    pub fn with_metrics(
+        store: Arc<BucketStore>,
+        limits: Limits,
+        max_concurrency: usize,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> StoreService {
+        StoreService {
+            store,
+            limits,
+            gate: strata_runtime::gate::Gate::new(
+                max_concurrency,
+                "thanos_bucket_store_series_gate",
+                Some(registry),
+            ),
         }
     }
 }
@@ -434,7 +453,7 @@ async fn merge_and_send(
     batch_size: usize,
     limit: usize,
     queried: Vec<String>,
-    _permit: OwnedSemaphorePermit,
+    _permit: strata_runtime::gate::Turn,
 ) {
     let _tasks = tasks;
     let mut merge = SeriesMerge::new(
@@ -657,9 +676,9 @@ impl Store for StoreService {
 
 impl StoreService {
     /// A permit of the concurrency gate (Series and label calls share it).
-    async fn permit(&self) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.gate)
-            .acquire_owned()
+    async fn permit(&self) -> Result<strata_runtime::gate::Turn, Status> {
+        self.gate
+            .enter()
             .await
             .map_err(|_| Status::unavailable("store is shutting down"))
     }

@@ -24,9 +24,10 @@ impl From<ProxyError> for ApiError {
 }
 
 /// A permit of the concurrency gate, for as long as the request reads.
-async fn permit(state: &Arc<ApiState>) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
-    Arc::clone(&state.gate)
-        .acquire_owned()
+async fn permit(state: &Arc<ApiState>) -> Result<strata_runtime::gate::Turn, ApiError> {
+    state
+        .gate
+        .enter()
         .await
         .map_err(|_| ApiError::new(ErrorClass::Unavailable, "querier is shutting down"))
 }

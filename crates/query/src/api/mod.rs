@@ -24,7 +24,6 @@ use axum::Router;
 use axum::routing::get;
 use strata_promql::Engine;
 use strata_types::Matcher;
-use tokio::sync::Semaphore;
 
 pub use error::ApiError;
 use params::Params;
@@ -84,7 +83,7 @@ pub struct ApiState {
     /// Defaults.
     pub options: ApiOptions,
     /// `--query.max-concurrent`: every request that reads takes a permit.
-    pub gate: Arc<Semaphore>,
+    pub gate: strata_runtime::gate::Gate,
 }
 
 /// The API routes.

@@ -92,8 +92,9 @@ async fn run_query(
     + Send
     + 'static,
 ) -> Result<(QueryResult, Vec<String>), ApiError> {
-    let permit = Arc::clone(&state.gate)
-        .acquire_owned()
+    let permit = state
+        .gate
+        .enter()
         .await
         .map_err(|_| ApiError::new(ErrorClass::Unavailable, "querier is shutting down"))?;
     let flag = Arc::new(AtomicBool::new(false));
