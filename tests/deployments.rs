@@ -263,9 +263,17 @@ fn operator_and_chart_argument_lists_start_every_component() {
         "{query_metrics}"
     );
     assert!(query_metrics.contains(r#"grpc_client_started_total{grpc_method="Info""#));
+    let frontend_metrics = metrics(&frontend);
     assert!(
-        metrics(&frontend).contains(r#"handler="query-frontend""#),
+        frontend_metrics.contains(r#"handler="query-frontend""#),
         "frontend HTTP metrics"
+    );
+    // Thanos' frontend counters by operation (the dashboards' "requests by op").
+    assert!(
+        frontend_metrics.lines().any(|l| l
+            .starts_with(r#"thanos_query_frontend_queries_total{op="query"}"#)
+            && !l.ends_with(" 0")),
+        "{frontend_metrics}"
     );
     let sidecar_metrics = metrics(&sidecar);
     assert!(

@@ -13,6 +13,11 @@ pub use strata_cache::{CacheConfig, CacheConfigError};
 struct Metrics {
     requests: Counter,
     hits: Counter,
+    /// Thanos' (Cortex') names for the same lookups, which its dashboards read.
+    fetched_keys: Counter,
+    cortex_hits: Counter,
+    gets: Counter,
+    misses: Counter,
 }
 
 #[derive(Debug)]
@@ -75,6 +80,40 @@ impl ResultsCache {
             "Cache lookups of the query-range results cache that found an entry.",
             metrics.hits.clone(),
         );
+        // Thanos labels its results-cache metrics by tripperware (and cache name).
+        let thanos = registry.sub_registry_with_labels(
+            [
+                (
+                    std::borrow::Cow::Borrowed("name"),
+                    std::borrow::Cow::Borrowed("frontend-cache"),
+                ),
+                (
+                    std::borrow::Cow::Borrowed("tripperware"),
+                    std::borrow::Cow::Borrowed("query_range"),
+                ),
+            ]
+            .into_iter(),
+        );
+        thanos.register(
+            "cortex_cache_fetched_keys",
+            "Total count of keys requested from cache.",
+            metrics.fetched_keys.clone(),
+        );
+        thanos.register(
+            "cortex_cache_hits",
+            "Total count of keys found in cache.",
+            metrics.cortex_hits.clone(),
+        );
+        thanos.register(
+            "querier_cache_gets",
+            "The total number of Get calls",
+            metrics.gets.clone(),
+        );
+        thanos.register(
+            "querier_cache_misses",
+            "The total number of Get calls that had no valid entry",
+            metrics.misses.clone(),
+        );
         ResultsCache {
             backend: Arc::new(backend),
             metrics,
@@ -118,6 +157,8 @@ impl ResultsCache {
     /// The cached value of `key`.
     pub async fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.metrics.requests.inc();
+        self.metrics.fetched_keys.inc();
+        self.metrics.gets.inc();
         let found = match &*self.backend {
             Backend::None => None,
             Backend::InMemory(cache) => cache.get(key).map(|v| v.as_ref().clone()),
@@ -125,6 +166,9 @@ impl ResultsCache {
         };
         if found.is_some() {
             self.metrics.hits.inc();
+            self.metrics.cortex_hits.inc();
+        } else {
+            self.metrics.misses.inc();
         }
         found
     }

@@ -107,6 +107,8 @@ pub enum FrontendError {
 #[derive(Debug, Clone, Default)]
 struct Metrics {
     split_queries: Counter,
+    /// `thanos_query_frontend_queries_total{op}`.
+    queries: prometheus_client::metrics::family::Family<Vec<(&'static str, &'static str)>, Counter>,
     downstream_requests: Counter,
     retries: Counter,
 }
@@ -143,6 +145,20 @@ pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), Front
         "Retried downstream requests.",
         metrics.retries.clone(),
     );
+    registry.register(
+        "thanos_query_frontend_queries",
+        "Total queries passing through query frontend",
+        metrics.queries.clone(),
+    );
+    for op in [
+        "query",
+        "query_range",
+        "label_names",
+        "label_values",
+        "series",
+    ] {
+        let _ = metrics.queries.get_or_create(&vec![("op", op)]);
+    }
     let downstream = Downstream::new(
         &config.downstream_url,
         config.downstream_timeout,
@@ -165,6 +181,10 @@ pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), Front
         .route("/api/v1/label/{name}/values", any(labels::metadata_split))
         .route("/api/v1/series", any(labels::metadata_split))
         .fallback(proxy)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            count_query,
+        ))
         .with_state(state);
     let registry = Arc::new(Mutex::new(registry));
     // Thanos counts every request the frontend handles under one handler name.
@@ -219,6 +239,27 @@ async fn read_params(req: Request) -> Result<(HeaderMap, Vec<(String, String)>),
         params.extend(form_urlencoded::parse(&body).map(|(k, v)| (k.into_owned(), v.into_owned())));
     }
     Ok((headers, params))
+}
+
+/// Counts the request in `thanos_query_frontend_queries_total` by Thanos' operation names.
+async fn count_query(
+    State(state): State<Arc<FrontendState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let op = match path {
+        "/api/v1/query" => Some("query"),
+        "/api/v1/query_range" => Some("query_range"),
+        "/api/v1/labels" => Some("label_names"),
+        "/api/v1/series" => Some("series"),
+        p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => Some("label_values"),
+        _ => None,
+    };
+    if let Some(op) = op {
+        state.metrics.queries.get_or_create(&vec![("op", op)]).inc();
+    }
+    next.run(req).await
 }
 
 async fn proxy(State(state): State<Arc<FrontendState>>, req: Request) -> Response {
