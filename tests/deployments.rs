@@ -297,6 +297,35 @@ fn operator_and_chart_argument_lists_start_every_component() {
         store_metrics.contains(r#"grpc_server_handled_total{grpc_code="OK",grpc_method="Info",grpc_service="thanos.info.Info",grpc_type="unary"}"#),
         "{store_metrics}"
     );
+    // --query-frontend.log-queries-longer-than: Thanos' slow query line, with the query.
+    let slow_http = format!("127.0.0.1:{}", strata_e2e::free_port());
+    let slow_log = logs.join("slow-frontend.log");
+    let slow = StrataProcess::start_exact(
+        &[
+            "query-frontend".to_owned(),
+            format!("--http-address={slow_http}"),
+            format!("--query-frontend.downstream-url=http://{}", query.http),
+            "--query-frontend.log-queries-longer-than=-1".to_owned(),
+        ],
+        &slow_http,
+        "",
+        &[],
+        &slow_log,
+    );
+    let body = get_json(
+        &format!("http://{}", slow.http),
+        "/api/v1/query",
+        &[("query", "count(up)")],
+    );
+    assert_eq!(body["status"], "success", "{body}");
+    let text = std::fs::read_to_string(&slow_log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#"msg="slow query detected""#)
+                && l.contains("path=/api/v1/query")
+                && l.contains("param_query")),
+        "{text}"
+    );
     for log in [
         &sidecar_log,
         &store_log,

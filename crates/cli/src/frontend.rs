@@ -59,9 +59,14 @@ pub(crate) struct FrontendArgs {
     /// Accepted for compatibility; answers are gzip-compressed when the client accepts it.
     #[arg(long = "query-frontend.compress-responses", hide = true, num_args = 0..=1, default_missing_value = "true")]
     compress_responses: Option<String>,
-    /// Accepted for compatibility; not used.
-    #[arg(long = "query-frontend.log-queries-longer-than", hide = true)]
-    log_queries_longer_than: Option<String>,
+    /// Log queries that take longer than this ("slow query detected", with the query's
+    /// parameters, Grafana's dashboard and panel ids); 0 disables, a negative value logs all.
+    #[arg(
+        long = "query-frontend.log-queries-longer-than",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    log_queries_longer_than: String,
 }
 
 pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
@@ -78,6 +83,14 @@ pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
         downstream_url: args.downstream_url,
         http_address: args.http.http_address,
         route_prefix: args.web.route_prefix(),
+        log_queries_longer_than: match args.log_queries_longer_than.strip_prefix('-') {
+            // Negative: every query.
+            Some(_) => Some(std::time::Duration::ZERO),
+            None => {
+                Some(parse_duration(&args.log_queries_longer_than).map_err(anyhow::Error::msg)?)
+                    .filter(|d| !d.is_zero())
+            }
+        },
         split_interval: args.split_interval,
         align_range_with_step: args.align_range_with_step,
         max_retries: args.max_retries,

@@ -70,6 +70,8 @@ pub struct FrontendConfig {
     pub forward_headers: Vec<String>,
     /// `--web.route-prefix`: the API (and the proxy) are served under it.
     pub route_prefix: String,
+    /// `--query-frontend.log-queries-longer-than` (`None`: off; zero: every query).
+    pub log_queries_longer_than: Option<Duration>,
 }
 
 impl Default for FrontendConfig {
@@ -89,6 +91,7 @@ impl Default for FrontendConfig {
             max_response_body: 256 << 20,
             forward_headers: Vec::new(),
             route_prefix: String::new(),
+            log_queries_longer_than: None,
         }
     }
 }
@@ -259,7 +262,56 @@ async fn count_query(
     if let Some(op) = op {
         state.metrics.queries.get_or_create(&vec![("op", op)]).inc();
     }
-    next.run(req).await
+    let Some(threshold) = state
+        .config
+        .log_queries_longer_than
+        .filter(|_| op.is_some())
+    else {
+        return next.run(req).await;
+    };
+    let (method, path, dashboard, panel, host, params) = {
+        let header = |name: &str| {
+            req.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .map(|(k, v)| (format!("param_{k}"), v.into_owned()))
+                .collect();
+        (
+            req.method().to_string(),
+            req.uri().path().to_owned(),
+            header("X-Dashboard-Uid"),
+            header("X-Panel-Id"),
+            header("host"),
+            params,
+        )
+    };
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let taken = started.elapsed();
+    if taken >= threshold {
+        // Thanos' "slow query detected" line; the query's parameters as param_<name>.
+        let params = params
+            .iter()
+            .map(|(k, v)| format!("{k}={v:?}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        tracing::info!(
+            method = %method,
+            host = %host,
+            path = %path,
+            time_taken_ms = taken.as_millis() as u64,
+            grafana_dashboard_uid = %dashboard,
+            grafana_panel_id = %panel,
+            params = %params,
+            "slow query detected"
+        );
+    }
+    response
 }
 
 async fn proxy(State(state): State<Arc<FrontendState>>, req: Request) -> Response {
