@@ -33,6 +33,9 @@ server_tls = obj({"enabled": boolean, "secretName": string, "clientAuth": boolea
                   "minVersion": tls_version})
 persistence = obj({"enabled": boolean, "size": {"type": "string"}, "storageClass": string})
 extra_args = strings
+cache_type = {"type": "string", "enum": ["IN-MEMORY", "MEMCACHED"]}
+memcached = obj({"addresses": strings, "timeout": duration, "max_idle_connections": count,
+                 "max_item_size": {"type": "string"}, "expiration": duration})
 
 schema = {
     "$schema": "http://json-schema.org/draft-07/schema#",
@@ -61,6 +64,9 @@ schema = {
         "serviceMonitor": obj({"enabled": boolean, "interval": duration,
                                "scrapeTimeout": duration,
                                "labels": {"type": "object", "additionalProperties": string}}),
+        "memcached": obj({"enabled": boolean, "image": string, "replicas": count,
+                          "memoryMB": positive, "maxItemSize": {"type": "string"},
+                          "resources": resources}),
         "podSecurityContext": free,
         "containerSecurityContext": free,
         "query": obj({
@@ -78,8 +84,11 @@ schema = {
             "splitInterval": duration, "labelsSplitInterval": duration,
             "maxRetriesPerRequest": count, "maxQueryParallelism": positive,
             "responseCacheMaxFreshness": duration,
-            "responseCache": obj({"type": {"type": "string", "enum": ["IN-MEMORY", "MEMCACHED"]},
-                                  "config": free}, required=["type"]),
+            "responseCache": obj({"type": cache_type,
+                                  "inMemory": obj({"max_size": {"type": "string"},
+                                                   "max_size_items": count,
+                                                   "validity": duration}),
+                                  "memcached": memcached}, required=["type"]),
             "extraArgs": extra_args, "resources": resources, "service": service,
             "podDisruptionBudget": pdb, **scheduling,
         }),
@@ -90,6 +99,8 @@ schema = {
                 "existingSecret": {"type": "string", "minLength": 1},
                 "key": string,
             }, required=["name", "existingSecret"])},
+            "indexCache": obj({"type": cache_type, "memcached": memcached},
+                              required=["type"]),
             "indexCacheSize": size, "syncBlockDuration": duration,
             "seriesSampleLimit": count, "touchedSeriesLimit": count,
             "grpcServerTls": server_tls, "persistence": persistence,

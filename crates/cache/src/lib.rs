@@ -8,6 +8,7 @@
 //!   never fails the request it serves.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -212,14 +213,73 @@ enum Op {
     Set(String, Vec<u8>, i64),
 }
 
+/// How often `dns+` addresses are looked up again (Thanos' `dns_provider_update_interval`).
+const DNS_REFRESH: Duration = Duration::from_secs(10);
+
+/// The servers in use and when their addresses were last resolved.
+#[derive(Debug, Default)]
+struct ServerSet {
+    servers: Arc<Vec<Arc<Server>>>,
+    resolved_at: Option<std::time::Instant>,
+}
+
 /// A client for a set of memcached servers.
 #[derive(Debug)]
 pub struct Memcached {
-    servers: Vec<Server>,
+    /// The addresses as configured (`host:port` or `dns+host:port`).
+    configured: Vec<String>,
+    pool: usize,
+    set: Arc<std::sync::RwLock<ServerSet>>,
+    refreshing: Arc<std::sync::atomic::AtomicBool>,
     timeout: Duration,
     max_item_size: u64,
     expiration: Duration,
     failures: Family<OperationLabels, Counter>,
+}
+
+/// Resolves `configured` and installs the servers, keeping those whose address stays.
+async fn refresh(configured: &[String], pool: usize, set: &std::sync::RwLock<ServerSet>) {
+    let mut config = CacheConfig::Memcached {
+        addresses: configured.to_vec(),
+        timeout: Duration::ZERO,
+        max_idle_connections: pool,
+        max_item_size: 0,
+        expiration: Duration::ZERO,
+    };
+    resolve_addresses(&mut config).await;
+    let CacheConfig::Memcached { addresses, .. } = config else {
+        return;
+    };
+    let Ok(mut set) = set.write() else {
+        return;
+    };
+    set.resolved_at = Some(std::time::Instant::now());
+    let current: Vec<&str> = set.servers.iter().map(|s| s.address.as_str()).collect();
+    if current == addresses.iter().map(String::as_str).collect::<Vec<_>>() {
+        return;
+    }
+    if addresses.is_empty() && !current.is_empty() {
+        // A failed lookup keeps the servers that worked.
+        return;
+    }
+    let servers: Vec<Arc<Server>> = addresses
+        .iter()
+        .map(|a| {
+            set.servers
+                .iter()
+                .find(|s| &s.address == a)
+                .cloned()
+                .unwrap_or_else(|| {
+                    Arc::new(Server {
+                        address: a.clone(),
+                        clients: (0..pool.max(1)).map(|_| Mutex::new(None)).collect(),
+                        next: AtomicUsize::new(0),
+                    })
+                })
+        })
+        .collect();
+    tracing::info!(servers = ?addresses, "memcached servers");
+    set.servers = Arc::new(servers);
 }
 
 /// Keys asked in one `get` round trip at most.
@@ -239,16 +299,10 @@ impl Memcached {
             return None;
         };
         Some(Memcached {
-            servers: addresses
-                .iter()
-                .map(|a| Server {
-                    address: a.clone(),
-                    clients: (0..*max_idle_connections)
-                        .map(|_| Mutex::new(None))
-                        .collect(),
-                    next: AtomicUsize::new(0),
-                })
-                .collect(),
+            configured: addresses.clone(),
+            pool: *max_idle_connections,
+            set: Arc::default(),
+            refreshing: Arc::default(),
             timeout: *timeout,
             max_item_size: *max_item_size,
             expiration: *expiration,
@@ -265,12 +319,43 @@ impl Memcached {
         );
     }
 
-    fn server_index(&self, key: &str) -> Option<usize> {
-        if self.servers.is_empty() {
+    fn server_index(servers: &[Arc<Server>], key: &str) -> Option<usize> {
+        if servers.is_empty() {
             return None;
         }
         let h = xxhash_rust::xxh64::xxh64(key.as_bytes(), 0);
-        Some((h % self.servers.len() as u64) as usize)
+        Some((h % servers.len() as u64) as usize)
+    }
+
+    /// The servers to use now. Addresses are resolved on first use and, when `dns+` names
+    /// are configured, again in the background every [`DNS_REFRESH`] (memcached pods come
+    /// and go behind a headless Service); a server whose address stays keeps its connections.
+    async fn servers(&self) -> Arc<Vec<Arc<Server>>> {
+        let (servers, resolved_at) = match self.set.read() {
+            Ok(set) => (Arc::clone(&set.servers), set.resolved_at),
+            Err(_) => return Arc::default(),
+        };
+        let Some(at) = resolved_at else {
+            refresh(&self.configured, self.pool, &self.set).await;
+            return self
+                .set
+                .read()
+                .map(|s| Arc::clone(&s.servers))
+                .unwrap_or_default();
+        };
+        let uses_dns = self.configured.iter().any(|a| a.starts_with("dns+"));
+        if uses_dns && at.elapsed() >= DNS_REFRESH && !self.refreshing.swap(true, Ordering::AcqRel)
+        {
+            let (configured, pool) = (self.configured.clone(), self.pool);
+            let (set, refreshing) = (Arc::clone(&self.set), Arc::clone(&self.refreshing));
+            // One short lookup at a time, bounded by the resolver's own timeouts; its
+            // result or failure is logged.
+            tokio::spawn(async move {
+                refresh(&configured, pool, &set).await;
+                refreshing.store(false, Ordering::Release);
+            });
+        }
+        servers
     }
 
     /// Runs one operation on a pooled connection (connecting if needed); any failure drops
@@ -325,16 +410,17 @@ impl Memcached {
 
     /// The values found for `keys` (keys of at most 250 bytes, without spaces).
     pub async fn get_multi(&self, keys: &[String]) -> HashMap<String, Vec<u8>> {
-        let mut by_server: Vec<Vec<String>> = vec![Vec::new(); self.servers.len()];
+        let servers = self.servers().await;
+        let mut by_server: Vec<Vec<String>> = vec![Vec::new(); servers.len()];
         for key in keys {
-            if let Some(i) = self.server_index(key)
+            if let Some(i) = Self::server_index(&servers, key)
                 && let Some(list) = by_server.get_mut(i)
             {
                 list.push(key.clone());
             }
         }
         let mut calls = Vec::new();
-        for (server, keys) in self.servers.iter().zip(by_server) {
+        for (server, keys) in servers.iter().zip(by_server) {
             for batch in keys.chunks(GET_BATCH) {
                 calls.push(self.op(server, Op::GetMulti(batch.to_vec())));
             }
@@ -360,7 +446,8 @@ impl Memcached {
         if value.len() as u64 > self.max_item_size {
             return;
         }
-        let Some(server) = self.server_index(key).and_then(|i| self.servers.get(i)) else {
+        let servers = self.servers().await;
+        let Some(server) = Self::server_index(&servers, key).and_then(|i| servers.get(i)) else {
             return;
         };
         let ttl = i64::try_from(self.expiration.as_secs()).unwrap_or(86_400);
@@ -376,6 +463,34 @@ impl Memcached {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn dns_names_are_resolved_again_and_a_failed_lookup_keeps_the_servers() {
+        let set = std::sync::RwLock::new(ServerSet::default());
+        let names = [
+            "dns+localhost:11211".to_owned(),
+            "10.0.0.9:11211".to_owned(),
+        ];
+        refresh(&names, 2, &set).await;
+        let addresses = |set: &std::sync::RwLock<ServerSet>| -> Vec<String> {
+            set.read()
+                .unwrap()
+                .servers
+                .iter()
+                .map(|s| s.address.clone())
+                .collect()
+        };
+        let first = addresses(&set);
+        assert!(first.contains(&"127.0.0.1:11211".to_owned()), "{first:?}");
+        assert!(first.contains(&"10.0.0.9:11211".to_owned()), "{first:?}");
+        let before = Arc::clone(&set.read().unwrap().servers);
+        // The same answer: the same servers (and their connections) stay.
+        refresh(&names, 2, &set).await;
+        assert!(Arc::ptr_eq(&before, &set.read().unwrap().servers));
+        // A name that no longer resolves: the servers that worked are kept.
+        refresh(&["dns+nothing.invalid:11211".to_owned()], 2, &set).await;
+        assert_eq!(addresses(&set), first);
+    }
 
     #[test]
     fn parses_thanos_configs() {

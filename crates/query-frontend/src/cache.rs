@@ -120,11 +120,6 @@ impl ResultsCache {
         }
     }
 
-    /// Resolves `dns+host:port` memcached addresses (every A/AAAA record) once, at start.
-    pub async fn resolve_addresses(config: &mut CacheConfig) {
-        strata_cache::resolve_addresses(config).await;
-    }
-
     /// Entries held (in-memory cache only).
     pub fn entry_count(&self) -> u64 {
         match &*self.backend {

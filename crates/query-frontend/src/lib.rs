@@ -127,11 +127,8 @@ struct FrontendState {
 /// Runs the frontend until `shutdown` fires.
 pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), FrontendError> {
     let mut registry = Registry::default();
-    let mut cache_config = config.cache.clone();
-    if let Some(c) = cache_config.as_mut() {
-        ResultsCache::resolve_addresses(c).await;
-    }
-    let cache = ResultsCache::new(cache_config.as_ref(), &mut registry);
+    // `dns+` memcached addresses are resolved by the client, and again as they change.
+    let cache = ResultsCache::new(config.cache.as_ref(), &mut registry);
     let metrics = Metrics::default();
     registry.register(
         "thanos_frontend_split_queries",

@@ -124,11 +124,8 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         source,
     })?;
     let cache = match &config.index_cache {
-        Some(cache_config) => {
-            let mut cache_config = cache_config.clone();
-            strata_cache::resolve_addresses(&mut cache_config).await;
-            IndexCache::from_config(&cache_config, Some(&mut registry))
-        }
+        // `dns+` memcached addresses are resolved by the client, and again as they change.
+        Some(cache_config) => IndexCache::from_config(cache_config, Some(&mut registry)),
         None => IndexCache::new(config.index_cache_size, Some(&mut registry)),
     };
     let filter = FetchFilter {

@@ -239,3 +239,29 @@ spec:
 - --endpoint={{ . }}
 {{- end -}}
 {{- end -}}
+
+{{/* The chart's memcached, as the components reach it: every pod behind the headless
+Service. */}}
+{{- define "strata.memcachedAddress" -}}
+{{- printf "dns+%s.%s.svc.%s:11211" (include "strata.componentName" (dict "root" . "component" "memcached")) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* A cache config in Thanos' format from the chart's values (.cache: type, inMemory,
+memcached; .what names it in errors): only the chosen type's settings, MEMCACHED addresses
+defaulting to the chart's memcached. */}}
+{{- define "strata.cacheConfig" -}}
+{{- $c := .cache -}}
+{{- if eq $c.type "MEMCACHED" -}}
+{{- $m := deepCopy $c.memcached -}}
+{{- if not $m.addresses -}}
+{{- if .root.Values.memcached.enabled -}}
+{{- $_ := set $m "addresses" (list (include "strata.memcachedAddress" .root)) -}}
+{{- else -}}
+{{- fail (printf "%s: type MEMCACHED needs memcached.addresses or memcached.enabled=true" .what) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson (dict "type" "MEMCACHED" "config" $m) -}}
+{{- else -}}
+{{- toJson (dict "type" "IN-MEMORY" "config" (default dict $c.inMemory)) -}}
+{{- end -}}
+{{- end -}}
