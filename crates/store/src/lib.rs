@@ -191,8 +191,10 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
         }
     });
 
-    let address = config.grpc_address.clone();
-    tracing::info!(address = %address, "serving gRPC");
+    match grpc_listener.local_addr() {
+        Ok(address) => tracing::info!(address = %address, "serving gRPC"),
+        Err(_) => tracing::info!(address = %config.grpc_address, "serving gRPC"),
+    }
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
     let grpc = strata_storepb::serve::store_api_server(service, grpc_metrics)
