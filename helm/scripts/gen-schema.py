@@ -64,6 +64,16 @@ schema = {
         "serviceMonitor": obj({"enabled": boolean, "interval": duration,
                                "scrapeTimeout": duration,
                                "labels": {"type": "object", "additionalProperties": string}}),
+        "mixin": obj({
+            "jobs": obj({k: string for k in
+                         ("compact", "query", "queryFrontend", "sidecar", "store")}),
+            "prometheusRule": obj({"enabled": boolean, "labels": {
+                "type": "object", "additionalProperties": string}}),
+            "dashboards": obj({"enabled": boolean,
+                               "labels": {"type": "object", "additionalProperties": string},
+                               "annotations": {"type": "object",
+                                               "additionalProperties": string}}),
+        }),
         "memcached": obj({"enabled": boolean, "image": string, "replicas": count,
                           "memoryMB": positive, "maxItemSize": {"type": "string"},
                           "resources": resources}),

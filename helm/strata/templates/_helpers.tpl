@@ -170,7 +170,48 @@ spec:
       path: /metrics
       interval: {{ .root.Values.serviceMonitor.interval }}
       scrapeTimeout: {{ .root.Values.serviceMonitor.scrapeTimeout }}
+      relabelings:
+        # One job per kind of component, as the shipped alerts and dashboards select it.
+        - action: replace
+          targetLabel: job
+          replacement: {{ include "strata.job" . }}
 {{- end }}
+{{- end -}}
+
+{{/* The job label of .component's metrics: <fullname>-compact, -query, -query-frontend,
+-store, -sidecar, and -observee-query for every observee querier (Thanos' names, which the
+mixin's default selectors follow). */}}
+{{- define "strata.job" -}}
+{{- $kinds := dict "compactor" "compact" "store-gateway" "store" "query" "query" "query-frontend" "query-frontend" "sidecar" "sidecar" -}}
+{{- $kind := .component -}}
+{{- if hasKey $kinds $kind -}}
+{{- $kind = get $kinds $kind -}}
+{{- else if hasPrefix "query-" $kind -}}
+{{- $kind = "observee-query" -}}
+{{- end -}}
+{{- printf "%s-%s" (include "strata.fullname" .root) $kind -}}
+{{- end -}}
+
+{{/* The job regex the shipped rules and dashboards select for .kind (compact, query,
+queryFrontend, sidecar, store): mixin.jobs.<kind> if set, else the ServiceMonitors' job. */}}
+{{- define "strata.jobSelector" -}}
+{{- $override := get .root.Values.mixin.jobs .kind -}}
+{{- if $override -}}
+{{- $override -}}
+{{- else if eq .kind "query" -}}
+{{- printf "%s-(observee-)?query" (include "strata.fullname" .root) -}}
+{{- else -}}
+{{- include "strata.job" (dict "root" .root "component" (get (dict "compact" "compactor" "queryFrontend" "query-frontend" "sidecar" "sidecar" "store" "store-gateway") .kind)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Text of a generated mixin file with its __STRATA_JOB_*__ placeholders replaced. */}}
+{{- define "strata.mixinFile" -}}
+{{- $text := .root.Files.Get .path -}}
+{{- range $kind, $placeholder := dict "compact" "COMPACT" "query" "QUERY" "queryFrontend" "QUERY_FRONTEND" "sidecar" "SIDECAR" "store" "STORE" -}}
+{{- $text = replace (printf "__STRATA_JOB_%s__" $placeholder) (include "strata.jobSelector" (dict "root" $.root "kind" $kind)) $text -}}
+{{- end -}}
+{{- $text -}}
 {{- end -}}
 
 {{/* A PodDisruptionBudget for the pods of .component when .pdb.enabled. */}}
