@@ -16,7 +16,13 @@ What changes from Thanos':
 - the dashboards' "Resources" row reads the Go runtime (go_memstats_*, go_goroutines,
   go_gc_duration_seconds), which a Rust process does not have: it shows process_* instead
   (resident and virtual memory, CPU, open file descriptors);
-- dashboard titles read "Strata / …" and uids differ from Thanos', so both can be installed.
+- dashboard titles read "Strata / …" and uids differ from Thanos', so both can be installed;
+- two compactor panels read names Thanos renamed long ago (its mixin drifted from its code):
+  thanos_compact_downsample_failed_total is thanos_compact_downsample_failures_total, and
+  thanos_compact_blocks_marked_for_deletion_total is thanos_compact_blocks_marked_total
+  with marker="deletion-mark.json" (Thanos' CHANGELOG, #3410);
+- the store's series-operation quantiles read four histograms by their bare names (native
+  histograms); over the classic histograms Thanos and Strata expose they read NAME_bucket.
 
 helm/check runs this and fails when the committed files differ from its output.
 """
@@ -41,6 +47,14 @@ COMPONENTS = {
     "store": "STORE",
 }
 LEFT_OUT = ("receive", "rule", "bucket-replicate")
+# Names in Thanos' dashboards that its code no longer exposes -> what it exposes.
+RENAMED = (
+    ("thanos_compact_downsample_failed_total{", "thanos_compact_downsample_failures_total{"),
+    (
+        "thanos_compact_blocks_marked_for_deletion_total{",
+        'thanos_compact_blocks_marked_total{marker=\\"deletion-mark.json\\", ',
+    ),
+)
 
 
 def placeholders(text):
@@ -166,6 +180,15 @@ def dashboards():
         d["tags"] = sorted(set(d.get("tags", [])) | {"strata"})
         text = json.dumps(d, indent=2, sort_keys=True).replace('"Thanos / ', '"Strata / ')
         text = placeholders(text) + "\n"
+        for stale, current in RENAMED:
+            text = text.replace(stale, current)
+        # Quantiles over a bare histogram name read Prometheus' native histograms; Thanos
+        # (and Strata) expose these as classic histograms, whose buckets are NAME_bucket.
+        text = re.sub(
+            r"rate\((thanos_bucket_store_series_(?:blocks_queried|data_fetched|data_touched|result_series))\{",
+            r"rate(\1_bucket{",
+            text,
+        )
         assert "go_" not in re.sub(r"[a-z]go_", "", text), f"{component}: Go runtime metrics left"
         assert "thanos-" not in text.replace("thanos-io", "").replace("thanos-mixin", ""), f"{component}: a Thanos job left"
         out[component] = text

@@ -22,7 +22,7 @@ use strata_tsdb::{BlockMeta, BlockReader};
 use strata_types::Labels;
 use ulid::Ulid;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, resolution_label};
 use crate::planner::{PlanMeta, RANGES, overlapping, plan};
 
 /// Settings of one compactor (what `strata compact` flags set).
@@ -188,10 +188,19 @@ impl Compactor {
             relabel: self.options.relabel.clone(),
             ignore_deletion_marks_delay: Duration::ZERO,
         };
-        let mut result = self.fetcher.fetch(&filter).await?;
+        self.metrics.meta_syncs.inc();
+        let started = std::time::Instant::now();
+        let fetched = self.fetcher.fetch(&filter).await;
+        self.metrics
+            .meta_sync_duration
+            .observe(started.elapsed().as_secs_f64());
+        let mut result = fetched.inspect_err(|_| {
+            self.metrics.meta_sync_failures.inc();
+        })?;
         // A pass on an incomplete view could plan around, or delete, blocks it could not
         // read: skip it (the next one retries), as Thanos does.
         if !result.is_complete() {
+            self.metrics.meta_sync_failures.inc();
             let reasons: Vec<String> = result
                 .failures
                 .iter()
@@ -252,6 +261,9 @@ impl Compactor {
         loop {
             let synced = self.sync().await?;
             let groups = self.groups(&synced);
+            for group in &groups {
+                self.metrics.init_group(group.resolution);
+            }
             let mut jobs = Vec::new();
             report.overlapping_groups.clear();
             for group in groups {
@@ -286,16 +298,17 @@ impl Compactor {
                 break;
             }
             total += jobs.len();
-            let results: Vec<(String, Result<Option<Ulid>, CompactError>)> =
+            let results: Vec<(String, i64, Result<Option<Ulid>, CompactError>)> =
                 futures::stream::iter(jobs)
                     .map(|(group, plan, vertical)| async move {
                         let key = group.key.clone();
-                        (key, self.compact_group(&group, &plan, vertical).await)
+                        let result = self.compact_group(&group, &plan, vertical).await;
+                        (key, group.resolution, result)
                     })
                     .buffer_unordered(self.options.concurrency.max(1))
                     .collect()
                     .await;
-            for (key, result) in results {
+            for (key, resolution, result) in results {
                 match result {
                     Ok(Some(id)) => report.compacted.push(id),
                     Ok(None) => {}
@@ -303,7 +316,7 @@ impl Compactor {
                         tracing::error!(group = %key, error = %e, "compaction failed; the group is retried next pass");
                         self.metrics
                             .compaction_failures
-                            .get_or_create(&vec![("group", key.clone())])
+                            .get_or_create(&vec![("resolution", resolution_label(resolution))])
                             .inc();
                         failures.push(format!("group {key}: {e}"));
                         failed_groups.insert(key);
@@ -541,12 +554,12 @@ impl Compactor {
         }
         self.metrics
             .compactions
-            .get_or_create(&vec![("group", group.key.clone())])
+            .get_or_create(&vec![("resolution", resolution_label(group.resolution))])
             .inc();
         if vertical {
             self.metrics
                 .vertical_compactions
-                .get_or_create(&vec![("group", group.key.clone())])
+                .get_or_create(&vec![("resolution", resolution_label(group.resolution))])
                 .inc();
         }
         let _ = std::fs::remove_dir_all(&work);
@@ -574,6 +587,9 @@ impl Compactor {
                 done.insert((labels.clone(), source.clone()));
             }
         }
+        for meta in synced.metas.values() {
+            self.metrics.init_downsample(strata_block::resolution(meta));
+        }
         for (id, meta) in &synced.metas {
             if strata_block::resolution(meta) != from || meta.max_time - meta.min_time < min_span {
                 continue;
@@ -594,7 +610,15 @@ impl Compactor {
             {
                 continue;
             }
-            let new_id = self.downsample_block(*id, meta, to).await?;
+            let new_id = self
+                .downsample_block(*id, meta, to)
+                .await
+                .inspect_err(|_| {
+                    self.metrics
+                        .downsample_failures
+                        .get_or_create(&vec![("resolution", resolution_label(from))])
+                        .inc();
+                })?;
             if let Some(new_id) = new_id {
                 report.downsampled.push(new_id);
             }
@@ -655,7 +679,10 @@ impl Compactor {
                 );
                 self.metrics
                     .downsamples
-                    .get_or_create(&vec![("resolution", to.to_string())])
+                    .get_or_create(&vec![(
+                        "resolution",
+                        resolution_label(strata_block::resolution(meta)),
+                    )])
                     .inc();
                 Some(new_id)
             }
@@ -700,6 +727,22 @@ impl Compactor {
     /// Marks blocks whose sources another block holds (left behind by an interrupted
     /// compaction, or duplicates) for deletion.
     async fn garbage_collect(
+        &self,
+        synced: &FetchResult,
+        report: &mut PassReport,
+    ) -> Result<(), CompactError> {
+        self.metrics.garbage_collections.inc();
+        let started = std::time::Instant::now();
+        let result = self.mark_duplicates(synced, report).await;
+        self.metrics
+            .garbage_collection_duration
+            .observe(started.elapsed().as_secs_f64());
+        result.inspect_err(|_| {
+            self.metrics.garbage_collection_failures.inc();
+        })
+    }
+
+    async fn mark_duplicates(
         &self,
         synced: &FetchResult,
         report: &mut PassReport,

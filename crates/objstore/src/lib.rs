@@ -192,6 +192,7 @@ impl Bucket {
         };
         let metrics = Metrics::new();
         if let Some(registry) = registry {
+            metrics.init(&name);
             metrics.register(registry);
         }
         Ok(Bucket {

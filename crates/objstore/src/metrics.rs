@@ -9,6 +9,17 @@ use std::sync::atomic::AtomicU64;
 
 type OpLabels = Vec<(&'static str, String)>;
 
+/// The operations Thanos' objstore counts, by their label values.
+const OPERATIONS: [&str; 7] = [
+    "get",
+    "get_range",
+    "exists",
+    "iter",
+    "attributes",
+    "upload",
+    "delete",
+];
+
 #[derive(Debug, Clone)]
 pub(crate) struct Metrics {
     operations: Family<OpLabels, Counter>,
@@ -29,6 +40,22 @@ impl Metrics {
             duration: Family::new_with_constructor(duration_histogram),
             last_upload: Family::default(),
         }
+    }
+
+    /// Every operation's series at zero, and the last upload time at 0, as Thanos creates
+    /// them for a bucket: rates and "has not run" alerts have a series before the first
+    /// failure or upload.
+    pub(crate) fn init(&self, bucket: &str) {
+        for operation in OPERATIONS {
+            let labels = Self::labels(bucket, operation);
+            drop(self.operations.get_or_create(&labels));
+            drop(self.failures.get_or_create(&labels));
+            drop(self.duration.get_or_create(&labels));
+        }
+        drop(
+            self.last_upload
+                .get_or_create(&vec![("bucket", bucket.to_owned())]),
+        );
     }
 
     pub(crate) fn register(&self, registry: &mut Registry) {

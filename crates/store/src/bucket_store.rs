@@ -9,6 +9,7 @@ use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use strata_objstore::Bucket;
 use strata_types::{Labels, Matcher};
@@ -30,6 +31,20 @@ struct Metrics {
     meta_synced: Family<Vec<(&'static str, &'static str)>, Gauge<i64, AtomicI64>>,
     meta_syncs: Counter,
     meta_sync_failures: Counter,
+    meta_sync_duration: SyncDuration,
+    block_drop_failures: Counter,
+}
+
+/// `thanos_blocks_meta_sync_duration_seconds`, with Thanos' buckets.
+#[derive(Debug, Clone)]
+struct SyncDuration(Histogram);
+
+impl Default for SyncDuration {
+    fn default() -> Self {
+        SyncDuration(Histogram::new([
+            0.01, 1.0, 10.0, 100.0, 300.0, 600.0, 1000.0,
+        ]))
+    }
 }
 
 impl Metrics {
@@ -68,6 +83,16 @@ impl Metrics {
             "thanos_blocks_meta_sync_failures",
             "Total blocks metadata synchronization failures",
             self.meta_sync_failures.clone(),
+        );
+        registry.register(
+            "thanos_blocks_meta_sync_duration_seconds",
+            "Duration of the blocks metadata synchronization in seconds",
+            self.meta_sync_duration.0.clone(),
+        );
+        registry.register(
+            "thanos_bucket_store_block_drop_failures",
+            "Total number of local blocks that failed to be dropped.",
+            self.block_drop_failures.clone(),
         );
     }
 }
@@ -129,7 +154,13 @@ impl BucketStore {
     /// fails to load is logged, counted and skipped; the others keep being served.
     pub async fn sync(&self) -> Result<SyncStats, strata_objstore::Error> {
         self.metrics.meta_syncs.inc();
-        let fetched = match self.fetcher.fetch(&self.filter).await {
+        let started = std::time::Instant::now();
+        let fetched = self.fetcher.fetch(&self.filter).await;
+        self.metrics
+            .meta_sync_duration
+            .0
+            .observe(started.elapsed().as_secs_f64());
+        let fetched = match fetched {
             Ok(f) => f,
             Err(e) => {
                 self.metrics.meta_sync_failures.inc();
@@ -216,6 +247,7 @@ impl BucketStore {
             if let Err(e) = tokio::fs::remove_dir_all(&dir).await
                 && e.kind() != std::io::ErrorKind::NotFound
             {
+                self.metrics.block_drop_failures.inc();
                 tracing::warn!(block = %id, error = %e, "removing local block files failed");
             }
         }

@@ -92,15 +92,29 @@ pub struct IndexCache {
     writes: Arc<tokio::sync::Semaphore>,
     requests: Family<ItemLabels, Counter>,
     hits: Family<ItemLabels, Counter>,
+    added: Family<ItemLabels, Counter>,
+    evicted: Family<ItemLabels, Counter>,
 }
+
+/// The item types this cache holds, by Thanos' label values.
+const ITEM_TYPES: [&str; 2] = ["Postings", "Series"];
 
 impl IndexCache {
     /// A cache holding at most `max_bytes` (0 disables it).
     pub fn new(max_bytes: u64, registry: Option<&mut Registry>) -> IndexCache {
+        let evicted: Family<ItemLabels, Counter> = Family::default();
+        let on_evict = evicted.clone();
         let cache = (max_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_k: &Key, v: &Value| v.weight())
+                .eviction_listener(move |key: Arc<Key>, _value, cause| {
+                    if cause.was_evicted() {
+                        on_evict
+                            .get_or_create(&vec![("item_type", Self::item_type(&key))])
+                            .inc();
+                    }
+                })
                 .build()
         });
         let this = IndexCache {
@@ -109,6 +123,8 @@ impl IndexCache {
             writes: Arc::new(tokio::sync::Semaphore::new(REMOTE_WRITES)),
             requests: Family::default(),
             hits: Family::default(),
+            added: Family::default(),
+            evicted,
         };
         this.register(registry);
         this
@@ -131,6 +147,8 @@ impl IndexCache {
                     writes: Arc::new(tokio::sync::Semaphore::new(REMOTE_WRITES)),
                     requests: Family::default(),
                     hits: Family::default(),
+                    added: Family::default(),
+                    evicted: Family::default(),
                 };
                 if let Some(registry) = registry {
                     if let Some(remote) = &this.remote {
@@ -145,6 +163,23 @@ impl IndexCache {
 
     fn register(&self, registry: Option<&mut Registry>) {
         if let Some(registry) = registry {
+            // Every item type's series from the start, as Thanos' caches create them.
+            for item_type in ITEM_TYPES {
+                let labels = vec![("item_type", item_type)];
+                for family in [&self.requests, &self.hits, &self.added, &self.evicted] {
+                    drop(family.get_or_create(&labels));
+                }
+            }
+            registry.register(
+                "thanos_store_index_cache_items_added",
+                "Total number of items that were added to the index cache.",
+                self.added.clone(),
+            );
+            registry.register(
+                "thanos_store_index_cache_items_evicted",
+                "Total number of items that were evicted from the index cache.",
+                self.evicted.clone(),
+            );
             registry.register(
                 "thanos_store_index_cache_requests",
                 "Total number of items requests to the cache.",
@@ -195,6 +230,9 @@ impl IndexCache {
 
     pub(crate) fn insert(&self, key: Key, value: Value) {
         if let Some(cache) = &self.cache {
+            self.added
+                .get_or_create(&vec![("item_type", Self::item_type(&key))])
+                .inc();
             cache.insert(key.clone(), value.clone());
         }
         let Some(remote) = &self.remote else {

@@ -10,6 +10,7 @@
 pub mod block;
 pub mod bucket_store;
 mod cache;
+mod series_metrics;
 pub mod service;
 
 use std::path::PathBuf;

@@ -41,6 +41,7 @@ use tonic::{Request, Response, Status};
 
 use crate::block::{BlockError, BucketBlock};
 use crate::bucket_store::{BucketStore, block_matches, select_blocks};
+use crate::series_metrics::{SeriesMetrics, SeriesStats};
 
 /// Series read per postings batch from one block.
 const SERIES_BATCH: usize = 10_000;
@@ -68,6 +69,7 @@ pub struct StoreService {
     store: Arc<BucketStore>,
     limits: Limits,
     gate: strata_runtime::gate::Gate,
+    metrics: Option<SeriesMetrics>,
 }
 
 impl StoreService {
@@ -77,17 +79,21 @@ impl StoreService {
             store,
             limits,
             gate: strata_runtime::gate::Gate::new(max_concurrency, "series_gate", None),
+            metrics: None,
         }
     }
 
     /// As [`StoreService::new`], the gate's waits and holders counted in `registry`
-    /// (`thanos_bucket_store_series_gate_*`, as Thanos).
+    /// (`thanos_bucket_store_series_gate_*`, as Thanos), and every Series call's
+    /// histograms (`thanos_bucket_store_series_*`, see [`crate::series_metrics`]).
     pub fn with_metrics(
         store: Arc<BucketStore>,
         limits: Limits,
         max_concurrency: usize,
         registry: &mut prometheus_client::registry::Registry,
     ) -> StoreService {
+        let metrics = SeriesMetrics::new();
+        metrics.register(registry);
         StoreService {
             store,
             limits,
@@ -96,6 +102,7 @@ impl StoreService {
                 "thanos_bucket_store_series_gate",
                 Some(registry),
             ),
+            metrics: Some(metrics),
         }
     }
 }
@@ -118,6 +125,10 @@ type Batch = Result<Frame, Status>;
 /// What a request has touched so far, over all its blocks.
 #[derive(Debug, Default)]
 struct Counters {
+    /// Postings expanded (series references), over all blocks.
+    postings: AtomicU64,
+    /// Series entries read from the index.
+    series_read: AtomicU64,
     series: AtomicU64,
     samples: AtomicU64,
     chunks: AtomicU64,
@@ -276,6 +287,9 @@ impl BlockQuery {
                 .await
                 .map_err(block_status)?
         };
+        self.counters
+            .postings
+            .fetch_add(refs.len() as u64, Ordering::Relaxed);
         let mut order = Reorder::new(self.block.ext_labels().clone(), self.strip.clone());
         let mut ready: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         for batch in refs.chunks(SERIES_BATCH) {
@@ -283,6 +297,9 @@ impl BlockQuery {
                 let _permit = self.fetch_permit().await?;
                 self.block.series(batch).await.map_err(block_status)?
             };
+            self.counters
+                .series_read
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
             for entry in entries {
                 let chunks: Vec<ChunkMeta> = entry
                     .chunks
@@ -444,8 +461,16 @@ fn status_from_text(text: &str) -> Status {
     }
 }
 
+/// What [`merge_and_send`] reports to the Series histograms when the call ends.
+struct Observe {
+    metrics: Option<SeriesMetrics>,
+    counters: Arc<Counters>,
+    started: std::time::Instant,
+}
+
 /// Merges the blocks' sorted streams into one sorted stream of frames; owns the block
 /// tasks (dropped, and so stopped, when the client goes away).
+#[allow(clippy::too_many_arguments)]
 async fn merge_and_send(
     inputs: Vec<(String, mpsc::Receiver<Batch>)>,
     tasks: JoinSet<()>,
@@ -453,9 +478,11 @@ async fn merge_and_send(
     batch_size: usize,
     limit: usize,
     queried: Vec<String>,
+    observe: Observe,
     _permit: strata_runtime::gate::Turn,
 ) {
     let _tasks = tasks;
+    let mut heads_ready: Option<std::time::Instant> = None;
     let mut merge = SeriesMerge::new(
         inputs
             .into_iter()
@@ -466,7 +493,10 @@ async fn merge_and_send(
     let mut sent = 0usize;
     while let Some(item) = merge.next().await {
         let (labels, chunks) = match item {
-            Ok(item) => item,
+            Ok(item) => {
+                heads_ready.get_or_insert_with(std::time::Instant::now);
+                item
+            }
             Err(strata_storepb::merge::MergeError::Input(text)) => {
                 let _ = out.send(Err(status_from_text(&text))).await;
                 return;
@@ -476,6 +506,9 @@ async fn merge_and_send(
                 return;
             }
         };
+        if let Some(metrics) = &observe.metrics {
+            metrics.sent_series(chunks.iter().map(prost::Message::encoded_len).sum());
+        }
         batch.push(Series {
             labels: labels_to_proto(&labels),
             chunks,
@@ -492,6 +525,20 @@ async fn merge_and_send(
     }
     if !batch.is_empty() && !send_series(&out, std::mem::take(&mut batch), batch_size).await {
         return;
+    }
+    if let Some(metrics) = &observe.metrics {
+        let now = std::time::Instant::now();
+        let heads = heads_ready.unwrap_or(now);
+        let c = &observe.counters;
+        metrics.observe(&SeriesStats {
+            blocks: queried.len() as u64,
+            postings: c.postings.load(Ordering::Relaxed),
+            series: c.series_read.load(Ordering::Relaxed),
+            chunks: c.chunks.load(Ordering::Relaxed),
+            result_series: sent as u64,
+            get_all_seconds: heads.duration_since(observe.started).as_secs_f64(),
+            merge_seconds: now.duration_since(heads).as_secs_f64(),
+        });
     }
     let hints = hintspb::SeriesResponseHints {
         queried_blocks: queried
@@ -517,6 +564,7 @@ impl Store for StoreService {
         &self,
         request: Request<SeriesRequest>,
     ) -> Result<Response<Self::SeriesStream>, Status> {
+        let started = std::time::Instant::now();
         let req = request.into_inner();
         let matchers = matchers_from_proto(&req.matchers)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -570,8 +618,15 @@ impl Store for StoreService {
             tasks.spawn(query.run(tx));
             inputs.push((name, rx));
         }
+        let observe = Observe {
+            metrics: self.metrics.clone(),
+            counters,
+            started,
+        };
         let out_rx = spawn_producer("store gateway Series".to_owned(), 16, |out_tx| {
-            merge_and_send(inputs, tasks, out_tx, batch_size, limit, queried, permit)
+            merge_and_send(
+                inputs, tasks, out_tx, batch_size, limit, queried, observe, permit,
+            )
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
