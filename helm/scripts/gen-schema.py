@@ -27,6 +27,9 @@ component_sa = obj({"name": string, "annotations": annotations})
 scheduling = {"nodeSelector": {"type": "object", "additionalProperties": string},
               "tolerations": {"type": "array"}, "affinity": free,
               "podAnnotations": annotations, "serviceAccount": component_sa}
+autoscaling = obj({"enabled": boolean, "minReplicas": positive, "maxReplicas": positive,
+                   "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 0},
+                   "targetMemoryUtilizationPercentage": {"type": "integer", "minimum": 0}})
 pdb = obj({"enabled": boolean, "maxUnavailable": {"type": ["integer", "string"]}})
 service = obj({"type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]}})
 server_tls = obj({"enabled": boolean, "secretName": string, "clientAuth": boolean,
@@ -64,6 +67,11 @@ schema = {
         "serviceMonitor": obj({"enabled": boolean, "interval": duration,
                                "scrapeTimeout": duration,
                                "labels": {"type": "object", "additionalProperties": string}}),
+        "networkPolicy": obj({
+            "enabled": boolean, "allowExternal": boolean,
+            "httpFrom": {"type": "array", "items": {"type": "object"}},
+            "ingressControllerNamespaceSelector": {"type": "object"},
+        }),
         "mixin": obj({
             "jobs": obj({k: string for k in
                          ("compact", "query", "queryFrontend", "sidecar", "store")}),
@@ -85,9 +93,9 @@ schema = {
             "deduplicationFunc": {"type": "string", "enum": ["penalty", "chain"]},
             "timeout": duration, "maxSamples": positive, "lookbackDelta": duration,
             "extraEndpoints": strings,
-            "grpcServerTls": server_tls,
+            "grpcServerTls": server_tls, "storeClientTls": obj({"secretName": string}),
             "extraArgs": extra_args, "resources": resources, "service": service,
-            "podDisruptionBudget": pdb, **scheduling,
+            "podDisruptionBudget": pdb, "autoscaling": autoscaling, **scheduling,
         }),
         "queryFrontend": obj({
             "enabled": boolean, "replicas": count, "downstreamUrl": string,
@@ -100,7 +108,7 @@ schema = {
                                                    "validity": duration}),
                                   "memcached": memcached}, required=["type"]),
             "extraArgs": extra_args, "resources": resources, "service": service,
-            "podDisruptionBudget": pdb, **scheduling,
+            "podDisruptionBudget": pdb, "autoscaling": autoscaling, **scheduling,
         }),
         "storeGateway": obj({
             "enabled": boolean, "shards": positive, "replicasPerShard": count,
@@ -113,7 +121,8 @@ schema = {
                               required=["type"]),
             "indexCacheSize": size, "syncBlockDuration": duration,
             "seriesSampleLimit": count, "touchedSeriesLimit": count,
-            "grpcServerTls": server_tls, "persistence": persistence,
+            "grpcServerTls": obj({**server_tls["properties"], "serverName": string}),
+            "persistence": persistence,
             "extraArgs": extra_args, "resources": resources,
             "podDisruptionBudget": pdb, **scheduling,
         }),
@@ -140,6 +149,8 @@ schema = {
                 "verifyDepth": positive,
                 "annotations": {"type": "object", "additionalProperties": string},
             }),
+            "query": obj({"enabled": boolean, "replicas": count, "podDisruptionBudget": pdb,
+                          "resources": resources, "extraArgs": strings}),
         }),
         "observees": {"type": "array", "items": obj({
             "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},

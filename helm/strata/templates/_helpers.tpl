@@ -179,10 +179,10 @@ spec:
 {{- end -}}
 
 {{/* The job label of .component's metrics: <fullname>-compact, -query, -query-frontend,
--store, -sidecar, and -observee-query for every observee querier (Thanos' names, which the
-mixin's default selectors follow). */}}
+-store, -sidecar, -sidecar-query, and -observee-query for every observee querier (Thanos'
+names, which the mixin's default selectors follow). */}}
 {{- define "strata.job" -}}
-{{- $kinds := dict "compactor" "compact" "store-gateway" "store" "query" "query" "query-frontend" "query-frontend" "sidecar" "sidecar" -}}
+{{- $kinds := dict "compactor" "compact" "store-gateway" "store" "query" "query" "query-frontend" "query-frontend" "sidecar" "sidecar" "sidecar-query" "sidecar-query" -}}
 {{- $kind := .component -}}
 {{- if hasKey $kinds $kind -}}
 {{- $kind = get $kinds $kind -}}
@@ -199,7 +199,7 @@ queryFrontend, sidecar, store): mixin.jobs.<kind> if set, else the ServiceMonito
 {{- if $override -}}
 {{- $override -}}
 {{- else if eq .kind "query" -}}
-{{- printf "%s-(observee-)?query" (include "strata.fullname" .root) -}}
+{{- printf "%s-((observee|sidecar)-)?query" (include "strata.fullname" .root) -}}
 {{- else -}}
 {{- include "strata.job" (dict "root" .root "component" (get (dict "compact" "compactor" "queryFrontend" "query-frontend" "sidecar" "sidecar" "store" "store-gateway") .kind)) -}}
 {{- end -}}
@@ -264,10 +264,27 @@ spec:
 {{- $ns := .Release.Namespace -}}
 {{- $domain := .Values.clusterDomain -}}
 {{- if .Values.storeGateway.enabled -}}
+{{- $tls := .Values.storeGateway.grpcServerTls -}}
+{{- $sd := list -}}
 {{- range $b := include "strata.storeBuckets" $root | fromJsonArray -}}
-{{- range $i := until (int $root.Values.storeGateway.shards) }}
-- --endpoint=dns+{{ include "strata.storeName" (dict "root" $root "bucket" $b.name "shard" $i) }}.{{ $ns }}.svc.{{ $domain }}:10901
+{{- range $i := until (int $root.Values.storeGateway.shards) -}}
+{{- $host := printf "%s.%s.svc.%s" (include "strata.storeName" (dict "root" $root "bucket" $b.name "shard" $i)) $ns $domain -}}
+{{- if $tls.enabled -}}
+{{- $t := dict "enabled" true "ca_file" "/etc/strata/store-client-tls/ca.crt" -}}
+{{- if $tls.clientAuth -}}
+{{- $_ := set $t "cert_file" "/etc/strata/store-client-tls/tls.crt" -}}
+{{- $_ := set $t "key_file" "/etc/strata/store-client-tls/tls.key" -}}
 {{- end -}}
+{{- $sd = append $sd (dict "address" (printf "dns+%s:10901" $host) "client_config" (dict "server_name" (default $host $tls.serverName) "tls_config" $t)) -}}
+{{- else }}
+- --endpoint=dns+{{ $host }}:10901
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $sd }}
+{{- /* TLS store gateways: Thanos' endpoint config gives them client TLS and their
+server name, while other endpoints keep the plain --grpc-client settings. */}}
+- --endpoint.sd-config={{ dict "endpoints" $sd | toJson }}
 {{- end -}}
 {{- end -}}
 {{- range .Values.observees }}
