@@ -128,6 +128,11 @@ impl StrataProcess {
         StrataProcess::spawn(args, false, None)
     }
 
+    /// As [`StrataProcess::start_http_only`], with info-level logs written to `log`.
+    pub fn start_http_only_logged(args: &[&str], log: &std::path::Path) -> StrataProcess {
+        StrataProcess::spawn(args, false, Some(log))
+    }
+
     /// Starts the process on free ports. A port picked free can be taken before the child
     /// binds it (by another test's server, or as the local port of an outgoing connection),
     /// so a process that exits before it is ready is started again on other ports, twice.

@@ -18,7 +18,7 @@ pub(crate) struct CompactArgs {
     #[command(flatten)]
     http: crate::flags::HttpServerArgs,
     #[command(flatten)]
-    tracing: crate::flags::TracingArgs,
+    pub(crate) tracing: crate::flags::TracingArgs,
     /// Keep running: a pass every --wait-interval. Without it, one pass, and the exit
     /// status says whether it succeeded.
     #[arg(short = 'w', long = "wait")]
@@ -74,7 +74,6 @@ pub(crate) struct CompactArgs {
 
 pub(crate) fn run(args: CompactArgs) -> anyhow::Result<bool> {
     args.http.check()?;
-    args.tracing.apply()?;
     let bucket_yaml = args.objstore.required_yaml()?;
     let relabel_yaml = args.relabel.yaml()?;
     let relabel = strata_block::Relabel::from_yaml(&relabel_yaml)?;

@@ -266,32 +266,102 @@ pub(crate) struct TracingArgs {
 }
 
 impl TracingArgs {
-    /// Reads the config and warns that its exporter is not used.
-    pub(crate) fn apply(&self) -> anyhow::Result<()> {
+    /// The exporter config from `--tracing.config(-file)`: `None` without one, `Err` inside
+    /// when it names something Strata does not implement (logged as a warning: tracing stays
+    /// off, the component starts), an error when the flags themselves are wrong.
+    pub(crate) fn config(
+        &self,
+        component: &str,
+    ) -> anyhow::Result<Option<Result<strata_runtime::trace::OtlpConfig, String>>> {
         let Some(text) = path_or_content(
             self.tracing_config.clone(),
             self.tracing_config_file.as_deref(),
             "tracing.config",
         )?
         else {
-            return Ok(());
+            return Ok(None);
         };
         if text.trim().is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let value: serde_json::Value =
             serde_norway::from_str(&text).context("--tracing.config: not YAML")?;
-        let kind = value
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("")
-            .to_owned();
-        tracing::warn!(
-            tracing_type = %kind,
-            "--tracing.config is accepted but spans are not exported by this version; tracing is off"
-        );
-        Ok(())
+        Ok(Some(otlp_config(&value, component)))
     }
+}
+
+/// Thanos' tracing config of type OTLP (gRPC, plaintext) as an exporter config; why not
+/// otherwise.
+pub(crate) fn otlp_config(
+    value: &serde_json::Value,
+    component: &str,
+) -> Result<strata_runtime::trace::OtlpConfig, String> {
+    let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if !kind.eq_ignore_ascii_case("otlp") {
+        return Err(format!(
+            "exporter type {kind:?} is not supported (only OTLP is)"
+        ));
+    }
+    let empty = serde_json::Value::Null;
+    let config = value.get("config").unwrap_or(&empty);
+    let text = |key: &str| -> String {
+        match config.get(key) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            Some(serde_json::Value::Bool(b)) => b.to_string(),
+            _ => String::new(),
+        }
+    };
+    let client_type = text("client_type");
+    if !(client_type.is_empty() || client_type.eq_ignore_ascii_case("grpc")) {
+        return Err(format!(
+            "OTLP client_type {client_type:?} is not supported (only grpc is)"
+        ));
+    }
+    if text("insecure") != "true" {
+        return Err(
+            "OTLP over TLS is not supported: set insecure: true (plaintext to an in-cluster collector)"
+                .into(),
+        );
+    }
+    let endpoint = match text("endpoint") {
+        e if e.is_empty() => "localhost:4317".to_owned(),
+        e => e
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+    };
+    let timeout = match text("timeout") {
+        t if t.is_empty() || t == "0s" || t == "0" => Duration::from_secs(10),
+        t => parse_duration(&t).map_err(|e| format!("OTLP timeout: {e}"))?,
+    };
+    let param = match text("sampler_param") {
+        p if p.is_empty() => 1.0,
+        p => p
+            .parse::<f64>()
+            .map_err(|e| format!("OTLP sampler_param {p:?}: {e}"))?,
+    };
+    let sampler = strata_runtime::trace::SamplerKind::parse(&text("sampler_type"), param)?;
+    let headers = config
+        .get("headers")
+        .and_then(|h| h.as_object())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let service_name = match text("service_name") {
+        s if s.is_empty() => format!("strata-{component}"),
+        s => s,
+    };
+    Ok(strata_runtime::trace::OtlpConfig {
+        endpoint,
+        service_name,
+        timeout,
+        sampler,
+        headers,
+    })
 }
 
 /// `--grpc-server-tls-*`, shared by every component that serves gRPC.
@@ -467,5 +537,40 @@ mod tests {
         assert!(parse_time_or_duration("yesterday").is_err());
         let rel = parse_time_or_duration("-1d").unwrap();
         assert!((now_ms() - rel - 86_400_000).abs() < 5_000);
+    }
+
+    #[test]
+    fn thanos_otlp_tracing_configs() {
+        let parse = |yaml: &str| {
+            let value: serde_json::Value = serde_norway::from_str(yaml).unwrap();
+            otlp_config(&value, "store")
+        };
+        // Thanos' documented OTLP example, gRPC and plaintext.
+        let config = parse(
+            "type: OTLP\nconfig:\n  client_type: grpc\n  insecure: true\n  endpoint: otel-collector.observability:4317\n  sampler_type: traceidratiobased\n  sampler_param: \"0.1\"\n  headers:\n    x-scope-orgid: team-a\n",
+        )
+        .unwrap();
+        assert_eq!(config.endpoint, "otel-collector.observability:4317");
+        assert_eq!(config.service_name, "strata-store");
+        assert_eq!(
+            config.sampler,
+            strata_runtime::trace::SamplerKind::Ratio(0.1)
+        );
+        assert_eq!(
+            config.headers,
+            vec![("x-scope-orgid".to_owned(), "team-a".to_owned())]
+        );
+        // What Strata does not implement is a reason, never a start-up error.
+        for (yaml, reason) in [
+            ("type: JAEGER\nconfig: {}\n", "JAEGER"),
+            (
+                "type: otlp\nconfig:\n  client_type: http\n  insecure: true\n",
+                "client_type",
+            ),
+            ("type: OTLP\nconfig:\n  endpoint: c:4317\n", "TLS"),
+        ] {
+            let err = parse(yaml).unwrap_err();
+            assert!(err.contains(reason), "{yaml}: {err}");
+        }
     }
 }

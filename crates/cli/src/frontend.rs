@@ -19,7 +19,7 @@ pub(crate) struct FrontendArgs {
     #[command(flatten)]
     http: crate::flags::HttpServerArgs,
     #[command(flatten)]
-    tracing: crate::flags::TracingArgs,
+    pub(crate) tracing: crate::flags::TracingArgs,
     #[command(flatten)]
     web: crate::flags::WebArgs,
     /// Range queries are split at multiples of this interval (0: no splitting).
@@ -71,7 +71,6 @@ pub(crate) struct FrontendArgs {
 
 pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
     args.http.check()?;
-    args.tracing.apply()?;
     let cache = crate::flags::path_or_content(
         args.cache_config,
         args.cache_config_file.as_deref(),

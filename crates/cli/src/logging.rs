@@ -151,6 +151,32 @@ where
     }
 }
 
+/// The subscriber under the span exporter: the `--log.level` filter over the registry.
+pub(crate) type Base =
+    tracing_subscriber::layer::Layered<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>;
+
+/// Installs the logging subscriber: the `--log.level` filter, the span exporter's layer
+/// when `--tracing.config` asks for one, and Thanos-format log lines on stderr.
+pub(crate) fn init(
+    level: &str,
+    format: LogFormat,
+    spans: Option<Box<dyn tracing_subscriber::Layer<Base> + Send + Sync>>,
+) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(spans)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .event_format(ThanosFormat { format }),
+        )
+        .init();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -187,15 +187,47 @@ fn parse() -> Cli {
 
 fn main() -> ExitCode {
     let cli = parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .event_format(logging::ThanosFormat {
-            format: cli.log_format,
-        })
-        .init();
+    // The span exporter must be in the subscriber from the start (it is found by downcasting
+    // through the layers), so the subcommand's tracing flags are read before logging starts.
+    let tracing_args = match &cli.command {
+        Command::Store(a) => Some((&a.tracing, "store")),
+        Command::Query(a) => Some((&a.tracing, "query")),
+        Command::Sidecar(a) => Some((&a.tracing, "sidecar")),
+        Command::QueryFrontend(a) => Some((&a.tracing, "query-frontend")),
+        Command::Compact(a) => Some((&a.tracing, "compact")),
+        Command::Tools { .. } => None,
+    };
+    let tracing_config = tracing_args.map(|(args, component)| args.config(component));
+    let (exporter, tracing_note) = match tracing_config {
+        None | Some(Ok(None)) => (None, Ok(None)),
+        Some(Err(e)) => (None, Err(e)),
+        Some(Ok(Some(Err(reason)))) => (None, Ok(Some(Err(reason)))),
+        Some(Ok(Some(Ok(config)))) => {
+            let endpoint = config.endpoint.clone();
+            match strata_runtime::trace::Exporter::start(config) {
+                Ok(exporter) => (Some(exporter), Ok(Some(Ok(endpoint)))),
+                Err(e) => (None, Ok(Some(Err(format!("exporter thread: {e}"))))),
+            }
+        }
+    };
+    let spans = exporter.as_ref().map(|e| {
+        Box::new(e.layer::<logging::Base>())
+            as Box<dyn tracing_subscriber::Layer<logging::Base> + Send + Sync>
+    });
+    logging::init(&cli.log_level, cli.log_format, spans);
+    match tracing_note {
+        Ok(None) => {}
+        Ok(Some(Ok(endpoint))) => {
+            tracing::info!(endpoint = %endpoint, "exporting traces with OTLP")
+        }
+        Ok(Some(Err(reason))) => {
+            tracing::warn!(reason = %reason, "--tracing.config: tracing is off")
+        }
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "command failed");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Tools {
             command: ToolsCommand::Block { command },
@@ -219,6 +251,10 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
     };
+    // Sends the spans still queued.
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -47,7 +47,7 @@ pub(crate) struct QueryArgs {
     #[command(flatten)]
     web: crate::flags::WebArgs,
     #[command(flatten)]
-    tracing: crate::flags::TracingArgs,
+    pub(crate) tracing: crate::flags::TracingArgs,
     /// Endpoint group address (Thanos' `--endpoint-group`: every address behind one name,
     /// e.g. a headless Service); resolved as `dns+` and asked like --endpoint.
     #[arg(long = "endpoint-group")]
@@ -99,7 +99,6 @@ pub(crate) struct QueryArgs {
 
 pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     args.http.check()?;
-    args.tracing.apply()?;
     let client_tls = args.client.tls()?;
     let mut endpoints = args.endpoints;
     endpoints.extend(args.stores);

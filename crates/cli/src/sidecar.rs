@@ -25,7 +25,7 @@ pub(crate) struct SidecarArgs {
     #[command(flatten)]
     grpc: crate::flags::GrpcServerArgs,
     #[command(flatten)]
-    tracing: crate::flags::TracingArgs,
+    pub(crate) tracing: crate::flags::TracingArgs,
     /// Also ship blocks Prometheus compacted (level > 1), to migrate old data.
     #[arg(long = "shipper.upload-compacted", default_value_t = false)]
     upload_compacted: bool,
@@ -82,7 +82,6 @@ pub(crate) struct SidecarArgs {
 
 pub(crate) fn run(args: SidecarArgs) -> anyhow::Result<()> {
     args.http.check()?;
-    args.tracing.apply()?;
     let bucket_yaml = args.objstore.yaml()?;
     let http_client = crate::flags::path_or_content(
         args.prometheus_http_client,

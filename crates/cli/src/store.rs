@@ -20,7 +20,7 @@ pub(crate) struct StoreArgs {
     #[command(flatten)]
     grpc: crate::flags::GrpcServerArgs,
     #[command(flatten)]
-    tracing: crate::flags::TracingArgs,
+    pub(crate) tracing: crate::flags::TracingArgs,
     /// How often to sync blocks from the bucket.
     #[arg(long = "sync-block-duration", default_value = "15m", value_parser = parse_duration)]
     sync_block_duration: Duration,
@@ -74,7 +74,6 @@ fn first_nonzero(a: u64, b: u64) -> u64 {
 
 pub(crate) fn run(args: StoreArgs) -> anyhow::Result<()> {
     args.http.check()?;
-    args.tracing.apply()?;
     let bucket_yaml = args.objstore.required_yaml()?;
     let relabel_yaml = args.relabel.yaml()?;
     let index_cache = crate::flags::path_or_content(

@@ -124,10 +124,11 @@ impl Downstream {
             attempt += 1;
             let mut builder = self.http.get(&url);
             for (name, value) in headers {
-                if self.forwards(name.as_str()) {
+                if self.forwards(name.as_str()) && !is_trace_header(name.as_str()) {
                     builder = builder.header(name.as_str(), value.as_bytes());
                 }
             }
+            builder = with_trace_context(builder);
             let can_retry = attempt <= self.max_retries;
             match builder.send().await {
                 Ok(resp) => {
@@ -193,7 +194,11 @@ impl Downstream {
         let mut builder = self.http.request(method, &url);
         for (name, value) in headers {
             let n = name.as_str();
-            if HOP_BY_HOP.contains(&n) || n == "accept-encoding" || n == "content-length" {
+            if HOP_BY_HOP.contains(&n)
+                || n == "accept-encoding"
+                || n == "content-length"
+                || is_trace_header(n)
+            {
                 continue;
             }
             if as_form && n == "content-type" {
@@ -204,6 +209,7 @@ impl Downstream {
         if as_form {
             builder = builder.header("content-type", "application/x-www-form-urlencoded");
         }
+        builder = with_trace_context(builder);
         let resp = match builder.body(body).send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -286,6 +292,22 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
     "host",
 ];
+
+/// The caller's trace context is not passed on as it is: the frontend's own span (a child of
+/// it) is what the querier continues.
+fn is_trace_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("traceparent") || name.eq_ignore_ascii_case("tracestate")
+}
+
+/// `builder` with the current span's `traceparent` (when a trace is recorded).
+fn with_trace_context(mut builder: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    let mut trace = HeaderMap::new();
+    strata_runtime::trace::inject_current(&mut trace);
+    for (name, value) in &trace {
+        builder = builder.header(name.as_str(), value.as_bytes());
+    }
+    builder
+}
 
 #[cfg(test)]
 mod tests {

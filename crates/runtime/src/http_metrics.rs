@@ -165,7 +165,18 @@ pub async fn track(State(metrics): State<Arc<HttpMetrics>>, req: Request, next: 
     // Decremented when the request ends, also when its client goes away mid-request.
     let _inflight = Inflight::enter(metrics.inflight.get_or_create(&inflight).clone());
     let started = Instant::now();
-    let response = next.run(req).await;
+    // One span per request, continuing the caller's trace (`traceparent`) when it sent one.
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("HTTP {} {handler}", req.method()),
+        otel.kind = "server",
+        http.method = %req.method(),
+        http.route = handler,
+        http.status_code = tracing::field::Empty,
+    );
+    crate::trace::continue_from(&span, req.headers());
+    let response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.record("http.status_code", response.status().as_u16());
     let labels = RequestLabels {
         code: response.status().as_u16().to_string(),
         handler,

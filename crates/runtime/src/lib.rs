@@ -25,6 +25,7 @@ pub mod http_metrics;
 pub mod process;
 pub mod tasks;
 pub mod tls;
+pub mod trace;
 pub use tasks::{SHUTDOWN_GRACE, TaskFailure, Tasks};
 pub use tls::{ServerTls, TlsError, TlsFiles, TlsVersion};
 

@@ -384,7 +384,27 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // Traces: a server call continues the caller's trace in its own span (which the
+        // handler's spawned streaming task keeps, see `serve::spawn_producer`); a client call
+        // carries the current span's context to the server.
+        let span = match self.metrics.side {
+            Side::Server => {
+                let span = tracing::info_span!(
+                    "grpc.server",
+                    otel.name = %req.uri().path(),
+                    otel.kind = "server",
+                    rpc.system = "grpc",
+                );
+                strata_runtime::trace::continue_from(&span, req.headers());
+                span
+            }
+            Side::Client => {
+                strata_runtime::trace::inject_current(req.headers_mut());
+                tracing::Span::none()
+            }
+        };
+        let _entered = span.enter();
         let labels = call_labels(req.uri().path());
         self.metrics.started.get_or_create(&labels).inc();
         // Every method of ours takes one request message.
@@ -392,25 +412,29 @@ where
         let metrics = Arc::clone(&self.metrics);
         let started = Instant::now();
         let future = self.inner.call(req);
-        Box::pin(async move {
-            let response = future.await?;
-            let mut call = Call {
-                metrics,
-                labels,
-                started,
-                done: false,
-            };
-            // A trailers-only answer (an error before any message) has its status here.
-            if let Some(code) = status_of(response.headers()) {
-                call.finish(code);
-            }
-            Ok(response.map(|inner| MeteredBody {
-                inner,
-                call,
-                in_message: 0,
-                prefix: Vec::with_capacity(5),
-            }))
-        })
+        drop(_entered);
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                let response = future.await?;
+                let mut call = Call {
+                    metrics,
+                    labels,
+                    started,
+                    done: false,
+                };
+                // A trailers-only answer (an error before any message) has its status here.
+                if let Some(code) = status_of(response.headers()) {
+                    call.finish(code);
+                }
+                Ok(response.map(|inner| MeteredBody {
+                    inner,
+                    call,
+                    in_message: 0,
+                    prefix: Vec::with_capacity(5),
+                }))
+            },
+            span,
+        ))
     }
 }
 

@@ -61,14 +61,15 @@ where
     let (tx, rx) = mpsc::channel(capacity.max(1));
     let guard = tx.clone();
     let task = std::panic::AssertUnwindSafe(produce(tx)).catch_unwind();
-    tokio::spawn(async move {
+    // The task keeps the caller's span (the gRPC call's, in a trace) until it has streamed.
+    tokio::spawn(tracing::Instrument::in_current_span(async move {
         if task.await.is_err() {
             tracing::error!(task = %what, "a streaming task panicked");
             let _ = guard
                 .send(Err(Status::internal(format!("{what}: its task failed"))))
                 .await;
         }
-    });
+    }));
     rx
 }
 

@@ -115,7 +115,10 @@ async fn run_query(
         engine_options.lookback_delta = lookback;
     }
     let engine = Engine::new(engine_options);
+    let span = tracing::info_span!("promql.eval", otel.name = "PromQL evaluation");
     let joined = tokio::task::spawn_blocking(move || {
+        // The Store API calls the evaluation makes are children of the request's trace.
+        let _entered = span.enter();
         // The permit is released only when the evaluation has really stopped.
         let _permit = permit;
         let queryable = StoreQueryable::new(handle, endpoints, options);
