@@ -75,30 +75,129 @@ pub(crate) struct HttpServerArgs {
 }
 
 impl HttpServerArgs {
-    /// Refuses a web config that asks for TLS or basic auth, which this HTTP server does
-    /// not do yet: serving plaintext and open when the operator asked otherwise would be
-    /// worse than not starting. An empty config is accepted.
+    /// Reads `--http.config` (the exporter-toolkit web config) and installs it for every
+    /// HTTP server of the process: TLS from `tls_server_config`, basic auth from
+    /// `basic_auth_users`. What Strata does not implement is refused at start (serving
+    /// plaintext or open when the operator asked otherwise would be worse than not starting).
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         let Some(path) = &self.http_config else {
             return Ok(());
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("--http.config: reading {}", path.display()))?;
-        let value: serde_json::Value = serde_norway::from_str(&text)
-            .with_context(|| format!("--http.config: {} is not YAML", path.display()))?;
-        let asks = |key: &str| {
-            value
-                .get(key)
-                .is_some_and(|v| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty()))
-        };
-        if asks("tls_server_config") || asks("basic_auth_users") {
-            anyhow::bail!(
-                "--http.config: TLS and basic auth on the HTTP address are not supported yet; \
-                 terminate TLS and authenticate in front of the component (e.g. at the ingress)"
-            );
-        }
+        let config = web_config(&text, path.parent().unwrap_or(Path::new(".")))
+            .with_context(|| format!("--http.config {}", path.display()))?;
+        strata_runtime::web::install(config);
         Ok(())
     }
+}
+
+/// The exporter-toolkit web config: `tls_server_config` (cert_file, key_file,
+/// client_ca_file, client_auth_type, min_version) and `basic_auth_users` (user: bcrypt
+/// hash). Relative file names are relative to the config file's directory, as Prometheus
+/// reads them.
+pub(crate) fn web_config(
+    text: &str,
+    base: &Path,
+) -> anyhow::Result<strata_runtime::web::WebConfig> {
+    let value: serde_json::Value =
+        serde_norway::from_str(&expand_env_text(text)?).context("not YAML")?;
+    let mut config = strata_runtime::web::WebConfig::default();
+    if value.is_null() {
+        return Ok(config);
+    }
+    let str_of = |v: &serde_json::Value, key: &str| -> Option<String> {
+        v.get(key)
+            .and_then(|x| x.as_str())
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+    };
+    let file = |name: String| -> PathBuf {
+        let p = PathBuf::from(name);
+        if p.is_absolute() { p } else { base.join(p) }
+    };
+    if let Some(tls) = value.get("tls_server_config").filter(|v| !v.is_null()) {
+        for inline in ["cert", "key", "client_ca"] {
+            if str_of(tls, inline).is_some() {
+                anyhow::bail!(
+                    "tls_server_config.{inline} (inline PEM) is not supported; use {inline}_file"
+                );
+            }
+        }
+        let cert = str_of(tls, "cert_file");
+        let key = str_of(tls, "key_file");
+        if cert.is_none() || key.is_none() {
+            anyhow::bail!("tls_server_config needs cert_file and key_file");
+        }
+        let auth = str_of(tls, "client_auth_type").unwrap_or_default();
+        let client_ca = match auth.as_str() {
+            "" | "NoClientCert" => None,
+            "RequireAndVerifyClientCert" => {
+                Some(str_of(tls, "client_ca_file").ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "client_auth_type RequireAndVerifyClientCert needs client_ca_file"
+                    )
+                })?)
+            }
+            other => anyhow::bail!(
+                "tls_server_config.client_auth_type {other} is not supported (NoClientCert or RequireAndVerifyClientCert)"
+            ),
+        };
+        let min_version = match str_of(tls, "min_version").as_deref() {
+            None | Some("TLS12") => strata_runtime::tls::TlsVersion::V1_2,
+            Some("TLS13") => strata_runtime::tls::TlsVersion::V1_3,
+            Some(other) => anyhow::bail!(
+                "tls_server_config.min_version {other} is not supported (TLS12 or TLS13)"
+            ),
+        };
+        let files = strata_runtime::tls::TlsFiles {
+            cert: cert.map(&file),
+            key: key.map(&file),
+            client_ca: client_ca.map(&file),
+            min_version,
+        };
+        config.tls = files
+            .server()
+            .map_err(|e| anyhow::anyhow!("tls_server_config: {e}"))?;
+        for ignored in [
+            "cipher_suites",
+            "curve_preferences",
+            "prefer_server_cipher_suites",
+        ] {
+            if tls.get(ignored).is_some_and(|v| !v.is_null()) {
+                tracing::warn!(
+                    setting = ignored,
+                    "--http.config: tls_server_config setting ignored (rustls' defaults apply)"
+                );
+            }
+        }
+    }
+    if let Some(users) = value.get("basic_auth_users").filter(|v| !v.is_null()) {
+        let users = users
+            .as_object()
+            .ok_or_else(|| anyhow::anyhow!("basic_auth_users is not a map of user: bcrypt hash"))?;
+        for (user, hash) in users {
+            let hash = hash
+                .as_str()
+                .filter(|h| h.starts_with("$2"))
+                .ok_or_else(|| anyhow::anyhow!("basic_auth_users.{user}: not a bcrypt hash"))?;
+            config.users.insert(user.clone(), hash.to_owned());
+        }
+    }
+    if value
+        .get("http_server_config")
+        .and_then(|h| h.get("headers"))
+        .is_some_and(|v| !v.is_null())
+    {
+        anyhow::bail!("http_server_config.headers is not supported");
+    }
+    Ok(config)
+}
+
+/// `$(VAR)` expanded from the environment, as in every other config Strata reads.
+fn expand_env_text(text: &str) -> anyhow::Result<String> {
+    strata_types::expand_env(text, |name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The gRPC server of the components that serve the Store API.

@@ -26,6 +26,7 @@ pub mod process;
 pub mod tasks;
 pub mod tls;
 pub mod trace;
+pub mod web;
 pub use tasks::{SHUTDOWN_GRACE, TaskFailure, Tasks};
 pub use tls::{ServerTls, TlsError, TlsFiles, TlsVersion};
 
@@ -194,6 +195,32 @@ pub async fn serve_http(
         .local_addr()
         .map(|a: SocketAddr| a.to_string())
         .unwrap_or_default();
+    // `--http.config` (see [`web`]): basic auth on every route, TLS on the listener.
+    let web = web::installed();
+    let router = match &web {
+        Some(config) if !config.users.is_empty() => {
+            router.layer(axum::middleware::from_fn_with_state(
+                web::BasicAuth::new(&config.users),
+                web::require_auth,
+            ))
+        }
+        _ => router,
+    };
+    if let Some(tls) = web.as_ref().and_then(|w| w.tls.clone()) {
+        tracing::info!(address = %address, "serving HTTPS");
+        let local = listener.local_addr().map_err(|source| Error::Serve {
+            address: address.clone(),
+            source,
+        })?;
+        let listener = web::TlsListener {
+            connections: tls::incoming(listener, Some(tls.for_http())),
+            local,
+        };
+        return axum::serve(listener, router)
+            .with_graceful_shutdown(async move { shutdown.wait().await })
+            .await
+            .map_err(|source| Error::Serve { address, source });
+    }
     tracing::info!(address = %address, "serving HTTP");
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.wait().await })

@@ -153,6 +153,18 @@ pub struct ServerTls {
     client_auth: bool,
 }
 
+impl ServerTls {
+    /// The same setup for an HTTP/1.1 server (ALPN `http/1.1` instead of gRPC's `h2`).
+    pub fn for_http(&self) -> ServerTls {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        ServerTls {
+            config: Arc::new(config),
+            client_auth: self.client_auth,
+        }
+    }
+}
+
 impl fmt::Debug for ServerTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ServerTls")
@@ -416,6 +428,11 @@ pub enum ServerIo {
 }
 
 impl ServerIo {
+    /// The client's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp().peer_addr()
+    }
+
     fn tcp(&self) -> &TcpStream {
         match self {
             ServerIo::Plain(s) => s,
