@@ -30,6 +30,11 @@ scheduling = {"nodeSelector": {"type": "object", "additionalProperties": string}
 autoscaling = obj({"enabled": boolean, "minReplicas": positive, "maxReplicas": positive,
                    "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 0},
                    "targetMemoryUtilizationPercentage": {"type": "integer", "minimum": 0}})
+bucket_list = {"type": "array", "items": obj({
+    "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+    "existingSecret": {"type": "string", "minLength": 1},
+    "key": string,
+}, required=["name", "existingSecret"])}
 pdb = obj({"enabled": boolean, "maxUnavailable": {"type": ["integer", "string"]}})
 service = obj({"type": {"type": "string", "enum": ["ClusterIP", "NodePort", "LoadBalancer"]}})
 server_tls = obj({"enabled": boolean, "secretName": string, "clientAuth": boolean,
@@ -112,11 +117,7 @@ schema = {
         }),
         "storeGateway": obj({
             "enabled": boolean, "shards": positive, "replicasPerShard": count,
-            "buckets": {"type": "array", "items": obj({
-                "name": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
-                "existingSecret": {"type": "string", "minLength": 1},
-                "key": string,
-            }, required=["name", "existingSecret"])},
+            "buckets": bucket_list,
             "indexCache": obj({"type": cache_type, "memcached": memcached},
                               required=["type"]),
             "indexCacheSize": size, "syncBlockDuration": duration,
@@ -127,7 +128,7 @@ schema = {
             "podDisruptionBudget": pdb, **scheduling,
         }),
         "compactor": obj({
-            "enabled": boolean,
+            "enabled": boolean, "buckets": bucket_list,
             "retention": obj({"resolutionRaw": duration, "resolution5m": duration,
                               "resolution1h": duration}),
             "deduplicationReplicaLabels": strings,

@@ -52,7 +52,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if $own -}}
 {{- $own -}}
 {{- else if .root.Values.serviceAccount.create -}}
-{{- include "strata.componentName" (dict "root" .root "component" .component) -}}
+{{- include "strata.componentName" (dict "root" .root "component" (default .component .serviceAccountComponent)) -}}
 {{- else -}}
 default
 {{- end -}}
@@ -186,6 +186,8 @@ names, which the mixin's default selectors follow). */}}
 {{- $kind := .component -}}
 {{- if hasKey $kinds $kind -}}
 {{- $kind = get $kinds $kind -}}
+{{- else if hasPrefix "compactor-" $kind -}}
+{{- $kind = printf "compact-%s" (trimPrefix "compactor-" $kind) -}}
 {{- else if hasPrefix "query-" $kind -}}
 {{- $kind = "observee-query" -}}
 {{- end -}}
@@ -200,6 +202,8 @@ queryFrontend, sidecar, store): mixin.jobs.<kind> if set, else the ServiceMonito
 {{- $override -}}
 {{- else if eq .kind "query" -}}
 {{- printf "%s-((observee|sidecar)-)?query" (include "strata.fullname" .root) -}}
+{{- else if eq .kind "compact" -}}
+{{- printf "%s-compact(-.+)?" (include "strata.fullname" .root) -}}
 {{- else -}}
 {{- include "strata.job" (dict "root" .root "component" (get (dict "compact" "compactor" "queryFrontend" "query-frontend" "sidecar" "sidecar" "store" "store-gateway") .kind)) -}}
 {{- end -}}
