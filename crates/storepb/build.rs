@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "store/storepb/rpc.proto",
         "store/hintspb/hints.proto",
         "info/infopb/rpc.proto",
+        "metadata/metadatapb/rpc.proto",
+        "targets/targetspb/rpc.proto",
         "prompb/types.proto",
         "prompb/remote.proto",
     ];

@@ -28,6 +28,10 @@ pub struct EndpointInfo {
     pub min_time: i64,
     /// Last timestamp served (ms).
     pub max_time: i64,
+    /// Serves the Metadata API (`thanos.Metadata`).
+    pub metadata: bool,
+    /// Serves the Targets API (`thanos.Targets`).
+    pub targets: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -163,6 +167,20 @@ impl Endpoint {
             .max_encoding_message_size(32 << 20)
     }
 
+    /// A Metadata API client on the shared connection.
+    pub fn metadata_client(
+        &self,
+    ) -> strata_storepb::metadata_client::MetadataClient<MeteredChannel> {
+        strata_storepb::metadata_client::MetadataClient::new(self.channel.clone())
+            .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
+    }
+
+    /// A Targets API client on the shared connection.
+    pub fn targets_client(&self) -> strata_storepb::targets_client::TargetsClient<MeteredChannel> {
+        strata_storepb::targets_client::TargetsClient::new(self.channel.clone())
+            .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
+    }
+
     /// Whether the last Info call succeeded.
     pub fn is_healthy(&self) -> bool {
         self.state.read().map(|s| s.healthy).unwrap_or(false)
@@ -207,6 +225,8 @@ impl Endpoint {
                             .collect(),
                         min_time,
                         max_time,
+                        metadata: resp.metric_metadata.is_some(),
+                        targets: resp.targets.is_some(),
                     })
                 }
             }

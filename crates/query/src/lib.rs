@@ -14,6 +14,7 @@ pub mod discovery;
 pub use strata_tsdb::dedup;
 pub mod endpoints;
 pub mod json;
+pub mod metadata;
 pub mod proxy;
 pub mod queryable;
 pub mod store_api;

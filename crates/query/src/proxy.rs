@@ -39,7 +39,7 @@ pub struct ProxyError {
 }
 
 impl ProxyError {
-    fn endpoint(message: String) -> Self {
+    pub(crate) fn endpoint(message: String) -> Self {
         ProxyError {
             class: ErrorClass::Internal,
             message,

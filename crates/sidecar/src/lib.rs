@@ -5,6 +5,7 @@
 //! - [`shipper`]: block uploads in Thanos' order and `thanos.shipper.json`;
 //! - [`store`]: the Store and Info APIs over remote read.
 
+mod apis;
 pub mod http_client;
 pub mod prometheus;
 pub mod reloader;
@@ -323,7 +324,11 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
     tracing::info!(address = %config.grpc_address, "serving gRPC");
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    let grpc = strata_storepb::serve::store_api_server(service, grpc_metrics)
+    let grpc = strata_storepb::serve::store_api_server(service.clone(), grpc_metrics)
+        .add_service(strata_storepb::metadata_server::MetadataServer::new(
+            service.clone(),
+        ))
+        .add_service(strata_storepb::targets_server::TargetsServer::new(service))
         .serve_with_incoming_shutdown(
             strata_runtime::tls::incoming(grpc_listener, tls),
             async move { grpc_shutdown.wait().await },

@@ -146,6 +146,28 @@ impl PromClient {
         Ok(Labels::from_pairs(config.global.external_labels))
     }
 
+    /// `/api/v1/metadata` (`metric` empty: every metric; `limit` 0: no limit).
+    pub async fn metadata(
+        &self,
+        metric: &str,
+        limit: i32,
+    ) -> Result<BTreeMap<String, Vec<PromMeta>>, PromError> {
+        let mut query = Vec::new();
+        if !metric.is_empty() {
+            query.push(("metric", metric.to_owned()));
+        }
+        if limit > 0 {
+            query.push(("limit", limit.to_string()));
+        }
+        self.get_api("/api/v1/metadata", &query).await
+    }
+
+    /// `/api/v1/targets?state=…` (`any`, `active` or `dropped`).
+    pub async fn targets(&self, state: &str) -> Result<PromTargets, PromError> {
+        self.get_api("/api/v1/targets", &[("state", state.to_owned())])
+            .await
+    }
+
     /// `/api/v1/status/flags`.
     pub async fn flags(&self) -> Result<BTreeMap<String, String>, PromError> {
         self.get_api("/api/v1/status/flags", &[]).await
@@ -454,4 +476,72 @@ mod tests {
         assert!(next_frame(&bad).is_err());
         assert!(next_frame(&[0xff; 12]).is_err());
     }
+}
+
+/// One metadata entry of `/api/v1/metadata`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromMeta {
+    /// counter, gauge, histogram, …
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    /// HELP text.
+    #[serde(default)]
+    pub help: String,
+    /// UNIT.
+    #[serde(default)]
+    pub unit: String,
+}
+
+/// `/api/v1/targets`' data.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromTargets {
+    /// Targets being scraped.
+    #[serde(default)]
+    pub active_targets: Vec<PromActiveTarget>,
+    /// Targets relabelling dropped.
+    #[serde(default)]
+    pub dropped_targets: Vec<PromDroppedTarget>,
+}
+
+/// An active target.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromActiveTarget {
+    /// Labels before relabelling.
+    #[serde(default)]
+    pub discovered_labels: BTreeMap<String, String>,
+    /// Labels after relabelling.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The scrape job.
+    #[serde(default)]
+    pub scrape_pool: String,
+    /// What is scraped.
+    #[serde(default)]
+    pub scrape_url: String,
+    /// The URL as seen from outside.
+    #[serde(default)]
+    pub global_url: String,
+    /// The last scrape's error.
+    #[serde(default)]
+    pub last_error: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub last_scrape: String,
+    /// Seconds.
+    #[serde(default)]
+    pub last_scrape_duration: f64,
+    /// up, down or unknown.
+    #[serde(default)]
+    pub health: String,
+}
+
+/// A dropped target.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromDroppedTarget {
+    /// Labels before relabelling.
+    #[serde(default)]
+    pub discovered_labels: BTreeMap<String, String>,
 }

@@ -55,7 +55,7 @@ impl PromState {
 /// The Store and Info services of a sidecar.
 #[derive(Debug, Clone)]
 pub struct SidecarStore {
-    prom: PromClient,
+    pub(crate) prom: PromClient,
     state: Arc<PromState>,
 }
 
@@ -65,7 +65,7 @@ impl SidecarStore {
         SidecarStore { prom, state }
     }
 
-    fn ext_labels(&self) -> Result<Labels, Status> {
+    pub(crate) fn ext_labels(&self) -> Result<Labels, Status> {
         self.state
             .ext_labels()
             .ok_or_else(|| Status::unavailable("sidecar not ready: external labels not loaded yet"))
@@ -256,6 +256,8 @@ impl Info for SidecarStore {
                 tsdb_infos: Vec::new(),
                 supports_projections: false,
             }),
+            metric_metadata: Some(strata_storepb::info::MetricMetadataInfo {}),
+            targets: Some(strata_storepb::info::TargetsInfo {}),
             ..Default::default()
         }))
     }

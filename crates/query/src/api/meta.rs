@@ -195,8 +195,122 @@ pub(crate) async fn label_values(
     Ok(success(&string_list(shown), &warnings, &[]))
 }
 
-pub(crate) async fn metadata() -> Response {
-    success("{}", &[], &[])
+/// `/api/v1/metadata` (`metric`, `limit`: metrics shown, `limit_per_metric`), from every
+/// endpoint serving Thanos' Metadata API, as Prometheus answers it.
+pub(crate) async fn metadata(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(req).await?;
+    let limit = signed_limit(&p, "limit")?;
+    let per_metric = signed_limit(&p, "limit_per_metric")?;
+    let options = read_options(&state, &p, None)?;
+    let _permit = permit(&state).await?;
+    let metric = p.get("metric").unwrap_or("");
+    let (merged, warnings) =
+        crate::metadata::metric_metadata(&state.endpoints, metric, &options.fan_out).await?;
+    let mut out = String::from("{");
+    for (i, (name, metas)) in merged.iter().take(limit).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::json::write_str(&mut out, name);
+        out.push_str(":[");
+        for (j, m) in metas.iter().take(per_metric).enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"type\":");
+            crate::json::write_str(&mut out, &m.kind);
+            out.push_str(",\"help\":");
+            crate::json::write_str(&mut out, &m.help);
+            out.push_str(",\"unit\":");
+            crate::json::write_str(&mut out, &m.unit);
+            out.push('}');
+        }
+        out.push(']');
+    }
+    out.push('}');
+    Ok(success(&out, &warnings, &[]))
+}
+
+/// Prometheus' metadata limits: absent or negative is no limit; not a number is bad_data.
+fn signed_limit(p: &Params, name: &str) -> Result<usize, ApiError> {
+    match p.get(name) {
+        None | Some("") => Ok(usize::MAX),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n < 0 => Ok(usize::MAX),
+            Ok(n) => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+            Err(_) => Err(ApiError::bad_data(format!("invalid {name}: {v:?}"))),
+        },
+    }
+}
+
+/// `/api/v1/targets` (`state`: any, active, dropped) from every endpoint serving Thanos'
+/// Targets API, the replicas' copies of a target shown once.
+pub(crate) async fn targets(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(req).await?;
+    let which = match p.get("state").map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("any") => 0,
+        Some("active") => 1,
+        Some("dropped") => 2,
+        Some(other) => {
+            return Err(ApiError::bad_data(format!("invalid state {other:?}")));
+        }
+    };
+    let options = read_options(&state, &p, None)?;
+    let _permit = permit(&state).await?;
+    let (targets, warnings) = crate::metadata::targets(
+        &state.endpoints,
+        which,
+        &options.replica_labels,
+        &options.fan_out,
+    )
+    .await?;
+    let mut out = String::from("{\"activeTargets\":[");
+    for (i, t) in targets.active.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"discoveredLabels\":");
+        crate::json::write_labels(&mut out, &t.discovered_labels);
+        out.push_str(",\"labels\":");
+        crate::json::write_labels(&mut out, &t.labels);
+        for (key, value) in [
+            ("scrapePool", &t.scrape_pool),
+            ("scrapeUrl", &t.scrape_url),
+            ("globalUrl", &t.global_url),
+            ("lastError", &t.last_error),
+            ("lastScrape", &t.last_scrape),
+        ] {
+            out.push_str(",\"");
+            out.push_str(key);
+            out.push_str("\":");
+            crate::json::write_str(&mut out, value);
+        }
+        out.push_str(",\"lastScrapeDuration\":");
+        out.push_str(
+            &serde_json::Number::from_f64(t.last_scrape_duration)
+                .map_or_else(|| "0".to_owned(), |n| n.to_string()),
+        );
+        out.push_str(",\"health\":");
+        crate::json::write_str(&mut out, t.health);
+        out.push('}');
+    }
+    out.push_str("],\"droppedTargets\":[");
+    for (i, l) in targets.dropped.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"discoveredLabels\":");
+        crate::json::write_labels(&mut out, l);
+        out.push('}');
+    }
+    out.push_str("]}");
+    Ok(success(&out, &warnings, &[]))
 }
 
 pub(crate) async fn exemplars() -> Response {

@@ -98,6 +98,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/labels", get(meta::labels).post(meta::labels))
         .route("/api/v1/label/{name}/values", get(meta::label_values))
         .route("/api/v1/metadata", get(meta::metadata))
+        .route("/api/v1/targets", get(meta::targets))
         .route(
             "/api/v1/query_exemplars",
             get(meta::exemplars).post(meta::exemplars),
@@ -115,6 +116,7 @@ pub fn handler_name(_: &axum::http::Method, path: &str) -> Option<&'static str> 
         "/api/v1/series" => "series",
         "/api/v1/labels" => "label_names",
         "/api/v1/metadata" => "metadata",
+        "/api/v1/targets" => "targets",
         "/api/v1/query_exemplars" => "exemplars",
         "/api/v1/stores" => "stores",
         "/api/v1/status/buildinfo" => "status_build",

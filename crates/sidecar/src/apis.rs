@@ -1,0 +1,162 @@
+//! The sidecar's Metadata and Targets APIs (`thanos.Metadata`, `thanos.Targets`), answered
+//! from Prometheus' HTTP API as Thanos' sidecar does: metric metadata as Prometheus has it,
+//! and targets with the external labels added to their labels (the querier then tells the
+//! clusters' targets apart).
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+
+use futures::Stream;
+use strata_storepb::convert::labels_to_proto;
+use strata_storepb::metadata_server::Metadata;
+use strata_storepb::targets_server::Targets;
+use strata_storepb::{
+    ActiveTarget, DroppedTarget, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
+    MetricMetadataResponse, TargetDiscovery, TargetHealth, TargetsRequest, TargetsResponse,
+    ZLabelSet, metric_metadata_response, targets_request, targets_response,
+};
+use strata_types::Labels;
+use tonic::{Request, Response, Status};
+
+use crate::store::SidecarStore;
+
+type Answer<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn one<T: Send + 'static>(item: T) -> Answer<T> {
+    Box::pin(futures::stream::once(async move { Ok(item) }))
+}
+
+/// `labels` with `ext` added (an external label wins over a target label of the same name,
+/// as Thanos extends label sets).
+fn with_external(labels: &BTreeMap<String, String>, ext: &Labels) -> ZLabelSet {
+    let mut all: BTreeMap<&str, &str> = labels
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for l in ext.iter() {
+        all.insert(l.name.as_str(), l.value.as_str());
+    }
+    ZLabelSet {
+        labels: labels_to_proto(&Labels::from_pairs(all)),
+    }
+}
+
+fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
+    let t = humantime::parse_rfc3339_weak(rfc3339.trim_end_matches('Z')).ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(prost_types::Timestamp {
+        seconds: i64::try_from(d.as_secs()).ok()?,
+        nanos: i32::try_from(d.subsec_nanos()).ok()?,
+    })
+}
+
+fn health(text: &str) -> TargetHealth {
+    match text {
+        "up" => TargetHealth::Up,
+        "down" => TargetHealth::Down,
+        _ => TargetHealth::Unknown,
+    }
+}
+
+#[tonic::async_trait]
+impl Metadata for SidecarStore {
+    type MetricMetadataStream = Answer<MetricMetadataResponse>;
+
+    async fn metric_metadata(
+        &self,
+        request: Request<MetricMetadataRequest>,
+    ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+        let req = request.into_inner();
+        let metadata = self
+            .prom
+            .metadata(&req.metric, req.limit)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let metadata = metadata
+            .into_iter()
+            .map(|(name, metas)| {
+                let metas = metas
+                    .into_iter()
+                    .map(|m| Meta {
+                        r#type: m.kind,
+                        help: m.help,
+                        unit: m.unit,
+                    })
+                    .collect();
+                (name, MetricMetadataEntry { metas })
+            })
+            .collect();
+        Ok(Response::new(one(MetricMetadataResponse {
+            result: Some(metric_metadata_response::Result::Metadata(MetricMetadata {
+                metadata,
+            })),
+        })))
+    }
+}
+
+#[tonic::async_trait]
+impl Targets for SidecarStore {
+    type TargetsStream = Answer<TargetsResponse>;
+
+    async fn targets(
+        &self,
+        request: Request<TargetsRequest>,
+    ) -> Result<Response<Self::TargetsStream>, Status> {
+        let state = match targets_request::State::try_from(request.into_inner().state) {
+            Ok(targets_request::State::Active) => "active",
+            Ok(targets_request::State::Dropped) => "dropped",
+            _ => "any",
+        };
+        let ext = self.ext_labels()?;
+        let targets = self
+            .prom
+            .targets(state)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let discovery = TargetDiscovery {
+            active_targets: targets
+                .active_targets
+                .into_iter()
+                .map(|t| ActiveTarget {
+                    discovered_labels: Some(ZLabelSet {
+                        labels: labels_to_proto(&Labels::from_pairs(t.discovered_labels)),
+                    }),
+                    labels: Some(with_external(&t.labels, &ext)),
+                    scrape_pool: t.scrape_pool,
+                    scrape_url: t.scrape_url,
+                    global_url: t.global_url,
+                    last_error: t.last_error,
+                    last_scrape: timestamp(&t.last_scrape),
+                    last_scrape_duration: t.last_scrape_duration,
+                    health: health(&t.health).into(),
+                })
+                .collect(),
+            dropped_targets: targets
+                .dropped_targets
+                .into_iter()
+                .map(|t| DroppedTarget {
+                    discovered_labels: Some(with_external(&t.discovered_labels, &ext)),
+                })
+                .collect(),
+        };
+        Ok(Response::new(one(TargetsResponse {
+            result: Some(targets_response::Result::Targets(discovery)),
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_timestamps_and_external_labels() {
+        let t = timestamp("2026-12-07T03:10:00.5Z").unwrap_or_default();
+        assert_eq!((t.seconds, t.nanos), (1_796_613_000, 500_000_000));
+        assert!(timestamp("0001-01-01T00:00:00Z").is_none());
+        let ext = Labels::from_pairs([("cluster", "eks-1")]);
+        let set = with_external(&BTreeMap::from([("job".to_owned(), "p".to_owned())]), &ext);
+        let names: Vec<&str> = set.labels.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["cluster", "job"]);
+    }
+}

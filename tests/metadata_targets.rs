@@ -1,0 +1,146 @@
+//! Thanos' Metadata and Targets APIs end to end: Prometheus 3.5 scraping itself, the sidecar
+//! serving `thanos.Metadata` and `thanos.Targets` from it, the querier fanning out, and the
+//! query frontend passing `/api/v1/metadata` and `/api/v1/targets` through. Grafana's metric
+//! browser reads the metadata: each metric's type, help and unit must be Prometheus' own;
+//! targets are Prometheus' with the external labels added (the replica label removed, as the
+//! querier deduplicates replicas).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stderr,
+    clippy::indexing_slicing
+)]
+
+use std::time::{Duration, Instant};
+
+use strata_e2e::prometheus::{Prometheus, get_json};
+use strata_e2e::store_api::StrataProcess;
+
+#[test]
+fn metadata_and_targets_equal_prometheus_through_frontend_and_querier() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start_scraping_itself(
+        &dir.path().join("prometheus"),
+        &[("cluster", "eks-1"), ("prometheus_replica", "prometheus-0")],
+    );
+    let sidecar = StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &prometheus.url(),
+        "--tsdb.path",
+        &prometheus.data_dir.display().to_string(),
+    ]);
+    let query = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &sidecar.grpc,
+        "--query.replica-label",
+        "prometheus_replica",
+    ]);
+    let frontend = StrataProcess::start_http_only(&[
+        "query-frontend",
+        "--query-frontend.downstream-url",
+        &format!("http://{}", query.http),
+    ]);
+    let ours = format!("http://{}", frontend.http);
+
+    // Prometheus has scraped itself once: its metadata and target exist.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let theirs = loop {
+        let body = prometheus.get_json("/api/v1/metadata", &[]);
+        let up = prometheus.get_json("/api/v1/targets", &[]);
+        let scraped = up["data"]["activeTargets"][0]["health"] == "up";
+        if body["data"].as_object().is_some_and(|m| m.len() > 20) && scraped {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never scraped itself");
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+    };
+
+    // Every metric's metadata, as Prometheus has it. (Prometheus keeps scraping: a metric it
+    // learns between the two requests may be missing from the earlier answer only.)
+    let body = loop {
+        let body = get_json(&ours, "/api/v1/metadata", &[]);
+        assert_eq!(body["status"], "success", "{body}");
+        if body["data"].as_object().is_some_and(|m| !m.is_empty()) {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no metadata through the querier: {body}"
+        );
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let ours_map = body["data"].as_object().unwrap();
+    let theirs_map = theirs["data"].as_object().unwrap();
+    let mut compared = 0;
+    for (metric, metas) in theirs_map {
+        let Some(ours) = ours_map.get(metric) else {
+            panic!("{metric} missing from the querier's metadata");
+        };
+        assert_eq!(ours, metas, "{metric}");
+        compared += 1;
+    }
+    eprintln!("metadata of {compared} metrics equal to Prometheus 3.5's");
+
+    // One metric, and the limits, as Prometheus answers them.
+    for params in [
+        vec![("metric", "prometheus_http_requests_total")],
+        vec![("limit", "5")],
+        vec![("metric", "no_such_metric")],
+    ] {
+        let a = get_json(&ours, "/api/v1/metadata", &params);
+        let b = prometheus.get_json("/api/v1/metadata", &params);
+        if params[0].0 == "limit" {
+            assert_eq!(
+                a["data"].as_object().unwrap().len(),
+                b["data"].as_object().unwrap().len(),
+                "{params:?}"
+            );
+        } else {
+            assert_eq!(a["data"], b["data"], "{params:?}");
+        }
+    }
+    let bad = get_json(&ours, "/api/v1/metadata", &[("limit", "x")]);
+    assert_eq!(bad["errorType"], "bad_data", "{bad}");
+
+    // Targets: Prometheus' own, labels with the cluster label added and the replica label
+    // removed.
+    let theirs = prometheus.get_json("/api/v1/targets", &[]);
+    let body = get_json(&ours, "/api/v1/targets", &[]);
+    assert_eq!(body["status"], "success", "{body}");
+    let a = &body["data"]["activeTargets"];
+    let b = &theirs["data"]["activeTargets"];
+    assert_eq!(
+        a.as_array().unwrap().len(),
+        b.as_array().unwrap().len(),
+        "{body}"
+    );
+    for key in [
+        "scrapePool",
+        "scrapeUrl",
+        "globalUrl",
+        "health",
+        "discoveredLabels",
+    ] {
+        assert_eq!(a[0][key], b[0][key], "{key}: {body}");
+    }
+    let mut expected = b[0]["labels"].clone();
+    expected["cluster"] = "eks-1".into();
+    assert_eq!(a[0]["labels"], expected, "{body}");
+    assert!(
+        a[0]["lastScrape"].as_str().unwrap().ends_with('Z'),
+        "{body}"
+    );
+    let dropped = get_json(&ours, "/api/v1/targets", &[("state", "dropped")]);
+    assert_eq!(
+        dropped["data"]["activeTargets"],
+        serde_json::json!([]),
+        "{dropped}"
+    );
+    let bad = get_json(&ours, "/api/v1/targets", &[("state", "sleeping")]);
+    assert_eq!(bad["errorType"], "bad_data", "{bad}");
+}
