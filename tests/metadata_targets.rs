@@ -143,4 +143,34 @@ fn metadata_and_targets_equal_prometheus_through_frontend_and_querier() {
     );
     let bad = get_json(&ours, "/api/v1/targets", &[("state", "sleeping")]);
     assert_eq!(bad["errorType"], "bad_data", "{bad}");
+
+    // A querier stacked on the querier gets the same, through the querier's own gRPC APIs.
+    let stacked = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &query.grpc,
+        "--query.replica-label",
+        "prometheus_replica",
+    ]);
+    let top = format!("http://{}", stacked.http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = get_json(
+            &top,
+            "/api/v1/metadata",
+            &[("metric", "prometheus_http_requests_total")],
+        );
+        let t = get_json(&top, "/api/v1/targets", &[]);
+        let direct = get_json(
+            &ours,
+            "/api/v1/metadata",
+            &[("metric", "prometheus_http_requests_total")],
+        );
+        if m["data"] == direct["data"] && t["data"]["activeTargets"][0]["labels"] == expected {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stacked querier: {m} {t}");
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

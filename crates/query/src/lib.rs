@@ -13,6 +13,7 @@ pub mod api;
 pub mod discovery;
 pub use strata_tsdb::dedup;
 pub mod endpoints;
+mod grpc_apis;
 pub mod json;
 pub mod metadata;
 pub mod proxy;
@@ -192,7 +193,11 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     let proxy = store_api::ProxyStoreService::new(endpoints.clone(), config.endpoint_timeout);
     let mut grpc_shutdown = shutdown.clone();
     let tls = config.grpc_tls.server()?;
-    let server = strata_storepb::serve::store_api_server(proxy, grpc_metrics);
+    let server = strata_storepb::serve::store_api_server(proxy.clone(), grpc_metrics)
+        .add_service(strata_storepb::metadata_server::MetadataServer::new(
+            proxy.clone(),
+        ))
+        .add_service(strata_storepb::targets_server::TargetsServer::new(proxy));
     let mut tasks = strata_runtime::Tasks::new();
     tasks.spawn(
         "grpc",

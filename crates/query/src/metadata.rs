@@ -204,19 +204,18 @@ fn rfc3339(t: Option<prost_types::Timestamp>) -> String {
     humantime::format_rfc3339_nanos(time).to_string()
 }
 
-/// Targets from every endpoint (`state`: 0 any, 1 active, 2 dropped), the replica labels
-/// removed and each target once (Prometheus replicas scrape the same targets).
-pub async fn targets(
+/// The endpoints' target answers as they sent them (a querier serving the Targets API to
+/// another passes them on).
+pub async fn targets_raw(
     endpoints: &EndpointSet,
     state: i32,
-    replica_labels: &[String],
     fan_out_options: &FanOut,
-) -> Result<(Targets, Vec<String>), ProxyError> {
+) -> Result<(Vec<strata_storepb::TargetDiscovery>, Vec<String>), ProxyError> {
     let request = TargetsRequest {
         state,
         partial_response_strategy: 0,
     };
-    let (answers, warnings) = fan_out(
+    fan_out(
         endpoints,
         fan_out_options,
         |i| i.targets,
@@ -237,7 +236,18 @@ pub async fn targets(
             Ok((out, warnings))
         },
     )
-    .await?;
+    .await
+}
+
+/// Targets from every endpoint (`state`: 0 any, 1 active, 2 dropped), the replica labels
+/// removed and each target once (Prometheus replicas scrape the same targets).
+pub async fn targets(
+    endpoints: &EndpointSet,
+    state: i32,
+    replica_labels: &[String],
+    fan_out_options: &FanOut,
+) -> Result<(Targets, Vec<String>), ProxyError> {
+    let (answers, warnings) = targets_raw(endpoints, state, fan_out_options).await?;
     let mut merged = Targets::default();
     for answer in answers {
         for t in answer.active_targets {

@@ -25,7 +25,7 @@ use crate::proxy::{self, FanOut};
 /// The Store and Info services of a querier.
 #[derive(Debug, Clone)]
 pub struct ProxyStoreService {
-    endpoints: EndpointSet,
+    pub(crate) endpoints: EndpointSet,
     timeout: std::time::Duration,
 }
 
@@ -35,7 +35,15 @@ impl ProxyStoreService {
         ProxyStoreService { endpoints, timeout }
     }
 
-    fn fan_out(&self, strategy: i32, disabled: bool) -> FanOut {
+    /// Whether a healthy endpoint's Info says `has`.
+    fn any_endpoint(&self, has: fn(&crate::endpoints::EndpointInfo) -> bool) -> bool {
+        self.endpoints
+            .all()
+            .iter()
+            .any(|e| e.is_healthy() && e.info().is_some_and(|i| has(&i)))
+    }
+
+    pub(crate) fn fan_out(&self, strategy: i32, disabled: bool) -> FanOut {
         FanOut {
             partial_response: !disabled && strategy != PartialResponseStrategy::Abort as i32,
             timeout: self.timeout,
@@ -182,6 +190,13 @@ impl Info for ProxyStoreService {
                 })
                 .collect(),
             component_type: strata_storepb::COMPONENT_QUERY.to_owned(),
+            // The APIs some endpoint behind serves, passed on (stacked queriers).
+            metric_metadata: self
+                .any_endpoint(|i| i.metadata)
+                .then_some(strata_storepb::info::MetricMetadataInfo {}),
+            targets: self
+                .any_endpoint(|i| i.targets)
+                .then_some(strata_storepb::info::TargetsInfo {}),
             store: Some(StoreInfo {
                 min_time,
                 max_time,

@@ -1,0 +1,93 @@
+//! The querier's own Metadata and Targets gRPC APIs, for a querier stacked on this one: the
+//! answers of this querier's endpoints, merged (metadata) or passed on (targets), as Thanos'
+//! querier proxies them.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use strata_storepb::metadata_server::Metadata;
+use strata_storepb::targets_server::Targets;
+use strata_storepb::{
+    Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest, MetricMetadataResponse,
+    TargetsRequest, TargetsResponse, metric_metadata_response, targets_response,
+};
+use tonic::{Request, Response, Status};
+
+use crate::store_api::ProxyStoreService;
+
+type Answer<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+fn status(e: crate::proxy::ProxyError) -> Status {
+    Status::unavailable(e.to_string())
+}
+
+#[tonic::async_trait]
+impl Metadata for ProxyStoreService {
+    type MetricMetadataStream = Answer<MetricMetadataResponse>;
+
+    async fn metric_metadata(
+        &self,
+        request: Request<MetricMetadataRequest>,
+    ) -> Result<Response<Self::MetricMetadataStream>, Status> {
+        let req = request.into_inner();
+        let fan_out = self.fan_out(req.partial_response_strategy, false);
+        let (merged, warnings) =
+            crate::metadata::metric_metadata(&self.endpoints, &req.metric, &fan_out)
+                .await
+                .map_err(status)?;
+        let limit = usize::try_from(req.limit).unwrap_or(usize::MAX);
+        let metadata = merged
+            .into_iter()
+            .take(if req.limit < 0 { usize::MAX } else { limit })
+            .map(|(name, metas)| {
+                let metas = metas
+                    .into_iter()
+                    .map(|m| Meta {
+                        r#type: m.kind,
+                        help: m.help,
+                        unit: m.unit,
+                    })
+                    .collect();
+                (name, MetricMetadataEntry { metas })
+            })
+            .collect();
+        let mut frames: Vec<Result<MetricMetadataResponse, Status>> = warnings
+            .into_iter()
+            .map(|w| {
+                Ok(MetricMetadataResponse {
+                    result: Some(metric_metadata_response::Result::Warning(w)),
+                })
+            })
+            .collect();
+        frames.push(Ok(MetricMetadataResponse {
+            result: Some(metric_metadata_response::Result::Metadata(MetricMetadata {
+                metadata,
+            })),
+        }));
+        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+    }
+}
+
+#[tonic::async_trait]
+impl Targets for ProxyStoreService {
+    type TargetsStream = Answer<TargetsResponse>;
+
+    async fn targets(
+        &self,
+        request: Request<TargetsRequest>,
+    ) -> Result<Response<Self::TargetsStream>, Status> {
+        let req = request.into_inner();
+        let fan_out = self.fan_out(req.partial_response_strategy, false);
+        let (answers, warnings) =
+            crate::metadata::targets_raw(&self.endpoints, req.state, &fan_out)
+                .await
+                .map_err(status)?;
+        let frames: Vec<Result<TargetsResponse, Status>> = warnings
+            .into_iter()
+            .map(targets_response::Result::Warning)
+            .chain(answers.into_iter().map(targets_response::Result::Targets))
+            .map(|r| Ok(TargetsResponse { result: Some(r) }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+    }
+}
