@@ -174,3 +174,124 @@ fn metadata_and_targets_equal_prometheus_through_frontend_and_querier() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// A scrape target serving OpenMetrics with exemplars, on its own thread (closed with the
+/// listener when the test ends).
+fn exemplar_target() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut n = 0u64;
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            n += 1;
+            let body = format!(
+                "# TYPE app_requests counter\n# HELP app_requests Requests served.\napp_requests_total{{path=\"/a\"}} {n} # {{trace_id=\"t{n}\"}} {n}.5\napp_requests_total{{path=\"/b\"}} {n}\n# EOF\n"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn exemplars_equal_prometheus_through_frontend_and_querier() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = exemplar_target();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  external_labels:\n    cluster: eks-1\n    prometheus_replica: prometheus-0\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\n"
+        ),
+    )
+    .unwrap();
+    let prometheus = Prometheus::start_with_config_and_flags(
+        &config,
+        &dir.path().join("prometheus"),
+        &["--enable-feature=exemplar-storage"],
+    );
+    let sidecar = StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &prometheus.url(),
+        "--tsdb.path",
+        &prometheus.data_dir.display().to_string(),
+    ]);
+    let query = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &sidecar.grpc,
+        "--query.replica-label",
+        "prometheus_replica",
+    ]);
+    let frontend = StrataProcess::start_http_only(&[
+        "query-frontend",
+        "--query-frontend.downstream-url",
+        &format!("http://{}", query.http),
+    ]);
+    let ours = format!("http://{}", frontend.http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Three scrapes' exemplars, in a range that ends in the past (so that both answers
+    // cover the same exemplars).
+    let (start, end) = loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let params = [
+            ("query", "app_requests_total"),
+            ("start", &format!("{:.3}", now - 60.0)),
+            ("end", &format!("{now:.3}")),
+        ];
+        let theirs = prometheus.get_json("/api/v1/query_exemplars", &params);
+        if theirs["data"][0]["exemplars"]
+            .as_array()
+            .is_some_and(|e| e.len() >= 3)
+        {
+            break (now - 60.0, now);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exemplars in Prometheus: {theirs}"
+        );
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
+    let params = [
+        ("query", "app_requests_total"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+    ];
+    let theirs = prometheus.get_json("/api/v1/query_exemplars", &params);
+    let body = get_json(&ours, "/api/v1/query_exemplars", &params);
+    assert_eq!(body["status"], "success", "{body}");
+    let a = body["data"].as_array().unwrap();
+    let b = theirs["data"].as_array().unwrap();
+    assert_eq!(a.len(), b.len(), "{body}\n{theirs}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["exemplars"], y["exemplars"], "{body}\n{theirs}");
+        let mut expected = y["seriesLabels"].clone();
+        expected["cluster"] = "eks-1".into();
+        assert_eq!(x["seriesLabels"], expected, "{body}");
+    }
+    eprintln!(
+        "exemplars of {} series ({} exemplars) equal to Prometheus 3.5's",
+        a.len(),
+        a.iter()
+            .map(|s| s["exemplars"].as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+    );
+    let bad = get_json(&ours, "/api/v1/query_exemplars", &[("query", "sum(")]);
+    assert_eq!(bad["errorType"], "bad_data", "{bad}");
+    let theirs_bad = prometheus.get_json("/api/v1/query_exemplars", &[("query", "sum(")]);
+    assert_eq!(theirs_bad["errorType"], "bad_data", "{theirs_bad}");
+}

@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "info/infopb/rpc.proto",
         "metadata/metadatapb/rpc.proto",
         "targets/targetspb/rpc.proto",
+        "exemplars/exemplarspb/rpc.proto",
         "prompb/types.proto",
         "prompb/remote.proto",
     ];

@@ -164,6 +164,17 @@ impl Prometheus {
         Prometheus::start_on_config(config, config_dir, data_dir, &["--web.enable-lifecycle"])
     }
 
+    /// Starts Prometheus on a configuration file with extra flags (e.g.
+    /// `--enable-feature=exemplar-storage`). Waits until it is ready.
+    pub fn start_with_config_and_flags(
+        config: &Path,
+        data_dir: &Path,
+        flags: &[&str],
+    ) -> Prometheus {
+        let config_dir = tempfile::tempdir().unwrap();
+        Prometheus::start_on_config(config, config_dir, data_dir, flags)
+    }
+
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port

@@ -32,6 +32,8 @@ pub struct EndpointInfo {
     pub metadata: bool,
     /// Serves the Targets API (`thanos.Targets`).
     pub targets: bool,
+    /// Serves the Exemplars API (`thanos.Exemplars`).
+    pub exemplars: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -181,6 +183,14 @@ impl Endpoint {
             .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
     }
 
+    /// An Exemplars API client on the shared connection.
+    pub fn exemplars_client(
+        &self,
+    ) -> strata_storepb::exemplars_client::ExemplarsClient<MeteredChannel> {
+        strata_storepb::exemplars_client::ExemplarsClient::new(self.channel.clone())
+            .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
+    }
+
     /// Whether the last Info call succeeded.
     pub fn is_healthy(&self) -> bool {
         self.state.read().map(|s| s.healthy).unwrap_or(false)
@@ -227,6 +237,7 @@ impl Endpoint {
                         max_time,
                         metadata: resp.metric_metadata.is_some(),
                         targets: resp.targets.is_some(),
+                        exemplars: resp.exemplars.is_some(),
                     })
                 }
             }

@@ -1,10 +1,11 @@
-//! The querier's own Metadata and Targets gRPC APIs, for a querier stacked on this one: the
+//! The querier's own Metadata, Targets and Exemplars gRPC APIs, for a querier stacked on this one: the
 //! answers of this querier's endpoints, merged (metadata) or passed on (targets), as Thanos'
 //! querier proxies them.
 
 use std::pin::Pin;
 
 use futures::Stream;
+use strata_storepb::exemplars_server::Exemplars;
 use strata_storepb::metadata_server::Metadata;
 use strata_storepb::targets_server::Targets;
 use strata_storepb::{
@@ -87,6 +88,33 @@ impl Targets for ProxyStoreService {
             .map(targets_response::Result::Warning)
             .chain(answers.into_iter().map(targets_response::Result::Targets))
             .map(|r| Ok(TargetsResponse { result: Some(r) }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+    }
+}
+
+#[tonic::async_trait]
+impl Exemplars for ProxyStoreService {
+    type ExemplarsStream = Answer<strata_storepb::ExemplarsResponse>;
+
+    async fn exemplars(
+        &self,
+        request: Request<strata_storepb::ExemplarsRequest>,
+    ) -> Result<Response<Self::ExemplarsStream>, Status> {
+        let req = request.into_inner();
+        let fan_out = self.fan_out(req.partial_response_strategy, false);
+        let (answers, warnings) = crate::exemplars::exemplars_raw(&self.endpoints, &req, &fan_out)
+            .await
+            .map_err(status)?;
+        let frames: Vec<Result<strata_storepb::ExemplarsResponse, Status>> = warnings
+            .into_iter()
+            .map(strata_storepb::exemplars_response::Result::Warning)
+            .chain(
+                answers
+                    .into_iter()
+                    .map(strata_storepb::exemplars_response::Result::Data),
+            )
+            .map(|r| Ok(strata_storepb::ExemplarsResponse { result: Some(r) }))
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(frames))))
     }

@@ -13,6 +13,7 @@ pub mod api;
 pub mod discovery;
 pub use strata_tsdb::dedup;
 pub mod endpoints;
+pub mod exemplars;
 mod grpc_apis;
 pub mod json;
 pub mod metadata;
@@ -197,7 +198,12 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         .add_service(strata_storepb::metadata_server::MetadataServer::new(
             proxy.clone(),
         ))
-        .add_service(strata_storepb::targets_server::TargetsServer::new(proxy));
+        .add_service(strata_storepb::targets_server::TargetsServer::new(
+            proxy.clone(),
+        ))
+        .add_service(strata_storepb::exemplars_server::ExemplarsServer::new(
+            proxy,
+        ));
     let mut tasks = strata_runtime::Tasks::new();
     tasks.spawn(
         "grpc",

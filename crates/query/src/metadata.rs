@@ -20,7 +20,7 @@ use crate::endpoints::{Endpoint, EndpointInfo, EndpointSet};
 use crate::proxy::{FanOut, ProxyError};
 
 /// Answers a stream may carry before the rest is refused (a sidecar sends one).
-const MAX_FRAMES: usize = 1024;
+pub(crate) const MAX_FRAMES: usize = 1024;
 
 /// One metadata entry (Prometheus' `/api/v1/metadata` item).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +67,7 @@ pub struct Targets {
 
 /// Runs `call` on every healthy endpoint `wants` admits, concurrently, each within the
 /// fan-out timeout; (answers, warnings).
-async fn fan_out<T, F, Fut>(
+pub(crate) async fn fan_out<T, F, Fut>(
     endpoints: &EndpointSet,
     fan_out: &FanOut,
     wants: fn(&EndpointInfo) -> bool,

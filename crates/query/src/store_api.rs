@@ -197,6 +197,12 @@ impl Info for ProxyStoreService {
             targets: self
                 .any_endpoint(|i| i.targets)
                 .then_some(strata_storepb::info::TargetsInfo {}),
+            exemplars: self.any_endpoint(|i| i.exemplars).then_some(
+                strata_storepb::info::ExemplarsInfo {
+                    min_time: i64::MIN,
+                    max_time: i64::MAX,
+                },
+            ),
             store: Some(StoreInfo {
                 min_time,
                 max_time,

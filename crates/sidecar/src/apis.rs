@@ -1,19 +1,20 @@
-//! The sidecar's Metadata and Targets APIs (`thanos.Metadata`, `thanos.Targets`), answered
-//! from Prometheus' HTTP API as Thanos' sidecar does: metric metadata as Prometheus has it,
-//! and targets with the external labels added to their labels (the querier then tells the
-//! clusters' targets apart).
+//! The sidecar's Metadata, Targets and Exemplars APIs (`thanos.Metadata`, `thanos.Targets`,
+//! `thanos.Exemplars`), answered from Prometheus' HTTP API as Thanos' sidecar does: metric
+//! metadata as Prometheus has it, targets and exemplars' series with the external labels
+//! added (the querier then tells the clusters apart).
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use futures::Stream;
 use strata_storepb::convert::labels_to_proto;
+use strata_storepb::exemplars_server::Exemplars;
 use strata_storepb::metadata_server::Metadata;
 use strata_storepb::targets_server::Targets;
 use strata_storepb::{
     ActiveTarget, DroppedTarget, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
     MetricMetadataResponse, TargetDiscovery, TargetHealth, TargetsRequest, TargetsResponse,
-    ZLabelSet, metric_metadata_response, targets_request, targets_response,
+    ZLabelSet, exemplars_response, metric_metadata_response, targets_request, targets_response,
 };
 use strata_types::Labels;
 use tonic::{Request, Response, Status};
@@ -142,6 +143,49 @@ impl Targets for SidecarStore {
         Ok(Response::new(one(TargetsResponse {
             result: Some(targets_response::Result::Targets(discovery)),
         })))
+    }
+}
+
+#[tonic::async_trait]
+impl Exemplars for SidecarStore {
+    type ExemplarsStream = Answer<strata_storepb::ExemplarsResponse>;
+
+    async fn exemplars(
+        &self,
+        request: Request<strata_storepb::ExemplarsRequest>,
+    ) -> Result<Response<Self::ExemplarsStream>, Status> {
+        let req = request.into_inner();
+        let ext = self.ext_labels()?;
+        let data = self
+            .prom
+            .exemplars(&req.query, req.start, req.end)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let frames: Vec<Result<strata_storepb::ExemplarsResponse, Status>> = data
+            .into_iter()
+            .map(|d| {
+                let exemplars = d
+                    .exemplars
+                    .into_iter()
+                    .map(|e| strata_storepb::Exemplar {
+                        labels: Some(ZLabelSet {
+                            labels: labels_to_proto(&Labels::from_pairs(e.labels)),
+                        }),
+                        value: e.value.parse().unwrap_or(f64::NAN),
+                        ts: (e.timestamp * 1000.0).round() as i64,
+                    })
+                    .collect();
+                Ok(strata_storepb::ExemplarsResponse {
+                    result: Some(exemplars_response::Result::Data(
+                        strata_storepb::ExemplarData {
+                            series_labels: Some(with_external(&d.series_labels, &ext)),
+                            exemplars,
+                        },
+                    )),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
     }
 }
 

@@ -328,7 +328,12 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         .add_service(strata_storepb::metadata_server::MetadataServer::new(
             service.clone(),
         ))
-        .add_service(strata_storepb::targets_server::TargetsServer::new(service))
+        .add_service(strata_storepb::targets_server::TargetsServer::new(
+            service.clone(),
+        ))
+        .add_service(strata_storepb::exemplars_server::ExemplarsServer::new(
+            service,
+        ))
         .serve_with_incoming_shutdown(
             strata_runtime::tls::incoming(grpc_listener, tls),
             async move { grpc_shutdown.wait().await },

@@ -168,6 +168,18 @@ impl PromClient {
             .await
     }
 
+    /// `/api/v1/query_exemplars` for `query` in `[start, end]` (ms).
+    pub async fn exemplars(
+        &self,
+        query: &str,
+        start: i64,
+        end: i64,
+    ) -> Result<Vec<PromExemplarData>, PromError> {
+        let mut params = time_params(start, end);
+        params.push(("query", query.to_owned()));
+        self.get_api("/api/v1/query_exemplars", &params).await
+    }
+
     /// `/api/v1/status/flags`.
     pub async fn flags(&self) -> Result<BTreeMap<String, String>, PromError> {
         self.get_api("/api/v1/status/flags", &[]).await
@@ -544,4 +556,28 @@ pub struct PromDroppedTarget {
     /// Labels before relabelling.
     #[serde(default)]
     pub discovered_labels: BTreeMap<String, String>,
+}
+
+/// One series' exemplars from `/api/v1/query_exemplars`.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromExemplarData {
+    /// The series.
+    #[serde(default)]
+    pub series_labels: BTreeMap<String, String>,
+    /// Its exemplars.
+    #[serde(default)]
+    pub exemplars: Vec<PromExemplar>,
+}
+
+/// One exemplar.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct PromExemplar {
+    /// Exemplar labels (trace_id, …).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// The value, as Prometheus prints it.
+    pub value: String,
+    /// Seconds.
+    pub timestamp: f64,
 }

@@ -258,6 +258,10 @@ impl Info for SidecarStore {
             }),
             metric_metadata: Some(strata_storepb::info::MetricMetadataInfo {}),
             targets: Some(strata_storepb::info::TargetsInfo {}),
+            exemplars: Some(strata_storepb::info::ExemplarsInfo {
+                min_time: self.state.min_time(),
+                max_time: i64::MAX,
+            }),
             ..Default::default()
         }))
     }

@@ -313,8 +313,56 @@ pub(crate) async fn targets(
     Ok(success(&out, &warnings, &[]))
 }
 
-pub(crate) async fn exemplars() -> Response {
-    success("[]", &[], &[])
+/// `/api/v1/query_exemplars` (`query`, `start`, `end`) from every endpoint serving Thanos'
+/// Exemplars API, in Prometheus' JSON.
+pub(crate) async fn exemplars(
+    State(state): State<Arc<ApiState>>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let p = Params::from_request(req).await?;
+    let (start, end) = range(&p)?;
+    if end < start {
+        return Err(ApiError::bad_data(
+            "end timestamp must not be before start timestamp",
+        ));
+    }
+    let query = p.get("query").unwrap_or("");
+    strata_promql::Engine::parse(query).map_err(|e| ApiError::bad_data(e.to_string()))?;
+    let options = read_options(&state, &p, None)?;
+    let _permit = permit(&state).await?;
+    let (series, warnings) = crate::exemplars::exemplars(
+        &state.endpoints,
+        query,
+        start,
+        end,
+        &options.replica_labels,
+        &options.fan_out,
+    )
+    .await?;
+    let mut out = String::from("[");
+    for (i, (labels, list)) in series.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"seriesLabels\":");
+        crate::json::write_labels(&mut out, labels);
+        out.push_str(",\"exemplars\":[");
+        for (j, e) in list.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"labels\":");
+            crate::json::write_labels(&mut out, &e.labels);
+            out.push_str(",\"value\":");
+            crate::json::write_str(&mut out, &strata_promql::format_float(e.value));
+            out.push_str(",\"timestamp\":");
+            crate::json::write_timestamp(&mut out, e.ts);
+            out.push('}');
+        }
+        out.push_str("]}");
+    }
+    out.push(']');
+    Ok(success(&out, &warnings, &[]))
 }
 
 pub(crate) async fn buildinfo() -> Response {
