@@ -333,6 +333,37 @@ fn operator_and_chart_argument_lists_start_every_component() {
                 && l.contains("param_query")),
         "{text}"
     );
+    // The querier's own slow query log (--query.log-queries-longer-than), the same line.
+    let slow_query_http = format!("127.0.0.1:{}", strata_e2e::free_port());
+    let slow_query_grpc = format!("127.0.0.1:{}", strata_e2e::free_port());
+    let slow_query_log = logs.join("slow-query.log");
+    let slow_query = StrataProcess::start_exact(
+        &[
+            "query".to_owned(),
+            format!("--http-address={slow_query_http}"),
+            format!("--grpc-address={slow_query_grpc}"),
+            format!("--endpoint={}", sidecar.grpc),
+            "--query.log-queries-longer-than=-1s".to_owned(),
+        ],
+        &slow_query_http,
+        &slow_query_grpc,
+        &[],
+        &slow_query_log,
+    );
+    let body = get_json(
+        &format!("http://{}", slow_query.http),
+        "/api/v1/query",
+        &[("query", "count(up)")],
+    );
+    assert_eq!(body["status"], "success", "{body}");
+    let text = std::fs::read_to_string(&slow_query_log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(r#"msg="slow query detected""#)
+                && l.contains("path=/api/v1/query")
+                && l.contains("param_query")),
+        "{text}"
+    );
     for log in [
         &sidecar_log,
         &store_log,

@@ -513,6 +513,14 @@ impl GrpcServerTlsArgs {
 }
 
 /// A Prometheus duration such as `15m`, `1h30m`, `2d` or `1w`.
+/// A `log-queries-longer-than` value: 0 is off, a negative duration logs every query.
+pub(crate) fn slow_query_threshold(value: &str) -> anyhow::Result<Option<Duration>> {
+    Ok(match value.strip_prefix('-') {
+        Some(_) => Some(Duration::ZERO),
+        None => Some(parse_duration(value).map_err(anyhow::Error::msg)?).filter(|d| !d.is_zero()),
+    })
+}
+
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let ms = parse_duration_ms(s)?;
     Ok(Duration::from_millis(ms))

@@ -82,14 +82,7 @@ pub(crate) fn run(args: FrontendArgs) -> anyhow::Result<()> {
         downstream_url: args.downstream_url,
         http_address: args.http.http_address,
         route_prefix: args.web.route_prefix(),
-        log_queries_longer_than: match args.log_queries_longer_than.strip_prefix('-') {
-            // Negative: every query.
-            Some(_) => Some(std::time::Duration::ZERO),
-            None => {
-                Some(parse_duration(&args.log_queries_longer_than).map_err(anyhow::Error::msg)?)
-                    .filter(|d| !d.is_zero())
-            }
-        },
+        log_queries_longer_than: crate::flags::slow_query_threshold(&args.log_queries_longer_than)?,
         split_interval: args.split_interval,
         align_range_with_step: args.align_range_with_step,
         max_retries: args.max_retries,

@@ -92,6 +92,15 @@ pub(crate) struct QueryArgs {
     /// Bytes of chunks and labels one query may bring in from the endpoints (0: unlimited).
     #[arg(long = "query.max-fetched-bytes", default_value = "1GiB", value_parser = crate::flags::parse_bytes)]
     max_fetched_bytes: u64,
+    /// Log queries that take longer than this ("slow query detected", as the query
+    /// frontend's `--query-frontend.log-queries-longer-than`; Strata's own flag): 0 disables,
+    /// a negative value logs all.
+    #[arg(
+        long = "query.log-queries-longer-than",
+        default_value = "0",
+        allow_hyphen_values = true
+    )]
+    log_queries_longer_than: String,
     /// How often endpoints are checked with the Info API, and the check's timeout.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = parse_duration)]
     info_interval: Duration,
@@ -126,6 +135,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         (None, None) => None,
     };
     let config = strata_query::QueryConfig {
+        log_queries_longer_than: crate::flags::slow_query_threshold(&args.log_queries_longer_than)?,
         endpoints,
         strict_endpoints: args.strict_endpoints,
         sd_files: args.sd_files,

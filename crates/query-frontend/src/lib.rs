@@ -266,49 +266,7 @@ async fn count_query(
     else {
         return next.run(req).await;
     };
-    let (method, path, dashboard, panel, host, params) = {
-        let header = |name: &str| {
-            req.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("-")
-                .to_owned()
-        };
-        let params: Vec<(String, String)> =
-            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
-                .map(|(k, v)| (format!("param_{k}"), v.into_owned()))
-                .collect();
-        (
-            req.method().to_string(),
-            req.uri().path().to_owned(),
-            header("X-Dashboard-Uid"),
-            header("X-Panel-Id"),
-            header("host"),
-            params,
-        )
-    };
-    let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    let taken = started.elapsed();
-    if taken >= threshold {
-        // Thanos' "slow query detected" line; the query's parameters as param_<name>.
-        let params = params
-            .iter()
-            .map(|(k, v)| format!("{k}={v:?}"))
-            .collect::<Vec<_>>()
-            .join(" ");
-        tracing::info!(
-            method = %method,
-            host = %host,
-            path = %path,
-            time_taken_ms = taken.as_millis() as u64,
-            grafana_dashboard_uid = %dashboard,
-            grafana_panel_id = %panel,
-            params = %params,
-            "slow query detected"
-        );
-    }
-    response
+    strata_runtime::slow_query::observe(threshold, req, next).await
 }
 
 async fn proxy(State(state): State<Arc<FrontendState>>, req: Request) -> Response {

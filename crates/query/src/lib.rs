@@ -81,11 +81,14 @@ pub struct QueryConfig {
     pub grpc_tls: strata_runtime::TlsFiles,
     /// `--grpc-client-tls-*`: TLS towards the endpoints (`None`: plaintext).
     pub client_tls: Option<endpoints::ClientTls>,
+    /// `--query.log-queries-longer-than`: the slow query log's threshold (`None`: off).
+    pub log_queries_longer_than: Option<Duration>,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
+            log_queries_longer_than: None,
             route_prefix: String::new(),
             endpoints: Vec::new(),
             strict_endpoints: Vec::new(),
@@ -183,8 +186,20 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
-    let api =
-        strata_runtime::http_metrics::instrument(api::router(state), &registry, api::handler_name);
+    let mut api = api::router(state);
+    if let Some(threshold) = config.log_queries_longer_than {
+        // Only the query API's named routes (queries, series, labels, …) are logged.
+        api = api.layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                if api::handler_name(req.method(), req.uri().path()).is_some() {
+                    strata_runtime::slow_query::observe(threshold, req, next).await
+                } else {
+                    next.run(req).await
+                }
+            },
+        ));
+    }
+    let api = strata_runtime::http_metrics::instrument(api, &registry, api::handler_name);
     let router = strata_runtime::http_router(
         registry,
         ready.clone(),

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 pub mod gate;
 pub mod http_metrics;
 pub mod process;
+pub mod slow_query;
 pub mod tasks;
 pub mod tls;
 pub mod trace;
