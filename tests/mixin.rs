@@ -283,6 +283,33 @@ fn every_metric_the_shipped_alerts_and_dashboards_read_is_exposed() {
         value("thanos_bucket_store_sent_chunk_size_bytes_count{tenant=\"default-tenant\"}") >= 1.0
     );
 
+    // Thanos' other operational metrics (not read by the mixin, read by operators): the
+    // querier's store set, the gateway's index cache and limit refusals, the frontend's
+    // retries per request.
+    let query_metrics = &scraped[3].1;
+    for (text, line) in [
+        (
+            query_metrics,
+            r#"thanos_store_nodes_grpc_connections{external_labels="{cluster=\"old\"}",store_type="store"} 1"#,
+        ),
+        (query_metrics, r#"store_type="sidecar"} 1"#),
+        (
+            store_metrics,
+            r#"thanos_store_index_cache_items{item_type="Postings"}"#,
+        ),
+        (store_metrics, "thanos_store_index_cache_max_size_bytes "),
+        (
+            store_metrics,
+            r#"thanos_bucket_store_queries_dropped_total{reason="series",tenant="default-tenant"} 0"#,
+        ),
+        (
+            &scraped[4].1,
+            "cortex_query_frontend_retries_bucket{le=\"0.0\"}",
+        ),
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+
     let missing: Vec<String> = wanted
         .iter()
         .filter(|(name, _)| !have.contains_key(*name))

@@ -116,10 +116,16 @@ impl Downstream {
         &self,
         path_and_query: &str,
         headers: &HeaderMap,
-        retries: &prometheus_client::metrics::counter::Counter,
+        retries: &Retries,
     ) -> Result<Bytes, Passthrough> {
         let url = format!("{}{path_and_query}", self.url);
         let mut attempt = 0usize;
+        // Cortex' `cortex_query_frontend_retries`: the retries each request took, observed
+        // however it ends.
+        let mut tried = RetriesOf {
+            histogram: &retries.per_request,
+            retries: 0,
+        };
         loop {
             attempt += 1;
             let mut builder = self.http.get(&url);
@@ -168,7 +174,8 @@ impl Downstream {
                     )));
                 }
             }
-            retries.inc();
+            retries.total.inc();
+            tried.retries += 1;
             tokio::time::sleep(Duration::from_millis(50 * attempt as u64)).await;
         }
     }
@@ -292,6 +299,35 @@ const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
     "host",
 ];
+
+/// The retry metrics: Strata's total, and Cortex' per-request histogram.
+#[derive(Debug, Clone)]
+pub(crate) struct Retries {
+    pub(crate) total: prometheus_client::metrics::counter::Counter,
+    pub(crate) per_request: prometheus_client::metrics::histogram::Histogram,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            total: Default::default(),
+            per_request: prometheus_client::metrics::histogram::Histogram::new([
+                0.0, 1.0, 2.0, 3.0, 4.0, 5.0,
+            ]),
+        }
+    }
+}
+
+struct RetriesOf<'a> {
+    histogram: &'a prometheus_client::metrics::histogram::Histogram,
+    retries: u32,
+}
+
+impl Drop for RetriesOf<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(f64::from(self.retries));
+    }
+}
 
 /// The caller's trace context is not passed on as it is: the frontend's own span (a child of
 /// it) is what the querier continues.

@@ -113,7 +113,7 @@ struct Metrics {
     /// `thanos_query_frontend_queries_total{op}`.
     queries: prometheus_client::metrics::family::Family<Vec<(&'static str, &'static str)>, Counter>,
     downstream_requests: Counter,
-    retries: Counter,
+    retries: downstream::Retries,
 }
 
 #[derive(Debug)]
@@ -143,7 +143,12 @@ pub async fn run(config: FrontendConfig, shutdown: Shutdown) -> Result<(), Front
     registry.register(
         "thanos_frontend_retries",
         "Retried downstream requests.",
-        metrics.retries.clone(),
+        metrics.retries.total.clone(),
+    );
+    registry.register(
+        "cortex_query_frontend_retries",
+        "Number of times a request is retried.",
+        metrics.retries.per_request.clone(),
     );
     registry.register(
         "thanos_query_frontend_queries",

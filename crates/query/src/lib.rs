@@ -160,6 +160,16 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         "thanos_query_concurrent_gate",
         Some(&mut registry),
     );
+    // Thanos' store-set gauge: healthy endpoints by external labels and component type.
+    let connections: prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    > = Default::default();
+    registry.register(
+        "thanos_store_nodes_grpc_connections",
+        "Number of gRPC connection to Store APIs. Opened connection means healthy store APIs available for Querier.",
+        connections.clone(),
+    );
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
@@ -238,6 +248,7 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         let mut last_resolve = tokio::time::Instant::now();
         loop {
             checker_endpoints.check_all(interval).await;
+            count_connections(&checker_endpoints, &connections);
             checker_ready.set(true);
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
@@ -257,4 +268,32 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     }
     tasks.join(strata_runtime::SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// Sets `thanos_store_nodes_grpc_connections` from the endpoints' last checks.
+fn count_connections(
+    endpoints: &endpoints::EndpointSet,
+    gauge: &prometheus_client::metrics::family::Family<
+        Vec<(&'static str, String)>,
+        prometheus_client::metrics::gauge::Gauge,
+    >,
+) {
+    gauge.clear();
+    for endpoint in endpoints.all() {
+        let Some(info) = endpoint.info().filter(|_| endpoint.is_healthy()) else {
+            continue;
+        };
+        let external = info
+            .label_sets
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        gauge
+            .get_or_create(&vec![
+                ("external_labels", external),
+                ("store_type", info.component),
+            ])
+            .inc();
+    }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use moka::sync::Cache;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use ulid::Ulid;
 
@@ -94,6 +95,10 @@ pub struct IndexCache {
     hits: Family<ItemLabels, Counter>,
     added: Family<ItemLabels, Counter>,
     evicted: Family<ItemLabels, Counter>,
+    /// Items held and their bytes, per type (in-memory cache).
+    held: Family<ItemLabels, Gauge>,
+    held_bytes: Family<ItemLabels, Gauge>,
+    max_bytes: Gauge,
 }
 
 /// The item types this cache holds, by Thanos' label values.
@@ -103,17 +108,24 @@ impl IndexCache {
     /// A cache holding at most `max_bytes` (0 disables it).
     pub fn new(max_bytes: u64, registry: Option<&mut Registry>) -> IndexCache {
         let evicted: Family<ItemLabels, Counter> = Family::default();
+        let held: Family<ItemLabels, Gauge> = Family::default();
+        let held_bytes: Family<ItemLabels, Gauge> = Family::default();
         let on_evict = evicted.clone();
+        let (on_remove, on_remove_bytes) = (held.clone(), held_bytes.clone());
         let cache = (max_bytes > 0).then(|| {
             Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_k: &Key, v: &Value| v.weight())
-                .eviction_listener(move |key: Arc<Key>, _value, cause| {
+                .eviction_listener(move |key: Arc<Key>, value: Value, cause| {
+                    let labels = vec![("item_type", Self::item_type(&key))];
                     if cause.was_evicted() {
-                        on_evict
-                            .get_or_create(&vec![("item_type", Self::item_type(&key))])
-                            .inc();
+                        on_evict.get_or_create(&labels).inc();
                     }
+                    // Every removal (evicted, replaced, invalidated) leaves the cache.
+                    on_remove.get_or_create(&labels).dec();
+                    on_remove_bytes
+                        .get_or_create(&labels)
+                        .dec_by(i64::from(value.weight()));
                 })
                 .build()
         });
@@ -125,7 +137,12 @@ impl IndexCache {
             hits: Family::default(),
             added: Family::default(),
             evicted,
+            held,
+            held_bytes,
+            max_bytes: Gauge::default(),
         };
+        this.max_bytes
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
         this.register(registry);
         this
     }
@@ -149,6 +166,9 @@ impl IndexCache {
                     hits: Family::default(),
                     added: Family::default(),
                     evicted: Family::default(),
+                    held: Family::default(),
+                    held_bytes: Family::default(),
+                    max_bytes: Gauge::default(),
                 };
                 if let Some(registry) = registry {
                     if let Some(remote) = &this.remote {
@@ -169,7 +189,29 @@ impl IndexCache {
                 for family in [&self.requests, &self.hits, &self.added, &self.evicted] {
                     drop(family.get_or_create(&labels));
                 }
+                drop(self.held.get_or_create(&labels));
+                drop(self.held_bytes.get_or_create(&labels));
             }
+            registry.register(
+                "thanos_store_index_cache_items",
+                "Current number of items in the index cache.",
+                self.held.clone(),
+            );
+            registry.register(
+                "thanos_store_index_cache_items_size_bytes",
+                "Current byte size of items in the index cache.",
+                self.held_bytes.clone(),
+            );
+            registry.register(
+                "thanos_store_index_cache_total_size_bytes",
+                "Current byte size of items (both value and key) in the index cache.",
+                self.held_bytes.clone(),
+            );
+            registry.register(
+                "thanos_store_index_cache_max_size_bytes",
+                "Maximum number of bytes to be held in the index cache.",
+                self.max_bytes.clone(),
+            );
             registry.register(
                 "thanos_store_index_cache_items_added",
                 "Total number of items that were added to the index cache.",
@@ -230,9 +272,12 @@ impl IndexCache {
 
     pub(crate) fn insert(&self, key: Key, value: Value) {
         if let Some(cache) = &self.cache {
-            self.added
-                .get_or_create(&vec![("item_type", Self::item_type(&key))])
-                .inc();
+            let labels = vec![("item_type", Self::item_type(&key))];
+            self.added.get_or_create(&labels).inc();
+            self.held.get_or_create(&labels).inc();
+            self.held_bytes
+                .get_or_create(&labels)
+                .inc_by(i64::from(value.weight()));
             cache.insert(key.clone(), value.clone());
         }
         let Some(remote) = &self.remote else {

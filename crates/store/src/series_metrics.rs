@@ -72,6 +72,8 @@ pub(crate) struct SeriesMetrics {
     get_all_duration: Hist,
     merge_duration: Hist,
     sent_chunk_size: Hist,
+    queries_dropped:
+        Family<Vec<(&'static str, &'static str)>, prometheus_client::metrics::counter::Counter>,
 }
 
 impl SeriesMetrics {
@@ -84,6 +86,7 @@ impl SeriesMetrics {
             get_all_duration: Family::new_with_constructor(duration_buckets),
             merge_duration: Family::new_with_constructor(duration_buckets),
             sent_chunk_size: Family::new_with_constructor(chunk_size_buckets),
+            queries_dropped: Family::default(),
         }
     }
 
@@ -104,6 +107,17 @@ impl SeriesMetrics {
             drop(self.data_touched.get_or_create(&labels));
             drop(self.data_fetched.get_or_create(&labels));
         }
+        for reason in ["series", "chunks", "samples"] {
+            drop(
+                self.queries_dropped
+                    .get_or_create(&vec![("reason", reason), ("tenant", DEFAULT_TENANT)]),
+            );
+        }
+        registry.register(
+            "thanos_bucket_store_queries_dropped",
+            "Number of queries that were dropped due to the limit.",
+            self.queries_dropped.clone(),
+        );
         registry.register(
             "thanos_bucket_store_series_blocks_queried",
             "Number of blocks in a bucket store that were touched to satisfy a query.",
@@ -139,6 +153,13 @@ impl SeriesMetrics {
             "Size in bytes of the chunks for the single series, which is adequate to the gRPC message size sent to querier.",
             self.sent_chunk_size.clone(),
         );
+    }
+
+    /// A Series call refused by a limit (`reason`: series, chunks, samples).
+    pub(crate) fn dropped(&self, reason: &'static str) {
+        self.queries_dropped
+            .get_or_create(&vec![("reason", reason), ("tenant", DEFAULT_TENANT)])
+            .inc();
     }
 
     /// One series' chunk bytes as sent.

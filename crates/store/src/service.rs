@@ -498,7 +498,20 @@ async fn merge_and_send(
                 item
             }
             Err(strata_storepb::merge::MergeError::Input(text)) => {
-                let _ = out.send(Err(status_from_text(&text))).await;
+                let status = status_from_text(&text);
+                if status.code() == tonic::Code::ResourceExhausted
+                    && let Some(metrics) = &observe.metrics
+                {
+                    for reason in ["series", "chunks", "samples"] {
+                        if status
+                            .message()
+                            .contains(&format!("exceeded {reason} limit"))
+                        {
+                            metrics.dropped(reason);
+                        }
+                    }
+                }
+                let _ = out.send(Err(status)).await;
                 return;
             }
             Err(e) => {
