@@ -294,6 +294,10 @@ fn every_metric_the_shipped_alerts_and_dashboards_read_is_exposed() {
         ),
         (query_metrics, r#"store_type="sidecar"} 1"#),
         (
+            query_metrics,
+            r#"thanos_query_range_requested_timespan_duration_seconds_bucket{le="900.0"} "#,
+        ),
+        (
             store_metrics,
             r#"thanos_store_index_cache_items{item_type="Postings"}"#,
         ),

@@ -170,6 +170,12 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         "Number of gRPC connection to Store APIs. Opened connection means healthy store APIs available for Querier.",
         connections.clone(),
     );
+    let range_timespan = api::range_timespan_histogram();
+    registry.register(
+        "thanos_query_range_requested_timespan_duration_seconds",
+        "A histogram of the query range window in seconds",
+        range_timespan.clone(),
+    );
     let registry = Arc::new(Mutex::new(registry));
     let ready = Readiness::default();
     let engine = Engine::new(EngineOptions {
@@ -193,6 +199,7 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             max_fetched_bytes: config.max_fetched_bytes,
         },
         gate,
+        range_timespan,
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;

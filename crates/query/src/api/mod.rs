@@ -84,6 +84,16 @@ pub struct ApiState {
     pub options: ApiOptions,
     /// `--query.max-concurrent`: every request that reads takes a permit.
     pub gate: strata_runtime::gate::Gate,
+    /// `thanos_query_range_requested_timespan_duration_seconds`: the range of each range
+    /// query.
+    pub range_timespan: prometheus_client::metrics::histogram::Histogram,
+}
+
+/// Thanos' buckets for the requested range: 15 minutes doubling 12 times.
+pub fn range_timespan_histogram() -> prometheus_client::metrics::histogram::Histogram {
+    prometheus_client::metrics::histogram::Histogram::new(
+        prometheus_client::metrics::histogram::exponential_buckets(900.0, 2.0, 12),
+    )
 }
 
 /// The API routes.

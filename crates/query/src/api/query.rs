@@ -203,6 +203,10 @@ pub(crate) async fn query_range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
         ));
     }
+    // Thanos' `thanos_query_range_requested_timespan_duration_seconds`.
+    state
+        .range_timespan
+        .observe(end.sub_nanos(start) as f64 / 1e9);
     let evaluation = evaluation(&state, &p)?;
     let q = p.value("query").to_owned();
     let expr = Engine::parse(&q).map_err(|e| ApiError::param("query", e))?;
