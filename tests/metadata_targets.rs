@@ -1,4 +1,4 @@
-//! Thanos' Metadata and Targets APIs end to end: Prometheus 3.5 scraping itself, the sidecar
+//! Thanos' Metadata, Targets, Exemplars and Rules APIs end to end: Prometheus 3.5 scraping itself, the sidecar
 //! serving `thanos.Metadata` and `thanos.Targets` from it, the querier fanning out, and the
 //! query frontend passing `/api/v1/metadata` and `/api/v1/targets` through. Grafana's metric
 //! browser reads the metadata: each metric's type, help and unit must be Prometheus' own;
@@ -294,4 +294,141 @@ fn exemplars_equal_prometheus_through_frontend_and_querier() {
     assert_eq!(bad["errorType"], "bad_data", "{bad}");
     let theirs_bad = prometheus.get_json("/api/v1/query_exemplars", &[("query", "sum(")]);
     assert_eq!(theirs_bad["errorType"], "bad_data", "{theirs_bad}");
+}
+
+#[test]
+fn rules_and_alerts_equal_prometheus_through_frontend_and_querier() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(
+        &rules,
+        "groups:\n  - name: strata\n    interval: 1s\n    rules:\n      - record: job:up:sum\n        expr: sum by (job) (up)\n      - alert: AlwaysFiring\n        expr: vector(1) > 0\n        labels:\n          severity: none\n        annotations:\n          summary: it fires\n      - alert: NeverFiring\n        expr: vector(1) < 0\n        for: 5m\n",
+    )
+    .unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n  external_labels:\n    cluster: eks-1\n    prometheus_replica: prometheus-0\nrule_files:\n  - {}\n",
+            rules.display()
+        ),
+    )
+    .unwrap();
+    let prometheus =
+        Prometheus::start_with_config_and_flags(&config, &dir.path().join("prometheus"), &[]);
+    let sidecar = StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &prometheus.url(),
+        "--tsdb.path",
+        &prometheus.data_dir.display().to_string(),
+    ]);
+    let query = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &sidecar.grpc,
+        "--query.replica-label",
+        "prometheus_replica",
+    ]);
+    let frontend = StrataProcess::start_http_only(&[
+        "query-frontend",
+        "--query-frontend.downstream-url",
+        &format!("http://{}", query.http),
+    ]);
+    let ours = format!("http://{}", frontend.http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let theirs = prometheus.get_json("/api/v1/alerts", &[]);
+        if theirs["data"]["alerts"][0]["state"] == "firing" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alert never fired: {theirs}");
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let theirs = prometheus.get_json("/api/v1/rules", &[]);
+    let body = get_json(&ours, "/api/v1/rules", &[]);
+    assert_eq!(body["status"], "success", "{body}");
+    let (a, b) = (&body["data"]["groups"], &theirs["data"]["groups"]);
+    assert_eq!(a.as_array().unwrap().len(), 1, "{body}");
+    for key in ["name", "file", "interval", "limit"] {
+        assert_eq!(a[0][key], b[0][key], "group {key}: {body}\n{theirs}");
+    }
+    let (ra, rb) = (
+        a[0]["rules"].as_array().unwrap(),
+        b[0]["rules"].as_array().unwrap(),
+    );
+    assert_eq!(ra.len(), rb.len(), "{body}\n{theirs}");
+    let with_cluster = |v: &serde_json::Value| {
+        let mut v = if v.is_object() {
+            v.clone()
+        } else {
+            serde_json::json!({})
+        };
+        v["cluster"] = "eks-1".into();
+        v
+    };
+    for (x, y) in ra.iter().zip(rb) {
+        for key in [
+            "name",
+            "query",
+            "type",
+            "health",
+            "state",
+            "duration",
+            "keepFiringFor",
+            "annotations",
+        ] {
+            assert_eq!(x[key], y[key], "rule {key}: {x}\n{y}");
+        }
+        assert_eq!(x["labels"], with_cluster(&y["labels"]), "{x}\n{y}");
+        let (xa, ya) = (&x["alerts"], &y["alerts"]);
+        assert_eq!(
+            xa.as_array().map(Vec::len),
+            ya.as_array().map(Vec::len),
+            "{x}\n{y}"
+        );
+        for (p, q) in xa
+            .as_array()
+            .into_iter()
+            .flatten()
+            .zip(ya.as_array().into_iter().flatten())
+        {
+            for key in ["annotations", "state", "value"] {
+                assert_eq!(p[key], q[key], "alert {key}: {p}\n{q}");
+            }
+            assert_eq!(p["labels"], with_cluster(&q["labels"]), "{p}\n{q}");
+            // The same instant (Prometheus trims trailing zeros of the fraction).
+            let second =
+                |v: &serde_json::Value| v.as_str().unwrap_or("").get(..19).map(str::to_owned);
+            assert_eq!(second(&p["activeAt"]), second(&q["activeAt"]), "{p}\n{q}");
+        }
+    }
+    // Filters and /api/v1/alerts, as Prometheus answers them.
+    let only_alerts = get_json(&ours, "/api/v1/rules", &[("type", "alert")]);
+    assert_eq!(
+        only_alerts["data"]["groups"][0]["rules"]
+            .as_array()
+            .map(Vec::len),
+        Some(2),
+        "{only_alerts}"
+    );
+    let named = get_json(&ours, "/api/v1/rules", &[("rule_name[]", "job:up:sum")]);
+    assert_eq!(
+        named["data"]["groups"][0]["rules"][0]["name"], "job:up:sum",
+        "{named}"
+    );
+    let bad = get_json(&ours, "/api/v1/rules", &[("type", "x")]);
+    assert_eq!(bad["errorType"], "bad_data", "{bad}");
+    let alerts = get_json(&ours, "/api/v1/alerts", &[]);
+    let theirs_alerts = prometheus.get_json("/api/v1/alerts", &[]);
+    assert_eq!(
+        alerts["data"]["alerts"][0]["labels"],
+        with_cluster(&theirs_alerts["data"]["alerts"][0]["labels"]),
+        "{alerts}"
+    );
+    eprintln!(
+        "{} rules and their alerts equal to Prometheus 3.5's",
+        ra.len()
+    );
 }

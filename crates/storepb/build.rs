@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "metadata/metadatapb/rpc.proto",
         "targets/targetspb/rpc.proto",
         "exemplars/exemplarspb/rpc.proto",
+        "rules/rulespb/rpc.proto",
         "prompb/types.proto",
         "prompb/remote.proto",
     ];

@@ -34,6 +34,8 @@ pub struct EndpointInfo {
     pub targets: bool,
     /// Serves the Exemplars API (`thanos.Exemplars`).
     pub exemplars: bool,
+    /// Serves the Rules API (`thanos.Rules`).
+    pub rules: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -191,6 +193,12 @@ impl Endpoint {
             .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
     }
 
+    /// A Rules API client on the shared connection.
+    pub fn rules_client(&self) -> strata_storepb::rules_client::RulesClient<MeteredChannel> {
+        strata_storepb::rules_client::RulesClient::new(self.channel.clone())
+            .max_decoding_message_size(strata_storepb::serve::MAX_MESSAGE_BYTES)
+    }
+
     /// Whether the last Info call succeeded.
     pub fn is_healthy(&self) -> bool {
         self.state.read().map(|s| s.healthy).unwrap_or(false)
@@ -238,6 +246,7 @@ impl Endpoint {
                         metadata: resp.metric_metadata.is_some(),
                         targets: resp.targets.is_some(),
                         exemplars: resp.exemplars.is_some(),
+                        rules: resp.rules.is_some(),
                     })
                 }
             }

@@ -1,4 +1,4 @@
-//! The querier's own Metadata, Targets and Exemplars gRPC APIs, for a querier stacked on this one: the
+//! The querier's own Metadata, Targets, Exemplars and Rules gRPC APIs, for a querier stacked on this one: the
 //! answers of this querier's endpoints, merged (metadata) or passed on (targets), as Thanos'
 //! querier proxies them.
 
@@ -115,6 +115,33 @@ impl Exemplars for ProxyStoreService {
                     .map(strata_storepb::exemplars_response::Result::Data),
             )
             .map(|r| Ok(strata_storepb::ExemplarsResponse { result: Some(r) }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+    }
+}
+
+#[tonic::async_trait]
+impl strata_storepb::rules_server::Rules for ProxyStoreService {
+    type RulesStream = Answer<strata_storepb::RulesResponse>;
+
+    async fn rules(
+        &self,
+        request: Request<strata_storepb::RulesRequest>,
+    ) -> Result<Response<Self::RulesStream>, Status> {
+        let req = request.into_inner();
+        let fan_out = self.fan_out(req.partial_response_strategy, false);
+        let (groups, warnings) = crate::rules::rules_raw(&self.endpoints, &req, &fan_out)
+            .await
+            .map_err(status)?;
+        let frames: Vec<Result<strata_storepb::RulesResponse, Status>> = warnings
+            .into_iter()
+            .map(strata_storepb::rules_response::Result::Warning)
+            .chain(
+                groups
+                    .into_iter()
+                    .map(strata_storepb::rules_response::Result::Group),
+            )
+            .map(|r| Ok(strata_storepb::RulesResponse { result: Some(r) }))
             .collect();
         Ok(Response::new(Box::pin(futures::stream::iter(frames))))
     }

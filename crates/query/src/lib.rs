@@ -19,6 +19,7 @@ pub mod json;
 pub mod metadata;
 pub mod proxy;
 pub mod queryable;
+pub mod rules;
 pub mod store_api;
 
 use std::sync::{Arc, Mutex};
@@ -234,8 +235,9 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
             proxy.clone(),
         ))
         .add_service(strata_storepb::exemplars_server::ExemplarsServer::new(
-            proxy,
-        ));
+            proxy.clone(),
+        ))
+        .add_service(strata_storepb::rules_server::RulesServer::new(proxy));
     let mut tasks = strata_runtime::Tasks::new();
     tasks.spawn(
         "grpc",

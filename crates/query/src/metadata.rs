@@ -193,7 +193,7 @@ fn labels(set: Option<ZLabelSet>, replica_labels: &[String]) -> Labels {
     )
 }
 
-fn rfc3339(t: Option<prost_types::Timestamp>) -> String {
+pub(crate) fn rfc3339(t: Option<prost_types::Timestamp>) -> String {
     let Some(t) = t else {
         return String::new();
     };

@@ -197,6 +197,9 @@ impl Info for ProxyStoreService {
             targets: self
                 .any_endpoint(|i| i.targets)
                 .then_some(strata_storepb::info::TargetsInfo {}),
+            rules: self
+                .any_endpoint(|i| i.rules)
+                .then_some(strata_storepb::info::RulesInfo {}),
             exemplars: self.any_endpoint(|i| i.exemplars).then_some(
                 strata_storepb::info::ExemplarsInfo {
                     min_time: i64::MIN,

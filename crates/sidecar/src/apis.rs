@@ -1,5 +1,5 @@
-//! The sidecar's Metadata, Targets and Exemplars APIs (`thanos.Metadata`, `thanos.Targets`,
-//! `thanos.Exemplars`), answered from Prometheus' HTTP API as Thanos' sidecar does: metric
+//! The sidecar's Metadata, Targets, Exemplars and Rules APIs (`thanos.Metadata`,
+//! `thanos.Targets`, `thanos.Exemplars`, `thanos.Rules`), answered from Prometheus' HTTP API as Thanos' sidecar does: metric
 //! metadata as Prometheus has it, targets and exemplars' series with the external labels
 //! added (the querier then tells the clusters apart).
 
@@ -10,6 +10,7 @@ use futures::Stream;
 use strata_storepb::convert::labels_to_proto;
 use strata_storepb::exemplars_server::Exemplars;
 use strata_storepb::metadata_server::Metadata;
+use strata_storepb::rules_server::Rules;
 use strata_storepb::targets_server::Targets;
 use strata_storepb::{
     ActiveTarget, DroppedTarget, Meta, MetricMetadata, MetricMetadataEntry, MetricMetadataRequest,
@@ -182,6 +183,112 @@ impl Exemplars for SidecarStore {
                             exemplars,
                         },
                     )),
+                })
+            })
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+    }
+}
+
+fn alert_state(text: &str) -> strata_storepb::AlertState {
+    match text {
+        "inactive" => strata_storepb::AlertState::Inactive,
+        "pending" => strata_storepb::AlertState::Pending,
+        "firing" => strata_storepb::AlertState::Firing,
+        _ => strata_storepb::AlertState::Unknown,
+    }
+}
+
+fn plain_labels(labels: Option<BTreeMap<String, String>>) -> Option<ZLabelSet> {
+    Some(ZLabelSet {
+        labels: labels_to_proto(&Labels::from_pairs(labels.unwrap_or_default())),
+    })
+}
+
+#[tonic::async_trait]
+impl Rules for SidecarStore {
+    type RulesStream = Answer<strata_storepb::RulesResponse>;
+
+    async fn rules(
+        &self,
+        request: Request<strata_storepb::RulesRequest>,
+    ) -> Result<Response<Self::RulesStream>, Status> {
+        use strata_storepb::{rule, rules_request, rules_response};
+        let kind = match rules_request::Type::try_from(request.into_inner().r#type) {
+            Ok(rules_request::Type::Alert) => "alert",
+            Ok(rules_request::Type::Record) => "record",
+            _ => "",
+        };
+        let ext = self.ext_labels()?;
+        let groups = self
+            .prom
+            .rules(kind)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        // As Thanos' sidecar: the external labels join the rules' and alerts' labels.
+        let frames: Vec<Result<strata_storepb::RulesResponse, Status>> = groups
+            .groups
+            .into_iter()
+            .map(|g| {
+                let rules = g
+                    .rules
+                    .into_iter()
+                    .map(|r| {
+                        let labels =
+                            Some(with_external(&r.labels.clone().unwrap_or_default(), &ext));
+                        let result = if r.kind == "alerting" {
+                            rule::Result::Alert(strata_storepb::Alert {
+                                state: alert_state(&r.state).into(),
+                                name: r.name,
+                                query: r.query,
+                                duration_seconds: r.duration,
+                                labels,
+                                annotations: plain_labels(r.annotations),
+                                alerts: r
+                                    .alerts
+                                    .into_iter()
+                                    .map(|a| strata_storepb::AlertInstance {
+                                        labels: Some(with_external(&a.labels, &ext)),
+                                        annotations: plain_labels(Some(a.annotations)),
+                                        state: alert_state(&a.state).into(),
+                                        active_at: timestamp(&a.active_at),
+                                        value: a.value,
+                                        partial_response_strategy: 0,
+                                    })
+                                    .collect(),
+                                health: r.health,
+                                last_error: r.last_error,
+                                evaluation_duration_seconds: r.evaluation_time,
+                                last_evaluation: timestamp(&r.last_evaluation),
+                                keep_firing_for_seconds: r.keep_firing_for,
+                            })
+                        } else {
+                            rule::Result::Recording(strata_storepb::RecordingRule {
+                                name: r.name,
+                                query: r.query,
+                                labels,
+                                health: r.health,
+                                last_error: r.last_error,
+                                evaluation_duration_seconds: r.evaluation_time,
+                                last_evaluation: timestamp(&r.last_evaluation),
+                            })
+                        };
+                        strata_storepb::Rule {
+                            result: Some(result),
+                        }
+                    })
+                    .collect();
+                Ok(strata_storepb::RulesResponse {
+                    result: Some(rules_response::Result::Group(strata_storepb::RuleGroup {
+                        name: g.name,
+                        file: g.file,
+                        rules,
+                        interval: g.interval,
+                        evaluation_duration_seconds: g.evaluation_time,
+                        last_evaluation: timestamp(&g.last_evaluation),
+                        limit: g.limit,
+                        partial_response_strategy: 0,
+                    })),
                 })
             })
             .collect();

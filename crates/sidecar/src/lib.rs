@@ -332,8 +332,9 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
             service.clone(),
         ))
         .add_service(strata_storepb::exemplars_server::ExemplarsServer::new(
-            service,
+            service.clone(),
         ))
+        .add_service(strata_storepb::rules_server::RulesServer::new(service))
         .serve_with_incoming_shutdown(
             strata_runtime::tls::incoming(grpc_listener, tls),
             async move { grpc_shutdown.wait().await },

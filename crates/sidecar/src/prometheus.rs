@@ -180,6 +180,15 @@ impl PromClient {
         self.get_api("/api/v1/query_exemplars", &params).await
     }
 
+    /// `/api/v1/rules?type=…` (`""`: both, `alert`, `record`).
+    pub async fn rules(&self, kind: &str) -> Result<PromRuleGroups, PromError> {
+        let mut params = Vec::new();
+        if !kind.is_empty() {
+            params.push(("type", kind.to_owned()));
+        }
+        self.get_api("/api/v1/rules", &params).await
+    }
+
     /// `/api/v1/status/flags`.
     pub async fn flags(&self) -> Result<BTreeMap<String, String>, PromError> {
         self.get_api("/api/v1/status/flags", &[]).await
@@ -580,4 +589,103 @@ pub struct PromExemplar {
     pub value: String,
     /// Seconds.
     pub timestamp: f64,
+}
+
+/// `/api/v1/rules`' data.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct PromRuleGroups {
+    /// The groups.
+    #[serde(default)]
+    pub groups: Vec<PromRuleGroup>,
+}
+
+/// A rule group.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromRuleGroup {
+    /// Its name.
+    pub name: String,
+    /// The rule file.
+    #[serde(default)]
+    pub file: String,
+    /// Its rules.
+    #[serde(default)]
+    pub rules: Vec<PromRule>,
+    /// Seconds.
+    #[serde(default)]
+    pub interval: f64,
+    /// The alert or series limit.
+    #[serde(default)]
+    pub limit: i64,
+    /// Seconds.
+    #[serde(default)]
+    pub evaluation_time: f64,
+    /// RFC 3339.
+    #[serde(default)]
+    pub last_evaluation: String,
+}
+
+/// A recording or alerting rule (`type` says which).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromRule {
+    /// `alerting` or `recording`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The alert or recorded series name.
+    pub name: String,
+    /// The expression.
+    #[serde(default)]
+    pub query: String,
+    /// Alerts: firing, pending, inactive.
+    #[serde(default)]
+    pub state: String,
+    /// Alerts: `for`, seconds.
+    #[serde(default)]
+    pub duration: f64,
+    /// Alerts: `keep_firing_for`, seconds.
+    #[serde(default)]
+    pub keep_firing_for: f64,
+    /// Labels the rule adds.
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// Alerts: annotations.
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    /// Alerts: the active alerts.
+    #[serde(default)]
+    pub alerts: Vec<PromAlert>,
+    /// ok, err, unknown.
+    #[serde(default)]
+    pub health: String,
+    /// The last evaluation's error.
+    #[serde(default)]
+    pub last_error: String,
+    /// Seconds.
+    #[serde(default)]
+    pub evaluation_time: f64,
+    /// RFC 3339.
+    #[serde(default)]
+    pub last_evaluation: String,
+}
+
+/// An active alert.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PromAlert {
+    /// Its labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// firing or pending.
+    #[serde(default)]
+    pub state: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub active_at: String,
+    /// The value, as Prometheus prints it.
+    #[serde(default)]
+    pub value: String,
 }

@@ -257,6 +257,7 @@ impl Info for SidecarStore {
                 supports_projections: false,
             }),
             metric_metadata: Some(strata_storepb::info::MetricMetadataInfo {}),
+            rules: Some(strata_storepb::info::RulesInfo {}),
             targets: Some(strata_storepb::info::TargetsInfo {}),
             exemplars: Some(strata_storepb::info::ExemplarsInfo {
                 min_time: self.state.min_time(),

@@ -16,6 +16,7 @@ mod meta;
 mod params;
 mod query;
 mod response;
+mod rules;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/label/{name}/values", get(meta::label_values))
         .route("/api/v1/metadata", get(meta::metadata))
         .route("/api/v1/targets", get(meta::targets))
+        .route("/api/v1/rules", get(rules::rules))
+        .route("/api/v1/alerts", get(rules::alerts))
         .route(
             "/api/v1/query_exemplars",
             get(meta::exemplars).post(meta::exemplars),
@@ -127,6 +130,8 @@ pub fn handler_name(_: &axum::http::Method, path: &str) -> Option<&'static str> 
         "/api/v1/labels" => "label_names",
         "/api/v1/metadata" => "metadata",
         "/api/v1/targets" => "targets",
+        "/api/v1/rules" => "rules",
+        "/api/v1/alerts" => "alerts",
         "/api/v1/query_exemplars" => "exemplars",
         "/api/v1/stores" => "stores",
         "/api/v1/status/buildinfo" => "status_build",
