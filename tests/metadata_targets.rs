@@ -104,6 +104,32 @@ fn metadata_and_targets_equal_prometheus_through_frontend_and_querier() {
             assert_eq!(a["data"], b["data"], "{params:?}");
         }
     }
+    // CORS as Prometheus sets it (origin `.*`: any origin), on the querier.
+    let cors = |base: &str| {
+        let resp = ureq::get(format!("{base}/api/v1/metadata?metric=up"))
+            .header("Origin", "http://grafana.example")
+            .call()
+            .unwrap();
+        [
+            "access-control-allow-headers",
+            "access-control-allow-methods",
+            "access-control-expose-headers",
+            "access-control-allow-origin",
+            "vary",
+        ]
+        .map(|h| {
+            resp.headers()
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        })
+    };
+    assert_eq!(
+        cors(&format!("http://{}", query.http)),
+        cors(&prometheus.url()),
+        "CORS headers"
+    );
     let bad = get_json(&ours, "/api/v1/metadata", &[("limit", "x")]);
     assert_eq!(bad["errorType"], "bad_data", "{bad}");
 

@@ -101,6 +101,9 @@ pub(crate) struct QueryArgs {
         allow_hyphen_values = true
     )]
     log_queries_longer_than: String,
+    /// Answer without CORS headers (Thanos' flag; by default any origin may call the API).
+    #[arg(long = "web.disable-cors", default_value_t = false)]
+    disable_cors: bool,
     /// How often endpoints are checked with the Info API, and the check's timeout.
     #[arg(long = "endpoint.info-timeout", default_value = "5s", value_parser = parse_duration)]
     info_interval: Duration,
@@ -136,6 +139,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     };
     let config = strata_query::QueryConfig {
         log_queries_longer_than: crate::flags::slow_query_threshold(&args.log_queries_longer_than)?,
+        disable_cors: args.disable_cors,
         endpoints,
         strict_endpoints: args.strict_endpoints,
         sd_files: args.sd_files,

@@ -84,12 +84,15 @@ pub struct QueryConfig {
     pub client_tls: Option<endpoints::ClientTls>,
     /// `--query.log-queries-longer-than`: the slow query log's threshold (`None`: off).
     pub log_queries_longer_than: Option<Duration>,
+    /// `--web.disable-cors`: no CORS headers on the API.
+    pub disable_cors: bool,
 }
 
 impl Default for QueryConfig {
     fn default() -> Self {
         QueryConfig {
             log_queries_longer_than: None,
+            disable_cors: false,
             route_prefix: String::new(),
             endpoints: Vec::new(),
             strict_endpoints: Vec::new(),
@@ -216,6 +219,9 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
                 }
             },
         ));
+    }
+    if !config.disable_cors {
+        api = api.layer(axum::middleware::from_fn(strata_runtime::cors::cors));
     }
     let api = strata_runtime::http_metrics::instrument(api, &registry, api::handler_name);
     let router = strata_runtime::http_router(

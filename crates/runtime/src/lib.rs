@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub mod cors;
 pub mod gate;
 pub mod http_metrics;
 pub mod process;
