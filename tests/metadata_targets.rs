@@ -130,6 +130,26 @@ fn metadata_and_targets_equal_prometheus_through_frontend_and_querier() {
         cors(&prometheus.url()),
         "CORS headers"
     );
+    // Status: the querier's flags with their values, runtime info with Prometheus' keys.
+    let flags = get_json(&ours, "/api/v1/status/flags", &[]);
+    assert_eq!(
+        flags["data"]["query.replica-label"], "prometheus_replica",
+        "{flags}"
+    );
+    assert_eq!(flags["data"]["query.timeout"], "2m", "{flags}");
+    let keys = |v: &serde_json::Value| {
+        v["data"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<std::collections::BTreeSet<_>>())
+            .unwrap_or_default()
+    };
+    let theirs_info = prometheus.get_json("/api/v1/status/runtimeinfo", &[]);
+    let ours_info = get_json(&ours, "/api/v1/status/runtimeinfo", &[]);
+    assert_eq!(
+        keys(&ours_info),
+        keys(&theirs_info),
+        "{ours_info}\n{theirs_info}"
+    );
     let bad = get_json(&ours, "/api/v1/metadata", &[("limit", "x")]);
     assert_eq!(bad["errorType"], "bad_data", "{bad}");
 

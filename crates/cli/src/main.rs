@@ -182,8 +182,36 @@ fn command() -> clap::Command {
 
 fn parse() -> Cli {
     let matches = command().get_matches();
+    // `/api/v1/status/flags`: the subcommand's flags with their values (defaults included),
+    // as Prometheus lists its own; secrets are not flags (they live in config files).
+    if let Some((name, sub)) = matches.subcommand() {
+        let definition = command();
+        let mut flags = std::collections::BTreeMap::new();
+        for arg in definition
+            .find_subcommand(name)
+            .map(|c| c.get_arguments().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let Some(long) = arg.get_long() else {
+                continue;
+            };
+            let value = match sub.try_get_raw(arg.get_id().as_str()) {
+                Ok(Some(values)) => values
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                _ => String::new(),
+            };
+            flags.insert(long.to_owned(), value);
+        }
+        let _ = FLAGS.set(flags);
+    }
     Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
+
+/// The flags of this process' subcommand, for `/api/v1/status/flags`.
+pub(crate) static FLAGS: std::sync::OnceLock<std::collections::BTreeMap<String, String>> =
+    std::sync::OnceLock::new();
 
 fn main() -> ExitCode {
     let cli = parse();

@@ -140,6 +140,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
     let config = strata_query::QueryConfig {
         log_queries_longer_than: crate::flags::slow_query_threshold(&args.log_queries_longer_than)?,
         disable_cors: args.disable_cors,
+        flags: crate::FLAGS.get().cloned().unwrap_or_default(),
         endpoints,
         strict_endpoints: args.strict_endpoints,
         sd_files: args.sd_files,

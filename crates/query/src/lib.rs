@@ -86,6 +86,8 @@ pub struct QueryConfig {
     pub log_queries_longer_than: Option<Duration>,
     /// `--web.disable-cors`: no CORS headers on the API.
     pub disable_cors: bool,
+    /// The command line's flags and values, for `/api/v1/status/flags`.
+    pub flags: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for QueryConfig {
@@ -93,6 +95,7 @@ impl Default for QueryConfig {
         QueryConfig {
             log_queries_longer_than: None,
             disable_cors: false,
+            flags: std::collections::BTreeMap::new(),
             route_prefix: String::new(),
             endpoints: Vec::new(),
             strict_endpoints: Vec::new(),
@@ -204,6 +207,8 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         },
         gate,
         range_timespan,
+        flags: config.flags.clone(),
+        started: std::time::SystemTime::now(),
     });
     let listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;

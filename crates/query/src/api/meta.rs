@@ -365,6 +365,39 @@ pub(crate) async fn exemplars(
     Ok(success(&out, &warnings, &[]))
 }
 
+/// `/api/v1/status/flags`: every flag of the command line with its value.
+pub(crate) async fn flags(State(state): State<Arc<ApiState>>) -> Response {
+    let data = serde_json::to_string(&state.flags).unwrap_or_else(|_| "{}".to_owned());
+    success(&data, &[], &[])
+}
+
+/// `/api/v1/status/runtimeinfo`, with Prometheus' keys (Go runtime fields as this process'
+/// nearest: threads for GOMAXPROCS; no goroutines).
+pub(crate) async fn runtimeinfo(State(state): State<Arc<ApiState>>) -> Response {
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let started = humantime::format_rfc3339_millis(state.started).to_string();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let data = serde_json::json!({
+        "startTime": started,
+        "CWD": cwd,
+        "hostname": "",
+        "serverTime": humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        "reloadConfigSuccess": true,
+        "lastConfigTime": started,
+        "corruptionCount": 0,
+        "goroutineCount": 0,
+        "GOMAXPROCS": cores,
+        "GOMEMLIMIT": i64::MAX,
+        "GOGC": "",
+        "GODEBUG": "",
+        "storageRetention": "",
+    })
+    .to_string();
+    success(&data, &[], &[])
+}
+
 pub(crate) async fn buildinfo() -> Response {
     let build = strata_runtime::process::BUILD;
     let data = serde_json::json!({

@@ -88,6 +88,10 @@ pub struct ApiState {
     /// `thanos_query_range_requested_timespan_duration_seconds`: the range of each range
     /// query.
     pub range_timespan: prometheus_client::metrics::histogram::Histogram,
+    /// The command line's flags, for `/api/v1/status/flags`.
+    pub flags: std::collections::BTreeMap<String, String>,
+    /// When the querier started, for `/api/v1/status/runtimeinfo`.
+    pub started: std::time::SystemTime,
 }
 
 /// Thanos' buckets for the requested range: 15 minutes doubling 12 times.
@@ -117,6 +121,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             get(meta::exemplars).post(meta::exemplars),
         )
         .route("/api/v1/status/buildinfo", get(meta::buildinfo))
+        .route("/api/v1/status/flags", get(meta::flags))
+        .route("/api/v1/status/runtimeinfo", get(meta::runtimeinfo))
         .route("/api/v1/stores", get(meta::stores))
         .with_state(state)
 }
@@ -135,6 +141,8 @@ pub fn handler_name(_: &axum::http::Method, path: &str) -> Option<&'static str> 
         "/api/v1/query_exemplars" => "exemplars",
         "/api/v1/stores" => "stores",
         "/api/v1/status/buildinfo" => "status_build",
+        "/api/v1/status/flags" => "status_flags",
+        "/api/v1/status/runtimeinfo" => "status_runtime",
         p if p.starts_with("/api/v1/label/") && p.ends_with("/values") => "label_values",
         _ => return None,
     };
