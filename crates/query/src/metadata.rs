@@ -9,7 +9,6 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::StreamExt as _;
-use futures::future::join_all;
 use strata_storepb::convert::labels_from_proto;
 use strata_storepb::{
     MetricMetadataRequest, TargetsRequest, ZLabelSet, metric_metadata_response, targets_response,
@@ -65,8 +64,7 @@ pub struct Targets {
     pub dropped: Vec<Labels>,
 }
 
-/// Runs `call` on every healthy endpoint `wants` admits, concurrently, each within the
-/// fan-out timeout; (answers, warnings).
+/// Runs `call` on every healthy endpoint `wants` admits, through the proxy's one fan-out.
 pub(crate) async fn fan_out<T, F, Fut>(
     endpoints: &EndpointSet,
     fan_out: &FanOut,
@@ -82,38 +80,7 @@ where
         .into_iter()
         .filter(|e| e.is_healthy() && e.info().is_some_and(|i| wants(&i)))
         .collect();
-    let calls = selected.iter().map(|e| {
-        let answer = call(Arc::clone(e));
-        async move {
-            let result = if fan_out.timeout.is_zero() {
-                answer.await.map_err(|s| s.message().to_owned())
-            } else {
-                match tokio::time::timeout(fan_out.timeout, answer).await {
-                    Ok(r) => r.map_err(|s| s.message().to_owned()),
-                    Err(_) => Err(format!("timed out after {:?}", fan_out.timeout)),
-                }
-            };
-            (e.address().to_owned(), result)
-        }
-    });
-    let mut items = Vec::new();
-    let mut warnings = Vec::new();
-    for (address, result) in join_all(calls).await {
-        match result {
-            Ok((answers, w)) => {
-                items.extend(answers);
-                warnings.extend(w);
-            }
-            Err(e) => {
-                let message = format!("endpoint {address}: {e}");
-                if !fan_out.partial_response {
-                    return Err(ProxyError::endpoint(message));
-                }
-                warnings.push(message);
-            }
-        }
-    }
-    Ok((items, warnings))
+    crate::proxy::fan_out_calls(&selected, fan_out, call).await
 }
 
 /// Metric metadata from every endpoint (`metric` empty: all), each metric's distinct entries

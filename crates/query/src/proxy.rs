@@ -484,8 +484,28 @@ where
     Fut: Future<Output = Result<Gathered, tonic::Status>>,
 {
     let selected = select_endpoints(endpoints, start, end, matchers, fan_out);
+    let (values, warnings) = fan_out_calls(&selected, fan_out, |e: Arc<Endpoint>| {
+        call(e.store_client())
+    })
+    .await?;
+    let values: BTreeSet<String> = values.into_iter().collect();
+    Ok((values.into_iter().collect(), warnings))
+}
+
+/// Runs `call` on each of `selected` concurrently, each within the fan-out timeout, and
+/// gathers (answers, warnings): an endpoint that fails adds a warning, or is the error
+/// without partial response. The one fan-out of every unary or short-stream API.
+pub(crate) async fn fan_out_calls<T, F, Fut>(
+    selected: &[Arc<Endpoint>],
+    fan_out: &FanOut,
+    call: F,
+) -> Result<(Vec<T>, Vec<String>), ProxyError>
+where
+    F: Fn(Arc<Endpoint>) -> Fut,
+    Fut: Future<Output = Result<(Vec<T>, Vec<String>), tonic::Status>>,
+{
     let calls = selected.iter().map(|e| {
-        let answer = call(e.store_client());
+        let answer = call(Arc::clone(e));
         async move {
             let result = with_timeout(fan_out.timeout, async {
                 answer.await.map_err(|s| s.message().to_owned())
@@ -494,29 +514,12 @@ where
             (e.address().to_owned(), result)
         }
     });
-    gather(join_all(calls).await, fan_out)
-}
-
-fn strategy(fan_out: &FanOut) -> i32 {
-    if fan_out.partial_response {
-        PartialResponseStrategy::Warn as i32
-    } else {
-        PartialResponseStrategy::Abort as i32
-    }
-}
-
-type Gathered = (Vec<String>, Vec<String>);
-
-fn gather(
-    results: Vec<(String, Result<Gathered, String>)>,
-    fan_out: &FanOut,
-) -> Result<Gathered, ProxyError> {
-    let mut values: BTreeSet<String> = BTreeSet::new();
+    let mut items = Vec::new();
     let mut warnings = Vec::new();
-    for (address, result) in results {
+    for (address, result) in join_all(calls).await {
         match result {
-            Ok((v, w)) => {
-                values.extend(v);
+            Ok((answers, w)) => {
+                items.extend(answers);
                 warnings.extend(w);
             }
             Err(e) => {
@@ -528,5 +531,15 @@ fn gather(
             }
         }
     }
-    Ok((values.into_iter().collect(), warnings))
+    Ok((items, warnings))
 }
+
+fn strategy(fan_out: &FanOut) -> i32 {
+    if fan_out.partial_response {
+        PartialResponseStrategy::Warn as i32
+    } else {
+        PartialResponseStrategy::Abort as i32
+    }
+}
+
+type Gathered = (Vec<String>, Vec<String>);
