@@ -35,6 +35,9 @@ pub enum PromError {
     },
 }
 
+/// Largest HTTP API answer read from Prometheus (metadata, targets, rules, exemplars, labels).
+const MAX_API_ANSWER: usize = strata_storepb::serve::MAX_MESSAGE_BYTES;
+
 /// A Prometheus server.
 #[derive(Debug, Clone)]
 pub struct PromClient {
@@ -115,9 +118,19 @@ impl PromClient {
             url: url.clone(),
             message: e.to_string(),
         };
-        let resp = self.http.get(&url).send().await.map_err(http_err)?;
+        let mut resp = self.http.get(&url).send().await.map_err(http_err)?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(http_err)?;
+        // Bounded: an answer passed on over gRPC must fit a message anyway.
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(http_err)? {
+            if body.len() + chunk.len() > MAX_API_ANSWER {
+                return Err(PromError::Decode {
+                    url,
+                    message: format!("answer larger than {MAX_API_ANSWER} bytes"),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
         let answer: ApiAnswer<T> =
             serde_json::from_slice(&body).map_err(|e| PromError::Decode {
                 url: url.clone(),
