@@ -161,6 +161,23 @@ fn grafanas_requests_get_prometheus_answers() {
         #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(500));
     }
+    // The querier sees the sidecar's data (the sidecar advertises Prometheus' time range once
+    // Prometheus holds samples).
+    loop {
+        let seen = get_json(&grafana, "/api/v1/query", &[("query", "count(up)")]);
+        if seen["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no data through the frontend: {seen}"
+        );
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // Grafana aligns start and end to the step; everything ends a few seconds in the past
     // so that both sides have the same samples.
     let step = 2.0;

@@ -185,6 +185,10 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
         let min_time_flag = config.min_time;
         tasks.spawn_loop("heartbeat", async move {
             loop {
+                // While Prometheus holds no sample yet (its lowest timestamp is "never"), the
+                // time range advertised in Info would leave the sidecar out of every query:
+                // check again every second rather than every interval.
+                let mut no_data = false;
                 match prom.external_labels().await {
                     Ok(labels) if labels.is_empty() => {
                         metrics.prometheus_up.set(1);
@@ -201,6 +205,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
                         }
                         state.set_ext_labels(labels);
                         if let Ok(t) = prom.lowest_timestamp().await {
+                            no_data = t >= i64::MAX / 2;
                             state.set_min_time(t.max(min_time_flag));
                         }
                         ready.set(true);
@@ -211,7 +216,7 @@ pub async fn run(config: SidecarConfig, shutdown: Shutdown) -> Result<(), Sideca
                         tracing::warn!(error = %e, "reading Prometheus config failed");
                     }
                 }
-                let wait = if ready.is_ready() {
+                let wait = if ready.is_ready() && !no_data {
                     interval
                 } else {
                     Duration::from_secs(1).min(interval)
