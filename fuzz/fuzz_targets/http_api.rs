@@ -53,6 +53,9 @@ fn fixture() -> &'static Fixture {
             engine,
             options: ApiOptions::default(),
             gate: strata_runtime::gate::Gate::new(4, "gate", None),
+            range_timespan: strata_query::api::range_timespan_histogram(),
+            flags: std::collections::BTreeMap::new(),
+            started: std::time::SystemTime::now(),
         });
         Fixture { runtime, state }
     })
