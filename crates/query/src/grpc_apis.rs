@@ -18,6 +18,27 @@ use crate::store_api::ProxyStoreService;
 
 type Answer<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// The endpoints' answers passed on as a stream: warnings first, then each answer, every
+/// one wrapped as the API's response (`warning` and `answer` pick the oneof case).
+fn passed_on<A, R, M>(
+    warnings: Vec<String>,
+    answers: Vec<A>,
+    warning: fn(String) -> R,
+    answer: fn(A) -> R,
+    message: fn(R) -> M,
+) -> Response<Answer<M>>
+where
+    M: Send + 'static,
+{
+    let frames: Vec<Result<M, Status>> = warnings
+        .into_iter()
+        .map(warning)
+        .chain(answers.into_iter().map(answer))
+        .map(|r| Ok(message(r)))
+        .collect();
+    Response::new(Box::pin(futures::stream::iter(frames)))
+}
+
 fn status(e: crate::proxy::ProxyError) -> Status {
     Status::unavailable(e.to_string())
 }
@@ -83,13 +104,13 @@ impl Targets for ProxyStoreService {
             crate::metadata::targets_raw(&self.endpoints, req.state, &fan_out)
                 .await
                 .map_err(status)?;
-        let frames: Vec<Result<TargetsResponse, Status>> = warnings
-            .into_iter()
-            .map(targets_response::Result::Warning)
-            .chain(answers.into_iter().map(targets_response::Result::Targets))
-            .map(|r| Ok(TargetsResponse { result: Some(r) }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+        Ok(passed_on(
+            warnings,
+            answers,
+            targets_response::Result::Warning,
+            targets_response::Result::Targets,
+            |r| TargetsResponse { result: Some(r) },
+        ))
     }
 }
 
@@ -106,17 +127,13 @@ impl Exemplars for ProxyStoreService {
         let (answers, warnings) = crate::exemplars::exemplars_raw(&self.endpoints, &req, &fan_out)
             .await
             .map_err(status)?;
-        let frames: Vec<Result<strata_storepb::ExemplarsResponse, Status>> = warnings
-            .into_iter()
-            .map(strata_storepb::exemplars_response::Result::Warning)
-            .chain(
-                answers
-                    .into_iter()
-                    .map(strata_storepb::exemplars_response::Result::Data),
-            )
-            .map(|r| Ok(strata_storepb::ExemplarsResponse { result: Some(r) }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+        Ok(passed_on(
+            warnings,
+            answers,
+            strata_storepb::exemplars_response::Result::Warning,
+            strata_storepb::exemplars_response::Result::Data,
+            |r| strata_storepb::ExemplarsResponse { result: Some(r) },
+        ))
     }
 }
 
@@ -133,16 +150,12 @@ impl strata_storepb::rules_server::Rules for ProxyStoreService {
         let (groups, warnings) = crate::rules::rules_raw(&self.endpoints, &req, &fan_out)
             .await
             .map_err(status)?;
-        let frames: Vec<Result<strata_storepb::RulesResponse, Status>> = warnings
-            .into_iter()
-            .map(strata_storepb::rules_response::Result::Warning)
-            .chain(
-                groups
-                    .into_iter()
-                    .map(strata_storepb::rules_response::Result::Group),
-            )
-            .map(|r| Ok(strata_storepb::RulesResponse { result: Some(r) }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(frames))))
+        Ok(passed_on(
+            warnings,
+            groups,
+            strata_storepb::rules_response::Result::Warning,
+            strata_storepb::rules_response::Result::Group,
+            |r| strata_storepb::RulesResponse { result: Some(r) },
+        ))
     }
 }
