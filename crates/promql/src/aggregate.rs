@@ -9,6 +9,7 @@ use strata_types::Labels;
 use crate::error::{Error, exec};
 use crate::eval::{Evaluator, without_name};
 use crate::functions::{kahan_inc, quantile_of};
+use crate::identity::IdentityMap;
 use crate::value::{Element, Value, format_float_f};
 
 #[derive(Debug, Default, Clone)]
@@ -42,6 +43,46 @@ fn grouping_labels(labels: &Labels, _drop_name: bool, modifier: Modifier<'_>) ->
         .map(|l| (l.name.clone(), l.value.clone()))
         .collect();
     Labels::from_pairs(kept)
+}
+
+/// The group of every input label set an aggregation node has seen, kept across the steps
+/// of one evaluator: the same series come back at every step (the same shared label set),
+/// so their group is worked out once. Keyed by the set's identity; the set is held, so its
+/// address cannot be reused by another set while the entry lives.
+#[derive(Debug, Default)]
+pub(crate) struct GroupCache {
+    by_identity: IdentityMap<usize, (Labels, usize)>,
+    groups: Vec<Labels>,
+    by_labels: HashMap<Labels, usize>,
+}
+
+impl GroupCache {
+    /// Forgets everything once the cache holds far more sets than a step brings: inputs
+    /// made afresh at each step (after a binary operator, say) never hit, and must not pile
+    /// up.
+    fn bound(&mut self, input_len: usize) {
+        if self.by_identity.len() > input_len.saturating_mul(4).saturating_add(1024) {
+            *self = GroupCache::default();
+        }
+    }
+
+    fn group_of(&mut self, labels: &Labels, modifier: Modifier<'_>) -> usize {
+        if let Some(&(_, index)) = self.by_identity.get(&labels.identity()) {
+            return index;
+        }
+        let key = grouping_labels(labels, false, modifier);
+        let index = match self.by_labels.get(&key) {
+            Some(&index) => index,
+            None => {
+                self.groups.push(key.clone());
+                self.by_labels.insert(key, self.groups.len() - 1);
+                self.groups.len() - 1
+            }
+        };
+        self.by_identity
+            .insert(labels.identity(), (labels.clone(), index));
+        index
+    }
 }
 
 /// `by (labels)` (`without` false) or `without (labels)`; `by ()` when there is none.
@@ -96,14 +137,24 @@ pub(crate) fn eval_aggregate(
         return top_bottom(op, k, input, modifier, ts);
     }
 
-    let mut order: Vec<Labels> = Vec::new();
-    let mut groups: HashMap<Labels, Group> = HashMap::new();
+    let node = std::ptr::from_ref(agg) as usize;
+    let mut cache = ev.group_cache.remove(&node).unwrap_or_default();
+    cache.bound(input.len());
+    // Groups by index into the cache's groups, in the order first seen at this step.
+    let mut order: Vec<usize> = Vec::new();
+    let mut slots: Vec<Option<Group>> = Vec::new();
     for e in input {
-        let key = grouping_labels(&e.labels, e.drop_name, modifier);
-        let group = groups.entry(key.clone()).or_insert_with(|| {
-            order.push(key.clone());
+        let index = cache.group_of(&e.labels, modifier);
+        if slots.len() <= index {
+            slots.resize_with(index + 1, || None);
+        }
+        let Some(slot) = slots.get_mut(index) else {
+            continue;
+        };
+        let group = slot.get_or_insert_with(|| {
+            order.push(index);
             Group {
-                labels: key,
+                labels: cache.groups.get(index).cloned().unwrap_or_default(),
                 ..Group::default()
             }
         });
@@ -159,10 +210,11 @@ pub(crate) fn eval_aggregate(
             other => return Err(exec(format!("unsupported aggregation {other:?}"))),
         }
     }
+    ev.group_cache.insert(node, cache);
 
     let mut out = Vec::with_capacity(order.len());
-    for key in order {
-        let Some(group) = groups.remove(&key) else {
+    for index in order {
+        let Some(group) = slots.get_mut(index).and_then(Option::take) else {
             continue;
         };
         let value = match op {

@@ -55,15 +55,15 @@ impl ArgSeries {
 
 /// A preloaded series: its samples shared, so range windows can point into them.
 #[derive(Debug, Clone)]
-struct Loaded {
-    labels: Labels,
-    samples: std::sync::Arc<[Sample]>,
+pub(crate) struct Loaded {
+    pub(crate) labels: Labels,
+    pub(crate) samples: std::sync::Arc<[Sample]>,
     /// Indices of stale markers, ascending: whether a window holds one is a binary search,
     /// not a scan of the window at every step.
-    stale: Vec<u32>,
+    pub(crate) stale: Vec<u32>,
     /// Indices `j` where `v[j] < v[j - 1]` (counter resets), ascending; `None` where they
     /// are too many to be worth keeping (a gauge): a window without one needs no reset scan.
-    resets: Option<Vec<u32>>,
+    pub(crate) resets: Option<Vec<u32>>,
 }
 
 impl Loaded {
@@ -99,7 +99,7 @@ impl Loaded {
 }
 
 /// Whether an ascending index list has an entry in `range`.
-fn any_in(indices: &[u32], range: std::ops::Range<usize>) -> bool {
+pub(crate) fn any_in(indices: &[u32], range: std::ops::Range<usize>) -> bool {
     let from = indices.partition_point(|&i| (i as usize) < range.start);
     indices.get(from).is_some_and(|&i| (i as usize) < range.end)
 }
@@ -127,7 +127,7 @@ pub(crate) struct Evaluator<'a> {
     deadline: Instant,
     /// Every selector's series, loaded once for the whole query (shared by the evaluators of
     /// its slices): what each slice sees does not depend on how the query is sliced.
-    data: std::sync::Arc<HashMap<usize, Vec<Loaded>>>,
+    pub(crate) data: std::sync::Arc<HashMap<usize, Vec<Loaded>>>,
     /// Per subquery node, its inner results by (step-aligned) time: the inner expression's
     /// value depends only on the time, and consecutive outer steps share most of their
     /// windows, so each inner step is evaluated once. Entries left of the latest window
@@ -137,14 +137,19 @@ pub(crate) struct Evaluator<'a> {
     /// into its samples) and that time: steps move forward, so the next window is found by
     /// walking on from there instead of binary searches through every series.
     cursors: HashMap<usize, Cursors>,
-    loaded_samples: usize,
+    /// Per range-function call node, its values at every step of this evaluator, computed
+    /// series by series in one pass at the first step that asks (`None`: not eligible).
+    pub(crate) step_values: HashMap<usize, Option<crate::steps::StepValues>>,
+    /// Per aggregation node, the group of each input label set seen so far.
+    pub(crate) group_cache: HashMap<usize, crate::aggregate::GroupCache>,
+    pub(crate) loaded_samples: usize,
     /// Points of the range query's result so far, over all slices (an upper bound: each
     /// step counts every series seen so far), counted against `max_samples`.
     output_points: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     annotations: crate::annotations::Annotations,
 }
 
-fn key(vs: &VectorSelector) -> usize {
+pub(crate) fn key(vs: &VectorSelector) -> usize {
     std::ptr::from_ref(vs) as usize
 }
 
@@ -211,6 +216,8 @@ impl<'a> Evaluator<'a> {
             data: std::sync::Arc::new(HashMap::new()),
             subqueries: HashMap::new(),
             cursors: HashMap::new(),
+            step_values: HashMap::new(),
+            group_cache: HashMap::new(),
             loaded_samples: 0,
             output_points: std::sync::Arc::default(),
             annotations: crate::annotations::Annotations::default(),
@@ -366,7 +373,7 @@ impl<'a> Evaluator<'a> {
         Ok(())
     }
 
-    fn check_deadline(&self) -> Result<(), Error> {
+    pub(crate) fn check_deadline(&self) -> Result<(), Error> {
         if self
             .opts
             .cancel
@@ -412,7 +419,8 @@ impl<'a> Evaluator<'a> {
         // not once per step.
         let mut out: Vec<RangeSeries> = Vec::new();
         let mut by_labels: HashMap<Labels, usize> = HashMap::new();
-        let mut by_identity: HashMap<(usize, bool), usize> = HashMap::new();
+        let mut by_identity: crate::identity::IdentityMap<(usize, bool), usize> =
+            crate::identity::IdentityMap::default();
         let mut pinned: Vec<Labels> = Vec::new();
         let mut filled_at: Vec<i64> = Vec::new();
         let mut slot_for = |labels: &Labels,

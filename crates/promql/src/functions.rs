@@ -5,7 +5,7 @@ use strata_types::{Labels, Sample};
 
 use crate::annotations::Annotation;
 use crate::error::{Error, exec};
-use crate::eval::{ArgSeries, Evaluator, RangeArg};
+use crate::eval::{Evaluator, RangeArg};
 use crate::value::{Element, Value};
 
 /// Kahan-Neumaier summation step: returns the new sum and compensation.
@@ -106,19 +106,14 @@ fn linear_regression(samples: &[Sample], intercept_time: i64) -> (f64, f64) {
 /// rate / increase / delta with Prometheus' extrapolation to the window edges.
 ///
 /// `no_resets` says the window is known to hold no counter reset, which spares the scan.
-fn extrapolated_rate(
-    arg: &RangeArg,
-    samples: &[Sample],
-    is_counter: bool,
-    is_rate: bool,
-    no_resets: bool,
-) -> Option<f64> {
+fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<f64> {
+    let (samples, no_resets) = (w.samples, w.no_resets);
     if samples.len() < 2 {
         return None;
     }
     let (first, last) = (samples.first()?, samples.last()?);
-    let range_start = arg.ref_time - arg.range;
-    let range_end = arg.ref_time;
+    let range_start = w.ref_time - w.range;
+    let range_end = w.ref_time;
     let mut result = last.v - first.v;
     if is_counter && !no_resets {
         let mut prev = first.v;
@@ -151,7 +146,7 @@ fn extrapolated_rate(
     }
     let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
     if is_rate {
-        factor /= arg.range as f64 / 1000.0;
+        factor /= w.range as f64 / 1000.0;
     }
     Some(result * factor)
 }
@@ -374,21 +369,157 @@ fn over_time(
     out
 }
 
-/// [`over_time`] for functions that use what is known about a window beyond its samples;
-/// the metric name is dropped.
-fn over_series(
-    arg: RangeArg,
-    ts: i64,
-    f: impl Fn(&RangeArg, &ArgSeries) -> Option<f64>,
-) -> Vec<Element> {
+/// One window of one series, as a range function sees it.
+pub(crate) struct Window<'a> {
+    /// The window's samples (stale markers removed), oldest first.
+    pub(crate) samples: &'a [Sample],
+    /// Known to hold no counter reset (false when unknown).
+    pub(crate) no_resets: bool,
+    /// The range (ms).
+    pub(crate) range: i64,
+    /// The window's end (evaluation time after `@` and `offset`).
+    pub(crate) ref_time: i64,
+}
+
+/// A range function whose value depends on one window only (no other argument): what the
+/// evaluator may compute for a series at every step in one pass.
+#[derive(Clone, Copy)]
+pub(crate) struct WindowFunction {
+    /// Keeps the metric name (`last_over_time`, `first_over_time`).
+    pub(crate) keep_name: bool,
+    /// The value of a non-empty window; `None` for no output.
+    pub(crate) f: fn(&Window<'_>) -> Option<f64>,
+}
+
+/// The range functions of one window and no other argument, by name.
+pub(crate) fn window_function(name: &str) -> Option<WindowFunction> {
+    fn drop(f: fn(&Window<'_>) -> Option<f64>) -> Option<WindowFunction> {
+        Some(WindowFunction {
+            keep_name: false,
+            f,
+        })
+    }
+    match name {
+        "rate" => drop(|w| extrapolated_rate(w, true, true)),
+        "increase" => drop(|w| extrapolated_rate(w, true, false)),
+        "delta" => drop(|w| extrapolated_rate(w, false, false)),
+        "irate" => drop(|w| instant_value(w.samples, true)),
+        "idelta" => drop(|w| instant_value(w.samples, false)),
+        "deriv" => drop(|w| {
+            let s = w.samples;
+            if s.len() < 2 {
+                return None;
+            }
+            Some(linear_regression(s, s.first()?.t).0)
+        }),
+        "changes" => drop(|w| {
+            let mut changes = 0.0;
+            let mut prev = w.samples.first()?.v;
+            for p in w.samples.iter().skip(1) {
+                if !(p.v == prev || (p.v.is_nan() && prev.is_nan())) {
+                    changes += 1.0;
+                }
+                prev = p.v;
+            }
+            Some(changes)
+        }),
+        "resets" => drop(|w| {
+            let mut resets = 0.0;
+            let mut prev = w.samples.first()?.v;
+            for p in w.samples.iter().skip(1) {
+                if p.v < prev {
+                    resets += 1.0;
+                }
+                prev = p.v;
+            }
+            Some(resets)
+        }),
+        "avg_over_time" => drop(|w| Some(avg_over(w.samples))),
+        "min_over_time" => drop(|w| {
+            let mut m = w.samples.first()?.v;
+            for p in w.samples {
+                if p.v < m || m.is_nan() {
+                    m = p.v;
+                }
+            }
+            Some(m)
+        }),
+        "max_over_time" => drop(|w| {
+            let mut m = w.samples.first()?.v;
+            for p in w.samples {
+                if p.v > m || m.is_nan() {
+                    m = p.v;
+                }
+            }
+            Some(m)
+        }),
+        "sum_over_time" => drop(|w| {
+            let (mut sum, mut c) = (0.0, 0.0);
+            for p in w.samples {
+                (sum, c) = kahan_inc(p.v, sum, c);
+            }
+            Some(if sum.is_infinite() { sum } else { sum + c })
+        }),
+        "count_over_time" => drop(|w| Some(w.samples.len() as f64)),
+        "stddev_over_time" => drop(|w| Some(stdvar_over(w.samples).sqrt())),
+        "stdvar_over_time" => drop(|w| Some(stdvar_over(w.samples))),
+        "last_over_time" => Some(WindowFunction {
+            keep_name: true,
+            f: |w| Some(w.samples.last()?.v),
+        }),
+        "first_over_time" => Some(WindowFunction {
+            keep_name: true,
+            f: |w| Some(w.samples.first()?.v),
+        }),
+        "present_over_time" => drop(|_| Some(1.0)),
+        "ts_of_last_over_time" => drop(|w| Some(w.samples.last()?.t as f64 / 1000.0)),
+        "ts_of_first_over_time" => drop(|w| Some(w.samples.first()?.t as f64 / 1000.0)),
+        "ts_of_max_over_time" => drop(|w| ts_of_extreme(w.samples, true)),
+        "ts_of_min_over_time" => drop(|w| ts_of_extreme(w.samples, false)),
+        "mad_over_time" => drop(|w| {
+            let values: Vec<f64> = w.samples.iter().map(|p| p.v).collect();
+            let median = quantile_of(0.5, values.clone());
+            Some(quantile_of(
+                0.5,
+                values.iter().map(|v| (v - median).abs()).collect(),
+            ))
+        }),
+        _ => None,
+    }
+}
+
+/// The time (s) of the window's last maximum (`max`) or minimum.
+fn ts_of_extreme(samples: &[Sample], max: bool) -> Option<f64> {
+    let mut best = samples.first()?;
+    for p in samples {
+        let better = if max {
+            p.v >= best.v || best.v.is_nan()
+        } else {
+            p.v <= best.v || best.v.is_nan()
+        };
+        if better {
+            best = p;
+        }
+    }
+    Some(best.t as f64 / 1000.0)
+}
+
+/// Applies a window function to each series of a range argument.
+fn over_windows(arg: RangeArg, ts: i64, wf: WindowFunction) -> Vec<Element> {
     let mut out = Vec::with_capacity(arg.series.len());
     for s in &arg.series {
-        if let Some(v) = f(&arg, s) {
+        let window = Window {
+            samples: &s.samples,
+            no_resets: s.no_resets,
+            range: arg.range,
+            ref_time: arg.ref_time,
+        };
+        if let Some(v) = (wf.f)(&window) {
             out.push(Element {
                 labels: s.labels.clone(),
                 t: ts,
                 v,
-                drop_name: true,
+                drop_name: !wf.keep_name || s.drop_name,
             });
         }
     }
@@ -634,6 +765,12 @@ fn range_function(
         _ => return Ok(None),
     };
     let range_expr = arg(call, range_arg_index)?;
+    if let (Some(wf), Expr::MatrixSelector(ms)) = (window_function(name), range_expr.unparen()) {
+        let node = std::ptr::from_ref(call) as usize;
+        if let Some(out) = ev.step_function(node, name, wf, ms, range_expr.pos(), ts)? {
+            return Ok(Some(out));
+        }
+    }
     let range = ev.eval_range(range_expr, ts)?;
     let out = range_outputs(ev, call, name, range_expr, range, ts)?;
     let Some(out) = out else {
@@ -667,24 +804,10 @@ fn range_outputs(
     range: RangeArg,
     ts: i64,
 ) -> Result<Option<Vec<Element>>, Error> {
+    if let Some(wf) = window_function(name) {
+        return Ok(Some(over_windows(range, ts, wf)));
+    }
     let out = match name {
-        "rate" => over_series(range, ts, |a, s| {
-            extrapolated_rate(a, &s.samples, true, true, s.no_resets)
-        }),
-        "increase" => over_series(range, ts, |a, s| {
-            extrapolated_rate(a, &s.samples, true, false, s.no_resets)
-        }),
-        "delta" => over_time(range, ts, false, |a, s| {
-            extrapolated_rate(a, s, false, false, false)
-        }),
-        "irate" => over_time(range, ts, false, |_, s| instant_value(s, true)),
-        "idelta" => over_time(range, ts, false, |_, s| instant_value(s, false)),
-        "deriv" => over_time(range, ts, false, |_, s| {
-            if s.len() < 2 {
-                return None;
-            }
-            Some(linear_regression(s, s.first()?.t).0)
-        }),
         "predict_linear" => {
             let duration = ev.eval_scalar(arg(call, 1)?, ts)?;
             // Prometheus takes the intercept at the step's time, even under `@` or `offset`.
@@ -714,91 +837,6 @@ fn range_outputs(
                 double_exponential_smoothing(s, sf, tf)
             })
         }
-        "changes" => over_time(range, ts, false, |_, s| {
-            let mut changes = 0.0;
-            let mut prev = s.first()?.v;
-            for p in s.iter().skip(1) {
-                if !(p.v == prev || (p.v.is_nan() && prev.is_nan())) {
-                    changes += 1.0;
-                }
-                prev = p.v;
-            }
-            Some(changes)
-        }),
-        "resets" => over_time(range, ts, false, |_, s| {
-            let mut resets = 0.0;
-            let mut prev = s.first()?.v;
-            for p in s.iter().skip(1) {
-                if p.v < prev {
-                    resets += 1.0;
-                }
-                prev = p.v;
-            }
-            Some(resets)
-        }),
-        "avg_over_time" => over_time(range, ts, false, |_, s| Some(avg_over(s))),
-        "min_over_time" => over_time(range, ts, false, |_, s| {
-            let mut m = s.first()?.v;
-            for p in s {
-                if p.v < m || m.is_nan() {
-                    m = p.v;
-                }
-            }
-            Some(m)
-        }),
-        "max_over_time" => over_time(range, ts, false, |_, s| {
-            let mut m = s.first()?.v;
-            for p in s {
-                if p.v > m || m.is_nan() {
-                    m = p.v;
-                }
-            }
-            Some(m)
-        }),
-        "sum_over_time" => over_time(range, ts, false, |_, s| {
-            let (mut sum, mut c) = (0.0, 0.0);
-            for p in s {
-                (sum, c) = kahan_inc(p.v, sum, c);
-            }
-            Some(if sum.is_infinite() { sum } else { sum + c })
-        }),
-        "count_over_time" => over_time(range, ts, false, |_, s| Some(s.len() as f64)),
-        "stddev_over_time" => over_time(range, ts, false, |_, s| Some(stdvar_over(s).sqrt())),
-        "stdvar_over_time" => over_time(range, ts, false, |_, s| Some(stdvar_over(s))),
-        "last_over_time" => over_time(range, ts, true, |_, s| Some(s.last()?.v)),
-        "first_over_time" => over_time(range, ts, true, |_, s| Some(s.first()?.v)),
-        "present_over_time" => over_time(range, ts, false, |_, _| Some(1.0)),
-        "ts_of_last_over_time" => {
-            over_time(range, ts, false, |_, s| Some(s.last()?.t as f64 / 1000.0))
-        }
-        "ts_of_first_over_time" => {
-            over_time(range, ts, false, |_, s| Some(s.first()?.t as f64 / 1000.0))
-        }
-        "ts_of_max_over_time" | "ts_of_min_over_time" => {
-            let max = name == "ts_of_max_over_time";
-            over_time(range, ts, false, |_, s| {
-                let mut best = s.first()?;
-                for p in s {
-                    let better = if max {
-                        p.v >= best.v || best.v.is_nan()
-                    } else {
-                        p.v <= best.v || best.v.is_nan()
-                    };
-                    if better {
-                        best = p;
-                    }
-                }
-                Some(best.t as f64 / 1000.0)
-            })
-        }
-        "mad_over_time" => over_time(range, ts, false, |_, s| {
-            let values: Vec<f64> = s.iter().map(|p| p.v).collect();
-            let median = quantile_of(0.5, values.clone());
-            Some(quantile_of(
-                0.5,
-                values.iter().map(|v| (v - median).abs()).collect(),
-            ))
-        }),
         "quantile_over_time" => {
             let q = ev.eval_scalar(arg(call, 0)?, ts)?;
             check_quantile(ev, q, arg(call, 0)?.pos());

@@ -13,7 +13,9 @@ mod engine;
 mod error;
 mod eval;
 mod functions;
+mod identity;
 mod queryable;
+mod steps;
 pub mod syntax;
 mod value;
 

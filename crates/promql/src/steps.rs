@@ -1,0 +1,316 @@
+//! Range functions over a range selector, computed for every step of a range query in one
+//! pass per series.
+//!
+//! Evaluating `rate(x[5m])` step by step finds every series' window again at each step and
+//! hands the function a fresh range vector. For a range query this module instead walks each
+//! series once across all of the evaluator's steps (the window's two ends only move
+//! forward: O(samples + steps) per series) and keeps the values; each step then reads its
+//! column. The window function is the same one the step-by-step path calls
+//! ([`crate::functions::window_function`]), so the values are the same.
+
+use strata_types::{Labels, Sample, is_stale_nan};
+
+use crate::annotations::Annotation;
+use crate::error::Error;
+use crate::eval::{Evaluator, any_in, key};
+use crate::functions::{Window, WindowFunction};
+use crate::syntax::ast::MatrixSelector;
+use crate::value::Element;
+
+/// One series' values at every step of an evaluator.
+#[derive(Debug)]
+pub(crate) struct StepValues {
+    start: i64,
+    interval: i64,
+    steps: usize,
+    labels: Vec<Labels>,
+    drop_name: bool,
+    /// Step-major: the value of series `i` at step `k` is at `k * labels.len() + i`.
+    values: Vec<f64>,
+    present: Vec<bool>,
+    /// Per series, the metric name to report once as possibly not a counter (`rate` and
+    /// `increase` of a name without a counter suffix); taken when reported.
+    non_counter: Vec<Option<String>>,
+}
+
+impl StepValues {
+    /// The step index of `ts`, if it is one of the steps.
+    fn step_of(&self, ts: i64) -> Option<usize> {
+        if ts < self.start || (ts - self.start) % self.interval != 0 {
+            return None;
+        }
+        let k = usize::try_from((ts - self.start) / self.interval).ok()?;
+        (k < self.steps).then_some(k)
+    }
+}
+
+/// Whether `rate`/`increase` of this series may be reported as not a counter.
+fn non_counter_name(labels: &Labels) -> Option<String> {
+    let metric = labels.metric_name().unwrap_or("");
+    (!metric.is_empty()
+        && !["_total", "_sum", "_count", "_bucket"]
+            .iter()
+            .any(|suffix| metric.ends_with(suffix)))
+    .then(|| metric.to_owned())
+}
+
+impl Evaluator<'_> {
+    /// The value at `ts` of `name(ms)` (`node` being the call) from values computed for every
+    /// step, or `None` when this evaluation does not qualify (an instant query, a time off
+    /// the steps, an `@` modifier, or more values than the sample limit leaves room for):
+    /// the caller then evaluates the step on its own.
+    pub(crate) fn step_function(
+        &mut self,
+        node: usize,
+        name: &str,
+        wf: WindowFunction,
+        ms: &MatrixSelector,
+        pos: usize,
+        ts: i64,
+    ) -> Result<Option<Vec<Element>>, Error> {
+        if self.interval <= 0 || self.end <= self.start || ms.vs.at.is_some() {
+            return Ok(None);
+        }
+        if !self.step_values.contains_key(&node) {
+            let computed = self.compute_steps(name, wf, ms)?;
+            self.step_values.insert(node, computed);
+        }
+        let Some(Some(sv)) = self.step_values.get_mut(&node) else {
+            return Ok(None);
+        };
+        let Some(k) = sv.step_of(ts) else {
+            return Ok(None);
+        };
+        let n = sv.labels.len();
+        let base = k * n;
+        let mut out = Vec::new();
+        let mut report = Vec::new();
+        for (i, labels) in sv.labels.iter().enumerate() {
+            if !sv.present.get(base + i).copied().unwrap_or(false) {
+                continue;
+            }
+            let v = sv.values.get(base + i).copied().unwrap_or(f64::NAN);
+            out.push(Element {
+                labels: labels.clone(),
+                t: ts,
+                v,
+                drop_name: sv.drop_name,
+            });
+            if let Some(metric) = sv.non_counter.get_mut(i).and_then(Option::take) {
+                report.push(metric);
+            }
+        }
+        for metric in report {
+            self.annotate(Annotation::possible_non_counter(&metric, pos));
+        }
+        Ok(Some(out))
+    }
+
+    fn compute_steps(
+        &self,
+        name: &str,
+        wf: WindowFunction,
+        ms: &MatrixSelector,
+    ) -> Result<Option<StepValues>, Error> {
+        let steps = (self.end - self.start) / self.interval + 1;
+        let Ok(steps) = usize::try_from(steps) else {
+            return Ok(None);
+        };
+        let empty = Vec::new();
+        let series = self.data.get(&key(&ms.vs)).unwrap_or(&empty);
+        let n = series.len();
+        // The values are held at once: only when the sample limit has room for them.
+        let cells = n.saturating_mul(steps);
+        if cells.saturating_add(self.loaded_samples) > self.opts.max_samples {
+            return Ok(None);
+        }
+        let mut values = vec![0.0; cells];
+        let mut present = vec![false; cells];
+        let counter_check = matches!(name, "rate" | "increase");
+        let mut non_counter = Vec::with_capacity(n);
+        let mut kept: Vec<Sample> = Vec::new();
+        for (i, s) in series.iter().enumerate() {
+            if i % 256 == 0 {
+                self.check_deadline()?;
+            }
+            let samples: &[Sample] = &s.samples;
+            let (mut lo, mut hi) = (0usize, 0usize);
+            let mut any = false;
+            for k in 0..steps {
+                let ts = self.start + (k as i64) * self.interval;
+                let ref_time = ts.saturating_sub(ms.vs.offset);
+                let left = ref_time.saturating_sub(ms.range);
+                while samples.get(hi).is_some_and(|p| p.t <= ref_time) {
+                    hi += 1;
+                }
+                while samples.get(lo).is_some_and(|p| p.t <= left) {
+                    lo += 1;
+                }
+                let Some(window) = samples.get(lo..hi).filter(|w| !w.is_empty()) else {
+                    continue;
+                };
+                let has_stale = any_in(&s.stale, lo..hi);
+                let window = if has_stale {
+                    kept.clear();
+                    kept.extend(window.iter().filter(|p| !is_stale_nan(p.v)));
+                    if kept.is_empty() {
+                        continue;
+                    }
+                    kept.as_slice()
+                } else {
+                    window
+                };
+                let no_resets =
+                    !has_stale && s.resets.as_deref().is_some_and(|r| !any_in(r, lo + 1..hi));
+                let w = Window {
+                    samples: window,
+                    no_resets,
+                    range: ms.range,
+                    ref_time,
+                };
+                if let Some(v) = (wf.f)(&w) {
+                    let cell = k * n + i;
+                    if let (Some(slot), Some(p)) = (values.get_mut(cell), present.get_mut(cell)) {
+                        *slot = v;
+                        *p = true;
+                        any = true;
+                    }
+                }
+            }
+            non_counter.push(if counter_check && any {
+                non_counter_name(&s.labels)
+            } else {
+                None
+            });
+        }
+        Ok(Some(StepValues {
+            start: self.start,
+            interval: self.interval,
+            steps,
+            labels: series.iter().map(|s| s.labels.clone()).collect(),
+            drop_name: !wf.keep_name,
+            values,
+            present,
+            non_counter,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strata_types::{Labels, Sample, stale_nan};
+
+    use crate::{Engine, EngineOptions, MemQueryable, Value};
+
+    /// Counters with resets, a gauge, a series with stale markers and gaps, one with a name
+    /// that is not a counter's.
+    fn data() -> MemQueryable {
+        let mut q = MemQueryable::new();
+        for (name, i) in [("c_total", 0), ("c_total", 1), ("g", 2), ("s_total", 3)] {
+            let labels = Labels::from_pairs([("__name__", name.to_owned()), ("i", i.to_string())]);
+            let points: Vec<Sample> = (0..400i64)
+                .filter(|t| i != 3 || !(100..130).contains(t))
+                .map(|t| {
+                    let v = match i {
+                        0 => (t % 97) as f64 * 3.0,
+                        1 => t as f64 * 0.5 + (t % 7) as f64,
+                        2 => ((t * 37) % 101) as f64 - 50.0,
+                        _ if t % 41 == 0 => stale_nan(),
+                        _ => t as f64,
+                    };
+                    Sample::new(t * 15_000 + i * 1_000, v)
+                })
+                .collect();
+            q.add(labels, &points);
+        }
+        q
+    }
+
+    /// Every window function over a range selector: the range query (values computed for
+    /// all steps at once) equals instant queries at each step (evaluated on their own), as
+    /// values and as annotations.
+    #[test]
+    fn range_steps_equal_instant_evaluations() {
+        let q = data();
+        let engine = Engine::new(EngineOptions {
+            slice_duration: 37 * 60_000,
+            ..EngineOptions::default()
+        });
+        let functions = [
+            "rate",
+            "increase",
+            "delta",
+            "irate",
+            "idelta",
+            "deriv",
+            "changes",
+            "resets",
+            "avg_over_time",
+            "min_over_time",
+            "max_over_time",
+            "sum_over_time",
+            "count_over_time",
+            "stddev_over_time",
+            "stdvar_over_time",
+            "last_over_time",
+            "first_over_time",
+            "present_over_time",
+            "ts_of_last_over_time",
+            "ts_of_first_over_time",
+            "ts_of_max_over_time",
+            "ts_of_min_over_time",
+            "mad_over_time",
+        ];
+        let (start, end, step) = (200_000, 6_000_000, 45_000);
+        let mut tested = 0;
+        for f in functions {
+            for sel in ["{__name__=~\".+\"}[2m]", "c_total[5m] offset 3m", "g[1m]"] {
+                let query = format!("sum by (i) ({f}({sel}))");
+                let parsed = Engine::parse_with(
+                    &query,
+                    crate::syntax::ParseOptions {
+                        experimental_functions: true,
+                    },
+                );
+                // Functions of later Prometheus versions are in the table, not the grammar.
+                let Ok(expr) = parsed else { continue };
+                tested += 1;
+                let range = engine.range_expr(&q, &expr, start, end, step).unwrap();
+                let Value::Matrix(matrix) = &range.value else {
+                    panic!("{query}: matrix expected")
+                };
+                let mut t = start;
+                while t <= end {
+                    let instant = engine.instant_expr(&q, &expr, t).unwrap();
+                    let Value::Vector(vector) = instant.value else {
+                        panic!("{query}: vector expected")
+                    };
+                    for e in &vector {
+                        let from_range = matrix
+                            .iter()
+                            .find(|s| s.labels == e.labels)
+                            .and_then(|s| s.samples.iter().find(|p| p.t == t))
+                            .map(|p| p.v);
+                        let same =
+                            from_range.is_some_and(|v| v == e.v || (v.is_nan() && e.v.is_nan()));
+                        assert!(same, "{query} at {t}: {:?} vs {from_range:?}", e.v);
+                    }
+                    let in_range: usize = matrix
+                        .iter()
+                        .filter(|s| s.samples.iter().any(|p| p.t == t))
+                        .count();
+                    assert_eq!(in_range, vector.len(), "{query} at {t}");
+                    t += step;
+                }
+                if f == "rate" && sel.starts_with('{') {
+                    assert!(!matrix.is_empty());
+                    assert_eq!(
+                        range.infos(),
+                        vec!["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket: \"g\"".to_owned()],
+                    );
+                }
+            }
+        }
+        assert!(tested >= 3 * 18, "{tested}");
+    }
+}
