@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::syntax::ast::AggregateExpr;
+use crate::syntax::ast::{AggregateExpr, Expr};
 use strata_types::Labels;
 
 use crate::error::{Error, exec};
@@ -54,6 +54,8 @@ pub(crate) struct GroupCache {
     by_identity: IdentityMap<usize, (Labels, usize)>,
     groups: Vec<Labels>,
     by_labels: HashMap<Labels, usize>,
+    /// The group of each series of a call's step values (the call node, the groups).
+    series: Option<(usize, Vec<usize>)>,
 }
 
 impl GroupCache {
@@ -66,22 +68,141 @@ impl GroupCache {
         }
     }
 
-    fn group_of(&mut self, labels: &Labels, modifier: Modifier<'_>) -> usize {
-        if let Some(&(_, index)) = self.by_identity.get(&labels.identity()) {
-            return index;
+    /// The group of each of `labels` (the series of the step values of call node `call`),
+    /// worked out at the first step and kept.
+    fn series_groups(&mut self, call: usize, labels: &[Labels], modifier: Modifier<'_>) {
+        if self.series.as_ref().is_none_or(|(node, _)| *node != call) {
+            let groups = labels
+                .iter()
+                .map(|l| self.group_index(grouping_labels(l, false, modifier)))
+                .collect();
+            self.series = Some((call, groups));
         }
-        let key = grouping_labels(labels, false, modifier);
-        let index = match self.by_labels.get(&key) {
+    }
+
+    fn group_index(&mut self, key: Labels) -> usize {
+        match self.by_labels.get(&key) {
             Some(&index) => index,
             None => {
                 self.groups.push(key.clone());
                 self.by_labels.insert(key, self.groups.len() - 1);
                 self.groups.len() - 1
             }
-        };
+        }
+    }
+
+    fn group_of(&mut self, labels: &Labels, modifier: Modifier<'_>) -> usize {
+        if let Some(&(_, index)) = self.by_identity.get(&labels.identity()) {
+            return index;
+        }
+        let index = self.group_index(grouping_labels(labels, false, modifier));
         self.by_identity
             .insert(labels.identity(), (labels.clone(), index));
         index
+    }
+}
+
+/// The groups of one step, by index into the cache's groups, in the order first seen.
+#[derive(Default)]
+struct Slots {
+    order: Vec<usize>,
+    slots: Vec<Option<Group>>,
+}
+
+impl Slots {
+    fn get(&mut self, index: usize, labels: &[Labels]) -> Option<&mut Group> {
+        if self.slots.len() <= index {
+            self.slots.resize_with(index + 1, || None);
+        }
+        let slot = self.slots.get_mut(index)?;
+        if slot.is_none() {
+            self.order.push(index);
+            *slot = Some(Group {
+                labels: labels.get(index).cloned().unwrap_or_default(),
+                ..Group::default()
+            });
+        }
+        slot.as_mut()
+    }
+}
+
+/// How an aggregation takes in one value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Accumulate {
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Variance,
+    Quantile,
+    LimitRatio,
+    Count,
+}
+
+impl Accumulate {
+    fn of(op: &str) -> Option<Self> {
+        Some(match op {
+            "sum" => Accumulate::Sum,
+            "avg" => Accumulate::Avg,
+            "min" => Accumulate::Min,
+            "max" => Accumulate::Max,
+            "stddev" | "stdvar" => Accumulate::Variance,
+            "quantile" => Accumulate::Quantile,
+            "limit_ratio" => Accumulate::LimitRatio,
+            "count" | "group" => Accumulate::Count,
+            _ => return None,
+        })
+    }
+
+    /// Adds `f` to the group (`limit_ratio`'s members are the caller's).
+    fn add(self, group: &mut Group, f: f64) {
+        let first = group.count == 0.0;
+        group.count += 1.0;
+        match self {
+            Accumulate::Sum => {
+                let (s, c) = kahan_inc(f, group.value, group.kahan);
+                group.value = s;
+                group.kahan = c;
+            }
+            Accumulate::Avg => {
+                if first {
+                    group.value = f;
+                    return;
+                }
+                if !group.incremental_mean {
+                    let (s, c) = kahan_inc(f, group.value, group.kahan);
+                    if !s.is_infinite() {
+                        group.value = s;
+                        group.kahan = c;
+                        return;
+                    }
+                    group.incremental_mean = true;
+                    group.mean = group.value / (group.count - 1.0);
+                    group.kahan /= group.count - 1.0;
+                }
+                let q = (group.count - 1.0) / group.count;
+                let (m, c) = kahan_inc(f / group.count, q * group.mean, q * group.kahan);
+                group.mean = m;
+                group.kahan = c;
+            }
+            Accumulate::Min => {
+                if first || group.value > f || group.value.is_nan() {
+                    group.value = f;
+                }
+            }
+            Accumulate::Max => {
+                if first || group.value < f || group.value.is_nan() {
+                    group.value = f;
+                }
+            }
+            Accumulate::Variance => {
+                let delta = f - group.mean;
+                group.mean += delta / group.count;
+                group.value += delta * (f - group.mean);
+            }
+            Accumulate::Quantile => group.values.push(f),
+            Accumulate::LimitRatio | Accumulate::Count => {}
+        }
     }
 }
 
@@ -102,13 +223,13 @@ pub(crate) fn eval_aggregate(
         Some(p) => Some(ev.eval(p, ts)?),
         None => None,
     };
-    let input = ev.eval_vector(&agg.expr, ts)?;
     let modifier = Modifier {
         without: agg.without,
         labels: &agg.grouping,
     };
 
     if op == "count_values" {
+        let input = ev.eval_vector(&agg.expr, ts)?;
         let Some(Value::String { s: label, .. }) = param else {
             return Err(exec("count_values: label parameter must be a string"));
         };
@@ -133,88 +254,62 @@ pub(crate) fn eval_aggregate(
         crate::functions::check_quantile(ev, scalar_param.unwrap_or(f64::NAN), pos);
     }
     if matches!(op, "topk" | "bottomk" | "limitk") {
+        let input = ev.eval_vector(&agg.expr, ts)?;
         let k = scalar_param.unwrap_or(f64::NAN);
         return top_bottom(op, k, input, modifier, ts);
     }
+    let Some(acc) = Accumulate::of(op) else {
+        return Err(exec(format!("unsupported aggregation {op:?}")));
+    };
 
     let node = std::ptr::from_ref(agg) as usize;
     let mut cache = ev.group_cache.remove(&node).unwrap_or_default();
-    cache.bound(input.len());
     // Groups by index into the cache's groups, in the order first seen at this step.
-    let mut order: Vec<usize> = Vec::new();
-    let mut slots: Vec<Option<Group>> = Vec::new();
-    for e in input {
-        let index = cache.group_of(&e.labels, modifier);
-        if slots.len() <= index {
-            slots.resize_with(index + 1, || None);
+    let mut slots = Slots::default();
+    // A window function of a range selector computed for every step: its values at this
+    // step are aggregated straight from the step's column, each series' group known from
+    // the first step on (no element, label set or lookup per series and step).
+    let inner = match agg.expr.unparen() {
+        Expr::Call(call) if acc != Accumulate::LimitRatio => Some(call),
+        _ => None,
+    };
+    let cells = match inner {
+        Some(call) => ev.step_cells(call, ts)?,
+        None => None,
+    };
+    if let (Some(call), Some(cells)) = (inner, cells) {
+        let labels = ev.step_labels(call).unwrap_or_default();
+        cache.series_groups(std::ptr::from_ref(call) as usize, labels, modifier);
+        let groups = cache.series.as_ref().map_or(&[][..], |(_, g)| g);
+        for (i, f) in cells.cells {
+            let Some(&index) = groups.get(i) else {
+                continue;
+            };
+            if let Some(group) = slots.get(index, &cache.groups) {
+                group.drop_name |= cells.drop_name;
+                acc.add(group, f);
+            }
         }
-        let Some(slot) = slots.get_mut(index) else {
-            continue;
-        };
-        let group = slot.get_or_insert_with(|| {
-            order.push(index);
-            Group {
-                labels: cache.groups.get(index).cloned().unwrap_or_default(),
-                ..Group::default()
+    } else {
+        let input = ev.eval_vector(&agg.expr, ts)?;
+        cache.bound(input.len());
+        for e in input {
+            let index = cache.group_of(&e.labels, modifier);
+            let Some(group) = slots.get(index, &cache.groups) else {
+                continue;
+            };
+            group.drop_name |= e.drop_name;
+            acc.add(group, e.v);
+            if acc == Accumulate::LimitRatio {
+                group.members.push(e);
             }
-        });
-        let f = e.v;
-        group.drop_name |= e.drop_name;
-        let first = group.count == 0.0;
-        group.count += 1.0;
-        match op {
-            "sum" => {
-                let (s, c) = kahan_inc(f, group.value, group.kahan);
-                group.value = s;
-                group.kahan = c;
-            }
-            "avg" => {
-                if first {
-                    group.value = f;
-                    continue;
-                }
-                if !group.incremental_mean {
-                    let (s, c) = kahan_inc(f, group.value, group.kahan);
-                    if !s.is_infinite() {
-                        group.value = s;
-                        group.kahan = c;
-                        continue;
-                    }
-                    group.incremental_mean = true;
-                    group.mean = group.value / (group.count - 1.0);
-                    group.kahan /= group.count - 1.0;
-                }
-                let q = (group.count - 1.0) / group.count;
-                let (m, c) = kahan_inc(f / group.count, q * group.mean, q * group.kahan);
-                group.mean = m;
-                group.kahan = c;
-            }
-            "min" => {
-                if first || group.value > f || group.value.is_nan() {
-                    group.value = f;
-                }
-            }
-            "max" => {
-                if first || group.value < f || group.value.is_nan() {
-                    group.value = f;
-                }
-            }
-            "stddev" | "stdvar" => {
-                let delta = f - group.mean;
-                group.mean += delta / group.count;
-                group.value += delta * (f - group.mean);
-            }
-            "quantile" => group.values.push(f),
-            "limit_ratio" => group.members.push(e),
-            "count" | "group" => {}
-            other => return Err(exec(format!("unsupported aggregation {other:?}"))),
         }
     }
     ev.group_cache.insert(node, cache);
 
-    let mut out = Vec::with_capacity(order.len());
-    for index in order {
-        let Some(group) = slots.get_mut(index).and_then(Option::take) else {
+    let mut out = Vec::with_capacity(slots.order.len());
+    for index in slots.order {
+        let Some(group) = slots.slots.get_mut(index).and_then(Option::take) else {
             continue;
         };
         let value = match op {

@@ -18,7 +18,7 @@ use crate::value::{Element, RangeSeries, Value};
 #[derive(Debug, Clone)]
 pub(crate) enum Samples {
     Owned(Vec<Sample>),
-    Window(std::sync::Arc<[Sample]>, std::ops::Range<usize>),
+    Window(std::sync::Arc<Vec<Sample>>, std::ops::Range<usize>),
 }
 
 impl std::ops::Deref for Samples {
@@ -57,7 +57,7 @@ impl ArgSeries {
 #[derive(Debug, Clone)]
 pub(crate) struct Loaded {
     pub(crate) labels: Labels,
-    pub(crate) samples: std::sync::Arc<[Sample]>,
+    pub(crate) samples: std::sync::Arc<Vec<Sample>>,
     /// Indices of stale markers, ascending: whether a window holds one is a binary search,
     /// not a scan of the window at every step.
     pub(crate) stale: Vec<u32>,
@@ -91,7 +91,7 @@ impl Loaded {
         }
         Loaded {
             labels,
-            samples: std::sync::Arc::from(samples),
+            samples: std::sync::Arc::new(samples),
             stale,
             resets,
         }

@@ -765,11 +765,8 @@ fn range_function(
         _ => return Ok(None),
     };
     let range_expr = arg(call, range_arg_index)?;
-    if let (Some(wf), Expr::MatrixSelector(ms)) = (window_function(name), range_expr.unparen()) {
-        let node = std::ptr::from_ref(call) as usize;
-        if let Some(out) = ev.step_function(node, name, wf, ms, range_expr.pos(), ts)? {
-            return Ok(Some(out));
-        }
+    if let Some(out) = ev.step_function(call, ts)? {
+        return Ok(Some(out));
     }
     let range = ev.eval_range(range_expr, ts)?;
     let out = range_outputs(ev, call, name, range_expr, range, ts)?;

@@ -13,8 +13,8 @@ use strata_types::{Labels, Sample, is_stale_nan};
 use crate::annotations::Annotation;
 use crate::error::Error;
 use crate::eval::{Evaluator, any_in, key};
-use crate::functions::{Window, WindowFunction};
-use crate::syntax::ast::MatrixSelector;
+use crate::functions::{Window, WindowFunction, window_function};
+use crate::syntax::ast::{Call, Expr, MatrixSelector};
 use crate::value::Element;
 
 /// One series' values at every step of an evaluator.
@@ -54,25 +54,81 @@ fn non_counter_name(labels: &Labels) -> Option<String> {
     .then(|| metric.to_owned())
 }
 
+/// The values of a window-function call at one step: `(series index, value)` of the series
+/// that have one, in series order.
+pub(crate) struct StepCells {
+    pub(crate) cells: Vec<(usize, f64)>,
+    /// Whether every element drops its metric name.
+    pub(crate) drop_name: bool,
+}
+
+/// The window function and range selector of `call` when it is a window function of a
+/// range selector without `@` (what [`Evaluator::step_cells`] can compute for all steps).
+fn eligible(call: &Call) -> Option<(WindowFunction, &MatrixSelector, usize)> {
+    let wf = window_function(call.func.name)?;
+    let range_expr = call.args.first()?;
+    match range_expr.unparen() {
+        Expr::MatrixSelector(ms) if ms.vs.at.is_none() => Some((wf, ms, range_expr.pos())),
+        _ => None,
+    }
+}
+
+fn node(call: &Call) -> usize {
+    std::ptr::from_ref(call) as usize
+}
+
 impl Evaluator<'_> {
-    /// The value at `ts` of `name(ms)` (`node` being the call) from values computed for every
-    /// step, or `None` when this evaluation does not qualify (an instant query, a time off
-    /// the steps, an `@` modifier, or more values than the sample limit leaves room for):
-    /// the caller then evaluates the step on its own.
+    /// The elements of `call` at `ts` from values computed for every step, or `None` when
+    /// this evaluation does not qualify (see [`Evaluator::step_cells`]): the caller then
+    /// evaluates the step on its own.
     pub(crate) fn step_function(
         &mut self,
-        node: usize,
-        name: &str,
-        wf: WindowFunction,
-        ms: &MatrixSelector,
-        pos: usize,
+        call: &Call,
         ts: i64,
     ) -> Result<Option<Vec<Element>>, Error> {
-        if self.interval <= 0 || self.end <= self.start || ms.vs.at.is_some() {
+        let Some(cells) = self.step_cells(call, ts)? else {
+            return Ok(None);
+        };
+        let labels = self.step_labels(call).unwrap_or_default();
+        Ok(Some(
+            cells
+                .cells
+                .into_iter()
+                .filter_map(|(i, v)| {
+                    Some(Element {
+                        labels: labels.get(i)?.clone(),
+                        t: ts,
+                        v,
+                        drop_name: cells.drop_name,
+                    })
+                })
+                .collect(),
+        ))
+    }
+
+    /// The label sets of the series [`Evaluator::step_cells`] indexes for `call`, once
+    /// computed.
+    pub(crate) fn step_labels(&self, call: &Call) -> Option<&[Labels]> {
+        match self.step_values.get(&node(call)) {
+            Some(Some(sv)) => Some(&sv.labels),
+            _ => None,
+        }
+    }
+
+    /// The values of `call` at `ts`, computed for every step of this evaluator at the first
+    /// step that asks; `None` when this evaluation does not qualify: not a window function
+    /// of a range selector without `@`, an instant query, a time off the steps, or more
+    /// values than the sample limit leaves room for.
+    pub(crate) fn step_cells(&mut self, call: &Call, ts: i64) -> Result<Option<StepCells>, Error> {
+        if self.interval <= 0 || self.end <= self.start {
             return Ok(None);
         }
+        let Some((wf, ms, pos)) = eligible(call) else {
+            return Ok(None);
+        };
+        let node = node(call);
         if !self.step_values.contains_key(&node) {
-            let computed = self.compute_steps(name, wf, ms)?;
+            let computed = self.compute_steps(call.func.name, wf, ms)?;
             self.step_values.insert(node, computed);
         }
         let Some(Some(sv)) = self.step_values.get_mut(&node) else {
@@ -83,27 +139,28 @@ impl Evaluator<'_> {
         };
         let n = sv.labels.len();
         let base = k * n;
-        let mut out = Vec::new();
+        let mut cells = Vec::new();
         let mut report = Vec::new();
-        for (i, labels) in sv.labels.iter().enumerate() {
-            if !sv.present.get(base + i).copied().unwrap_or(false) {
+        let (Some(values), Some(present)) = (
+            sv.values.get(base..base + n),
+            sv.present.get(base..base + n),
+        ) else {
+            return Ok(None);
+        };
+        for (i, (&v, &p)) in values.iter().zip(present).enumerate() {
+            if !p {
                 continue;
             }
-            let v = sv.values.get(base + i).copied().unwrap_or(f64::NAN);
-            out.push(Element {
-                labels: labels.clone(),
-                t: ts,
-                v,
-                drop_name: sv.drop_name,
-            });
+            cells.push((i, v));
             if let Some(metric) = sv.non_counter.get_mut(i).and_then(Option::take) {
                 report.push(metric);
             }
         }
+        let drop_name = sv.drop_name;
         for metric in report {
             self.annotate(Annotation::possible_non_counter(&metric, pos));
         }
-        Ok(Some(out))
+        Ok(Some(StepCells { cells, drop_name }))
     }
 
     fn compute_steps(
@@ -226,6 +283,20 @@ mod tests {
         q
     }
 
+    const AGGREGATIONS: &[&str] = &[
+        "sum by (i) (X)",
+        "X",
+        "avg without (i) (X)",
+        "max(X)",
+        "min by (i) (X)",
+        "count without (__name__) (X)",
+        "stddev by (i) (X)",
+        "quantile by (i) (0.3, X)",
+        "group(X)",
+        "stdvar(X)",
+        "X * 2",
+    ];
+
     /// Every window function over a range selector: the range query (values computed for
     /// all steps at once) equals instant queries at each step (evaluated on their own), as
     /// values and as annotations.
@@ -265,7 +336,8 @@ mod tests {
         let mut tested = 0;
         for f in functions {
             for sel in ["{__name__=~\".+\"}[2m]", "c_total[5m] offset 3m", "g[1m]"] {
-                let query = format!("sum by (i) ({f}({sel}))");
+                let aggregation = AGGREGATIONS[tested % AGGREGATIONS.len()];
+                let query = aggregation.replace("X", &format!("{f}({sel})"));
                 let parsed = Engine::parse_with(
                     &query,
                     crate::syntax::ParseOptions {
@@ -275,7 +347,9 @@ mod tests {
                 // Functions of later Prometheus versions are in the table, not the grammar.
                 let Ok(expr) = parsed else { continue };
                 tested += 1;
-                let range = engine.range_expr(&q, &expr, start, end, step).unwrap();
+                let range = engine
+                    .range_expr(&q, &expr, start, end, step)
+                    .unwrap_or_else(|e| panic!("{query}: {e}"));
                 let Value::Matrix(matrix) = &range.value else {
                     panic!("{query}: matrix expected")
                 };
@@ -303,6 +377,9 @@ mod tests {
                     t += step;
                 }
                 if f == "rate" && sel.starts_with('{') {
+                    let range = engine
+                        .range_query(&q, &format!("sum(rate({sel}))"), start, end, step)
+                        .unwrap();
                     assert!(!matrix.is_empty());
                     assert_eq!(
                         range.infos(),

@@ -123,6 +123,18 @@ impl<'a> Decoder<'a> {
     /// A uvarint length followed by that many bytes of UTF-8.
     pub(crate) fn uvarint_str(&mut self) -> Result<&'a str, Corruption> {
         let at = self.clone();
+        let raw = self.uvarint_bytes()?;
+        std::str::from_utf8(raw).map_err(|_| at.err(CorruptKind::BadUtf8))
+    }
+
+    /// Skips a length-prefixed string without checking that it is UTF-8 (for scans past
+    /// strings already checked, such as symbols between two sampled ones).
+    pub(crate) fn skip_uvarint_str(&mut self) -> Result<(), Corruption> {
+        self.uvarint_bytes().map(|_| ())
+    }
+
+    fn uvarint_bytes(&mut self) -> Result<&'a [u8], Corruption> {
+        let at = self.clone();
         let len = self.uvarint()?;
         let len = usize::try_from(len).map_err(|_| {
             at.err(CorruptKind::OutOfBounds {
@@ -131,8 +143,7 @@ impl<'a> Decoder<'a> {
                 limit: usize::MAX as u64,
             })
         })?;
-        let raw = self.bytes(len)?;
-        std::str::from_utf8(raw).map_err(|_| at.err(CorruptKind::BadUtf8))
+        self.bytes(len)
     }
 }
 

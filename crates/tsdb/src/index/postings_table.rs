@@ -187,7 +187,8 @@ impl PostingsOffsetTable {
         while !d.is_empty() {
             let inside = d.position() < scan_len;
             d.uvarint()?;
-            d.uvarint_str()?;
+            // The name was checked when the table was decoded.
+            d.skip_uvarint_str()?;
             let value = d.uvarint_str()?;
             let offset = d.uvarint()?;
             if previous_kept && let Some((_, range)) = out.last_mut() {

@@ -88,8 +88,10 @@ impl Symbols {
             .get(reference as usize / SAMPLING)
             .ok_or_else(out_of_range)?;
         let mut d = self.decoder_at(start as usize);
+        // Every symbol was checked to be UTF-8 when the table was decoded; the ones passed
+        // on the way are only skipped.
         for _ in 0..reference as usize % SAMPLING {
-            d.uvarint_str()?;
+            d.skip_uvarint_str()?;
         }
         d.uvarint_str()
     }
