@@ -8,6 +8,7 @@ use strata_types::Labels;
 
 use crate::error::{Error, exec};
 use crate::eval::{Evaluator, type_name};
+use crate::identity::IdentityMap;
 use crate::value::{Element, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,60 @@ impl Matching<'_> {
     }
 }
 
+/// Per binary-operator node, what vector matching works out per label set, kept across the
+/// steps of one evaluator: the same series (the same shared label sets) come back at every
+/// step. Label sets are keyed by identity and held, so an address cannot be reused by
+/// another set while its entry lives.
+#[derive(Debug, Default)]
+pub(crate) struct MatchCache {
+    /// Label set → its signature's number.
+    signatures: IdentityMap<usize, (Labels, u32)>,
+    interned: HashMap<Vec<(String, String)>, u32>,
+    /// (many side, one side) → the result's labels.
+    results: IdentityMap<(usize, usize), Labels>,
+}
+
+impl MatchCache {
+    /// Forgets everything once it holds far more sets than a step brings (inputs made
+    /// afresh at every step never hit and must not pile up).
+    fn bound(&mut self, input_len: usize) {
+        let limit = input_len.saturating_mul(4).saturating_add(1024);
+        if self.signatures.len() > limit || self.results.len() > limit {
+            *self = MatchCache::default();
+        }
+    }
+
+    fn signature(&mut self, labels: &Labels, matching: &Matching<'_>) -> u32 {
+        if let Some(&(_, sig)) = self.signatures.get(&labels.identity()) {
+            return sig;
+        }
+        let next = u32::try_from(self.interned.len()).unwrap_or(u32::MAX);
+        let sig = *self
+            .interned
+            .entry(matching.signature(labels))
+            .or_insert(next);
+        self.signatures
+            .insert(labels.identity(), (labels.clone(), sig));
+        sig
+    }
+
+    /// The labels of a result; both sets must have had their signature taken this step
+    /// (which holds them).
+    fn result(
+        &mut self,
+        many: &Labels,
+        one: &Labels,
+        matching: &Matching<'_>,
+        include: &[String],
+        grouped: bool,
+    ) -> Labels {
+        self.results
+            .entry((many.identity(), one.identity()))
+            .or_insert_with(|| result_labels(many, one, matching, include, grouped))
+            .clone()
+    }
+}
+
 pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Result<Value, Error> {
     let op = Op::of(b.op);
     let return_bool = b.return_bool;
@@ -156,10 +211,16 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
                     include: &[],
                 },
             };
-            if op.is_set() {
-                return Ok(Value::Vector(set_op(op, l, r, &matching)));
-            }
-            vector_vector(op, l, r, &matching, return_bool, ts).map(Value::Vector)
+            let node = std::ptr::from_ref(b) as usize;
+            let mut cache = ev.match_cache.remove(&node).unwrap_or_default();
+            cache.bound(l.len().saturating_add(r.len()));
+            let out = if op.is_set() {
+                Ok(set_op(op, l, r, &matching, &mut cache))
+            } else {
+                vector_vector(op, l, r, &matching, return_bool, ts, &mut cache)
+            };
+            ev.match_cache.insert(node, cache);
+            out.map(Value::Vector)
         }
         (l, r) => Err(exec(format!(
             "binary operator not defined on {} and {}",
@@ -203,29 +264,33 @@ fn vector_scalar(
     out
 }
 
-fn set_op(op: Op, lhs: Vec<Element>, rhs: Vec<Element>, matching: &Matching<'_>) -> Vec<Element> {
+fn set_op(
+    op: Op,
+    lhs: Vec<Element>,
+    rhs: Vec<Element>,
+    matching: &Matching<'_>,
+    cache: &mut MatchCache,
+) -> Vec<Element> {
     match op {
-        Op::And => {
-            let right: HashSet<Vec<(String, String)>> =
-                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
+        Op::And | Op::Unless => {
+            let right: HashSet<u32> = rhs
+                .iter()
+                .map(|e| cache.signature(&e.labels, matching))
+                .collect();
+            let keep_matched = op == Op::And;
             lhs.into_iter()
-                .filter(|e| right.contains(&matching.signature(&e.labels)))
-                .collect()
-        }
-        Op::Unless => {
-            let right: HashSet<Vec<(String, String)>> =
-                rhs.iter().map(|e| matching.signature(&e.labels)).collect();
-            lhs.into_iter()
-                .filter(|e| !right.contains(&matching.signature(&e.labels)))
+                .filter(|e| right.contains(&cache.signature(&e.labels, matching)) == keep_matched)
                 .collect()
         }
         _ => {
-            let left: HashSet<Vec<(String, String)>> =
-                lhs.iter().map(|e| matching.signature(&e.labels)).collect();
+            let left: HashSet<u32> = lhs
+                .iter()
+                .map(|e| cache.signature(&e.labels, matching))
+                .collect();
             let mut out = lhs;
             out.extend(
                 rhs.into_iter()
-                    .filter(|e| !left.contains(&matching.signature(&e.labels))),
+                    .filter(|e| !left.contains(&cache.signature(&e.labels, matching))),
             );
             out
         }
@@ -256,6 +321,7 @@ fn vector_vector(
     matching: &Matching<'_>,
     return_bool: bool,
     ts: i64,
+    cache: &mut MatchCache,
 ) -> Result<Vec<Element>, Error> {
     let one_to_many = matching.card == Cardinality::OneToMany;
     let include: &[String] = match matching.card {
@@ -265,9 +331,9 @@ fn vector_vector(
     let grouped = matching.card != Cardinality::OneToOne;
     let (many, one) = if one_to_many { (rhs, lhs) } else { (lhs, rhs) };
 
-    let mut one_side: HashMap<Vec<(String, String)>, Element> = HashMap::with_capacity(one.len());
+    let mut one_side: HashMap<u32, Element> = HashMap::with_capacity(one.len());
     for e in one {
-        let sig = matching.signature(&e.labels);
+        let sig = cache.signature(&e.labels, matching);
         if let Some(existing) = one_side.get(&sig) {
             let side = if one_to_many { "left" } else { "right" };
             return Err(exec(format!(
@@ -280,10 +346,12 @@ fn vector_vector(
         one_side.insert(sig, e);
     }
 
-    let mut matched: HashMap<Vec<(String, String)>, HashSet<Labels>> = HashMap::new();
+    // Signatures matched so far; with group_left/group_right, the result label sets of each.
+    let mut matched: HashSet<u32> = HashSet::new();
+    let mut grouped_results: HashMap<u32, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
     for ls in many {
-        let sig = matching.signature(&ls.labels);
+        let sig = cache.signature(&ls.labels, matching);
         let Some(rs) = one_side.get(&sig) else {
             continue;
         };
@@ -293,27 +361,22 @@ fn vector_vector(
             (ls.v, rs.v)
         };
         let (mut value, keep) = apply(op, l, r);
-        let labels = result_labels(&ls.labels, &rs.labels, matching, include, grouped);
+        let labels = cache.result(&ls.labels, &rs.labels, matching, include, grouped);
         // Matching errors are found even for samples a comparison filters away.
-        let entry = matched.entry(sig);
-        match entry {
-            std::collections::hash_map::Entry::Occupied(mut seen) => {
-                if !grouped {
-                    return Err(exec(
-                        "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
-                    ));
-                }
-                if !seen.get_mut().insert(labels.clone()) {
-                    return Err(exec(
-                        "multiple matches for labels: grouping labels must ensure unique matches",
-                    ));
-                }
+        if grouped {
+            if !grouped_results
+                .entry(sig)
+                .or_default()
+                .insert(labels.clone())
+            {
+                return Err(exec(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
             }
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                let mut set = HashSet::new();
-                set.insert(labels.clone());
-                slot.insert(set);
-            }
+        } else if !matched.insert(sig) {
+            return Err(exec(
+                "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+            ));
         }
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };

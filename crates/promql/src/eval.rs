@@ -142,6 +142,8 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) step_values: HashMap<usize, Option<crate::steps::StepValues>>,
     /// Per aggregation node, the group of each input label set seen so far.
     pub(crate) group_cache: HashMap<usize, crate::aggregate::GroupCache>,
+    /// Per binary-operator node, signatures and result labels of the label sets seen.
+    pub(crate) match_cache: HashMap<usize, crate::binop::MatchCache>,
     pub(crate) loaded_samples: usize,
     /// Points of the range query's result so far, over all slices (an upper bound: each
     /// step counts every series seen so far), counted against `max_samples`.
@@ -218,6 +220,7 @@ impl<'a> Evaluator<'a> {
             cursors: HashMap::new(),
             step_values: HashMap::new(),
             group_cache: HashMap::new(),
+            match_cache: HashMap::new(),
             loaded_samples: 0,
             output_points: std::sync::Arc::default(),
             annotations: crate::annotations::Annotations::default(),

@@ -295,6 +295,13 @@ mod tests {
         "group(X)",
         "stdvar(X)",
         "X * 2",
+        "X + on(i) X",
+        "X / ignoring(i) group_left sum(X)",
+        "sum(X) - ignoring(i) group_right X",
+        "X and on(i) (X > 0)",
+        "X unless (X > 1)",
+        "X or vector(1)",
+        "X > bool 0.5",
     ];
 
     /// Every window function over a range selector: the range query (values computed for
@@ -389,5 +396,7 @@ mod tests {
             }
         }
         assert!(tested >= 3 * 18, "{tested}");
+        // Each function meets more than one of the forms above.
+        assert!(tested > 3 * AGGREGATIONS.len(), "{tested}");
     }
 }
