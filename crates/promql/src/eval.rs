@@ -699,6 +699,9 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Vec<ArgSeries>, Error> {
         let mut by_labels: Vec<RangeSeries> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
+        // Identities of label sets held by `cache` for the whole call, so never reused.
+        let mut by_identity: crate::identity::IdentityMap<usize, usize> =
+            crate::identity::IdentityMap::default();
         // Points of this window, counted against `max_samples` with the loaded samples (at
         // most one series a step more than held: a bound, not an exact count).
         let mut points = 0usize;
@@ -714,14 +717,23 @@ impl<'a> Evaluator<'a> {
                         if is_stale_nan(e.v) {
                             continue;
                         }
-                        let slot = *index.entry(e.labels.clone()).or_insert_with(|| {
-                            by_labels.push(RangeSeries {
-                                labels: e.labels.clone(),
-                                samples: Vec::new(),
-                                drop_name: e.drop_name,
-                            });
-                            by_labels.len() - 1
-                        });
+                        // The same series comes back at most inner steps with the same
+                        // (shared) label set: found by its identity before its contents.
+                        let slot = match by_identity.get(&e.labels.identity()) {
+                            Some(&slot) => slot,
+                            None => {
+                                let slot = *index.entry(e.labels.clone()).or_insert_with(|| {
+                                    by_labels.push(RangeSeries {
+                                        labels: e.labels.clone(),
+                                        samples: Vec::new(),
+                                        drop_name: e.drop_name,
+                                    });
+                                    by_labels.len() - 1
+                                });
+                                by_identity.insert(e.labels.identity(), slot);
+                                slot
+                            }
+                        };
                         if let Some(series) = by_labels.get_mut(slot) {
                             series.samples.push(Sample::new(t, e.v));
                             series.drop_name |= e.drop_name;
