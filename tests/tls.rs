@@ -17,6 +17,11 @@ use strata_storepb::info::InfoRequest;
 use strata_storepb::info::info_client::InfoClient;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+/// The querier's `/api/v1/stores` answer.
+fn stores_of(query: &StrataProcess) -> serde_json::Value {
+    strata_e2e::prometheus::get_json(&format!("http://{}", query.http), "/api/v1/stores", &[])
+}
+
 async fn info(address: &str, tls: ClientTlsConfig) -> Result<String, String> {
     let channel = Endpoint::from_shared(format!("https://{address}"))
         .unwrap()
@@ -114,13 +119,42 @@ async fn mutual_tls_admits_only_trusted_clients() {
         "--grpc-client-server-name",
         "localhost",
     ]);
-    let stores = strata_e2e::prometheus::get_json(
-        &format!("http://{}", with_cert.http),
-        "/api/v1/stores",
-        &[],
-    );
+    let stores = stores_of(&with_cert);
     assert!(
         stores["data"]["store"][0]["lastError"].is_null(),
+        "{stores}"
+    );
+    // --grpc-client-tls-skip-verify (the bitnami chart passes it): no CA and a name the
+    // certificate does not hold, yet the querier gets in (still with its certificate);
+    // without the flag the same querier is refused by its own verification.
+    let skip_verify = |skip: bool| {
+        let mut args = vec![
+            "query",
+            "--endpoint",
+            &store.grpc,
+            "--grpc-client-tls-secure",
+            "--grpc-client-tls-cert",
+            client_cert.to_str().unwrap(),
+            "--grpc-client-tls-key",
+            client_key.to_str().unwrap(),
+            "--grpc-client-server-name",
+            "elsewhere.example",
+        ];
+        if skip {
+            args.push("--grpc-client-tls-skip-verify");
+        }
+        StrataProcess::start(&args)
+    };
+    let skipping = skip_verify(true);
+    let stores = stores_of(&skipping);
+    assert!(
+        stores["data"]["store"][0]["lastError"].is_null(),
+        "{stores}"
+    );
+    let verifying = skip_verify(false);
+    let stores = stores_of(&verifying);
+    assert!(
+        stores["data"]["unknown"][0]["lastError"].is_string(),
         "{stores}"
     );
     let without_cert = StrataProcess::start(&[
@@ -133,18 +167,13 @@ async fn mutual_tls_admits_only_trusted_clients() {
         "--grpc-client-server-name",
         "localhost",
     ]);
-    let stores = strata_e2e::prometheus::get_json(
-        &format!("http://{}", without_cert.http),
-        "/api/v1/stores",
-        &[],
-    );
+    let stores = stores_of(&without_cert);
     assert!(
         stores["data"]["unknown"][0]["lastError"].is_string(),
         "{stores}"
     );
     let plain = StrataProcess::start(&["query", "--endpoint", &store.grpc]);
-    let stores =
-        strata_e2e::prometheus::get_json(&format!("http://{}", plain.http), "/api/v1/stores", &[]);
+    let stores = stores_of(&plain);
     assert!(
         stores["data"]["unknown"][0]["lastError"].is_string(),
         "{stores}"

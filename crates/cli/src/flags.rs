@@ -232,8 +232,8 @@ pub(crate) struct GrpcClientArgs {
     /// Server name to verify the endpoints' certificates against.
     #[arg(long = "grpc-client-server-name")]
     client_server_name: Option<String>,
-    /// Skip verifying the endpoints' certificates. Not supported: certificates are always
-    /// verified (give --grpc-client-tls-ca); the flag is accepted with a warning.
+    /// Do not verify the endpoints' certificates (chain and name), as Thanos' flag: the
+    /// connection is still encrypted and the client certificate still sent. Insecure.
     #[arg(long = "grpc-client-tls-skip-verify", default_value_t = false)]
     client_skip_verify: bool,
     /// Lowest TLS version towards the endpoints (1.2 or 1.3); rustls offers both.
@@ -260,7 +260,7 @@ impl GrpcClientArgs {
         }
         if self.client_skip_verify {
             tracing::warn!(
-                "--grpc-client-tls-skip-verify is not supported: endpoint certificates are verified (against --grpc-client-tls-ca or the system roots)"
+                "--grpc-client-tls-skip-verify: endpoint certificates are not verified; connections are encrypted but not authenticated"
             );
         }
         let read = |p: &PathBuf, flag: &str| {
@@ -287,6 +287,7 @@ impl GrpcClientArgs {
             ca,
             identity,
             server_name: self.client_server_name.clone().filter(|s| !s.is_empty()),
+            skip_verify: self.client_skip_verify,
         }))
     }
 }

@@ -153,11 +153,6 @@ impl ClientConfig {
         if !enabled {
             return Ok(None);
         }
-        if tls.insecure_skip_verify {
-            return Err(invalid(
-                "tls_config.insecure_skip_verify is not supported (give ca_file instead)".into(),
-            ));
-        }
         if !tls.min_version.is_empty() && tls.min_version != "1.2" && tls.min_version != "1.3" {
             return Err(invalid(format!(
                 "tls_config.min_version {:?} (want 1.2 or 1.3)",
@@ -186,6 +181,7 @@ impl ClientConfig {
             ca,
             identity,
             server_name: (!self.server_name.is_empty()).then(|| self.server_name.clone()),
+            skip_verify: tls.insecure_skip_verify,
         }))
     }
 }
@@ -620,10 +616,8 @@ mod tests {
             load("endpoints:\n  - adress: a:1\n").is_err(),
             "misspelled field"
         );
-        assert!(
-            load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        insecure_skip_verify: true\n        enabled: true\n")
-                .is_err()
-        );
+        let insecure = load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        insecure_skip_verify: true\n        enabled: true\n").unwrap();
+        assert!(insecure[0].tls.as_ref().is_some_and(|t| t.skip_verify));
         assert!(
             load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        cert_file: /nonexistent\n        key_file: /nonexistent\n")
                 .is_err()

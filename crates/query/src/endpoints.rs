@@ -60,6 +60,9 @@ pub struct ClientTls {
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
     /// Name to verify the server certificate against (default: the address' host).
     pub server_name: Option<String>,
+    /// Do not verify the server's certificate chain and name
+    /// (`--grpc-client-tls-skip-verify`); the CA is then unused.
+    pub skip_verify: bool,
 }
 
 impl ClientTls {
@@ -71,13 +74,29 @@ impl ClientTls {
         if let Some((cert, key)) = &self.identity {
             config = config.identity(tonic::transport::Identity::from_pem(cert, key));
         }
+        config.domain_name(self.server_name(address))
+    }
+
+    /// The name the server is verified against (and SNI): the override, else the host.
+    fn server_name(&self, address: &str) -> String {
         let host = address
             .rsplit_once(':')
             .map_or(address, |(h, _)| h)
             .trim_start_matches('[')
             .trim_end_matches(']');
-        config.domain_name(self.server_name.clone().unwrap_or_else(|| host.to_owned()))
+        self.server_name.clone().unwrap_or_else(|| host.to_owned())
     }
+}
+
+/// Why an endpoint cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// The address or TLS settings are not usable by the gRPC client.
+    #[error("endpoint: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// Client TLS material for `--grpc-client-tls-skip-verify` does not load.
+    #[error("endpoint: {0}")]
+    InsecureTls(#[from] crate::insecure_tls::InsecureTlsError),
 }
 
 /// One Store API endpoint.
@@ -92,10 +111,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     /// An endpoint at `address` (`host:port`); connects lazily.
-    pub fn new(
-        address: &str,
-        tls: Option<&ClientTls>,
-    ) -> Result<Endpoint, tonic::transport::Error> {
+    pub fn new(address: &str, tls: Option<&ClientTls>) -> Result<Endpoint, EndpointError> {
         Self::from_target(
             &Target {
                 address: address.to_owned(),
@@ -110,23 +126,39 @@ impl Endpoint {
     pub fn from_target(
         target: &Target,
         metrics: Arc<GrpcMetrics>,
-    ) -> Result<Endpoint, tonic::transport::Error> {
+    ) -> Result<Endpoint, EndpointError> {
         let address = target.address.as_str();
-        let scheme = if target.tls.is_some() {
+        // Without verification tonic's TLS cannot be used: the connection is made by our
+        // connector and handed to tonic as plaintext.
+        let insecure = target.tls.as_ref().filter(|t| t.skip_verify);
+        let scheme = if target.tls.is_some() && insecure.is_none() {
             "https"
         } else {
             "http"
         };
         let mut endpoint = TonicEndpoint::from_shared(format!("{scheme}://{address}"))?;
-        if let Some(tls) = &target.tls {
+        if let Some(tls) = target.tls.as_ref().filter(|t| !t.skip_verify) {
             endpoint = endpoint.tls_config(tls.config(address))?;
         }
-        let channel = endpoint
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .connect_lazy();
+            .keep_alive_timeout(Duration::from_secs(5));
+        let channel = match insecure {
+            Some(tls) => {
+                let identity = tls
+                    .identity
+                    .as_ref()
+                    .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
+                let config = crate::insecure_tls::client_config(identity)?;
+                endpoint.connect_with_connector_lazy(crate::insecure_tls::connector(
+                    config,
+                    tls.server_name(address),
+                ))
+            }
+            None => endpoint.connect_lazy(),
+        };
         let channel = MeteredChannel::new(channel, metrics);
         Ok(Endpoint {
             address: address.to_owned(),
@@ -313,7 +345,7 @@ impl Default for EndpointSet {
 
 impl EndpointSet {
     /// Endpoints for `targets` (their calls counted nowhere).
-    pub fn new(targets: &[Target]) -> Result<EndpointSet, tonic::transport::Error> {
+    pub fn new(targets: &[Target]) -> Result<EndpointSet, EndpointError> {
         Self::with_metrics(targets, GrpcMetrics::unregistered_client())
     }
 
@@ -321,7 +353,7 @@ impl EndpointSet {
     pub fn with_metrics(
         targets: &[Target],
         metrics: Arc<GrpcMetrics>,
-    ) -> Result<EndpointSet, tonic::transport::Error> {
+    ) -> Result<EndpointSet, EndpointError> {
         let endpoints = targets
             .iter()
             .map(|t| Endpoint::from_target(t, Arc::clone(&metrics)).map(Arc::new))

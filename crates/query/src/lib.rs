@@ -15,6 +15,7 @@ pub use strata_tsdb::dedup;
 pub mod endpoints;
 pub mod exemplars;
 mod grpc_apis;
+pub mod insecure_tls;
 pub mod json;
 pub mod metadata;
 pub mod proxy;
@@ -127,9 +128,9 @@ impl Default for QueryConfig {
 /// Errors that stop the querier.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    /// An endpoint address is invalid.
-    #[error("endpoint: {0}")]
-    Endpoint(#[from] tonic::transport::Error),
+    /// An endpoint address or its client TLS is unusable.
+    #[error(transparent)]
+    Endpoint(#[from] endpoints::EndpointError),
     /// A server failed.
     #[error(transparent)]
     Server(#[from] strata_runtime::Error),
