@@ -148,7 +148,19 @@ pub(crate) struct Evaluator<'a> {
     /// Points of the range query's result so far, over all slices (an upper bound: each
     /// step counts every series seen so far), counted against `max_samples`.
     output_points: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Values held by every evaluator of the query in `step_values` (shared by its slices),
+    /// counted with the loaded samples against `max_samples`; `own_step_cells` are this
+    /// evaluator's, given back when it is dropped.
+    pub(crate) step_cells: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) own_step_cells: usize,
     annotations: crate::annotations::Annotations,
+}
+
+impl Drop for Evaluator<'_> {
+    fn drop(&mut self) {
+        self.step_cells
+            .fetch_sub(self.own_step_cells, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 pub(crate) fn key(vs: &VectorSelector) -> usize {
@@ -223,6 +235,8 @@ impl<'a> Evaluator<'a> {
             match_cache: HashMap::new(),
             loaded_samples: 0,
             output_points: std::sync::Arc::default(),
+            step_cells: std::sync::Arc::default(),
+            own_step_cells: 0,
             annotations: crate::annotations::Annotations::default(),
         }
     }
@@ -240,6 +254,7 @@ impl<'a> Evaluator<'a> {
         self.data = std::sync::Arc::clone(&loaded.data);
         self.loaded_samples = loaded.loaded_samples;
         self.output_points = std::sync::Arc::clone(&loaded.output_points);
+        self.step_cells = std::sync::Arc::clone(&loaded.step_cells);
         self
     }
 

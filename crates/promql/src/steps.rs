@@ -164,7 +164,7 @@ impl Evaluator<'_> {
     }
 
     fn compute_steps(
-        &self,
+        &mut self,
         name: &str,
         wf: WindowFunction,
         ms: &MatrixSelector,
@@ -176,11 +176,20 @@ impl Evaluator<'_> {
         let empty = Vec::new();
         let series = self.data.get(&key(&ms.vs)).unwrap_or(&empty);
         let n = series.len();
-        // The values are held at once: only when the sample limit has room for them.
+        // The values are held until the evaluator ends: only while the sample limit has
+        // room for them beside the loaded samples and every other slice's values (9 bytes
+        // each, within the 16 a loaded sample takes).
         let cells = n.saturating_mul(steps);
-        if cells.saturating_add(self.loaded_samples) > self.opts.max_samples {
+        let held = self
+            .step_cells
+            .fetch_add(cells, std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(cells);
+        if held.saturating_add(self.loaded_samples) > self.opts.max_samples {
+            self.step_cells
+                .fetch_sub(cells, std::sync::atomic::Ordering::Relaxed);
             return Ok(None);
         }
+        self.own_step_cells = self.own_step_cells.saturating_add(cells);
         let mut values = vec![0.0; cells];
         let mut present = vec![false; cells];
         let counter_check = matches!(name, "rate" | "increase");
