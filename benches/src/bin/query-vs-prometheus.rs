@@ -162,18 +162,17 @@ fn main() {
         "--data-dir",
         data_dir.to_str().unwrap(),
     ]);
-    let query =
-        StrataProcess::start(&[
-            "query",
-            "--endpoint",
-            &store.grpc,
-            "--query.timeout",
-            "10m",
-            // The querier counts every sample it loads for a query (57.6 M for the counters
-            // over 2 days); Prometheus counts those held at one step.
-            "--query.max-samples",
-            "200000000",
-        ]);
+    let query = StrataProcess::start(&[
+        "query",
+        "--endpoint",
+        &store.grpc,
+        "--query.timeout",
+        "10m",
+        // The querier counts every sample it loads for a query (57.6 M for the counters
+        // over 2 days); Prometheus counts those held at one step.
+        "--query.max-samples",
+        "200000000",
+    ]);
     let ours = format!("http://{}", query.http);
     let (start, end) = (start_ms / 1000 + 600, start_ms / 1000 + 48 * 3600);
     if victoria.is_some() {
