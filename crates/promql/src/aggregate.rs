@@ -266,20 +266,29 @@ pub(crate) fn eval_aggregate(
     let mut cache = ev.group_cache.remove(&node).unwrap_or_default();
     // Groups by index into the cache's groups, in the order first seen at this step.
     let mut slots = Slots::default();
-    // A window function of a range selector computed for every step: its values at this
-    // step are aggregated straight from the step's column, each series' group known from
-    // the first step on (no element, label set or lookup per series and step).
-    let inner = match agg.expr.unparen() {
-        Expr::Call(call) if acc != Accumulate::LimitRatio => Some(call),
-        _ => None,
+    // A window function of a range selector, or an instant selector, computed for every
+    // step: its values at this step are aggregated straight from the step's column, each
+    // series' group known from the first step on (no element, label set or lookup per
+    // series and step).
+    let (cells, source) = if acc == Accumulate::LimitRatio {
+        (None, 0)
+    } else {
+        match agg.expr.unparen() {
+            Expr::Call(call) => (ev.step_cells(call, ts)?, std::ptr::from_ref(call) as usize),
+            Expr::VectorSelector(vs) => {
+                (ev.selector_cells(vs, ts)?, std::ptr::from_ref(vs) as usize)
+            }
+            _ => (None, 0),
+        }
     };
-    let cells = match inner {
-        Some(call) => ev.step_cells(call, ts)?,
-        None => None,
-    };
-    if let (Some(call), Some(cells)) = (inner, cells) {
-        let labels = ev.step_labels(call).unwrap_or_default();
-        cache.series_groups(std::ptr::from_ref(call) as usize, labels, modifier);
+    if let Some(cells) = cells {
+        let labels = match agg.expr.unparen() {
+            Expr::Call(call) => ev.step_labels(call),
+            Expr::VectorSelector(vs) => ev.selector_labels(vs),
+            _ => None,
+        }
+        .unwrap_or_default();
+        cache.series_groups(source, labels, modifier);
         let groups = cache.series.as_ref().map_or(&[][..], |(_, g)| g);
         for (i, f) in cells.cells {
             let Some(&index) = groups.get(i) else {

@@ -14,7 +14,7 @@ use crate::annotations::Annotation;
 use crate::error::Error;
 use crate::eval::{Evaluator, any_in, key};
 use crate::functions::{Window, WindowFunction, window_function};
-use crate::syntax::ast::{Call, Expr, MatrixSelector};
+use crate::syntax::ast::{Call, Expr, MatrixSelector, VectorSelector};
 use crate::value::Element;
 
 /// One series' values at every step of an evaluator.
@@ -77,6 +77,14 @@ fn node(call: &Call) -> usize {
     std::ptr::from_ref(call) as usize
 }
 
+/// What is computed for every step: a window function of a range selector, or an instant
+/// selector's value (the newest sample within the lookback, none if it is a stale marker).
+#[derive(Clone, Copy)]
+enum Source<'e> {
+    Window(&'e str, WindowFunction, &'e MatrixSelector),
+    Instant(&'e VectorSelector),
+}
+
 impl Evaluator<'_> {
     /// The elements of `call` at `ts` from values computed for every step, or `None` when
     /// this evaluation does not qualify (see [`Evaluator::step_cells`]): the caller then
@@ -109,7 +117,16 @@ impl Evaluator<'_> {
     /// The label sets of the series [`Evaluator::step_cells`] indexes for `call`, once
     /// computed.
     pub(crate) fn step_labels(&self, call: &Call) -> Option<&[Labels]> {
-        match self.step_values.get(&node(call)) {
+        self.labels_of(node(call))
+    }
+
+    /// The label sets [`Evaluator::selector_cells`] indexes for `vs`, once computed.
+    pub(crate) fn selector_labels(&self, vs: &VectorSelector) -> Option<&[Labels]> {
+        self.labels_of(key(vs))
+    }
+
+    fn labels_of(&self, node: usize) -> Option<&[Labels]> {
+        match self.step_values.get(&node) {
             Some(Some(sv)) => Some(&sv.labels),
             _ => None,
         }
@@ -120,15 +137,37 @@ impl Evaluator<'_> {
     /// of a range selector without `@`, an instant query, a time off the steps, or more
     /// values than the sample limit leaves room for.
     pub(crate) fn step_cells(&mut self, call: &Call, ts: i64) -> Result<Option<StepCells>, Error> {
-        if self.interval <= 0 || self.end <= self.start {
-            return Ok(None);
-        }
         let Some((wf, ms, pos)) = eligible(call) else {
             return Ok(None);
         };
-        let node = node(call);
+        self.cells_at(node(call), Source::Window(call.func.name, wf, ms), pos, ts)
+    }
+
+    /// The values of the instant selector `vs` at `ts` (without the samples' own
+    /// timestamps: for aggregations), as [`Evaluator::step_cells`]; `None` with `@`.
+    pub(crate) fn selector_cells(
+        &mut self,
+        vs: &VectorSelector,
+        ts: i64,
+    ) -> Result<Option<StepCells>, Error> {
+        if vs.at.is_some() {
+            return Ok(None);
+        }
+        self.cells_at(key(vs), Source::Instant(vs), vs.pos, ts)
+    }
+
+    fn cells_at(
+        &mut self,
+        node: usize,
+        source: Source<'_>,
+        pos: usize,
+        ts: i64,
+    ) -> Result<Option<StepCells>, Error> {
+        if self.interval <= 0 || self.end <= self.start {
+            return Ok(None);
+        }
         if !self.step_values.contains_key(&node) {
-            let computed = self.compute_steps(call.func.name, wf, ms)?;
+            let computed = self.compute_steps(source)?;
             self.step_values.insert(node, computed);
         }
         let Some(Some(sv)) = self.step_values.get_mut(&node) else {
@@ -163,18 +202,17 @@ impl Evaluator<'_> {
         Ok(Some(StepCells { cells, drop_name }))
     }
 
-    fn compute_steps(
-        &mut self,
-        name: &str,
-        wf: WindowFunction,
-        ms: &MatrixSelector,
-    ) -> Result<Option<StepValues>, Error> {
+    fn compute_steps(&mut self, source: Source<'_>) -> Result<Option<StepValues>, Error> {
+        let (vs, range, name) = match source {
+            Source::Window(name, _, ms) => (&ms.vs, ms.range, name),
+            Source::Instant(vs) => (vs, self.opts.lookback_delta, ""),
+        };
         let steps = (self.end - self.start) / self.interval + 1;
         let Ok(steps) = usize::try_from(steps) else {
             return Ok(None);
         };
         let empty = Vec::new();
-        let series = self.data.get(&key(&ms.vs)).unwrap_or(&empty);
+        let series = self.data.get(&key(vs)).unwrap_or(&empty);
         let n = series.len();
         // The values are held until the evaluator ends: only while the sample limit has
         // room for them beside the loaded samples and every other slice's values (9 bytes
@@ -204,8 +242,8 @@ impl Evaluator<'_> {
             let mut any = false;
             for k in 0..steps {
                 let ts = self.start + (k as i64) * self.interval;
-                let ref_time = ts.saturating_sub(ms.vs.offset);
-                let left = ref_time.saturating_sub(ms.range);
+                let ref_time = ts.saturating_sub(vs.offset);
+                let left = ref_time.saturating_sub(range);
                 while samples.get(hi).is_some_and(|p| p.t <= ref_time) {
                     hi += 1;
                 }
@@ -214,6 +252,22 @@ impl Evaluator<'_> {
                 }
                 let Some(window) = samples.get(lo..hi).filter(|w| !w.is_empty()) else {
                     continue;
+                };
+                let wf = match source {
+                    Source::Window(_, wf, _) => wf,
+                    Source::Instant(_) => {
+                        // The newest sample in the lookback window, unless a stale marker.
+                        if let Some(last) = window.last().filter(|p| !is_stale_nan(p.v)) {
+                            let cell = k * n + i;
+                            if let (Some(slot), Some(p)) =
+                                (values.get_mut(cell), present.get_mut(cell))
+                            {
+                                *slot = last.v;
+                                *p = true;
+                            }
+                        }
+                        continue;
+                    }
                 };
                 let has_stale = any_in(&s.stale, lo..hi);
                 let window = if has_stale {
@@ -231,7 +285,7 @@ impl Evaluator<'_> {
                 let w = Window {
                     samples: window,
                     no_resets,
-                    range: ms.range,
+                    range,
                     ref_time,
                 };
                 if let Some(v) = (wf.f)(&w) {
@@ -254,7 +308,10 @@ impl Evaluator<'_> {
             interval: self.interval,
             steps,
             labels: series.iter().map(|s| s.labels.clone()).collect(),
-            drop_name: !wf.keep_name,
+            drop_name: match source {
+                Source::Window(_, wf, _) => !wf.keep_name,
+                Source::Instant(_) => false,
+            },
             values,
             present,
             non_counter,
@@ -312,6 +369,53 @@ mod tests {
         "X or vector(1)",
         "X > bool 0.5",
     ];
+
+    /// Aggregations of an instant selector (its values computed for all steps) equal the
+    /// step-by-step evaluation of instant queries, stale markers and gaps included.
+    #[test]
+    fn aggregated_selectors_equal_instant_evaluations() {
+        let q = data();
+        let engine = Engine::new(EngineOptions {
+            lookback_delta: 100_000,
+            slice_duration: 23 * 60_000,
+            ..EngineOptions::default()
+        });
+        let (start, end, step) = (0, 6_500_000, 30_000);
+        for query in [
+            "sum({__name__=~\".+\"})",
+            "count by (i) (s_total)",
+            "max without (i) ({__name__=~\".+\"} offset 2m)",
+            "quantile(0.5, {__name__=~\".+\"})",
+            "avg by (__name__) ({__name__=~\".+\"})",
+        ] {
+            let range = engine.range_query(&q, query, start, end, step).unwrap();
+            let Value::Matrix(matrix) = &range.value else {
+                panic!("{query}: matrix expected")
+            };
+            assert!(!matrix.is_empty(), "{query}");
+            let mut t = start;
+            while t <= end {
+                let Value::Vector(vector) = engine.instant_query(&q, query, t).unwrap().value
+                else {
+                    panic!("{query}: vector expected")
+                };
+                let in_range = matrix
+                    .iter()
+                    .filter(|s| s.samples.iter().any(|p| p.t == t))
+                    .count();
+                assert_eq!(in_range, vector.len(), "{query} at {t}");
+                for e in &vector {
+                    let v = matrix
+                        .iter()
+                        .find(|s| s.labels == e.labels)
+                        .and_then(|s| s.samples.iter().find(|p| p.t == t))
+                        .map(|p| p.v);
+                    assert_eq!(v, Some(e.v), "{query} at {t}");
+                }
+                t += step;
+            }
+        }
+    }
 
     /// Every window function over a range selector: the range query (values computed for
     /// all steps at once) equals instant queries at each step (evaluated on their own), as
