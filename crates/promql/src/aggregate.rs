@@ -270,24 +270,14 @@ pub(crate) fn eval_aggregate(
     // step: its values at this step are aggregated straight from the step's column, each
     // series' group known from the first step on (no element, label set or lookup per
     // series and step).
-    let (cells, source) = if acc == Accumulate::LimitRatio {
-        (None, 0)
-    } else {
-        match agg.expr.unparen() {
-            Expr::Call(call) => (ev.step_cells(call, ts)?, std::ptr::from_ref(call) as usize),
-            Expr::VectorSelector(vs) => {
-                (ev.selector_cells(vs, ts)?, std::ptr::from_ref(vs) as usize)
-            }
-            _ => (None, 0),
-        }
+    let (cells, source) = match agg.expr.unparen() {
+        _ if acc == Accumulate::LimitRatio => (None, 0),
+        Expr::Call(call) => (ev.step_cells(call, ts)?, std::ptr::from_ref(call) as usize),
+        Expr::VectorSelector(vs) => (ev.selector_cells(vs, ts)?, crate::eval::key(vs)),
+        _ => (None, 0),
     };
     if let Some(cells) = cells {
-        let labels = match agg.expr.unparen() {
-            Expr::Call(call) => ev.step_labels(call),
-            Expr::VectorSelector(vs) => ev.selector_labels(vs),
-            _ => None,
-        }
-        .unwrap_or_default();
+        let labels = ev.labels_of(source).unwrap_or_default();
         cache.series_groups(source, labels, modifier);
         let groups = cache.series.as_ref().map_or(&[][..], |(_, g)| g);
         for (i, f) in cells.cells {

@@ -120,12 +120,8 @@ impl Evaluator<'_> {
         self.labels_of(node(call))
     }
 
-    /// The label sets [`Evaluator::selector_cells`] indexes for `vs`, once computed.
-    pub(crate) fn selector_labels(&self, vs: &VectorSelector) -> Option<&[Labels]> {
-        self.labels_of(key(vs))
-    }
-
-    fn labels_of(&self, node: usize) -> Option<&[Labels]> {
+    /// The label sets of the series of node `node`'s values (a call's or a selector's).
+    pub(crate) fn labels_of(&self, node: usize) -> Option<&[Labels]> {
         match self.step_values.get(&node) {
             Some(Some(sv)) => Some(&sv.labels),
             _ => None,
@@ -323,7 +319,7 @@ impl Evaluator<'_> {
 mod tests {
     use strata_types::{Labels, Sample, stale_nan};
 
-    use crate::{Engine, EngineOptions, MemQueryable, Value};
+    use crate::{Engine, EngineOptions, MemQueryable, RangeSeries, Value};
 
     /// Counters with resets, a gauge, a series with stale markers and gaps, one with a name
     /// that is not a counter's.
@@ -347,6 +343,23 @@ mod tests {
             q.add(labels, &points);
         }
         q
+    }
+
+    /// The value of the series `labels` of a range query's result at `t`.
+    fn point_at(matrix: &[RangeSeries], labels: &Labels, t: i64) -> Option<f64> {
+        matrix
+            .iter()
+            .find(|s| &s.labels == labels)
+            .and_then(|s| s.samples.iter().find(|p| p.t == t))
+            .map(|p| p.v)
+    }
+
+    /// How many series of a range query's result have a point at `t`.
+    fn series_at(matrix: &[RangeSeries], t: i64) -> usize {
+        matrix
+            .iter()
+            .filter(|s| s.samples.iter().any(|p| p.t == t))
+            .count()
     }
 
     const AGGREGATIONS: &[&str] = &[
@@ -399,18 +412,9 @@ mod tests {
                 else {
                     panic!("{query}: vector expected")
                 };
-                let in_range = matrix
-                    .iter()
-                    .filter(|s| s.samples.iter().any(|p| p.t == t))
-                    .count();
-                assert_eq!(in_range, vector.len(), "{query} at {t}");
+                assert_eq!(series_at(matrix, t), vector.len(), "{query} at {t}");
                 for e in &vector {
-                    let v = matrix
-                        .iter()
-                        .find(|s| s.labels == e.labels)
-                        .and_then(|s| s.samples.iter().find(|p| p.t == t))
-                        .map(|p| p.v);
-                    assert_eq!(v, Some(e.v), "{query} at {t}");
+                    assert_eq!(point_at(matrix, &e.labels, t), Some(e.v), "{query} at {t}");
                 }
                 t += step;
             }
@@ -480,20 +484,12 @@ mod tests {
                         panic!("{query}: vector expected")
                     };
                     for e in &vector {
-                        let from_range = matrix
-                            .iter()
-                            .find(|s| s.labels == e.labels)
-                            .and_then(|s| s.samples.iter().find(|p| p.t == t))
-                            .map(|p| p.v);
+                        let from_range = point_at(matrix, &e.labels, t);
                         let same =
                             from_range.is_some_and(|v| v == e.v || (v.is_nan() && e.v.is_nan()));
                         assert!(same, "{query} at {t}: {:?} vs {from_range:?}", e.v);
                     }
-                    let in_range: usize = matrix
-                        .iter()
-                        .filter(|s| s.samples.iter().any(|p| p.t == t))
-                        .count();
-                    assert_eq!(in_range, vector.len(), "{query} at {t}");
+                    assert_eq!(series_at(matrix, t), vector.len(), "{query} at {t}");
                     t += step;
                 }
                 if f == "rate" && sel.starts_with('{') {
