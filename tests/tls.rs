@@ -389,3 +389,101 @@ async fn refusals_are_logged_and_rotated_certificates_apply() {
     assert!(old.is_err(), "the old CA is still trusted after rotation");
     eprintln!("store log:\n{}", store.log());
 }
+
+/// `--grpc-client-tls-min-version`: behind a relay that speaks only TLS 1.2 (then plaintext
+/// to a store), a querier with the default (1.3, as Thanos) is refused in the handshake;
+/// one with `1.2` reaches the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_min_version_decides_what_is_offered() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("strata test CA");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let leaf = ca.leaf("relay", &["localhost", "127.0.0.1"]);
+    let bucket = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        dir.path().join("bucket").display()
+    );
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &bucket,
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+
+    // The TLS 1.2-only relay.
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(leaf.cert.as_bytes())
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_slice(leaf.key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let relay = listener.local_addr().unwrap().to_string();
+    let target = store.grpc.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut plain) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+
+    let querier = move |min_version: Option<&str>| {
+        let mut args = vec![
+            "query",
+            "--endpoint",
+            &relay,
+            "--grpc-client-tls-secure",
+            "--grpc-client-tls-ca",
+            ca_file.to_str().unwrap(),
+            "--grpc-client-server-name",
+            "localhost",
+        ];
+        if let Some(v) = min_version {
+            args.extend(["--grpc-client-tls-min-version", v]);
+        }
+        StrataProcess::start(&args)
+    };
+    let (default, tls12) = tokio::task::spawn_blocking(move || {
+        let default = stores_of(&querier(None));
+        let tls12 = stores_of(&querier(Some("1.2")));
+        (default, tls12)
+    })
+    .await
+    .unwrap();
+    let error = default["data"]["unknown"][0]["lastError"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !error.is_empty(),
+        "the default (1.3) got through: {default}"
+    );
+    assert!(
+        tls12["data"]["store"][0]["lastError"].is_null(),
+        "with 1.2 the store is reached: {tls12}"
+    );
+    eprintln!("default querier's error towards a TLS 1.2-only endpoint: {error}");
+}

@@ -236,25 +236,18 @@ pub(crate) struct GrpcClientArgs {
     /// connection is still encrypted and the client certificate still sent. Insecure.
     #[arg(long = "grpc-client-tls-skip-verify", default_value_t = false)]
     client_skip_verify: bool,
-    /// Lowest TLS version towards the endpoints (1.2 or 1.3); rustls offers both.
+    /// Lowest TLS version offered to the endpoints (1.2 or 1.3; 1.3 offers TLS 1.3 only).
     #[arg(long = "grpc-client-tls-min-version", default_value = "1.3", value_parser = strata_runtime::TlsVersion::parse)]
-    #[allow(dead_code)]
     client_min_version: strata_runtime::TlsVersion,
-    /// Compression of requests to the endpoints: none or snappy. Requests are small and
-    /// sent uncompressed; accepted as Thanos'.
-    #[arg(long = "grpc-compression", default_value = "none", value_parser = ["none", "snappy"])]
-    client_compression: String,
+    /// Compression of requests to the endpoints: none or snappy (Thanos' snappy, framed).
+    /// Answers compressed with snappy are decoded either way.
+    #[arg(long = "grpc-compression", default_value = "none", value_parser = strata_query::endpoints::Compression::parse)]
+    pub(crate) compression: strata_query::endpoints::Compression,
 }
 
 impl GrpcClientArgs {
     /// The client TLS settings (`None`: plaintext).
     pub(crate) fn tls(&self) -> anyhow::Result<Option<strata_query::endpoints::ClientTls>> {
-        if self.client_compression != "none" {
-            tracing::info!(
-                compression = %self.client_compression,
-                "--grpc-compression: Store API requests are sent uncompressed"
-            );
-        }
         if !self.client_secure {
             return Ok(None);
         }
@@ -288,6 +281,7 @@ impl GrpcClientArgs {
             identity,
             server_name: self.client_server_name.clone().filter(|s| !s.is_empty()),
             skip_verify: self.client_skip_verify,
+            min_version: self.client_min_version,
         }))
     }
 }

@@ -168,6 +168,7 @@ pub(crate) fn run(args: QueryArgs) -> anyhow::Result<()> {
         info_interval: args.info_interval,
         grpc_tls: args.grpc.tls.files(),
         client_tls,
+        grpc_compression: args.client.compression,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -24,7 +24,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::endpoints::ClientTls;
+use crate::endpoints::{ClientTls, Compression};
 
 /// One endpoint to use: its address, how to reach it, and whether it is strict.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,9 @@ pub struct Target {
     pub tls: Option<Arc<ClientTls>>,
     /// Strict endpoints are queried even while their Info check fails, and never hidden.
     pub strict: bool,
+    /// How requests are compressed (`--grpc-compression`, or the SD config's
+    /// `compression`).
+    pub compression: Compression,
 }
 
 /// Thanos' `--endpoint.sd-config` content.
@@ -80,7 +83,7 @@ pub struct ClientConfig {
     /// Name to verify the endpoint's certificate against.
     #[serde(default)]
     pub server_name: String,
-    /// `none` or `snappy`; only `none` is supported (snappy is logged and ignored).
+    /// `none` or `snappy` (empty: the querier's `--grpc-compression`).
     #[serde(default)]
     pub compression: String,
 }
@@ -104,7 +107,7 @@ pub struct TlsConfig {
     /// CA to verify the endpoint (PEM; system roots when empty).
     #[serde(default)]
     pub ca_file: String,
-    /// Lowest TLS version; the client offers TLS 1.2 and 1.3 whatever this says.
+    /// Lowest TLS version offered: 1.2 or 1.3 (default 1.3, as Thanos).
     #[serde(default)]
     pub min_version: String,
 }
@@ -137,12 +140,6 @@ impl ClientConfig {
             source_name: source_name.to_owned(),
             message,
         };
-        if self.compression == "snappy" {
-            tracing::warn!(
-                config = source_name,
-                "gRPC snappy compression towards endpoints is not supported; ignored"
-            );
-        }
         let Some(tls) = &self.tls_config else {
             return Ok(None);
         };
@@ -153,12 +150,12 @@ impl ClientConfig {
         if !enabled {
             return Ok(None);
         }
-        if !tls.min_version.is_empty() && tls.min_version != "1.2" && tls.min_version != "1.3" {
-            return Err(invalid(format!(
-                "tls_config.min_version {:?} (want 1.2 or 1.3)",
-                tls.min_version
-            )));
-        }
+        let min_version = if tls.min_version.is_empty() {
+            strata_runtime::TlsVersion::default()
+        } else {
+            strata_runtime::TlsVersion::parse(&tls.min_version)
+                .map_err(|e| invalid(format!("tls_config.min_version: {e}")))?
+        };
         let read = |path: &str, what: &str| {
             std::fs::read(path).map_err(|e| invalid(format!("tls_config.{what} {path}: {e}")))
         };
@@ -182,6 +179,7 @@ impl ClientConfig {
             identity,
             server_name: (!self.server_name.is_empty()).then(|| self.server_name.clone()),
             skip_verify: tls.insecure_skip_verify,
+            min_version,
         }))
     }
 }
@@ -228,6 +226,14 @@ impl SdConfigSource {
             Some(c) => c.client_tls(&name)?.map(Arc::new),
             None => None,
         };
+        let compression_of = |c: Option<&ClientConfig>| {
+            Compression::parse(c.map_or("", |c| c.compression.as_str())).map_err(|message| {
+                SdConfigError::Invalid {
+                    source_name: name.clone(),
+                    message,
+                }
+            })
+        };
         let mut out = Vec::with_capacity(config.endpoints.len());
         for e in &config.endpoints {
             if e.address.is_empty() {
@@ -243,10 +249,16 @@ impl SdConfigSource {
                 Some(c) => c.client_tls(&name)?.map(Arc::new),
                 None => default_tls.clone(),
             };
+            let compression = compression_of(
+                e.client_config
+                    .as_ref()
+                    .or(config.default_client_config.as_ref()),
+            )?;
             out.push(Target {
                 address: e.address.clone(),
                 tls,
                 strict: e.strict,
+                compression,
             });
         }
         Ok(out)
@@ -275,6 +287,8 @@ pub struct Discovery {
     pub sd_config: Option<SdConfigSource>,
     /// `--grpc-client-tls-*`, for `--endpoint` and SD-file endpoints.
     pub tls: Option<Arc<ClientTls>>,
+    /// `--grpc-compression`, for every endpoint whose SD config does not say.
+    pub compression: Compression,
     /// `thanos_query_store_apis_dns_{lookups,failures}_total`.
     pub dns_metrics: DnsMetrics,
 }
@@ -425,13 +439,21 @@ impl Discovery {
     /// unreadable files are logged and skipped.
     pub async fn resolve(&self) -> Vec<Target> {
         let mut out: Vec<Target> = Vec::new();
-        let mut push = |addresses: Vec<String>, tls: &Option<Arc<ClientTls>>, strict: bool| {
+        let flag_compression = self.compression;
+        let mut push = |addresses: Vec<String>,
+                        tls: &Option<Arc<ClientTls>>,
+                        strict: bool,
+                        compression: Compression| {
             for address in addresses {
                 if !out.iter().any(|t| t.address == address) {
                     out.push(Target {
                         address,
                         tls: tls.clone(),
                         strict,
+                        compression: match compression {
+                            Compression::None => flag_compression,
+                            c => c,
+                        },
                     });
                 }
             }
@@ -439,7 +461,7 @@ impl Discovery {
         for spec in &self.strict_endpoints {
             let mut addresses = Vec::new();
             expand(spec, &mut addresses, self.dns_server, &self.dns_metrics).await;
-            push(addresses, &self.tls, true);
+            push(addresses, &self.tls, true, Compression::None);
         }
         if let Some(config) = &self.sd_config {
             match config.load() {
@@ -453,7 +475,7 @@ impl Discovery {
                             &self.dns_metrics,
                         )
                         .await;
-                        push(addresses, &entry.tls, entry.strict);
+                        push(addresses, &entry.tls, entry.strict, entry.compression);
                     }
                 }
                 Err(e) => {
@@ -464,10 +486,10 @@ impl Discovery {
         for spec in &self.endpoints {
             let mut addresses = Vec::new();
             expand(spec, &mut addresses, self.dns_server, &self.dns_metrics).await;
-            push(addresses, &self.tls, false);
+            push(addresses, &self.tls, false, Compression::None);
         }
         for path in &self.sd_files {
-            push(read_sd_file(path), &self.tls, false);
+            push(read_sd_file(path), &self.tls, false, Compression::None);
         }
         out.sort_by(|a, b| a.address.cmp(&b.address));
         out
@@ -618,6 +640,22 @@ mod tests {
         );
         let insecure = load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        insecure_skip_verify: true\n        enabled: true\n").unwrap();
         assert!(insecure[0].tls.as_ref().is_some_and(|t| t.skip_verify));
+        // compression: snappy per endpoint, or from default_client_config; others refused.
+        let snappy = load("default_client_config:\n  compression: snappy\nendpoints:\n  - address: a:1\n  - address: b:1\n    client_config:\n      compression: none\n").unwrap();
+        assert_eq!(snappy[0].compression, Compression::Snappy);
+        assert_eq!(snappy[1].compression, Compression::None);
+        assert!(
+            load("endpoints:\n  - address: a:1\n    client_config:\n      compression: gzip\n")
+                .is_err()
+        );
+        let tls12 = load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        enabled: true\n        min_version: \"1.2\"\n").unwrap();
+        assert!(
+            tls12[0]
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.min_version == strata_runtime::TlsVersion::V1_2)
+        );
+        assert!(load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        enabled: true\n        min_version: \"1.0\"\n").is_err());
         assert!(
             load("endpoints:\n  - address: a:1\n    client_config:\n      tls_config:\n        cert_file: /nonexistent\n        key_file: /nonexistent\n")
                 .is_err()

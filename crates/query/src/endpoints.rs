@@ -11,6 +11,8 @@ use strata_storepb::convert::labels_from_proto;
 use strata_storepb::grpc_metrics::{GrpcMetrics, MeteredChannel};
 use strata_storepb::info::InfoRequest;
 use strata_storepb::info::info_client::InfoClient;
+pub use strata_storepb::snappy::Compression;
+use strata_storepb::snappy::SnappyClient;
 use strata_storepb::store_client::StoreClient;
 use strata_types::Labels;
 use tonic::transport::Endpoint as TonicEndpoint;
@@ -63,20 +65,11 @@ pub struct ClientTls {
     /// Do not verify the server's certificate chain and name
     /// (`--grpc-client-tls-skip-verify`); the CA is then unused.
     pub skip_verify: bool,
+    /// The lowest TLS version offered (`--grpc-client-tls-min-version`).
+    pub min_version: strata_runtime::TlsVersion,
 }
 
 impl ClientTls {
-    fn config(&self, address: &str) -> tonic::transport::ClientTlsConfig {
-        let mut config = tonic::transport::ClientTlsConfig::new();
-        if let Some(ca) = &self.ca {
-            config = config.ca_certificate(tonic::transport::Certificate::from_pem(ca));
-        }
-        if let Some((cert, key)) = &self.identity {
-            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
-        }
-        config.domain_name(self.server_name(address))
-    }
-
     /// The name the server is verified against (and SNI): the override, else the host.
     fn server_name(&self, address: &str) -> String {
         let host = address
@@ -96,7 +89,7 @@ pub enum EndpointError {
     Transport(#[from] tonic::transport::Error),
     /// Client TLS material for `--grpc-client-tls-skip-verify` does not load.
     #[error("endpoint: {0}")]
-    InsecureTls(#[from] crate::insecure_tls::InsecureTlsError),
+    Tls(#[from] crate::client_tls::ClientTlsError),
 }
 
 /// One Store API endpoint.
@@ -105,6 +98,7 @@ pub struct Endpoint {
     address: String,
     tls: Option<Arc<ClientTls>>,
     strict: bool,
+    compression: Compression,
     channel: MeteredChannel,
     state: RwLock<State>,
 }
@@ -117,6 +111,7 @@ impl Endpoint {
                 address: address.to_owned(),
                 tls: tls.cloned().map(Arc::new),
                 strict: false,
+                compression: Compression::None,
             },
             GrpcMetrics::unregistered_client(),
         )
@@ -128,42 +123,32 @@ impl Endpoint {
         metrics: Arc<GrpcMetrics>,
     ) -> Result<Endpoint, EndpointError> {
         let address = target.address.as_str();
-        // Without verification tonic's TLS cannot be used: the connection is made by our
-        // connector and handed to tonic as plaintext.
-        let insecure = target.tls.as_ref().filter(|t| t.skip_verify);
-        let scheme = if target.tls.is_some() && insecure.is_none() {
-            "https"
-        } else {
-            "http"
-        };
-        let mut endpoint = TonicEndpoint::from_shared(format!("{scheme}://{address}"))?;
-        if let Some(tls) = target.tls.as_ref().filter(|t| !t.skip_verify) {
-            endpoint = endpoint.tls_config(tls.config(address))?;
-        }
-        let endpoint = endpoint
+        let endpoint = TonicEndpoint::from_shared(format!("http://{address}"))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5));
-        let channel = match insecure {
-            Some(tls) => {
-                let identity = tls
-                    .identity
-                    .as_ref()
-                    .map(|(cert, key)| (cert.as_slice(), key.as_slice()));
-                let config = crate::insecure_tls::client_config(identity)?;
-                endpoint.connect_with_connector_lazy(crate::insecure_tls::connector(
-                    config,
-                    tls.server_name(address),
-                ))
-            }
+        // TLS connections are made by our connector and handed to tonic as plaintext.
+        let channel = match &target.tls {
+            Some(tls) => endpoint.connect_with_connector_lazy(crate::client_tls::connector(
+                crate::client_tls::client_config(tls)?,
+                tls.server_name(address),
+            )),
             None => endpoint.connect_lazy(),
         };
-        let channel = MeteredChannel::new(channel, metrics);
+        let channel = MeteredChannel::new(
+            SnappyClient::new(
+                channel,
+                target.compression,
+                strata_storepb::serve::MAX_MESSAGE_BYTES,
+            ),
+            metrics,
+        );
         Ok(Endpoint {
             address: address.to_owned(),
             tls: target.tls.clone(),
             strict: target.strict,
+            compression: target.compression,
             channel,
             state: RwLock::new(State::default()),
         })
@@ -376,7 +361,10 @@ impl EndpointSet {
         let mut next = Vec::with_capacity(targets.len());
         for target in targets {
             if let Some(existing) = current.iter().find(|e| {
-                e.address() == target.address && e.tls == target.tls && e.strict == target.strict
+                e.address() == target.address
+                    && e.tls == target.tls
+                    && e.strict == target.strict
+                    && e.compression == target.compression
             }) {
                 next.push(Arc::clone(existing));
                 continue;

@@ -12,10 +12,10 @@
 pub mod api;
 pub mod discovery;
 pub use strata_tsdb::dedup;
+pub mod client_tls;
 pub mod endpoints;
 pub mod exemplars;
 mod grpc_apis;
-pub mod insecure_tls;
 pub mod json;
 pub mod metadata;
 pub mod proxy;
@@ -83,6 +83,8 @@ pub struct QueryConfig {
     pub grpc_tls: strata_runtime::TlsFiles,
     /// `--grpc-client-tls-*`: TLS towards the endpoints (`None`: plaintext).
     pub client_tls: Option<endpoints::ClientTls>,
+    /// How requests to the endpoints are compressed (`--grpc-compression`).
+    pub grpc_compression: strata_storepb::snappy::Compression,
     /// `--query.log-queries-longer-than`: the slow query log's threshold (`None`: off).
     pub log_queries_longer_than: Option<Duration>,
     /// `--web.disable-cors`: no CORS headers on the API.
@@ -121,6 +123,7 @@ impl Default for QueryConfig {
             info_interval: Duration::from_secs(5),
             grpc_tls: strata_runtime::TlsFiles::default(),
             client_tls: None,
+            grpc_compression: Default::default(),
         }
     }
 }
@@ -154,6 +157,7 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
         sd_files: config.sd_files.clone(),
         sd_config: config.sd_config.clone(),
         tls: config.client_tls.clone().map(Arc::new),
+        compression: config.grpc_compression,
         dns_metrics: discovery::DnsMetrics::default(),
     };
     discovery.check()?;

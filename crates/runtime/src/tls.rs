@@ -59,6 +59,17 @@ impl TlsVersion {
             other => Err(format!("unknown TLS version {other:?} (want 1.2 or 1.3)")),
         }
     }
+
+    /// The versions offered or accepted from this one up.
+    pub fn protocol_versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static FROM_1_2: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static FROM_1_3: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            TlsVersion::V1_2 => &FROM_1_2,
+            TlsVersion::V1_3 => &FROM_1_3,
+        }
+    }
 }
 
 /// Certificate files for a gRPC server.
@@ -122,12 +133,8 @@ impl TlsFiles {
         };
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let resolver = Arc::new(ReloadingCert::new(cert, key, Arc::clone(&provider))?);
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match self.min_version {
-            TlsVersion::V1_2 => &[&rustls::version::TLS13, &rustls::version::TLS12],
-            TlsVersion::V1_3 => &[&rustls::version::TLS13],
-        };
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(versions)
+            .with_protocol_versions(self.min_version.protocol_versions())
             .map_err(|e| TlsError::Material {
                 path: String::new(),
                 reason: e.to_string(),

@@ -367,7 +367,9 @@ impl<S> GrpcMetricsService<S> {
 }
 
 /// A Store API client channel that counts its calls (`grpc_client_*`).
-pub type MeteredChannel = GrpcMetricsService<tonic::transport::Channel>;
+/// Requests are compressed as `--grpc-compression` says.
+pub type MeteredChannel =
+    GrpcMetricsService<crate::snappy::SnappyClient<tonic::transport::Channel>>;
 
 impl<S, ReqBody, ResBody> tower_service::Service<Request<ReqBody>> for GrpcMetricsService<S>
 where
