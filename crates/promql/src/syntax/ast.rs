@@ -39,6 +39,8 @@ pub enum Expr {
 pub struct NumberLiteral {
     /// The value.
     pub val: f64,
+    /// Written as a duration (`5m`): printed back as one.
+    pub duration: bool,
     /// Start offset in the query.
     pub pos: usize,
 }
@@ -315,7 +317,7 @@ impl Expr {
     }
 
     /// The type of value the expression evaluates to.
-    pub(crate) fn value_type(&self) -> ValueType {
+    pub fn value_type(&self) -> ValueType {
         match self {
             Expr::NumberLiteral(_) => ValueType::Scalar,
             Expr::StringLiteral(_) => ValueType::String,

@@ -14,7 +14,7 @@ pub enum ValueType {
 
 impl ValueType {
     /// Prometheus' `DocumentedType`.
-    pub(crate) fn documented(self) -> &'static str {
+    pub fn documented(self) -> &'static str {
         match self {
             ValueType::Scalar => "scalar",
             ValueType::Vector => "instant vector",
@@ -24,7 +24,7 @@ impl ValueType {
     }
 
     /// Prometheus' `ValueType` string.
-    pub(crate) fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             ValueType::Scalar => "scalar",
             ValueType::Vector => "vector",
@@ -45,6 +45,24 @@ pub struct Signature {
     pub(crate) returns: ValueType,
     /// Behind `--enable-feature=promql-experimental-functions`.
     pub experimental: bool,
+}
+
+impl Signature {
+    /// The argument types (the last one repeats for variadic functions).
+    pub fn arg_types(&self) -> &'static [ValueType] {
+        self.args
+    }
+
+    /// Prometheus' `Variadic`: 0 for exactly the arguments, n > 0 for up to n more of the
+    /// last type, negative for any number more.
+    pub fn variadic(&self) -> i32 {
+        self.variadic
+    }
+
+    /// The type of the result.
+    pub fn return_type(&self) -> ValueType {
+        self.returns
+    }
 }
 
 use ValueType::{Matrix as M, Scalar as S, String as T, Vector as V};

@@ -12,6 +12,7 @@ pub mod ast;
 pub mod functions;
 mod lexer;
 mod parser;
+mod printer;
 mod regex;
 
 use std::fmt;
@@ -19,6 +20,7 @@ use std::fmt;
 pub(crate) use lexer::go_quote;
 pub(crate) use parser::grow;
 pub use parser::{MAX_DEPTH, ParseOptions, SyntaxError, parse, parse_selector};
+pub use printer::{ModelDuration, format_float, has_vector_matching, pretty, pretty_with_width};
 
 impl SyntaxError {
     /// `line:column` of the error as Prometheus prints it (1-based, column in bytes).

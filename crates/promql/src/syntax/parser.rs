@@ -472,6 +472,7 @@ impl<'a> Parser<'a> {
         if let Expr::NumberLiteral(n) = operand.e {
             return Ok(Tree::leaf(Expr::NumberLiteral(NumberLiteral {
                 val: if negate { -n.val } else { n.val },
+                duration: n.duration,
                 pos: op.pos,
             })));
         }
@@ -850,6 +851,7 @@ impl<'a> Parser<'a> {
                 let val = self.number_or_duration_value(&item);
                 Ok(Tree::leaf(Expr::NumberLiteral(NumberLiteral {
                     val,
+                    duration: item.kind == Kind::Duration,
                     pos: item.pos,
                 })))
             }
@@ -1736,6 +1738,7 @@ mod tests {
             e,
             Expr::NumberLiteral(NumberLiteral {
                 val: -300.0,
+                duration: true,
                 pos: 0
             })
         );

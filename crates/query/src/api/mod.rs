@@ -7,11 +7,13 @@
 //!   duration and limit parsers);
 //! - [`query`]: `query` and `query_range`;
 //! - [`meta`]: `series`, `labels`, `label/<name>/values` and the status endpoints;
+//! - [`format`]: `format_query` and `parse_query`;
 //! - [`error`]: errors by class (one mapping to HTTP status and `errorType`).
 //!
 //! Every request that reads from the endpoints takes a permit of `--query.max-concurrent`.
 
 mod error;
+mod format;
 mod meta;
 mod params;
 mod query;
@@ -120,6 +122,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v1/query_exemplars",
             get(meta::exemplars).post(meta::exemplars),
         )
+        .route(
+            "/api/v1/format_query",
+            get(format::format_query).post(format::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(format::parse_query).post(format::parse_query),
+        )
         .route("/api/v1/status/buildinfo", get(meta::buildinfo))
         .route("/api/v1/status/flags", get(meta::flags))
         .route("/api/v1/status/runtimeinfo", get(meta::runtimeinfo))
@@ -140,6 +150,8 @@ pub fn handler_name(_: &axum::http::Method, path: &str) -> Option<&'static str> 
         "/api/v1/alerts" => "alerts",
         "/api/v1/query_exemplars" => "exemplars",
         "/api/v1/stores" => "stores",
+        "/api/v1/format_query" => "format_query",
+        "/api/v1/parse_query" => "parse_query",
         "/api/v1/status/buildinfo" => "status_build",
         "/api/v1/status/flags" => "status_flags",
         "/api/v1/status/runtimeinfo" => "status_runtime",
