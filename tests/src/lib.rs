@@ -9,6 +9,7 @@
 )]
 
 pub mod blocks_queryable;
+pub mod browser;
 pub mod certs;
 pub mod data;
 pub mod garage;

@@ -6,6 +6,7 @@
 //! - [`relabel`] is Prometheus relabelling for `--selector.relabel-config`;
 //! - [`markers`] reads and writes `deletion-mark.json`, `no-compact-mark.json` and
 //!   `no-downsample-mark.json`;
+//! - [`listing`] lists every block with its facts, size and markers (the blocks pages);
 //! - [`upload`] uploads a local block directory (meta.json last) and deletes a block in the
 //!   order that never leaves a readable half-block behind.
 //!
@@ -13,6 +14,7 @@
 
 pub mod cleanup;
 pub mod fetcher;
+pub mod listing;
 pub mod markers;
 pub mod relabel;
 pub mod upload;

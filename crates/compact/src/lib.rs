@@ -56,7 +56,9 @@ pub async fn run(config: CompactConfig, shutdown: Shutdown) -> Result<bool, Star
     let ready = Readiness::default();
     let registry = Arc::new(Mutex::new(registry));
     let listener = strata_runtime::bind(&config.http_address).await?;
-    let router = strata_runtime::http_router(registry, ready.clone(), axum::Router::new());
+    // The bucket's blocks, as Thanos' compactor shows them at `/`.
+    let blocks = strata_web::blocks::router(bucket.clone(), &["/", "/blocks"]);
+    let router = strata_runtime::http_router(registry, ready.clone(), blocks);
     let mut tasks = strata_runtime::Tasks::new();
     tasks.spawn(
         "http",

@@ -233,7 +233,8 @@ pub async fn run(config: QueryConfig, shutdown: Shutdown) -> Result<(), QueryErr
     if !config.disable_cors {
         api = api.layer(axum::middleware::from_fn(strata_runtime::cors::cors));
     }
-    let api = strata_runtime::http_metrics::instrument(api, &registry, api::handler_name);
+    let api = strata_runtime::http_metrics::instrument(api, &registry, api::handler_name)
+        .merge(strata_web::query_ui(&config.route_prefix));
     let router = strata_runtime::http_router(
         registry,
         ready.clone(),

@@ -155,7 +155,9 @@ pub async fn run(config: StoreConfig, shutdown: Shutdown) -> Result<(), StoreErr
 
     let http_listener = strata_runtime::bind(&config.http_address).await?;
     let grpc_listener = strata_runtime::bind(&config.grpc_address).await?;
-    let router = strata_runtime::http_router(registry, ready.clone(), axum::Router::new());
+    // The bucket's blocks, as Thanos' store gateway shows them at `/loaded`.
+    let blocks = strata_web::blocks::router(bucket.clone(), &["/loaded", "/blocks"]);
+    let router = strata_runtime::http_router(registry, ready.clone(), blocks);
     let mut tasks = strata_runtime::Tasks::new();
     tasks.spawn(
         "http",
