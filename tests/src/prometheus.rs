@@ -157,6 +157,60 @@ impl Prometheus {
         }
     }
 
+    /// Starts Prometheus scraping itself every second with native histograms on
+    /// (`--enable-feature=native-histograms`: its own `prometheus_http_request_duration_seconds`
+    /// is one), evaluating `rules` (a rule file's YAML) every second, with the admin API
+    /// (snapshots). Waits until it is ready.
+    pub fn start_native_histograms(data_dir: &Path, rules: &str) -> Prometheus {
+        let config_dir = tempfile::tempdir().unwrap();
+        let config = config_dir.path().join("prometheus.yml");
+        let rules_path = config_dir.path().join("rules.yml");
+        std::fs::write(&rules_path, rules).unwrap();
+        let port = free_port();
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+                rules_path.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(prometheus_binary())
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data_dir.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=native-histograms")
+            .arg("--web.enable-admin-api")
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let prometheus = Prometheus {
+            child,
+            port,
+            _config_dir: config_dir,
+            data_dir: data_dir.to_owned(),
+        };
+        prometheus.wait_ready(Duration::from_secs(60));
+        prometheus
+    }
+
+    /// Writes the head into a block with the admin API's snapshot; returns the snapshot's
+    /// directory (its blocks inside).
+    pub fn snapshot(&self) -> PathBuf {
+        let mut resp = agent()
+            .post(format!("{}/api/v1/admin/tsdb/snapshot", self.url()))
+            .send_empty()
+            .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        let name = body["data"]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("snapshot failed: {body}"));
+        self.data_dir.join("snapshots").join(name)
+    }
+
     /// Starts Prometheus on a configuration file the test owns (and may rewrite), with
     /// `--web.enable-lifecycle` so that `POST /-/reload` works. Waits until it is ready.
     pub fn start_with_config_file(config: &Path, data_dir: &Path) -> Prometheus {

@@ -49,7 +49,6 @@ impl BitWriter {
     }
 
     /// Writes the low `nbits` bits of `value` as Go's `writeBits` does. `nbits <= 64`.
-    #[cfg(test)]
     pub(crate) fn write_bits(&mut self, value: u64, nbits: u32) {
         if nbits == 0 {
             return;
@@ -58,7 +57,7 @@ impl BitWriter {
         self.last_was_byte = nbits.is_multiple_of(8);
     }
 
-    #[cfg(test)]
+    /// Writes one bit as Go's `writeBit` does.
     pub(crate) fn write_bit(&mut self, bit: bool) {
         self.put(u64::from(bit), 1);
         self.last_was_byte = false;
@@ -173,5 +172,86 @@ mod tests {
         assert_eq!(bytes[0], 0b1011_1111);
         assert_eq!(bytes[8], 0b1110_0000);
         assert!(bytes[9..].iter().all(|&b| b == 0));
+    }
+}
+
+/// Reads bits MSB-first from a byte slice, as Go's `bstreamReader`: reading past the end is
+/// `None`, never a panic.
+#[derive(Debug, Clone)]
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    /// Position of the next bit.
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader at the first bit of `data`.
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    /// Byte offset of the next bit (rounded down), for errors.
+    pub(crate) fn byte_offset(&self) -> usize {
+        self.pos / 8
+    }
+
+    /// One bit.
+    #[inline]
+    pub(crate) fn read_bit(&mut self) -> Option<bool> {
+        let byte = *self.data.get(self.pos / 8)?;
+        let bit = (byte >> (7 - (self.pos % 8))) & 1 == 1;
+        self.pos += 1;
+        Some(bit)
+    }
+
+    /// `n` (0..=64) bits as the low bits of the result.
+    pub(crate) fn read_bits(&mut self, n: u32) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        let end = self.pos.checked_add(n as usize)?;
+        if end > self.data.len().saturating_mul(8) {
+            return None;
+        }
+        let mut out = 0u64;
+        let mut left = n;
+        while left > 0 {
+            let byte = u64::from(*self.data.get(self.pos / 8)?);
+            let offset = (self.pos % 8) as u32;
+            let take = (8 - offset).min(left);
+            let bits = (byte >> (8 - offset - take)) & ((1u64 << take) - 1);
+            out = if take == 64 {
+                bits
+            } else {
+                (out << take) | bits
+            };
+            self.pos += take as usize;
+            left -= take;
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod reader_tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_writer_wrote() {
+        let mut w = BitWriter::default();
+        w.write_bits(0b101, 3);
+        w.write_bits(u64::MAX, 64);
+        w.write_bits(0x1234, 13);
+        w.write_bit(true);
+        let bytes = w.to_bytes();
+        let mut r = BitReader::new(&bytes);
+        assert_eq!(r.read_bits(3), Some(0b101));
+        assert_eq!(r.read_bits(64), Some(u64::MAX));
+        assert_eq!(r.read_bits(13), Some(0x1234 & 0x1fff));
+        assert_eq!(r.read_bit(), Some(true));
+        let mut short = BitReader::new(&[0xff]);
+        assert_eq!(short.read_bits(9), None);
+        assert_eq!(short.read_bits(8), Some(0xff));
+        assert_eq!(short.read_bit(), None);
     }
 }

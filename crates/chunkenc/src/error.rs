@@ -55,4 +55,16 @@ pub enum ChunkError {
         /// Previous timestamp.
         last: i64,
     },
+    /// A histogram chunk's data is malformed.
+    #[error("malformed histogram chunk at byte {offset}: {reason}")]
+    BadHistogram {
+        /// Byte offset after the 3-byte header.
+        offset: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A histogram does not have the layout (schema, zero threshold, spans, custom bounds)
+    /// of the chunk it is appended to, or its bucket counts do not fit its spans.
+    #[error("histogram layout differs from the chunk's")]
+    LayoutMismatch,
 }

@@ -2,8 +2,8 @@
 //!
 //! Owns the bytes inside one chunk: the XOR float encoding (bit-exact with Prometheus'
 //! `tsdb/chunkenc/xor.go`, so a chunk encoded here from the same samples equals the chunk
-//! Prometheus wrote) and the encoding identifiers. Histogram and float-histogram chunks are
-//! recognised but not decoded yet: asking for their samples is a typed error.
+//! Prometheus wrote), the native histogram encodings ([`histogram`], bit-exact the same
+//! way) and the encoding identifiers.
 //!
 //! Decoding comes in three shapes with one answer: [`XorIter`] a sample at a time,
 //! [`decode_xor`] a chunk at a time, [`decode_xor_chunks`] many chunks at once (sixteen
@@ -15,10 +15,14 @@
 pub mod aggr;
 mod bits;
 mod error;
+pub mod histogram;
 mod varint;
 mod xor;
 
 pub use error::ChunkError;
+pub use histogram::{
+    CounterResetHeader, FloatHistogramEncoder, FloatHistogramIter, HistogramEncoder, HistogramIter,
+};
 pub use varint::{get_uvarint, get_varint, put_uvarint, put_varint};
 pub use xor::{XorEncoder, XorIter, decode_xor, decode_xor_chunks, xor_num_samples};
 

@@ -8,6 +8,7 @@
 pub mod api_time;
 mod env_subst;
 mod error_class;
+pub mod histogram;
 mod labels;
 mod matcher;
 mod name_escaping;
