@@ -171,3 +171,87 @@ pub const QUERIES: &[(&str, &str)] = &[
     ),
     ("topk", "topk(5, rate(http_requests_total[5m]))"),
 ];
+
+/// Writes one 2h block at `from_ms` (aligned to 2h) of `series` container CPU counters at
+/// 60 s (`container_cpu_usage_seconds_total{namespace, pod, container}`: 50 namespaces,
+/// `series / 4` pods, 4 containers each), for queries that match ≥ 100,000 series.
+/// Returns the number of samples written.
+pub fn write_high_cardinality_block(dir: &Path, from_ms: i64, series: usize) -> u64 {
+    let step = 60_000i64;
+    let mut labels: Vec<Labels> = (0..series)
+        .map(|i| {
+            let pod = i / 4;
+            Labels::from_pairs([
+                ("__name__", "container_cpu_usage_seconds_total".to_owned()),
+                ("namespace", format!("ns-{}", pod % 50)),
+                ("pod", format!("pod-{pod:06}")),
+                ("container", format!("c{}", i % 4)),
+            ])
+        })
+        .collect();
+    labels.sort();
+    let mut writer = BlockWriter::new(dir).unwrap();
+    let mut total = 0u64;
+    for (i, l) in labels.iter().enumerate() {
+        let rate = 0.05 + (i % 97) as f64 / 100.0;
+        let samples: Vec<Sample> = (0..DEFAULT_BLOCK_DURATION / step)
+            .map(|n| {
+                Sample::new(
+                    from_ms + n * step,
+                    (n as f64) * 60.0 * rate + (i % 5) as f64,
+                )
+            })
+            .collect();
+        total += samples.len() as u64;
+        writer
+            .add_samples(l, &samples, DEFAULT_BLOCK_DURATION)
+            .unwrap();
+    }
+    writer
+        .finish(BlockOptions {
+            min_time: Some(from_ms),
+            max_time: Some(from_ms + DEFAULT_BLOCK_DURATION),
+            ..BlockOptions::default()
+        })
+        .unwrap();
+    total
+}
+
+/// A query answer (matrix, vector or scalar JSON) in a comparable form: each series' labels
+/// (without `drop`) and its values as the API printed them.
+pub fn answer_of(
+    body: &serde_json::Value,
+    drop: &str,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let data = &body["data"];
+    let mut out = std::collections::BTreeMap::new();
+    let key = |metric: &serde_json::Value| {
+        let mut pairs: Vec<String> = metric
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != drop)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        pairs.sort();
+        pairs.join(",")
+    };
+    let point = |p: &serde_json::Value| format!("{}@{}", p[1].as_str().unwrap_or(""), p[0]);
+    match data["resultType"].as_str() {
+        Some("matrix") | Some("vector") => {
+            for s in data["result"].as_array().into_iter().flatten() {
+                let values = match s["values"].as_array() {
+                    Some(values) => values.iter().map(point).collect(),
+                    None => vec![point(&s["value"])],
+                };
+                out.insert(key(&s["metric"]), values);
+            }
+        }
+        _ => {
+            out.insert(String::new(), vec![point(&data["result"])]);
+        }
+    }
+    out
+}
