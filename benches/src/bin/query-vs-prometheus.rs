@@ -243,7 +243,6 @@ fn main() {
     });
     let victoria = (on_path("victoria-metrics") && on_path("vmctl") && on_path("script"))
         .then(|| Victoria::start(dir.path(), &blocks));
-    let prometheus = Prometheus::start_on_blocks(&blocks);
     let data_dir = dir.path().join("store");
     let store = StrataProcess::start(&[
         "store",
@@ -263,12 +262,40 @@ fn main() {
         "--query.max-samples",
         "200000000",
     ]);
+    let (start, end) = (start_ms / 1000 + 600, start_ms / 1000 + 48 * 3600);
+    // `PROFILE_INSTANT=QUERY`: only send that instant query to Strata, over and over for
+    // `SECONDS` (60), for a profiler attached to the querier and the store.
+    if let Ok(q) = std::env::var("PROFILE_INSTANT") {
+        let seconds: u64 = std::env::var("SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        eprintln!(
+            "profiling: querier pid {}, store pid {}",
+            query.pid(),
+            store.pid()
+        );
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut times = Vec::new();
+        while Instant::now() < deadline {
+            let r = Request {
+                query: &q,
+                start: end,
+                end,
+                step: None,
+            };
+            times.push(timed(&format!("http://{}", query.http), r).0);
+        }
+        println!("{} queries, median {:.1} ms", times.len(), median(times));
+        return;
+    }
+    let prometheus = Prometheus::start_on_blocks(&blocks);
     let targets = Targets {
         strata: format!("http://{}", query.http),
         prometheus: prometheus.url(),
         victoria: victoria.as_ref().map(|v| v.url.clone()),
     };
-    let (start, end) = (start_ms / 1000 + 600, start_ms / 1000 + 48 * 3600);
+
     let heavy = |q| Request {
         query: q,
         start,

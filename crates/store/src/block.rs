@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use strata_objstore::Bucket;
 use strata_tsdb::chunks::{RawChunk, chunk_size_hint, decode_chunk_at, split_chunk_ref};
-use strata_tsdb::index::{SeriesEntry, Toc, decode_postings, decode_series};
+use strata_tsdb::index::{SeriesEntry, Toc, decode_postings, decode_series_with};
 use strata_tsdb::index_header::{
     IndexHeader, combine_postings, encode_index_header, header_ranges,
 };
@@ -255,10 +255,13 @@ impl BucketBlock {
             }
         }
         let mut out = Vec::with_capacity(refs.len());
+        // The batch's series share most of their symbols.
+        let symbols = self.header.symbols();
+        let mut memo = strata_tsdb::index::SymbolMemo::default();
         for (bytes, &r) in raw.into_iter().zip(refs) {
             let offset = self.header.series_offset(r)?;
             let bytes = bytes.unwrap_or_default();
-            let entry = decode_series(&bytes, offset, self.header.symbols())
+            let entry = decode_series_with(&bytes, offset, symbols, &mut memo)
                 .map_err(|c| strata_tsdb::Error::corrupt(&self.name, c))?;
             out.push(entry);
         }

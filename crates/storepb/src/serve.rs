@@ -28,15 +28,46 @@ pub fn with_external_labels(series: &Labels, ext: &Labels, strip: &[String]) -> 
     if ext.is_empty() {
         return series.clone();
     }
-    let mut b = series.to_builder();
-    for l in ext.iter() {
-        if strip.contains(&l.name) {
-            b.delete(&l.name);
-        } else {
-            b.set(l.name.clone(), l.value.clone());
+    if !Labels::is_sorted_unique(series.as_slice()) || ext.iter().any(|l| l.value.is_empty()) {
+        // Never from a block or Prometheus; the general path keeps the rules.
+        let mut b = series.to_builder();
+        for l in ext.iter() {
+            if strip.contains(&l.name) {
+                b.delete(&l.name);
+            } else {
+                b.set(l.name.clone(), l.value.clone());
+            }
+        }
+        return b.build();
+    }
+    // Both sorted by name: one merge, the external label winning a shared name.
+    let mut out = Vec::with_capacity(series.len() + ext.len());
+    let (mut a, mut b) = (series.iter().peekable(), ext.iter().peekable());
+    loop {
+        let take_ext = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.name.cmp(&y.name) {
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    true
+                }
+                std::cmp::Ordering::Greater => true,
+            },
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (None, None) => break,
+        };
+        if take_ext {
+            if let Some(y) = b.next()
+                && !strip.contains(&y.name)
+            {
+                out.push(y.clone());
+            }
+        } else if let Some(x) = a.next() {
+            out.push(x.clone());
         }
     }
-    b.build()
+    Labels::from_sorted(out)
 }
 
 /// A stream of Series answers.
@@ -188,11 +219,16 @@ impl<T> Reorder<T> {
 
     /// Takes the source's next series; returns the series now ready to send, in order.
     pub fn push(&mut self, labels: Labels, payload: T) -> Result<Vec<(Labels, T)>, String> {
-        let mut key = labels.to_builder();
-        for l in self.ext.iter() {
-            key.delete(&l.name);
-        }
-        let key = key.build();
+        // The labels without the external label names: usually the labels themselves.
+        let key = if self.ext.iter().any(|l| labels.get(&l.name).is_some()) {
+            let mut key = labels.to_builder();
+            for l in self.ext.iter() {
+                key.delete(&l.name);
+            }
+            key.build()
+        } else {
+            labels.clone()
+        };
         if self.last_key.as_ref().is_some_and(|last| key < *last) {
             return Err(format!(
                 "series out of order at the source: {key} after {}",
@@ -272,6 +308,44 @@ mod reorder_tests {
         }
         out.extend(order.finish().unwrap().into_iter().map(|s| s.0));
         out
+    }
+
+    #[test]
+    fn external_labels_merge_as_the_builder_does() {
+        let reference = |series: &Labels, ext: &Labels, strip: &[String]| {
+            let mut b = series.to_builder();
+            for l in ext.iter() {
+                if strip.contains(&l.name) {
+                    b.delete(&l.name);
+                } else {
+                    b.set(l.name.clone(), l.value.clone());
+                }
+            }
+            b.build()
+        };
+        let sets = [
+            Labels::from_pairs([("__name__", "up"), ("job", "a")]),
+            Labels::from_pairs([("a", "1"), ("cluster", "own"), ("z", "9")]),
+            Labels::empty(),
+            Labels::from_pairs([("zz", "last")]),
+        ];
+        let exts = [
+            Labels::from_pairs([("cluster", "eu")]),
+            Labels::from_pairs([("a", "x"), ("replica", "r1"), ("zzz", "y")]),
+            Labels::empty(),
+        ];
+        let strips: [Vec<String>; 2] = [Vec::new(), vec!["replica".to_owned(), "a".to_owned()]];
+        for series in &sets {
+            for ext in &exts {
+                for strip in &strips {
+                    assert_eq!(
+                        with_external_labels(series, ext, strip),
+                        reference(series, ext, strip),
+                        "{series} {ext} {strip:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

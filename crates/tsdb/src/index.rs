@@ -15,8 +15,8 @@ mod writer;
 pub use postings::{Postings, decode_postings, intersect, merge, without};
 pub use postings_table::{PostingsOffsetTable, PostingsRange};
 pub use reader::{IndexReader, SeriesIter};
-pub use series::{ChunkMeta, SeriesEntry, decode_series, encode_series};
-pub use symbols::Symbols;
+pub use series::{ChunkMeta, SeriesEntry, decode_series, decode_series_with, encode_series};
+pub use symbols::{SymbolMemo, Symbols};
 pub use toc::{INDEX_HEADER_LEN, INDEX_MAGIC, INDEX_VERSION_V2, TOC_LEN, Toc};
 pub use writer::IndexWriter;
 

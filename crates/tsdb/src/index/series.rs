@@ -1,6 +1,6 @@
 use strata_types::{Label, Labels};
 
-use super::symbols::Symbols;
+use super::symbols::{SymbolMemo, Symbols};
 use crate::encoding::{Decoder, EncodeExt, check_crc};
 use crate::error::{CorruptKind, Corruption, Section};
 
@@ -31,6 +31,17 @@ pub fn decode_series(
     offset: u64,
     symbols: &Symbols,
 ) -> Result<SeriesEntry, Corruption> {
+    decode_series_with(data, offset, symbols, &mut SymbolMemo::default())
+}
+
+/// [`decode_series`] for one of a batch of series: symbol lookups go through `memo`, which
+/// the batch shares.
+pub fn decode_series_with<'s>(
+    data: &[u8],
+    offset: u64,
+    symbols: &'s Symbols,
+    memo: &mut SymbolMemo<'s>,
+) -> Result<SeriesEntry, Corruption> {
     let section = Section::Series;
     let mut d = Decoder::new(data, offset, section);
     let len = d.uvarint()?;
@@ -60,8 +71,8 @@ pub fn decode_series(
     for _ in 0..label_count {
         let name_ref = b.uvarint32()?;
         let value_ref = b.uvarint32()?;
-        let name = symbols.lookup(name_ref)?;
-        let value = symbols.lookup(value_ref)?;
+        let name = symbols.lookup_memo(memo, name_ref)?;
+        let value = symbols.lookup_memo(memo, value_ref)?;
         if labels
             .last()
             .is_some_and(|prev: &Label| prev.name.as_str() >= name)

@@ -6,6 +6,24 @@ use crate::error::{CorruptKind, Corruption, Section};
 /// Every `SAMPLING`-th symbol's offset is kept in memory, as Prometheus does.
 const SAMPLING: usize = 32;
 
+/// Slots of a [`SymbolMemo`].
+const MEMO_SLOTS: usize = 512;
+
+/// The symbols a batch of lookups found, direct-mapped by reference (see
+/// [`Symbols::lookup_memo`]).
+#[derive(Debug)]
+pub struct SymbolMemo<'a> {
+    slots: Vec<Option<(u32, &'a str)>>,
+}
+
+impl Default for SymbolMemo<'_> {
+    fn default() -> Self {
+        SymbolMemo {
+            slots: vec![None; MEMO_SLOTS],
+        }
+    }
+}
+
 /// The symbol table: sorted, unique strings referenced by ordinal.
 ///
 /// Holds the table's bytes and the offset of every 32nd symbol; a lookup skips at most 31
@@ -94,6 +112,27 @@ impl Symbols {
             d.skip_uvarint_str()?;
         }
         d.uvarint_str()
+    }
+
+    /// [`Symbols::lookup`] through `memo`: the symbols of a batch of series repeat (every
+    /// series names the same few labels, many share values), and a lookup scans up to 31
+    /// strings, so a batch remembers what it found.
+    pub fn lookup_memo<'a>(
+        &'a self,
+        memo: &mut SymbolMemo<'a>,
+        reference: u32,
+    ) -> Result<&'a str, Corruption> {
+        let slot = reference as usize % MEMO_SLOTS;
+        if let Some((r, s)) = memo.slots.get(slot).copied().flatten()
+            && r == reference
+        {
+            return Ok(s);
+        }
+        let found = self.lookup(reference)?;
+        if let Some(entry) = memo.slots.get_mut(slot) {
+            *entry = Some((reference, found));
+        }
+        Ok(found)
     }
 
     /// The ordinal of `symbol`, if present.
@@ -186,6 +225,23 @@ mod tests {
             symbols.lookup(101).unwrap_err().kind,
             CorruptKind::SymbolOutOfRange { .. }
         ));
+    }
+
+    #[test]
+    fn memo_lookups_equal_plain_lookups() {
+        // More symbols than memo slots, looked up in an order that makes slots collide.
+        let all: Vec<String> = (0..2000).map(|i| format!("s{i:05}")).collect();
+        let bytes = Symbols::encode(all.iter().map(String::as_str));
+        let symbols = Symbols::decode(Bytes::from(bytes), 0).unwrap();
+        let mut memo = SymbolMemo::default();
+        for round in 0..3u32 {
+            for i in (0..2000u32).rev().step_by(7 + round as usize) {
+                for r in [i, (i + 512) % 2000, 3] {
+                    assert_eq!(symbols.lookup_memo(&mut memo, r).unwrap(), all[r as usize]);
+                }
+            }
+        }
+        assert!(symbols.lookup_memo(&mut memo, 2000).is_err());
     }
 
     #[test]
