@@ -17,7 +17,10 @@
 //! ratios to Prometheus, geometric means per workload and overall, and each process' peak
 //! RSS.
 //!
-//! Run: `cargo run --release -p strata-benches --bin query-vs-prometheus`
+//! Run: `cargo run --release -p strata-benches --bin query-vs-prometheus`. With
+//! `PROFILE_INSTANT=QUERY` (and `SECONDS`, default 60) it only sends that instant query to
+//! Strata in a loop and prints the median, for a profiler attached to the querier and store
+//! (their PIDs are printed).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
