@@ -482,11 +482,21 @@ fn killed_at_random_points_never_loses_or_doubles_samples() {
         .filter(|p| holds_files(p))
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
+    let contents: Vec<String> = dirs
+        .iter()
+        .map(|d| {
+            let mut files = Vec::new();
+            for e in walk(&bucket_dir.join(d)) {
+                files.push(e);
+            }
+            format!("{d}: {files:?}")
+        })
+        .collect();
     assert_eq!(
         dirs.len(),
         metas.len(),
-        "no partial or marked blocks left: {dirs:?} vs {:?}",
-        metas.keys().collect::<Vec<_>>()
+        "no partial or marked blocks left: {contents:?} vs {:?}",
+        metas.keys().map(ToString::to_string).collect::<Vec<_>>()
     );
     eprintln!(
         "crash test: {run_no} runs ({killed} killed mid-pass, {finished} finished first; uninterrupted pass {pass:?}) in {:?}; final {} blocks, {n} samples exact",
@@ -1199,4 +1209,22 @@ fn an_unresolvable_overlap_sets_thanos_compact_halted() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(compactor.http_get("/-/healthy").trim(), "OK");
+}
+
+/// Files under `dir`, relative names.
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(
+                walk(&p)
+                    .into_iter()
+                    .map(|f| format!("{}/{f}", e.file_name().to_string_lossy())),
+            );
+        } else {
+            out.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
 }
