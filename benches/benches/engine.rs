@@ -27,11 +27,11 @@ impl Data {
     fn new() -> Self {
         let series = series_set()
             .into_iter()
-            .map(|s| Series {
-                samples: (0..SAMPLES_PER_SERIES)
+            .map(|s| {
+                let samples = (0..SAMPLES_PER_SERIES)
                     .map(|n| Sample::new(START_MS + n * STEP_MS, s.value(n)))
-                    .collect(),
-                labels: s.labels,
+                    .collect();
+                Series::floats(s.labels, samples)
             })
             .collect();
         Self { series }
@@ -55,10 +55,10 @@ impl Queryable for Data {
             .map(|s| {
                 let from = s.samples.partition_point(|x| x.t < hints.start);
                 let to = s.samples.partition_point(|x| x.t <= hints.end);
-                Series {
-                    labels: s.labels.clone(),
-                    samples: s.samples.get(from..to).unwrap_or_default().to_vec(),
-                }
+                Series::floats(
+                    s.labels.clone(),
+                    s.samples.get(from..to).unwrap_or_default().to_vec(),
+                )
             })
             .collect())
     }

@@ -49,7 +49,7 @@ impl Queryable for BlocksQueryable {
             .map(|(labels, mut samples)| {
                 samples.sort_by_key(|s| s.t);
                 samples.dedup_by_key(|s| s.t);
-                Series { labels, samples }
+                Series::floats(labels, samples)
             })
             .collect())
     }

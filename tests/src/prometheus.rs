@@ -162,6 +162,24 @@ impl Prometheus {
     /// is one), evaluating `rules` (a rule file's YAML) every second, with the admin API
     /// (snapshots). Waits until it is ready.
     pub fn start_native_histograms(data_dir: &Path, rules: &str) -> Prometheus {
+        Prometheus::start_native_histograms_with_labels(data_dir, rules, &[])
+    }
+
+    /// [`Prometheus::start_native_histograms`] with external labels (what a sidecar needs).
+    pub fn start_native_histograms_with_labels(
+        data_dir: &Path,
+        rules: &str,
+        external_labels: &[(&str, &str)],
+    ) -> Prometheus {
+        let labels: String = external_labels
+            .iter()
+            .map(|(k, v)| format!("    {k}: \"{v}\"\n"))
+            .collect();
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("  external_labels:\n{labels}")
+        };
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("prometheus.yml");
         let rules_path = config_dir.path().join("rules.yml");
@@ -170,7 +188,7 @@ impl Prometheus {
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{labels}rule_files:\n  - {}\nscrape_configs:\n  - job_name: prometheus\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n",
                 rules_path.display()
             ),
         )

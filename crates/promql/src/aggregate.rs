@@ -344,6 +344,7 @@ pub(crate) fn eval_aggregate(
             labels: group.labels,
             t: ts,
             v: value,
+            h: None,
             drop_name: group.drop_name,
         });
     }
@@ -379,6 +380,7 @@ fn count_values(
                 labels,
                 t: ts,
                 v,
+                h: None,
                 drop_name: false,
             }
         })

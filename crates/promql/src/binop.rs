@@ -258,6 +258,7 @@ fn vector_scalar(
             labels: e.labels,
             t: ts,
             v: value,
+            h: None,
             drop_name,
         });
     }
@@ -392,6 +393,7 @@ fn vector_vector(
             labels,
             t: ts,
             v: value,
+            h: None,
             drop_name,
         });
     }

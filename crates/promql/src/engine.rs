@@ -234,7 +234,11 @@ impl Engine {
 type SliceResult = Result<QueryResult, Error>;
 
 fn merge_slices(results: Vec<SliceResult>) -> Result<QueryResult, Error> {
-    let mut series: std::collections::BTreeMap<strata_types::Labels, Vec<strata_types::Sample>> =
+    type Points = (
+        Vec<strata_types::Sample>,
+        Vec<strata_types::histogram::HistogramSample>,
+    );
+    let mut series: std::collections::BTreeMap<strata_types::Labels, Points> =
         std::collections::BTreeMap::new();
     let mut annotations = Annotations::default();
     for result in results {
@@ -245,17 +249,22 @@ fn merge_slices(results: Vec<SliceResult>) -> Result<QueryResult, Error> {
         annotations.merge(a);
         if let Value::Matrix(m) = value {
             for s in m {
-                series.entry(s.labels).or_default().extend(s.samples);
+                let entry = series.entry(s.labels).or_default();
+                entry.0.extend(s.samples);
+                entry.1.extend(s.histograms);
             }
         }
     }
     let matrix = series
         .into_iter()
-        .map(|(labels, samples)| crate::value::RangeSeries {
-            labels,
-            samples,
-            drop_name: false,
-        })
+        .map(
+            |(labels, (samples, histograms))| crate::value::RangeSeries {
+                labels,
+                samples,
+                histograms,
+                drop_name: false,
+            },
+        )
         .collect();
     Ok(QueryResult {
         value: Value::Matrix(matrix),

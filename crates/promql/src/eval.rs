@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use strata_types::histogram::HistogramSample;
 use strata_types::{Labels, Sample, is_stale_nan};
 
 use crate::engine::EngineOptions;
@@ -38,6 +39,8 @@ pub(crate) struct ArgSeries {
     pub(crate) labels: Labels,
     pub(crate) samples: Samples,
     pub(crate) drop_name: bool,
+    /// Native histogram samples of the window (only where histograms are supported).
+    pub(crate) histograms: Vec<HistogramSample>,
     /// Known to hold no counter reset (no sample below the one before it); false when
     /// unknown.
     pub(crate) no_resets: bool,
@@ -48,6 +51,7 @@ impl ArgSeries {
         RangeSeries {
             labels: self.labels,
             samples: self.samples.to_vec(),
+            histograms: self.histograms,
             drop_name: self.drop_name,
         }
     }
@@ -64,6 +68,9 @@ pub(crate) struct Loaded {
     /// Indices `j` where `v[j] < v[j - 1]` (counter resets), ascending; `None` where they
     /// are too many to be worth keeping (a gauge): a window without one needs no reset scan.
     pub(crate) resets: Option<Vec<u32>>,
+    /// Native histogram samples (stale markers included), only for selectors whose
+    /// consumer handles histograms.
+    pub(crate) histograms: Vec<HistogramSample>,
 }
 
 impl Loaded {
@@ -94,8 +101,37 @@ impl Loaded {
             samples: std::sync::Arc::new(samples),
             stale,
             resets,
+            histograms: Vec::new(),
         }
     }
+}
+
+/// The newest histogram sample in `(ref_time - lookback, ref_time]`.
+fn newest_histogram(
+    histograms: &[HistogramSample],
+    ref_time: i64,
+    lookback: i64,
+) -> Option<&HistogramSample> {
+    let hi = histograms.partition_point(|h| h.t <= ref_time);
+    let h = histograms.get(hi.checked_sub(1)?)?;
+    (h.t > ref_time.saturating_sub(lookback)).then_some(h)
+}
+
+/// The histogram samples in `(ref_time - range, ref_time]`, without stale markers.
+fn histogram_window(
+    histograms: &[HistogramSample],
+    ref_time: i64,
+    range: i64,
+) -> Vec<HistogramSample> {
+    let lo = histograms.partition_point(|h| h.t <= ref_time.saturating_sub(range));
+    let hi = histograms.partition_point(|h| h.t <= ref_time);
+    histograms
+        .get(lo..hi)
+        .unwrap_or_default()
+        .iter()
+        .filter(|h| !h.is_stale())
+        .cloned()
+        .collect()
 }
 
 /// Whether an ascending index list has an entry in `range`.
@@ -162,6 +198,19 @@ impl Drop for Evaluator<'_> {
             .fetch_sub(self.own_step_cells, std::sync::atomic::Ordering::Relaxed);
     }
 }
+
+/// The functions that take native histograms from a selector given directly as the
+/// argument at the index: everything else refuses series holding them, for now, rather than
+/// answering differently from Prometheus.
+pub(crate) const HISTOGRAM_CONSUMERS: [(&str, usize); 7] = [
+    ("histogram_count", 0),
+    ("histogram_sum", 0),
+    ("histogram_avg", 0),
+    ("histogram_stddev", 0),
+    ("histogram_stdvar", 0),
+    ("histogram_quantile", 1),
+    ("histogram_fraction", 2),
+];
 
 pub(crate) fn key(vs: &VectorSelector) -> usize {
     std::ptr::from_ref(vs) as usize
@@ -279,7 +328,7 @@ impl<'a> Evaluator<'a> {
 
     /// Loads the series of every selector in `expr` for every time the evaluation can ask.
     pub(crate) fn preload(&mut self, q: &dyn Queryable, expr: &Expr) -> Result<(), Error> {
-        self.preload_node(q, expr, self.start, self.end, None)
+        self.preload_node(q, expr, self.start, self.end, None, true)
     }
 
     fn eval_window(&self, at: Option<&AtModifier>, offset: i64, lo: i64, hi: i64) -> (i64, i64) {
@@ -293,6 +342,8 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// `hist`: whether what consumes `expr`'s value handles native histograms (see
+    /// [`HISTOGRAM_CONSUMERS`]); selectors elsewhere refuse series holding them.
     fn preload_node(
         &mut self,
         q: &dyn Queryable,
@@ -300,8 +351,9 @@ impl<'a> Evaluator<'a> {
         lo: i64,
         hi: i64,
         func: Option<&str>,
+        hist: bool,
     ) -> Result<(), Error> {
-        crate::syntax::grow(|| self.preload_inner(q, expr, lo, hi, func))
+        crate::syntax::grow(|| self.preload_inner(q, expr, lo, hi, func, hist))
     }
 
     fn preload_inner(
@@ -311,6 +363,7 @@ impl<'a> Evaluator<'a> {
         lo: i64,
         hi: i64,
         func: Option<&str>,
+        hist: bool,
     ) -> Result<(), Error> {
         match expr {
             Expr::VectorSelector(vs) => {
@@ -322,17 +375,18 @@ impl<'a> Evaluator<'a> {
                     to,
                     0,
                     func,
+                    hist,
                 )
             }
             Expr::MatrixSelector(ms) => {
                 let (from, to) = self.eval_window(ms.vs.at.as_ref(), ms.vs.offset, lo, hi);
                 let range = ms.range;
-                self.load(q, &ms.vs, from.saturating_sub(range), to, range, func)
+                self.load(q, &ms.vs, from.saturating_sub(range), to, range, func, hist)
             }
             Expr::Subquery(sq) => {
                 let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset, lo, hi);
                 let range = sq.range;
-                self.preload_node(q, &sq.expr, from.saturating_sub(range), to, func)
+                self.preload_node(q, &sq.expr, from.saturating_sub(range), to, func, false)
             }
             // The function a selector's data is for is the nearest enclosing call or
             // aggregation, through parentheses, unary operators and subqueries, and none
@@ -341,19 +395,23 @@ impl<'a> Evaluator<'a> {
             Expr::Aggregate(agg) => {
                 let name = Some(agg.op.name());
                 if let Some(param) = &agg.param {
-                    self.preload_node(q, param, lo, hi, name)?;
+                    self.preload_node(q, param, lo, hi, name, false)?;
                 }
-                self.preload_node(q, &agg.expr, lo, hi, name)
+                self.preload_node(q, &agg.expr, lo, hi, name, false)
             }
-            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, func),
+            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, func, false),
             Expr::Binary(b) => {
-                self.preload_node(q, &b.lhs, lo, hi, None)?;
-                self.preload_node(q, &b.rhs, lo, hi, None)
+                self.preload_node(q, &b.lhs, lo, hi, None, false)?;
+                self.preload_node(q, &b.rhs, lo, hi, None, false)
             }
-            Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func),
+            Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func, hist),
             Expr::Call(call) => {
-                for arg in &call.args {
-                    self.preload_node(q, arg, lo, hi, Some(call.func.name))?;
+                for (i, arg) in call.args.iter().enumerate() {
+                    let takes = HISTOGRAM_CONSUMERS
+                        .iter()
+                        .any(|&(name, index)| name == call.func.name && index == i);
+                    let direct = matches!(arg.unparen(), Expr::VectorSelector(_));
+                    self.preload_node(q, arg, lo, hi, Some(call.func.name), takes && direct)?;
                 }
                 Ok(())
             }
@@ -361,6 +419,7 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &mut self,
         q: &dyn Queryable,
@@ -369,6 +428,7 @@ impl<'a> Evaluator<'a> {
         to: i64,
         range: i64,
         func: Option<&str>,
+        hist: bool,
     ) -> Result<(), Error> {
         let matchers = vs.matchers.clone();
         let hints = SelectHints {
@@ -379,13 +439,31 @@ impl<'a> Evaluator<'a> {
             func: func.map(str::to_owned),
         };
         let series = q.select(&matchers, &hints)?;
-        self.loaded_samples += series.iter().map(|s| s.samples.len()).sum::<usize>();
+        self.loaded_samples += series
+            .iter()
+            .map(|s| s.samples.len() + s.histograms.len())
+            .sum::<usize>();
         if self.loaded_samples > self.opts.max_samples {
             return Err(Error::TooManySamples("query execution"));
         }
+        if !hist && let Some(s) = series.iter().find(|s| !s.histograms.is_empty()) {
+            return Err(exec(format!(
+                "native histogram samples of series {} are not supported here yet: only selected directly or by {}",
+                s.labels,
+                HISTOGRAM_CONSUMERS
+                    .iter()
+                    .map(|(name, _)| *name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let loaded = series
             .into_iter()
-            .map(|s: Series| Loaded::new(s.labels, s.samples))
+            .map(|s: Series| {
+                let mut loaded = Loaded::new(s.labels, s.samples);
+                loaded.histograms = s.histograms;
+                loaded
+            })
             .collect();
         std::sync::Arc::make_mut(&mut self.data).insert(key(vs), loaded);
         Ok(())
@@ -459,6 +537,7 @@ impl<'a> Evaluator<'a> {
                 out.push(RangeSeries {
                     labels: output,
                     samples: Vec::new(),
+                    histograms: Vec::new(),
                     drop_name: false,
                 });
                 filled_at.push(i64::MIN);
@@ -491,7 +570,10 @@ impl<'a> Evaluator<'a> {
                             *at = ts;
                         }
                         if let Some(series) = out.get_mut(slot) {
-                            series.samples.push(Sample::new(ts, e.v));
+                            match e.h {
+                                Some(h) => series.histograms.push(HistogramSample { t: ts, h }),
+                                None => series.samples.push(Sample::new(ts, e.v)),
+                            }
                         }
                     }
                 }
@@ -599,10 +681,23 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::with_capacity(series.len());
         for (s, &(lo, hi)) in series.iter().zip(&cursors.windows) {
             // Newest sample with t <= ref_time, inside the left-open lookback window.
-            if hi == 0 || hi <= lo {
+            let float = (hi > lo).then(|| s.samples.get(hi - 1)).flatten();
+            if !s.histograms.is_empty()
+                && let Some(h) = newest_histogram(&s.histograms, ref_time, lookback)
+                && float.is_none_or(|f| f.t < h.t)
+            {
+                if !h.is_stale() {
+                    out.push(Element {
+                        labels: s.labels.clone(),
+                        t: h.t,
+                        v: 0.0,
+                        h: Some(std::sync::Arc::clone(&h.h)),
+                        drop_name: false,
+                    });
+                }
                 continue;
             }
-            let Some(sample) = s.samples.get(hi - 1) else {
+            let Some(sample) = float else {
                 continue;
             };
             if is_stale_nan(sample.v) {
@@ -612,6 +707,7 @@ impl<'a> Evaluator<'a> {
                 labels: s.labels.clone(),
                 t: sample.t,
                 v: sample.v,
+                h: None,
                 drop_name: false,
             });
         }
@@ -635,8 +731,13 @@ impl<'a> Evaluator<'a> {
                     let cursors = self.cursors.entry(key(vs)).or_default();
                     cursors.advance(series, ref_time, range);
                     for (s, &(lo, hi)) in series.iter().zip(&cursors.windows) {
+                        let histograms = if s.histograms.is_empty() {
+                            Vec::new()
+                        } else {
+                            histogram_window(&s.histograms, ref_time, range)
+                        };
                         let window = s.samples.get(lo..hi).unwrap_or_default();
-                        if window.is_empty() {
+                        if window.is_empty() && histograms.is_empty() {
                             continue;
                         }
                         let has_stale = any_in(&s.stale, lo..hi);
@@ -648,7 +749,7 @@ impl<'a> Evaluator<'a> {
                                 .filter(|p| !is_stale_nan(p.v))
                                 .copied()
                                 .collect();
-                            if kept.is_empty() {
+                            if kept.is_empty() && histograms.is_empty() {
                                 continue;
                             }
                             Samples::Owned(kept)
@@ -659,6 +760,7 @@ impl<'a> Evaluator<'a> {
                             labels: s.labels.clone(),
                             samples,
                             drop_name: false,
+                            histograms,
                             no_resets,
                         });
                     }
@@ -741,6 +843,7 @@ impl<'a> Evaluator<'a> {
                                     by_labels.push(RangeSeries {
                                         labels: e.labels.clone(),
                                         samples: Vec::new(),
+                                        histograms: Vec::new(),
                                         drop_name: e.drop_name,
                                     });
                                     by_labels.len() - 1
@@ -761,6 +864,7 @@ impl<'a> Evaluator<'a> {
                         by_labels.push(RangeSeries {
                             labels: Labels::empty(),
                             samples: Vec::new(),
+                            histograms: Vec::new(),
                             drop_name: false,
                         });
                         by_labels.len() - 1
@@ -786,6 +890,7 @@ impl<'a> Evaluator<'a> {
                 labels: r.labels,
                 samples: Samples::Owned(r.samples),
                 drop_name: r.drop_name,
+                histograms: Vec::new(),
                 no_resets: false,
             })
             .collect())

@@ -307,9 +307,9 @@ fn simple(name: &str, v: f64) -> Option<f64> {
         "floor" => v.floor(),
         "exp" => v.exp(),
         "sqrt" => v.sqrt(),
-        "ln" => v.ln(),
-        "log2" => v.log2(),
-        "log10" => v.log10(),
+        "ln" => crate::gomath::log(v),
+        "log2" => crate::gomath::log2(v),
+        "log10" => crate::gomath::log10(v),
         "sgn" => {
             if v > 0.0 {
                 1.0
@@ -362,6 +362,7 @@ fn over_time(
                 labels: s.labels.clone(),
                 t: ts,
                 v,
+                h: None,
                 drop_name: !keep_name || s.drop_name,
             });
         }
@@ -519,6 +520,7 @@ fn over_windows(arg: RangeArg, ts: i64, wf: WindowFunction) -> Vec<Element> {
                 labels: s.labels.clone(),
                 t: ts,
                 v,
+                h: None,
                 drop_name: !wf.keep_name || s.drop_name,
             });
         }
@@ -575,6 +577,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 labels: Labels::empty(),
                 t: ts,
                 v,
+                h: None,
                 drop_name: false,
             }]));
         }
@@ -586,6 +589,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                     labels: Labels::empty(),
                     t: ts,
                     v,
+                    h: None,
                     drop_name: false,
                 }]));
             }
@@ -697,11 +701,21 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 labels,
                 t: ts,
                 v: 1.0,
+                h: None,
                 drop_name: false,
             }]))
         }
         "label_replace" => label_replace(ev, call, ts),
         "label_join" => label_join(ev, call, ts),
+        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+        | "histogram_stdvar" => {
+            let v = ev.eval_vector(arg(call, 0)?, ts)?;
+            Ok(Value::Vector(crate::histogram_functions::apply_simple(
+                call.func.name,
+                v,
+                ts,
+            )))
+        }
         "histogram_quantile" => histogram_quantile(ev, call, ts),
         "histogram_fraction" => histogram_fraction(ev, call, ts),
         other => Err(exec(format!("function {other:?} is not supported"))),
@@ -847,6 +861,7 @@ fn range_outputs(
                     labels: absent_labels(range_expr),
                     t: ts,
                     v: 1.0,
+                    h: None,
                     drop_name: false,
                 }]
             } else {
@@ -984,7 +999,19 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Va
     check_quantile(ev, q, arg(call, 0)?.pos());
     let buckets_pos = arg(call, 1)?.pos();
     let v = ev.eval_vector(arg(call, 1)?, ts)?;
-    let mut out = Vec::new();
+    let (native, v): (Vec<Element>, Vec<Element>) = v.into_iter().partition(|e| e.h.is_some());
+    let mut out: Vec<Element> = native
+        .into_iter()
+        .filter_map(|e| {
+            Some(Element {
+                v: crate::histogram_functions::quantile(q, e.h.as_deref()?),
+                labels: e.labels,
+                t: ts,
+                h: None,
+                drop_name: true,
+            })
+        })
+        .collect();
     for (labels, buckets) in bucket_groups(ev, v, buckets_pos) {
         let (value, fixed) = bucket_quantile(q, buckets);
         if fixed {
@@ -995,6 +1022,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Va
             labels,
             t: ts,
             v: value,
+            h: None,
             drop_name: true,
         });
     }
@@ -1006,15 +1034,30 @@ fn histogram_fraction(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Va
     let upper = ev.eval_scalar(arg(call, 1)?, ts)?;
     let buckets_pos = arg(call, 2)?.pos();
     let v = ev.eval_vector(arg(call, 2)?, ts)?;
-    let out = bucket_groups(ev, v, buckets_pos)
+    let (native, v): (Vec<Element>, Vec<Element>) = v.into_iter().partition(|e| e.h.is_some());
+    let mut out: Vec<Element> = native
         .into_iter()
-        .map(|(labels, buckets)| Element {
-            labels,
-            t: ts,
-            v: bucket_fraction(lower, upper, buckets),
-            drop_name: true,
+        .filter_map(|e| {
+            Some(Element {
+                v: crate::histogram_functions::fraction(lower, upper, e.h.as_deref()?),
+                labels: e.labels,
+                t: ts,
+                h: None,
+                drop_name: true,
+            })
         })
         .collect();
+    out.extend(
+        bucket_groups(ev, v, buckets_pos)
+            .into_iter()
+            .map(|(labels, buckets)| Element {
+                labels,
+                t: ts,
+                v: bucket_fraction(lower, upper, buckets),
+                h: None,
+                drop_name: true,
+            }),
+    );
     Ok(Value::Vector(out))
 }
 

@@ -13,6 +13,8 @@ mod engine;
 mod error;
 mod eval;
 mod functions;
+mod gomath;
+mod histogram_functions;
 mod identity;
 mod queryable;
 mod steps;

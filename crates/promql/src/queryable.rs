@@ -1,3 +1,4 @@
+use strata_types::histogram::HistogramSample;
 use strata_types::{Labels, Matcher, Sample};
 
 use crate::Error;
@@ -7,8 +8,22 @@ use crate::Error;
 pub struct Series {
     /// The series' labels.
     pub labels: Labels,
-    /// Samples, strictly increasing in time; stale markers included.
+    /// Float samples, strictly increasing in time; stale markers included.
     pub samples: Vec<Sample>,
+    /// Native histogram samples, strictly increasing in time (none at a time a float
+    /// sample has); stale markers included.
+    pub histograms: Vec<HistogramSample>,
+}
+
+impl Series {
+    /// A series of float samples only.
+    pub fn floats(labels: Labels, samples: Vec<Sample>) -> Self {
+        Series {
+            labels,
+            samples,
+            histograms: Vec::new(),
+        }
+    }
 }
 
 /// What the engine will do with selected data, so a storage can prune or pick resolutions.
@@ -49,10 +64,7 @@ impl MemQueryable {
         let index = match self.series.iter().position(|s| s.labels == labels) {
             Some(i) => i,
             None => {
-                self.series.push(Series {
-                    labels,
-                    samples: Vec::new(),
-                });
+                self.series.push(Series::floats(labels, Vec::new()));
                 self.series.len() - 1
             }
         };
@@ -62,6 +74,25 @@ impl MemQueryable {
             series.samples.reverse();
             series.samples.dedup_by_key(|s| s.t);
             series.samples.reverse();
+        }
+    }
+
+    /// Adds histogram samples to a series, keeping time order (later samples at the same
+    /// time win).
+    pub fn add_histograms(&mut self, labels: Labels, samples: &[HistogramSample]) {
+        let index = match self.series.iter().position(|s| s.labels == labels) {
+            Some(i) => i,
+            None => {
+                self.series.push(Series::floats(labels, Vec::new()));
+                self.series.len() - 1
+            }
+        };
+        if let Some(series) = self.series.get_mut(index) {
+            series.histograms.extend_from_slice(samples);
+            series.histograms.sort_by_key(|s| s.t);
+            series.histograms.reverse();
+            series.histograms.dedup_by_key(|s| s.t);
+            series.histograms.reverse();
         }
     }
 
@@ -92,9 +123,16 @@ impl Queryable for MemQueryable {
                 .filter(|s| s.t >= hints.start && s.t <= hints.end)
                 .copied()
                 .collect();
+            let histograms = series
+                .histograms
+                .iter()
+                .filter(|s| s.t >= hints.start && s.t <= hints.end)
+                .cloned()
+                .collect();
             out.push(Series {
                 labels: series.labels.clone(),
                 samples,
+                histograms,
             });
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));

@@ -107,6 +107,7 @@ impl Evaluator<'_> {
                         labels: labels.get(i)?.clone(),
                         t: ts,
                         v,
+                        h: None,
                         drop_name: cells.drop_name,
                     })
                 })

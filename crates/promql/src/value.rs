@@ -1,3 +1,4 @@
+use strata_types::histogram::{FloatHistogram, HistogramSample};
 use strata_types::{Labels, Sample};
 
 /// One element of an instant vector.
@@ -8,8 +9,10 @@ pub struct Element {
     /// Timestamp: the sample's own time for elements straight from a selector (what
     /// `timestamp()` reports), the evaluation time otherwise.
     pub t: i64,
-    /// Value.
+    /// Value (0 when the element is a histogram).
     pub v: f64,
+    /// The native histogram, when the element is one (then `v` means nothing).
+    pub h: Option<std::sync::Arc<FloatHistogram>>,
     /// Delayed `__name__` removal: drop the metric name when the result is finalised.
     pub drop_name: bool,
 }
@@ -19,8 +22,10 @@ pub struct Element {
 pub struct RangeSeries {
     /// Labels.
     pub labels: Labels,
-    /// Points in time order.
+    /// Float points in time order.
     pub samples: Vec<Sample>,
+    /// Histogram points in time order.
+    pub histograms: Vec<HistogramSample>,
     /// Delayed `__name__` removal.
     pub drop_name: bool,
 }

@@ -16,6 +16,10 @@ pub struct SeriesPoints {
     pub metric: BTreeMap<String, String>,
     /// Points in time order.
     pub values: Vec<(i64, String, String)>,
+    /// Native histogram points in time order: (timestamp in ms, timestamp text, the
+    /// histogram's JSON object as the downstream wrote it).
+    #[serde(default)]
+    pub histograms: Vec<(i64, String, String)>,
 }
 
 /// The answer of a range query over `[start, end]` (ms).
@@ -91,7 +95,22 @@ struct AnswerData {
 #[derive(Deserialize)]
 struct RawSeries {
     metric: BTreeMap<String, String>,
+    #[serde(default)]
     values: Vec<(Box<serde_json::value::RawValue>, String)>,
+    #[serde(default)]
+    histograms: Vec<(
+        Box<serde_json::value::RawValue>,
+        Box<serde_json::value::RawValue>,
+    )>,
+}
+
+/// A timestamp's text and its milliseconds.
+fn timestamp(ts: &serde_json::value::RawValue) -> Result<(i64, String), MergeError> {
+    let text = ts.get().to_owned();
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| MergeError(format!("bad timestamp {text}")))?;
+    Ok(((seconds * 1000.0).round() as i64, text))
 }
 
 /// A downstream answer that cannot be merged.
@@ -116,15 +135,18 @@ pub fn parse_extent(body: &[u8], start: i64, end: i64) -> Result<(Extent, Notes)
     for s in data.result {
         let mut values = Vec::with_capacity(s.values.len());
         for (ts, v) in s.values {
-            let text = ts.get().to_owned();
-            let seconds: f64 = text
-                .parse()
-                .map_err(|_| MergeError(format!("bad timestamp {text}")))?;
-            values.push(((seconds * 1000.0).round() as i64, text, v));
+            let (ms, text) = timestamp(&ts)?;
+            values.push((ms, text, v));
+        }
+        let mut histograms = Vec::with_capacity(s.histograms.len());
+        for (ts, h) in s.histograms {
+            let (ms, text) = timestamp(&ts)?;
+            histograms.push((ms, text, h.get().to_owned()));
         }
         series.push(SeriesPoints {
             metric: s.metric,
             values,
+            histograms,
         });
     }
     Ok((
@@ -143,15 +165,19 @@ impl Extent {
             .series
             .iter()
             .filter_map(|s| {
-                let values: Vec<_> = s
-                    .values
-                    .iter()
-                    .filter(|(t, _, _)| *t >= start && *t <= end)
-                    .cloned()
-                    .collect();
-                (!values.is_empty()).then(|| SeriesPoints {
+                let within = |points: &[(i64, String, String)]| -> Vec<(i64, String, String)> {
+                    points
+                        .iter()
+                        .filter(|(t, _, _)| *t >= start && *t <= end)
+                        .cloned()
+                        .collect()
+                };
+                let values = within(&s.values);
+                let histograms = within(&s.histograms);
+                (!values.is_empty() || !histograms.is_empty()).then(|| SeriesPoints {
                     metric: s.metric.clone(),
                     values,
+                    histograms,
                 })
             })
             .collect();
@@ -176,7 +202,10 @@ pub fn merge_extents(parts: Vec<Extent>) -> Extent {
         for s in part.series {
             let key = labels_of(&s.metric);
             match by_labels.get_mut(&key) {
-                Some(existing) => existing.values.extend(s.values),
+                Some(existing) => {
+                    existing.values.extend(s.values);
+                    existing.histograms.extend(s.histograms);
+                }
                 None => {
                     by_labels.insert(key, s);
                 }
@@ -185,8 +214,10 @@ pub fn merge_extents(parts: Vec<Extent>) -> Extent {
     }
     let mut series: Vec<SeriesPoints> = by_labels.into_values().collect();
     for s in &mut series {
-        s.values.sort_by_key(|(t, _, _)| *t);
-        s.values.dedup_by_key(|(t, _, _)| *t);
+        for points in [&mut s.values, &mut s.histograms] {
+            points.sort_by_key(|(t, _, _)| *t);
+            points.dedup_by_key(|(t, _, _)| *t);
+        }
     }
     Extent { start, end, series }
 }
@@ -201,18 +232,36 @@ pub fn write_answer(extent: &Extent, notes: &Notes) -> String {
         }
         out.push_str("{\"metric\":");
         out.push_str(&serde_json::to_string(&s.metric).unwrap_or_else(|_| "{}".into()));
-        out.push_str(",\"values\":[");
-        for (j, (_, t, v)) in s.values.iter().enumerate() {
-            if j > 0 {
-                out.push(',');
+        // As Prometheus: a list only when it has points.
+        if !s.values.is_empty() || s.histograms.is_empty() {
+            out.push_str(",\"values\":[");
+            for (j, (_, t, v)) in s.values.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push('[');
+                out.push_str(t);
+                out.push_str(",\"");
+                out.push_str(v);
+                out.push_str("\"]");
             }
-            out.push('[');
-            out.push_str(t);
-            out.push_str(",\"");
-            out.push_str(v);
-            out.push_str("\"]");
+            out.push(']');
         }
-        out.push_str("]}");
+        if !s.histograms.is_empty() {
+            out.push_str(",\"histograms\":[");
+            for (j, (_, t, h)) in s.histograms.iter().enumerate() {
+                if j > 0 {
+                    out.push(',');
+                }
+                out.push('[');
+                out.push_str(t);
+                out.push(',');
+                out.push_str(h);
+                out.push(']');
+            }
+            out.push(']');
+        }
+        out.push('}');
     }
     out.push_str("]}");
     out.push_str(&notes.json_members());
@@ -235,6 +284,24 @@ mod tests {
         );
         let a = extent.slice(1_700_000_000_000, 1_700_000_060_000);
         let b = extent.slice(1_700_000_060_001, 1_700_000_120_000);
+        let merged = merge_extents(vec![b, a]);
+        assert_eq!(
+            write_answer(&merged, &Notes::default()).as_bytes(),
+            body.as_slice()
+        );
+    }
+
+    #[test]
+    fn native_histogram_points_round_trip() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"h"},"histograms":[[1700000000,{"count":"2","sum":"0.5","buckets":[[0,"0.25","0.5","2"]]}],[1700000060,{"count":"3","sum":"1"}]]},{"metric":{"__name__":"mixed"},"values":[[1700000000,"1"]],"histograms":[[1700000060,{"count":"1","sum":"1"}]]}]}}"#;
+        let (extent, _) = parse_extent(body, 1_700_000_000_000, 1_700_000_060_000).unwrap();
+        assert_eq!(
+            write_answer(&extent, &Notes::default()).as_bytes(),
+            body.as_slice()
+        );
+        let a = extent.slice(1_700_000_000_000, 1_700_000_030_000);
+        let b = extent.slice(1_700_000_030_001, 1_700_000_060_000);
+        assert_eq!(a.series.len(), 2);
         let merged = merge_extents(vec![b, a]);
         assert_eq!(
             write_answer(&merged, &Notes::default()).as_bytes(),

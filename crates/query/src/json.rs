@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use strata_promql::{Value, format_float};
 use strata_types::Labels;
+use strata_types::histogram::FloatHistogram;
 
 /// Appends `t` (ms) as Prometheus' `jsonutil.MarshalTimestamp` does.
 pub fn write_timestamp(out: &mut String, t: i64) {
@@ -51,6 +52,50 @@ fn write_point(out: &mut String, t: i64, v: f64) {
     out.push_str("\"]");
 }
 
+/// Appends a native histogram as Prometheus' `jsonutil.MarshalHistogram` does: count, sum
+/// and the buckets holding observations as `[boundaries, lower, upper, count]`, where
+/// boundaries is 0 (left open), 1 (right open), 2 (open) or 3 (closed).
+pub fn write_histogram(out: &mut String, h: &FloatHistogram) {
+    out.push_str("{\"count\":\"");
+    out.push_str(&format_float(h.count));
+    out.push_str("\",\"sum\":\"");
+    out.push_str(&format_float(h.sum));
+    out.push('"');
+    let mut first = true;
+    for b in h.all_buckets() {
+        if b.count == 0.0 {
+            continue;
+        }
+        out.push_str(if first { ",\"buckets\":[" } else { "," });
+        first = false;
+        let boundaries = match (b.lower_inclusive, b.upper_inclusive) {
+            (true, true) => 3,
+            (true, false) => 1,
+            (false, true) => 0,
+            (false, false) => 2,
+        };
+        let _ = write!(
+            out,
+            "[{boundaries},\"{}\",\"{}\",\"{}\"]",
+            format_float(b.lower),
+            format_float(b.upper),
+            format_float(b.count)
+        );
+    }
+    if !first {
+        out.push(']');
+    }
+    out.push('}');
+}
+
+fn write_histogram_point(out: &mut String, t: i64, h: &FloatHistogram) {
+    out.push('[');
+    write_timestamp(out, t);
+    out.push(',');
+    write_histogram(out, h);
+    out.push(']');
+}
+
 /// The `data` object of a query answer. Instant vectors carry the evaluation time `time`.
 pub fn write_query_data(out: &mut String, value: &Value, time: i64) {
     match value {
@@ -74,8 +119,16 @@ pub fn write_query_data(out: &mut String, value: &Value, time: i64) {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(out, &e.labels);
-                out.push_str(",\"value\":");
-                write_point(out, time, e.v);
+                match &e.h {
+                    Some(h) => {
+                        out.push_str(",\"histogram\":");
+                        write_histogram_point(out, time, h);
+                    }
+                    None => {
+                        out.push_str(",\"value\":");
+                        write_point(out, time, e.v);
+                    }
+                }
                 out.push('}');
             }
             out.push_str("]}");
@@ -88,14 +141,28 @@ pub fn write_query_data(out: &mut String, value: &Value, time: i64) {
                 }
                 out.push_str("{\"metric\":");
                 write_labels(out, &s.labels);
-                out.push_str(",\"values\":[");
-                for (j, p) in s.samples.iter().enumerate() {
-                    if j > 0 {
-                        out.push(',');
+                // Prometheus leaves out an empty list.
+                if !s.samples.is_empty() || s.histograms.is_empty() {
+                    out.push_str(",\"values\":[");
+                    for (j, p) in s.samples.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_point(out, p.t, p.v);
                     }
-                    write_point(out, p.t, p.v);
+                    out.push(']');
                 }
-                out.push_str("]}");
+                if !s.histograms.is_empty() {
+                    out.push_str(",\"histograms\":[");
+                    for (j, p) in s.histograms.iter().enumerate() {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        write_histogram_point(out, p.t, &p.h);
+                    }
+                    out.push(']');
+                }
+                out.push('}');
             }
             out.push_str("]}");
         }

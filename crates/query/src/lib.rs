@@ -16,6 +16,7 @@ pub mod client_tls;
 pub mod endpoints;
 pub mod exemplars;
 mod grpc_apis;
+pub mod histograms;
 pub mod json;
 pub mod metadata;
 pub mod proxy;

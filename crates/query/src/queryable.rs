@@ -371,7 +371,7 @@ pub fn dedup_series(
             1 => replicas.pop().unwrap_or_default(),
             _ => dedup_replicas(replicas, func, counter),
         };
-        out.push(Series { labels, samples });
+        out.push(Series::floats(labels, samples));
     }
     Ok(out)
 }
@@ -400,6 +400,63 @@ fn overlap_split(mut chunks: Vec<AggrChunk>) -> Vec<Vec<AggrChunk>> {
         }
     }
     groups
+}
+
+/// Splits off the series holding native histogram chunks (all replicas of a series, when
+/// any of them holds some).
+#[allow(clippy::type_complexity)]
+fn split_histogram_series(
+    series: Vec<(Labels, Vec<AggrChunk>)>,
+    replica_labels: &[String],
+) -> (Vec<(Labels, Vec<AggrChunk>)>, Vec<(Labels, Vec<AggrChunk>)>) {
+    if !series
+        .iter()
+        .any(|(_, chunks)| crate::histograms::has_histograms(chunks))
+    {
+        return (Vec::new(), series);
+    }
+    let with: std::collections::HashSet<Labels> = series
+        .iter()
+        .filter(|(_, chunks)| crate::histograms::has_histograms(chunks))
+        .map(|(labels, _)| strip(labels, replica_labels))
+        .collect();
+    series
+        .into_iter()
+        .partition(|(labels, _)| with.contains(&strip(labels, replica_labels)))
+}
+
+/// Decodes (and, with replica labels, deduplicates) series holding native histograms.
+fn histogram_series(
+    series: Vec<(Labels, Vec<AggrChunk>)>,
+    start: i64,
+    end: i64,
+    replica_labels: &[String],
+    func: DedupFunc,
+) -> Result<Vec<Series>, String> {
+    let mut out = Vec::new();
+    if replica_labels.is_empty() {
+        for (labels, chunks) in series {
+            out.extend(crate::histograms::decode(labels, &chunks, start, end)?);
+        }
+        return Ok(out);
+    }
+    let mut stripped: Vec<(Labels, Vec<AggrChunk>)> = series
+        .into_iter()
+        .map(|(labels, chunks)| (strip(&labels, replica_labels), chunks))
+        .collect();
+    stripped.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut iter = stripped.into_iter().peekable();
+    while let Some((labels, mut chunks)) = iter.next() {
+        while iter.peek().is_some_and(|(l, _)| *l == labels) {
+            if let Some((_, more)) = iter.next() {
+                chunks.extend(more);
+            }
+        }
+        chunks.retain(|c| c.max_time >= start && c.min_time <= end);
+        let groups = overlap_split(chunks);
+        out.extend(crate::histograms::dedup(labels, groups, start, end, func)?);
+    }
+    Ok(out)
 }
 
 impl Queryable for StoreQueryable {
@@ -459,27 +516,44 @@ impl Queryable for StoreQueryable {
         {
             w.extend(set.warnings);
         }
-        if self.options.replica_labels.is_empty() {
-            let decoded =
-                decode_series(set.series, hints.start, hints.end).map_err(Error::Storage)?;
-            return Ok(decoded
+        let replica_labels = &self.options.replica_labels;
+        let (histograms, floats) = split_histogram_series(set.series, replica_labels);
+        let mut out = if replica_labels.is_empty() {
+            decode_series(floats, hints.start, hints.end)
+                .map_err(Error::Storage)?
                 .into_iter()
-                .map(|(labels, samples)| Series { labels, samples })
-                .collect());
+                .map(|(labels, samples)| Series::floats(labels, samples))
+                .collect()
+        } else {
+            let counter = hints
+                .func
+                .as_deref()
+                .is_some_and(|f| COUNTER_FUNCS.contains(&f));
+            dedup_series(
+                floats,
+                hints.start,
+                hints.end,
+                replica_labels,
+                self.options.dedup,
+                counter,
+            )
+            .map_err(Error::Storage)?
+        };
+        if histograms.is_empty() {
+            return Ok(out);
         }
-        let counter = hints
-            .func
-            .as_deref()
-            .is_some_and(|f| COUNTER_FUNCS.contains(&f));
-        dedup_series(
-            set.series,
-            hints.start,
-            hints.end,
-            &self.options.replica_labels,
-            self.options.dedup,
-            counter,
-        )
-        .map_err(Error::Storage)
+        out.extend(
+            histogram_series(
+                histograms,
+                hints.start,
+                hints.end,
+                replica_labels,
+                self.options.dedup,
+            )
+            .map_err(Error::Storage)?,
+        );
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
     }
 }
 

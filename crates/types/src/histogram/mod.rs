@@ -2,6 +2,11 @@
 //! (what scrapes produce; bucket counts stored as deltas) and a float histogram (what
 //! rules and PromQL produce; absolute counts), both with sparse buckets laid out by spans.
 
+mod bounds_table;
+mod buckets;
+
+pub use buckets::{Bucket, bucket_bound};
+
 /// A run of consecutive buckets: `offset` empty buckets after the previous span (or from
 /// index 0 for the first), then `length` buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,6 +120,23 @@ impl Histogram {
             negative_buckets: absolute(&self.negative_buckets),
             custom_values: self.custom_values.clone(),
         }
+    }
+}
+
+/// A float histogram at a time: what a query reads of a histogram series (integer
+/// histograms are read as float histograms, as Prometheus' engine does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    /// Milliseconds since the Unix epoch.
+    pub t: i64,
+    /// The histogram, shared between the steps that see it.
+    pub h: std::sync::Arc<FloatHistogram>,
+}
+
+impl HistogramSample {
+    /// Whether this is a staleness marker (a histogram whose sum is the stale NaN).
+    pub fn is_stale(&self) -> bool {
+        crate::is_stale_nan(self.h.sum)
     }
 }
 
