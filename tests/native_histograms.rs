@@ -173,6 +173,15 @@ const INSTANT: &[&str] = &[
     "histogram_quantile(0.1, prometheus_http_request_duration_seconds)",
     "histogram_fraction(0, 0.001, prometheus_http_request_duration_seconds)",
     "histogram_fraction(0.0001, 0.1, handler:prometheus_http_request_duration_seconds:rate5s)",
+    "rate(prometheus_http_request_duration_seconds[10s])",
+    "increase(prometheus_http_request_duration_seconds[10s])",
+    "sum(rate(prometheus_http_request_duration_seconds[10s]))",
+    "sum by (handler) (prometheus_http_request_duration_seconds)",
+    "sum(handler:prometheus_http_request_duration_seconds:rate5s)",
+    "histogram_quantile(0.9, sum(rate(prometheus_http_request_duration_seconds[10s])))",
+    "histogram_count(sum(rate(prometheus_http_request_duration_seconds[10s])))",
+    "delta(handler:prometheus_http_request_duration_seconds:rate5s[10s])",
+    "rate(handler:prometheus_http_request_duration_seconds:rate5s[10s])",
 ];
 
 /// Range queries over native histograms.
@@ -180,6 +189,8 @@ const RANGE: &[&str] = &[
     "prometheus_http_request_duration_seconds{handler=\"/metrics\"}",
     "histogram_count(prometheus_http_request_duration_seconds)",
     "histogram_quantile(0.99, prometheus_http_request_duration_seconds)",
+    "sum(rate(prometheus_http_request_duration_seconds[5s]))",
+    "histogram_quantile(0.9, sum by (handler) (rate(prometheus_http_request_duration_seconds[5s])))",
 ];
 
 /// `data.result` with `drop` labels removed, sorted by labels.
@@ -322,6 +333,9 @@ fn queries_over_native_histograms_answer_as_prometheus() {
             );
             let got = result_without(&ours, "cluster");
             assert_eq!(got, want, "{name}: {query}");
+            for key in ["warnings", "infos"] {
+                assert_eq!(ours[key], theirs[key], "{name}: {query}: {key}");
+            }
             compared += got.len();
         }
     }
@@ -360,10 +374,7 @@ fn queries_over_native_histograms_answer_as_prometheus() {
             &url,
             "/api/v1/query",
             &[
-                (
-                    "query",
-                    "sum(rate(prometheus_http_request_duration_seconds[1m]))",
-                ),
+                ("query", "max(prometheus_http_request_duration_seconds)"),
                 ("time", &time),
             ],
         );

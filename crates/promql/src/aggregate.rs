@@ -23,6 +23,13 @@ struct Group {
     values: Vec<f64>,
     members: Vec<Element>,
     drop_name: bool,
+    /// `sum` of native histograms: the sum so far (from the group's first element, when
+    /// that is a histogram), whether floats and histograms came in, and whether two
+    /// histograms could not be added (the group then has no value).
+    histogram: Option<strata_types::histogram::FloatHistogram>,
+    has_float: bool,
+    has_histogram: bool,
+    incompatible: bool,
 }
 
 /// The group of a sample. With delayed name removal a to-be-dropped `__name__` still
@@ -298,6 +305,36 @@ pub(crate) fn eval_aggregate(
                 continue;
             };
             group.drop_name |= e.drop_name;
+            if acc == Accumulate::Sum {
+                // Prometheus' order: the group's first element sets what it holds; an
+                // addition that fails leaves the group without a value.
+                if group.incompatible {
+                    continue;
+                }
+                let first = !group.has_float && !group.has_histogram;
+                match &e.h {
+                    Some(h) => {
+                        group.has_histogram = true;
+                        if first {
+                            group.histogram = Some(h.as_ref().clone());
+                            continue;
+                        }
+                        if let Some(sum) = group.histogram.as_mut()
+                            && let Err(err) = sum.add(h)
+                        {
+                            let metric = e.labels.metric_name().unwrap_or("");
+                            ev.annotate(crate::histogram_functions::incompatible(
+                                err,
+                                metric,
+                                agg.expr.pos(),
+                            ));
+                            group.incompatible = true;
+                        }
+                        continue;
+                    }
+                    None => group.has_float = true,
+                }
+            }
             acc.add(group, e.v);
             if acc == Accumulate::LimitRatio {
                 group.members.push(e);
@@ -311,6 +348,31 @@ pub(crate) fn eval_aggregate(
         let Some(group) = slots.slots.get_mut(index).and_then(Option::take) else {
             continue;
         };
+        if op == "sum" && group.has_histogram {
+            if group.has_float {
+                ev.annotate(
+                    crate::annotations::Annotation::mixed_floats_histograms_aggregation(
+                        agg.expr.pos(),
+                    ),
+                );
+                continue;
+            }
+            if group.incompatible {
+                continue;
+            }
+            let Some(mut h) = group.histogram else {
+                continue;
+            };
+            h.compact();
+            out.push(Element {
+                labels: group.labels,
+                t: ts,
+                v: 0.0,
+                h: Some(std::sync::Arc::new(h)),
+                drop_name: group.drop_name,
+            });
+            continue;
+        }
         let value = match op {
             "sum" => {
                 if group.value.is_infinite() {

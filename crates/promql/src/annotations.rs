@@ -98,6 +98,69 @@ impl Annotation {
         )
     }
 
+    /// `NewMixedFloatsHistogramsWarning`.
+    pub(crate) fn mixed_floats_histograms(metric: &str, pos: usize) -> Self {
+        Self::warning(
+            format!(
+                "encountered a mix of histograms and floats for metric name {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
+    /// `NewMixedFloatsHistogramsAggWarning`.
+    pub(crate) fn mixed_floats_histograms_aggregation(pos: usize) -> Self {
+        Self::warning(
+            "encountered a mix of histograms and floats for aggregation".to_owned(),
+            pos,
+        )
+    }
+
+    /// `NewMixedExponentialCustomHistogramsWarning`.
+    pub(crate) fn mixed_exponential_custom(metric: &str, pos: usize) -> Self {
+        Self::warning(
+            format!(
+                "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
+    /// `NewIncompatibleCustomBucketsHistogramsWarning`.
+    pub(crate) fn incompatible_custom_buckets(metric: &str, pos: usize) -> Self {
+        Self::warning(
+            format!(
+                "vector contains histograms with incompatible custom buckets for metric name {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
+    /// `NewNativeHistogramNotCounterWarning`.
+    pub(crate) fn native_histogram_not_counter(metric: &str, pos: usize) -> Self {
+        Self::warning(
+            format!(
+                "this native histogram metric is not a counter: {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
+    /// `NewNativeHistogramNotGaugeWarning`.
+    pub(crate) fn native_histogram_not_gauge(metric: &str, pos: usize) -> Self {
+        Self::warning(
+            format!(
+                "this native histogram metric is not a gauge: {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
     /// The annotation as Prometheus' API prints it: the message, then the position of its
     /// expression in `query` (` (1:6)`).
     pub fn render(&self, query: &str) -> String {

@@ -199,9 +199,10 @@ impl Drop for Evaluator<'_> {
     }
 }
 
-/// The functions that take native histograms from a selector given directly as the
-/// argument at the index: everything else refuses series holding them, for now, rather than
-/// answering differently from Prometheus.
+/// The functions that take native histograms as the argument at the index (from a
+/// selector, `sum`, or `rate`/`increase`/`delta` of a range selector; see `preload_inner`):
+/// everything else refuses series holding them, for now, rather than answering differently
+/// from Prometheus.
 pub(crate) const HISTOGRAM_CONSUMERS: [(&str, usize); 7] = [
     ("histogram_count", 0),
     ("histogram_sum", 0),
@@ -211,6 +212,9 @@ pub(crate) const HISTOGRAM_CONSUMERS: [(&str, usize); 7] = [
     ("histogram_quantile", 1),
     ("histogram_fraction", 2),
 ];
+
+/// The range functions that give native histograms from a range selector of them.
+pub(crate) const HISTOGRAM_TRANSFORMERS: [&str; 3] = ["rate", "increase", "delta"];
 
 pub(crate) fn key(vs: &VectorSelector) -> usize {
     std::ptr::from_ref(vs) as usize
@@ -397,7 +401,9 @@ impl<'a> Evaluator<'a> {
                 if let Some(param) = &agg.param {
                     self.preload_node(q, param, lo, hi, name, false)?;
                 }
-                self.preload_node(q, &agg.expr, lo, hi, name, false)
+                // `sum` adds histograms (and gives one).
+                let passes = hist && agg.op.name() == "sum";
+                self.preload_node(q, &agg.expr, lo, hi, name, passes)
             }
             Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, func, false),
             Expr::Binary(b) => {
@@ -407,11 +413,16 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func, hist),
             Expr::Call(call) => {
                 for (i, arg) in call.args.iter().enumerate() {
+                    // The histogram functions take histograms (and give floats); `rate`,
+                    // `increase` and `delta` give histograms of histograms.
                     let takes = HISTOGRAM_CONSUMERS
                         .iter()
                         .any(|&(name, index)| name == call.func.name && index == i);
-                    let direct = matches!(arg.unparen(), Expr::VectorSelector(_));
-                    self.preload_node(q, arg, lo, hi, Some(call.func.name), takes && direct)?;
+                    let passes = hist
+                        && i == 0
+                        && HISTOGRAM_TRANSFORMERS.contains(&call.func.name)
+                        && matches!(arg.unparen(), Expr::MatrixSelector(_));
+                    self.preload_node(q, arg, lo, hi, Some(call.func.name), takes || passes)?;
                 }
                 Ok(())
             }
@@ -448,7 +459,7 @@ impl<'a> Evaluator<'a> {
         }
         if !hist && let Some(s) = series.iter().find(|s| !s.histograms.is_empty()) {
             return Err(exec(format!(
-                "native histogram samples of series {} are not supported here yet: only selected directly or by {}",
+                "native histogram samples of series {} are not supported here yet: only selected, summed, by rate, increase and delta of a range selector, and by {}",
                 s.labels,
                 HISTOGRAM_CONSUMERS
                     .iter()

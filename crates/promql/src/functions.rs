@@ -124,18 +124,42 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
             prev = s.v;
         }
     }
-    let mut duration_to_start = (first.t - range_start) as f64 / 1000.0;
-    let mut duration_to_end = (range_end - last.t) as f64 / 1000.0;
-    let sampled_interval = (last.t - first.t) as f64 / 1000.0;
-    let average = sampled_interval / (samples.len() - 1) as f64;
+    let zero_point = is_counter.then_some((first.v, result));
+    let factor = extrapolation_factor(
+        (first.t, last.t),
+        samples.len() - 1,
+        (range_start, range_end),
+        w.range,
+        is_rate,
+        zero_point,
+    );
+    Some(result * factor)
+}
+
+/// The factor `extrapolatedRate` scales a window's increase by: to the window's edges when
+/// the first and last samples are close enough to them (else half an average interval
+/// beyond), not below the counter's zero point (`zero_point`: first value and increase of a
+/// float counter), per second for `rate`.
+pub(crate) fn extrapolation_factor(
+    (first_t, last_t): (i64, i64),
+    intervals: usize,
+    (range_start, range_end): (i64, i64),
+    range: i64,
+    is_rate: bool,
+    zero_point: Option<(f64, f64)>,
+) -> f64 {
+    let mut duration_to_start = (first_t - range_start) as f64 / 1000.0;
+    let mut duration_to_end = (range_end - last_t) as f64 / 1000.0;
+    let sampled_interval = (last_t - first_t) as f64 / 1000.0;
+    let average = sampled_interval / intervals as f64;
     let threshold = average * 1.1;
     if duration_to_start >= threshold {
         duration_to_start = average / 2.0;
     }
-    if is_counter {
+    if let Some((first_v, result)) = zero_point {
         let mut duration_to_zero = duration_to_start;
-        if result > 0.0 && first.v >= 0.0 {
-            duration_to_zero = sampled_interval * (first.v / result);
+        if result > 0.0 && first_v >= 0.0 {
+            duration_to_zero = sampled_interval * (first_v / result);
         }
         if duration_to_zero < duration_to_start {
             duration_to_start = duration_to_zero;
@@ -146,9 +170,9 @@ fn extrapolated_rate(w: &Window<'_>, is_counter: bool, is_rate: bool) -> Option<
     }
     let mut factor = (sampled_interval + duration_to_start + duration_to_end) / sampled_interval;
     if is_rate {
-        factor /= w.range as f64 / 1000.0;
+        factor /= range as f64 / 1000.0;
     }
-    Some(result * factor)
+    factor
 }
 
 fn instant_value(samples: &[Sample], is_rate: bool) -> Option<f64> {
@@ -505,6 +529,76 @@ fn ts_of_extreme(samples: &[Sample], max: bool) -> Option<f64> {
     Some(best.t as f64 / 1000.0)
 }
 
+/// `rate`, `increase` or `delta` of a range argument holding native histograms: floats as
+/// usual, histograms by `histogramRate`, a series mixing both in its window left out with
+/// Prometheus' warning.
+fn histogram_windows(
+    ev: &mut Evaluator<'_>,
+    name: &str,
+    pos: usize,
+    arg: RangeArg,
+    ts: i64,
+) -> Vec<Element> {
+    let (is_counter, is_rate) = (name != "delta", name == "rate");
+    let wf = window_function(name);
+    let mut out = Vec::with_capacity(arg.series.len());
+    for s in &arg.series {
+        let metric = s.labels.metric_name().unwrap_or("");
+        if s.histograms.is_empty() {
+            let window = Window {
+                samples: &s.samples,
+                no_resets: s.no_resets,
+                range: arg.range,
+                ref_time: arg.ref_time,
+            };
+            if let Some(v) = wf.and_then(|wf| (wf.f)(&window)) {
+                out.push(Element {
+                    labels: s.labels.clone(),
+                    t: ts,
+                    v,
+                    h: None,
+                    drop_name: true,
+                });
+            }
+            continue;
+        }
+        if !s.samples.is_empty() {
+            ev.annotate(Annotation::mixed_floats_histograms(metric, pos));
+            continue;
+        }
+        let points = &s.histograms;
+        if points.len() < 2 {
+            continue;
+        }
+        let mut annos = Vec::new();
+        let h =
+            crate::histogram_functions::histogram_rate(points, is_counter, metric, pos, &mut annos);
+        for a in annos {
+            ev.annotate(a);
+        }
+        let (Some(mut h), Some(first), Some(last)) = (h, points.first(), points.last()) else {
+            continue;
+        };
+        let factor = extrapolation_factor(
+            (first.t, last.t),
+            points.len() - 1,
+            (arg.ref_time - arg.range, arg.ref_time),
+            arg.range,
+            is_rate,
+            None,
+        );
+        h.mul(factor);
+        out.push(Element {
+            labels: s.labels.clone(),
+            t: ts,
+            v: 0.0,
+            h: Some(std::sync::Arc::new(h)),
+            drop_name: true,
+        });
+    }
+    out
+}
+
 /// Applies a window function to each series of a range argument.
 fn over_windows(arg: RangeArg, ts: i64, wf: WindowFunction) -> Vec<Element> {
     let mut out = Vec::with_capacity(arg.series.len());
@@ -792,7 +886,7 @@ fn range_function(
     if matches!(name, "rate" | "increase")
         && matches!(range_expr.unparen(), Expr::MatrixSelector(_))
     {
-        for e in &out {
+        for e in out.iter().filter(|e| e.h.is_none()) {
             let metric = e.labels.metric_name().unwrap_or("");
             if !metric.is_empty()
                 && !["_total", "_sum", "_count", "_bucket"]
@@ -815,6 +909,17 @@ fn range_outputs(
     range: RangeArg,
     ts: i64,
 ) -> Result<Option<Vec<Element>>, Error> {
+    if matches!(name, "rate" | "increase" | "delta")
+        && range.series.iter().any(|s| !s.histograms.is_empty())
+    {
+        return Ok(Some(histogram_windows(
+            ev,
+            name,
+            range_expr.pos(),
+            range,
+            ts,
+        )));
+    }
     if let Some(wf) = window_function(name) {
         return Ok(Some(over_windows(range, ts, wf)));
     }

@@ -3,8 +3,11 @@
 //! `_stddev`, `_stdvar` of `promql/functions.go`), on the elements of an instant vector that
 //! hold a histogram.
 
-use strata_types::histogram::{Bucket, FloatHistogram};
+use strata_types::histogram::{
+    Bucket, CounterResetHint, FloatHistogram, HistogramSample, Incompatible,
+};
 
+use crate::annotations::Annotation;
 use crate::gomath::{exp2, log2};
 use crate::value::Element;
 
@@ -245,6 +248,91 @@ pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
         upper_rank = count;
     }
     (upper_rank - lower_rank) / h.count
+}
+
+/// The annotation of two histograms that cannot be combined.
+pub(crate) fn incompatible(e: Incompatible, metric: &str, pos: usize) -> Annotation {
+    match e {
+        Incompatible::Schema => Annotation::mixed_exponential_custom(metric, pos),
+        Incompatible::Bounds => Annotation::incompatible_custom_buckets(metric, pos),
+    }
+}
+
+/// `histogramRate`: the increase (`is_counter`, with counter resets) or the difference
+/// over a window of histograms (at least two), compacted and marked a gauge; `None` with
+/// the annotations that say why not. Annotations go to `annos` (replaced, as Prometheus
+/// replaces them, where it gives up).
+pub(crate) fn histogram_rate(
+    points: &[HistogramSample],
+    is_counter: bool,
+    metric: &str,
+    pos: usize,
+    annos: &mut Vec<Annotation>,
+) -> Option<FloatHistogram> {
+    let (first, last) = (&points.first()?.h, &points.last()?.h);
+    let empty;
+    let mut prev: &FloatHistogram = first;
+    let mut custom = prev.uses_custom_buckets();
+    if is_counter
+        && (prev.counter_reset_hint == CounterResetHint::Gauge
+            || last.counter_reset_hint == CounterResetHint::Gauge)
+    {
+        annos.push(Annotation::native_histogram_not_counter(metric, pos));
+    }
+    // A reset between the first two: the first is not looked at.
+    if is_counter
+        && let Some(second) = points.get(1)
+        && second.h.detect_reset(prev)
+    {
+        empty = FloatHistogram {
+            schema: second.h.schema,
+            custom_values: second.h.custom_values.clone(),
+            ..FloatHistogram::default()
+        };
+        prev = &empty;
+        custom = second.h.uses_custom_buckets();
+    }
+    if last.uses_custom_buckets() != custom {
+        annos.push(Annotation::mixed_exponential_custom(metric, pos));
+        return None;
+    }
+    let mut min_schema = prev.schema.min(last.schema);
+    for p in points.get(1..points.len() - 1).unwrap_or_default() {
+        if !is_counter {
+            continue;
+        }
+        if p.h.counter_reset_hint == CounterResetHint::Gauge {
+            annos.push(Annotation::native_histogram_not_counter(metric, pos));
+        }
+        min_schema = min_schema.min(p.h.schema);
+        if p.h.uses_custom_buckets() != custom {
+            *annos = vec![Annotation::mixed_exponential_custom(metric, pos)];
+            return None;
+        }
+    }
+    let mut h = last.copy_to_schema(min_schema);
+    if let Err(e) = h.sub(prev) {
+        *annos = vec![incompatible(e, metric, pos)];
+        return None;
+    }
+    if is_counter {
+        for p in points.get(1..).unwrap_or_default() {
+            if p.h.detect_reset(prev)
+                && let Err(e) = h.add(prev)
+            {
+                *annos = vec![incompatible(e, metric, pos)];
+                return None;
+            }
+            prev = &p.h;
+        }
+    } else if first.counter_reset_hint != CounterResetHint::Gauge
+        || last.counter_reset_hint != CounterResetHint::Gauge
+    {
+        annos.push(Annotation::native_histogram_not_gauge(metric, pos));
+    }
+    h.counter_reset_hint = CounterResetHint::Gauge;
+    h.compact();
+    Some(h)
 }
 
 #[cfg(test)]

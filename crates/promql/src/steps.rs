@@ -210,6 +210,10 @@ impl Evaluator<'_> {
         };
         let empty = Vec::new();
         let series = self.data.get(&key(vs)).unwrap_or(&empty);
+        // Native histograms take the step-by-step path.
+        if series.iter().any(|s| !s.histograms.is_empty()) {
+            return Ok(None);
+        }
         let n = series.len();
         // The values are held until the evaluator ends: only while the sample limit has
         // room for them beside the loaded samples and every other slice's values (9 bytes

@@ -80,7 +80,7 @@ fn ldexp(frac: f64, exp: i64) -> f64 {
 }
 
 /// The buckets of one sign in index order: `(index, count)`.
-fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
+pub(super) fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
     let mut out = Vec::with_capacity(counts.len());
     let mut idx: i32 = 0;
     let mut counts = counts.iter();

@@ -2,9 +2,11 @@
 //! (what scrapes produce; bucket counts stored as deltas) and a float histogram (what
 //! rules and PromQL produce; absolute counts), both with sparse buckets laid out by spans.
 
+mod arith;
 mod bounds_table;
 mod buckets;
 
+pub use arith::Incompatible;
 pub use buckets::{Bucket, bucket_bound};
 
 /// A run of consecutive buckets: `offset` empty buckets after the previous span (or from
