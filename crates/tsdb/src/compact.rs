@@ -265,6 +265,12 @@ fn write_series(
         stats.series += 1;
         return writer.add_series(labels, &chunks);
     }
+    if all
+        .iter()
+        .any(|(block, meta)| chunk_holds_histograms(block, meta))
+    {
+        return write_histogram_series(writer, labels, parts, dedup, stats);
+    }
     // One replica per input series, in the order of their first sample.
     let mut replicas: Vec<Vec<Sample>> = Vec::with_capacity(parts.len());
     for (block, series_ref, chunks) in parts {
@@ -293,8 +299,41 @@ fn write_series(
     writer.add_series(labels, &chunks)
 }
 
+/// Whether the chunk holds native histograms (unreadable chunks answer no; reading them
+/// reports the error).
+fn chunk_holds_histograms(block: &BlockReader, meta: &ChunkMeta) -> bool {
+    block
+        .chunks()
+        .chunk(meta.chunk_ref)
+        .is_ok_and(|c| crate::compact_histograms::is_histogram(c.encoding))
+}
+
+/// [`write_series`] for a series holding native histograms: merged point by point, written
+/// again in each point's own kind.
+fn write_histogram_series(
+    writer: &mut BlockWriter,
+    labels: &Labels,
+    parts: &[(&BlockReader, u32, Vec<ChunkMeta>)],
+    dedup: DedupFunc,
+    stats: &mut CompactStats,
+) -> Result<()> {
+    use crate::compact_histograms::{decode_points, encode_points, merge};
+    let mut replicas = Vec::with_capacity(parts.len());
+    for (block, series_ref, chunks) in parts {
+        replicas.push(decode_points(block, *series_ref, chunks)?);
+    }
+    let merged = merge(replicas, dedup);
+    if merged.is_empty() {
+        return Ok(());
+    }
+    let chunks = encode_points(&merged, labels)?;
+    stats.series_merged += 1;
+    stats.series += 1;
+    writer.add_series(labels, &chunks)
+}
+
 /// XOR chunks of at most 120 samples each.
-fn encode_fixed(
+pub(crate) fn encode_fixed(
     samples: &[Sample],
 ) -> std::result::Result<Vec<EncodedChunk>, strata_chunkenc::ChunkError> {
     let mut out = Vec::with_capacity(samples.len().div_ceil(SAMPLES_PER_CHUNK));
@@ -404,6 +443,109 @@ mod tests {
         assert_eq!(
             merged[2].1.len(),
             samples(7_200_000, 8_000_000, 15_000, |_| 2.0).len()
+        );
+    }
+
+    /// A counter histogram series with one bucket per power of two up to `t / 60 s`.
+    fn histograms(from: i64, to: i64, step: i64) -> Vec<(i64, strata_types::histogram::Histogram)> {
+        use strata_types::histogram::{Histogram, Span};
+        (from..to)
+            .step_by(step as usize)
+            .map(|t| {
+                let n = 1 + (t / 60_000 % 4) as u32;
+                let count = (t / 1000) as u64 * u64::from(n);
+                (
+                    t,
+                    Histogram {
+                        count,
+                        sum: count as f64 * 0.5,
+                        positive_spans: vec![Span {
+                            offset: 0,
+                            length: n,
+                        }],
+                        // Every bucket holds t / 1000: deltas are that, then zeros.
+                        positive_buckets: (0..n)
+                            .map(|i| if i == 0 { t / 1000 } else { 0 })
+                            .collect(),
+                        ..Histogram::default()
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn write_histograms(
+        dir: &Path,
+        series: &[(i64, strata_types::histogram::Histogram)],
+    ) -> BlockReader {
+        let mut w = BlockWriter::new(dir).unwrap();
+        let chunks: Vec<EncodedChunk> = strata_chunkenc::encode_histograms(series)
+            .unwrap()
+            .into_iter()
+            .map(|c| EncodedChunk {
+                min_time: c.min_time,
+                max_time: c.max_time,
+                encoding: c.encoding,
+                data: c.data,
+            })
+            .collect();
+        w.add_series(&Labels::from_pairs([("__name__", "h")]), &chunks)
+            .unwrap();
+        let (path, _) = w
+            .finish(BlockOptions {
+                min_time: Some(0),
+                max_time: Some(7_200_000),
+                ..BlockOptions::default()
+            })
+            .unwrap();
+        BlockReader::open(&path).unwrap()
+    }
+
+    /// Overlapping blocks of a native histogram series (two replicas, one with a gap) merge
+    /// into one series holding every histogram once, bucket counts intact.
+    #[test]
+    fn overlapping_histogram_blocks_are_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let all = histograms(0, 7_200_000, 30_000);
+        let mut gappy = all.clone();
+        gappy.retain(|(t, _)| !(1_000_000..3_000_000).contains(t));
+        let a = write_histograms(dir.path(), &gappy);
+        let b = write_histograms(&dir.path().join("b"), &all);
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let (path, _, stats) = compact_blocks(
+            &out,
+            ulid::Ulid::generate(),
+            &[a, b],
+            &CompactOptions::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(stats.series_merged, 1);
+        let merged = BlockReader::open(&path).unwrap();
+        let r = merged.index().all_postings().unwrap()[0];
+        let entry = merged.series(r).unwrap();
+        let points = crate::compact_histograms::decode_points(&merged, r, &entry.chunks).unwrap();
+        assert_eq!(points.len(), all.len());
+        for (p, (t, h)) in points.iter().zip(&all) {
+            let crate::compact_histograms::Point::Histogram(pt, ph) = p else {
+                panic!("not an integer histogram at {}", p.t());
+            };
+            assert_eq!(pt, t);
+            assert_eq!(ph.count, h.count);
+            let nonzero = |f: strata_types::histogram::FloatHistogram| -> Vec<(f64, f64)> {
+                f.all_buckets()
+                    .iter()
+                    .filter(|b| b.count != 0.0)
+                    .map(|b| (b.upper, b.count))
+                    .collect()
+            };
+            assert_eq!(nonzero(ph.to_float()), nonzero(h.to_float()), "at {t}");
+        }
+        assert!(
+            entry.chunks.iter().all(
+                |c| merged.chunks().chunk(c.chunk_ref).unwrap().encoding == Encoding::Histogram
+            )
         );
     }
 

@@ -14,6 +14,7 @@
 pub mod block;
 pub mod chunks;
 pub mod compact;
+mod compact_histograms;
 pub mod cutter;
 pub mod dedup;
 pub mod downsample;

@@ -11,12 +11,14 @@
 //! encoders here take histograms of one layout (anything else is
 //! [`ChunkError::LayoutMismatch`]); cutting and widening is the caller's.
 
+mod cut;
 mod float;
 mod int;
 mod varbit;
 
 use strata_types::histogram::{CounterResetHint, Span, is_custom_buckets_schema};
 
+pub use cut::{HISTOGRAMS_PER_CHUNK, WrittenChunk, encode_float_histograms, encode_histograms};
 pub use float::{FloatHistogramEncoder, FloatHistogramIter};
 pub use int::{HistogramEncoder, HistogramIter};
 

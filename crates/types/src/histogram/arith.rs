@@ -23,7 +23,7 @@ pub enum Incompatible {
 type Buckets = Vec<(i32, f64)>;
 
 /// Spans and counts of buckets given in index order.
-fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
+pub(super) fn spans_of(buckets: &[(i32, f64)]) -> (Vec<Span>, Vec<f64>) {
     let mut spans: Vec<Span> = Vec::new();
     let mut counts = Vec::with_capacity(buckets.len());
     let mut next: Option<i32> = None;

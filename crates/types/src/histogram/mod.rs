@@ -5,9 +5,11 @@
 mod arith;
 mod bounds_table;
 mod buckets;
+mod layout;
 
 pub use arith::Incompatible;
 pub use buckets::{Bucket, bucket_bound};
+pub use layout::BucketIndices;
 
 /// A run of consecutive buckets: `offset` empty buckets after the previous span (or from
 /// index 0 for the first), then `length` buckets.
