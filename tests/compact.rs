@@ -1239,3 +1239,238 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+/// A counter native histogram every minute from `from` for `n` minutes: bucket `i % 4`
+/// gets `1 + i % 3` observations at sample `i`; `skip` leaves out a range of minutes.
+fn histogram_series(
+    from_ms: i64,
+    n: i64,
+    skip: std::ops::Range<i64>,
+) -> Vec<(i64, strata_types::histogram::Histogram)> {
+    use strata_types::histogram::{Histogram, Span};
+    let mut counts = [0i64; 4];
+    let mut out = Vec::new();
+    for i in 0..n {
+        counts[(i % 4) as usize] += 1 + i % 3;
+        if skip.contains(&i) {
+            continue;
+        }
+        let total: i64 = counts.iter().sum();
+        let mut deltas = Vec::new();
+        let mut prev = 0;
+        for c in counts {
+            deltas.push(c - prev);
+            prev = c;
+        }
+        out.push((
+            from_ms + i * 60_000,
+            Histogram {
+                count: total as u64,
+                sum: total as f64 * 0.25,
+                schema: 0,
+                zero_threshold: 1e-128,
+                positive_spans: vec![Span {
+                    offset: 0,
+                    length: 4,
+                }],
+                positive_buckets: deltas,
+                ..Histogram::default()
+            },
+        ));
+    }
+    out
+}
+
+/// A block holding one native histogram series `h`.
+fn histogram_block(
+    parent: &Path,
+    series: &[(i64, strata_types::histogram::Histogram)],
+    min_ms: i64,
+    max_ms: i64,
+) -> PathBuf {
+    use strata_tsdb::block::{BlockOptions, BlockWriter};
+    use strata_tsdb::cutter::EncodedChunk;
+    std::fs::create_dir_all(parent).unwrap();
+    let mut w = BlockWriter::new(parent).unwrap();
+    let chunks: Vec<EncodedChunk> = strata_chunkenc::encode_histograms(series)
+        .unwrap()
+        .into_iter()
+        .map(|c| EncodedChunk {
+            min_time: c.min_time,
+            max_time: c.max_time,
+            encoding: c.encoding,
+            data: c.data,
+        })
+        .collect();
+    w.add_series(&Labels::from_pairs([("__name__", "h")]), &chunks)
+        .unwrap();
+    let (path, _) = w
+        .finish(strata_tsdb::block::BlockOptions {
+            min_time: Some(min_ms),
+            max_time: Some(max_ms),
+            ..BlockOptions::default()
+        })
+        .unwrap();
+    path
+}
+
+/// Two HA replicas of a native histogram series over 48h (one with a 3h gap) go through
+/// `strata compact --deduplication.replica-label=replica`: they are merged vertically (every
+/// histogram once, counts intact) and the 2d block gets a 5m copy with Thanos' histogram
+/// aggregates (count, sum, counter); the pass succeeds, so retention is not held up. A
+/// querier over a store gateway then answers from the raw block and, at
+/// `max_source_resolution=5m`, from the aggregates (the average histogram of a window; the
+/// counter for `rate`).
+#[test]
+fn native_histogram_replicas_merge_and_downsample() {
+    use strata_e2e::prometheus::get_json;
+    use strata_e2e::store_api::StrataProcess;
+
+    let dir = tempfile::tempdir().unwrap();
+    let start_ms = START_S * 1000;
+    let minutes = 48 * 60;
+    let full = histogram_series(start_ms, minutes, 0..0);
+    let gappy = histogram_series(start_ms, minutes, 600..780);
+    let a = histogram_block(
+        &dir.path().join("a"),
+        &full,
+        start_ms,
+        start_ms + minutes * 60_000,
+    );
+    let b = histogram_block(
+        &dir.path().join("b"),
+        &gappy,
+        start_ms,
+        start_ms + minutes * 60_000,
+    );
+    let bucket_dir = dir.path().join("bucket");
+    std::fs::create_dir_all(&bucket_dir).unwrap();
+    let bucket = Bucket::from_yaml(&bucket_yaml(&bucket_dir), None).unwrap();
+    upload_all(&bucket, &[a], &[("cluster", "eu1"), ("replica", "a")]);
+    upload_all(&bucket, &[b], &[("cluster", "eu1"), ("replica", "b")]);
+    let data_dir = dir.path().join("compactor");
+    for _ in 0..2 {
+        compact_once(
+            &bucket_dir,
+            &data_dir,
+            &["--delete-delay=0s", "--deduplication.replica-label=replica"],
+        );
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metas = rt
+        .block_on(MetaFetcher::new(bucket.clone(), None, 8).fetch(&FetchFilter::default()))
+        .unwrap()
+        .metas;
+    let raw: Vec<&BlockMeta> = metas
+        .values()
+        .filter(|m| strata_block::resolution(m) == 0)
+        .collect();
+    let five: Vec<&BlockMeta> = metas
+        .values()
+        .filter(|m| strata_block::resolution(m) == 300_000)
+        .collect();
+    assert_eq!((raw.len(), five.len()), (1, 1), "{metas:?}");
+    assert!(raw[0].compaction.level >= 2);
+
+    // The merged raw block: every minute once, the gap filled from the other replica.
+    let block = BlockReader::open(&bucket_dir.join(&raw[0].ulid)).unwrap();
+    let r = block.index().all_postings().unwrap()[0];
+    let entry = block.series(r).unwrap();
+    let mut merged = Vec::new();
+    for c in &entry.chunks {
+        let chunk = block.chunks().chunk(c.chunk_ref).unwrap();
+        assert_eq!(chunk.encoding, strata_chunkenc::Encoding::Histogram);
+        let mut it = strata_chunkenc::HistogramIter::new(&chunk.data).unwrap();
+        merged.extend(it.by_ref().map(|(t, h)| (t, h.count)));
+        it.finish().unwrap();
+    }
+    let want: Vec<(i64, u64)> = full.iter().map(|(t, h)| (*t, h.count)).collect();
+    assert_eq!(merged, want);
+
+    // The 5m block: one window per 5 minutes holding 5 histograms.
+    let agg = BlockReader::open(&bucket_dir.join(&five[0].ulid)).unwrap();
+    let r = agg.index().all_postings().unwrap()[0];
+    let entry = agg.series(r).unwrap();
+    let mut windows = 0usize;
+    let mut observed = 0.0;
+    for c in &entry.chunks {
+        let chunk = agg.chunks().chunk(c.chunk_ref).unwrap();
+        let counts = strata_tsdb::downsample::aggr_samples(
+            &chunk.data,
+            strata_chunkenc::aggr::AggrType::Count,
+        )
+        .unwrap();
+        windows += counts.len();
+        observed += counts.iter().map(|s| s.v).sum::<f64>();
+    }
+    assert_eq!((windows, observed), (576, minutes as f64));
+
+    // Queries: the raw answer, then the 5m aggregates.
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &bucket_yaml(&bucket_dir),
+        "--data-dir",
+        dir.path().join("store").to_str().unwrap(),
+    ]);
+    let query = StrataProcess::start(&["query", "--endpoint", &store.grpc]);
+    let url = format!("http://{}", query.http);
+    // A window's end: 10h + 4m59.999s in; the window holds minutes 600..605.
+    let t_ms = start_ms + 605 * 60_000 - 1;
+    let time = format!("{}.{:03}", t_ms / 1000, t_ms % 1000);
+    let ask = |q: &str, res: &str| -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = get_json(
+                &url,
+                "/api/v1/query",
+                &[
+                    ("query", q),
+                    ("time", &time),
+                    ("max_source_resolution", res),
+                ],
+            );
+            if v["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+                || Instant::now() > deadline
+            {
+                return v;
+            }
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let value = |v: &serde_json::Value| -> f64 {
+        v["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or_else(|| panic!("{v}"))
+            .parse()
+            .unwrap()
+    };
+    let raw_count = value(&ask("histogram_count(h)", "0s"));
+    assert_eq!(raw_count, full[604].1.count as f64);
+    // At 5m the window's average histogram: the mean of its five counts.
+    let mean: f64 = full[600..605]
+        .iter()
+        .map(|(_, h)| h.count as f64)
+        .sum::<f64>()
+        / 5.0;
+    let five_count = value(&ask("histogram_count(h)", "5m"));
+    assert!((five_count - mean).abs() < 1e-9, "{five_count} vs {mean}");
+    // `rate` reads the counter aggregate: close to the raw rate.
+    let raw_rate = value(&ask("histogram_count(rate(h[1h]))", "0s"));
+    let five_rate = value(&ask("histogram_count(rate(h[1h]))", "5m"));
+    assert!(
+        (five_rate - raw_rate).abs() / raw_rate < 0.1,
+        "{five_rate} vs {raw_rate}"
+    );
+    eprintln!(
+        "native histograms: {} merged, 576 windows at 5m; histogram_count raw {raw_count}, 5m {five_count} (mean {mean}); rate raw {raw_rate}, 5m {five_rate}",
+        merged.len()
+    );
+}

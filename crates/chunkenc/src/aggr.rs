@@ -55,6 +55,23 @@ pub fn encode_aggr(parts: &[Option<Vec<u8>>; 5]) -> Vec<u8> {
     out
 }
 
+/// Encodes sub-chunks of any encoding (native histogram aggregates hold float histogram
+/// chunks for sum and counter) into an aggregate chunk's payload.
+pub fn encode_aggr_with(parts: &[Option<(Encoding, Vec<u8>)>; 5]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(parts.iter().flatten().map(|p| p.1.len() + 3).sum());
+    for part in parts {
+        match part {
+            Some((encoding, data)) if !data.is_empty() => {
+                put_uvarint(&mut out, data.len() as u64);
+                out.push(encoding.to_byte());
+                out.extend_from_slice(data);
+            }
+            _ => put_uvarint(&mut out, 0),
+        }
+    }
+    out
+}
+
 /// Splits an aggregate chunk's payload into its sub-chunks. Every length is checked
 /// against the data; trailing bytes are an error.
 pub fn decode_aggr(data: &[u8]) -> Result<AggrParts<'_>, ChunkError> {

@@ -22,7 +22,7 @@ mod xor;
 pub use error::ChunkError;
 pub use histogram::{
     CounterResetHeader, FloatHistogramEncoder, FloatHistogramIter, HistogramEncoder, HistogramIter,
-    WrittenChunk, encode_float_histograms, encode_histograms,
+    WrittenChunk, encode_float_histogram_chunk, encode_float_histograms, encode_histograms,
 };
 pub use varint::{get_uvarint, get_varint, put_uvarint, put_varint};
 pub use xor::{XorEncoder, XorIter, decode_xor, decode_xor_chunks, xor_num_samples};

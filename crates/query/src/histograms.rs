@@ -8,20 +8,110 @@ use std::sync::Arc;
 
 use strata_chunkenc::{FloatHistogramIter, HistogramIter};
 use strata_promql::Series;
-use strata_storepb::{AggrChunk, chunk};
+use strata_storepb::{Aggr, AggrChunk, Chunk, chunk};
 use strata_types::histogram::HistogramSample;
 use strata_types::{Labels, Sample};
 
 use crate::dedup::{DedupFunc, dedup_replicas};
 
-/// Whether any raw chunk of the series holds histograms.
+fn is_histogram(c: &Chunk) -> bool {
+    c.r#type == chunk::Encoding::Histogram as i32
+        || c.r#type == chunk::Encoding::FloatHistogram as i32
+}
+
+/// Whether the series holds histograms: raw histogram chunks, or downsampled ones whose
+/// sum or counter aggregates are histograms.
 pub fn has_histograms(chunks: &[AggrChunk]) -> bool {
     chunks.iter().any(|c| {
-        c.raw.as_ref().is_some_and(|raw| {
-            raw.r#type == chunk::Encoding::Histogram as i32
-                || raw.r#type == chunk::Encoding::FloatHistogram as i32
-        })
+        [&c.raw, &c.sum, &c.counter]
+            .into_iter()
+            .flatten()
+            .any(is_histogram)
     })
+}
+
+/// The histograms of one chunk (integer ones read as float histograms).
+fn histograms_of(c: &Chunk) -> Result<Vec<HistogramSample>, String> {
+    let mut out = Vec::new();
+    match chunk::Encoding::try_from(c.r#type) {
+        Ok(chunk::Encoding::Histogram) => {
+            let mut it = HistogramIter::new(&c.data).map_err(|e| e.to_string())?;
+            for (t, h) in it.by_ref() {
+                out.push(HistogramSample {
+                    t,
+                    h: Arc::new(h.to_float()),
+                });
+            }
+            it.finish().map_err(|e| e.to_string())?;
+        }
+        Ok(chunk::Encoding::FloatHistogram) => {
+            let mut it = FloatHistogramIter::new(&c.data).map_err(|e| e.to_string())?;
+            for (t, h) in it.by_ref() {
+                out.push(HistogramSample { t, h: Arc::new(h) });
+            }
+            it.finish().map_err(|e| e.to_string())?;
+        }
+        _ => return Err(format!("chunk encoding {} is not a histogram", c.r#type)),
+    }
+    Ok(out)
+}
+
+fn floats_of(c: &Chunk) -> Result<Vec<Sample>, String> {
+    if c.r#type != chunk::Encoding::Xor as i32 {
+        return Err(format!("chunk encoding {} is not XOR", c.r#type));
+    }
+    let (mut ts, mut vs) = (Vec::new(), Vec::new());
+    strata_chunkenc::decode_xor(&c.data, &mut ts, &mut vs).map_err(|e| e.to_string())?;
+    Ok(ts.iter().zip(&vs).map(|(&t, &v)| Sample { t, v }).collect())
+}
+
+/// The points of a downsampled histogram chunk for the requested aggregates, as Thanos'
+/// querier reads them: the counter or the sum histograms, the counts, or (count and sum)
+/// the average histogram of each window.
+fn aggregate_points(c: &AggrChunk, aggrs: &[Aggr]) -> Result<Vec<Point>, String> {
+    let need = |part: &Option<Chunk>, name: &str| -> Result<Chunk, String> {
+        part.clone()
+            .ok_or_else(|| format!("downsampled chunk without the {name} aggregate"))
+    };
+    let histograms = |part: &Option<Chunk>, name: &str| -> Result<Vec<Point>, String> {
+        Ok(histograms_of(&need(part, name)?)?
+            .into_iter()
+            .map(Point::Histogram)
+            .collect())
+    };
+    match aggrs {
+        [Aggr::Counter] => histograms(&c.counter, "counter"),
+        [Aggr::Sum] => histograms(&c.sum, "sum"),
+        [Aggr::Count] => Ok(floats_of(&need(&c.count, "count")?)?
+            .into_iter()
+            .map(Point::Float)
+            .collect()),
+        [Aggr::Count, Aggr::Sum] | [Aggr::Sum, Aggr::Count] => {
+            let counts = floats_of(&need(&c.count, "count")?)?;
+            let sums = histograms_of(&need(&c.sum, "sum")?)?;
+            if counts.len() != sums.len() {
+                return Err("sum and count aggregates not aligned".into());
+            }
+            counts
+                .iter()
+                .zip(sums)
+                .map(|(n, s)| {
+                    if n.t != s.t {
+                        return Err("sum and count timestamps not aligned".to_owned());
+                    }
+                    let mut h = (*s.h).clone();
+                    h.div(n.v);
+                    Ok(Point::Histogram(HistogramSample {
+                        t: s.t,
+                        h: Arc::new(h),
+                    }))
+                })
+                .collect()
+        }
+        other => Err(format!(
+            "downsampled native histograms have no {other:?} aggregate"
+        )),
+    }
 }
 
 /// One decoded point of a series that may mix floats and histograms.
@@ -43,7 +133,12 @@ impl Point {
 /// The points of raw chunks, in time order, one per timestamp (the first chunk's wins),
 /// within `[start, end]`. Downsampled chunks of histograms do not exist: a series with
 /// histogram chunks is read from its raw chunks.
-fn decode_points(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<Point>, String> {
+fn decode_points(
+    chunks: &[AggrChunk],
+    start: i64,
+    end: i64,
+    aggrs: &[Aggr],
+) -> Result<Vec<Point>, String> {
     let mut sorted: Vec<&AggrChunk> = chunks.iter().collect();
     sorted.sort_by_key(|c| (c.min_time, c.max_time));
     let mut points = Vec::new();
@@ -52,7 +147,14 @@ fn decode_points(chunks: &[AggrChunk], start: i64, end: i64) -> Result<Vec<Point
             continue;
         }
         let Some(raw) = &c.raw else {
-            return Err("a downsampled chunk in a series of native histograms".into());
+            // Downsampled: never back in time across chunks (Thanos' iterators seek on).
+            let last = points.last().map_or(i64::MIN, Point::t);
+            points.extend(
+                aggregate_points(c, aggrs)?
+                    .into_iter()
+                    .filter(|p| p.t() > last),
+            );
+            continue;
         };
         match chunk::Encoding::try_from(raw.r#type) {
             Ok(chunk::Encoding::Xor) => {
@@ -108,8 +210,10 @@ pub fn decode(
     chunks: &[AggrChunk],
     start: i64,
     end: i64,
+    aggrs: &[Aggr],
 ) -> Result<Option<Series>, String> {
-    let points = decode_points(chunks, start, end).map_err(|e| format!("series {labels}: {e}"))?;
+    let points =
+        decode_points(chunks, start, end, aggrs).map_err(|e| format!("series {labels}: {e}"))?;
     Ok((!points.is_empty()).then(|| into_series(labels, points)))
 }
 
@@ -121,11 +225,12 @@ pub fn dedup(
     start: i64,
     end: i64,
     func: DedupFunc,
+    aggrs: &[Aggr],
 ) -> Result<Option<Series>, String> {
     let mut decoded: Vec<Vec<Point>> = Vec::new();
     for part in &replicas {
         let points =
-            decode_points(part, start, end).map_err(|e| format!("series {labels}: {e}"))?;
+            decode_points(part, start, end, aggrs).map_err(|e| format!("series {labels}: {e}"))?;
         if !points.is_empty() {
             decoded.push(points);
         }
@@ -200,7 +305,7 @@ mod tests {
     fn histogram_chunks_decode_into_float_histograms() {
         let chunks = vec![hist_chunk(0, 5)];
         assert!(has_histograms(&chunks));
-        let s = decode(Labels::from_pairs([("a", "b")]), &chunks, 1000, 3000)
+        let s = decode(Labels::from_pairs([("a", "b")]), &chunks, 1000, 3000, &[])
             .ok()
             .flatten();
         let s = s.unwrap_or_else(|| Series::floats(Labels::empty(), Vec::new()));
@@ -214,10 +319,17 @@ mod tests {
         // Replica a has a gap from 3 s on; replica b fills it.
         let a = vec![hist_chunk(0, 3)];
         let b = vec![hist_chunk(500, 10)];
-        let s = dedup(Labels::empty(), vec![a, b], 0, 20_000, DedupFunc::Penalty)
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| Series::floats(Labels::empty(), Vec::new()));
+        let s = dedup(
+            Labels::empty(),
+            vec![a, b],
+            0,
+            20_000,
+            DedupFunc::Penalty,
+            &[],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Series::floats(Labels::empty(), Vec::new()));
         let ts: Vec<i64> = s.histograms.iter().map(|h| h.t).collect();
         assert!(ts.is_sorted(), "{ts:?}");
         assert_eq!(ts.first(), Some(&0));

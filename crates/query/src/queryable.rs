@@ -432,11 +432,14 @@ fn histogram_series(
     end: i64,
     replica_labels: &[String],
     func: DedupFunc,
+    aggrs: &[Aggr],
 ) -> Result<Vec<Series>, String> {
     let mut out = Vec::new();
     if replica_labels.is_empty() {
         for (labels, chunks) in series {
-            out.extend(crate::histograms::decode(labels, &chunks, start, end)?);
+            out.extend(crate::histograms::decode(
+                labels, &chunks, start, end, aggrs,
+            )?);
         }
         return Ok(out);
     }
@@ -454,7 +457,9 @@ fn histogram_series(
         }
         chunks.retain(|c| c.max_time >= start && c.min_time <= end);
         let groups = overlap_split(chunks);
-        out.extend(crate::histograms::dedup(labels, groups, start, end, func)?);
+        out.extend(crate::histograms::dedup(
+            labels, groups, start, end, func, aggrs,
+        )?);
     }
     Ok(out)
 }
@@ -549,6 +554,7 @@ impl Queryable for StoreQueryable {
                 hints.end,
                 replica_labels,
                 self.options.dedup,
+                &aggregates_for(hints.func.as_deref()),
             )
             .map_err(Error::Storage)?,
         );

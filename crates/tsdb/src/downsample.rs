@@ -29,13 +29,19 @@ pub const RES_5M_MIN_SPAN: i64 = 40 * 3_600_000;
 pub const RES_1H_MIN_SPAN: i64 = 10 * 24 * 3_600_000;
 
 /// End (inclusive) of the window of width `r` holding `t`.
-fn current_window(t: i64, r: i64) -> i64 {
+pub(crate) fn current_window(t: i64, r: i64) -> i64 {
     // Go's `%` truncates; for the negative times of tests this matches Thanos too.
     t - t % r + r - 1
 }
 
 /// How many output chunks so that each holds at most about 140 samples.
-fn target_chunk_count(mint: i64, maxt: i64, in_res: i64, out_res: i64, count: usize) -> usize {
+pub(crate) fn target_chunk_count(
+    mint: i64,
+    maxt: i64,
+    in_res: i64,
+    out_res: i64,
+    count: usize,
+) -> usize {
     let span = (maxt - mint) as f64;
     let max_samples = ((maxt - mint) / out_res.max(1)) as f64;
     let fullness = if span <= 0.0 {
@@ -387,7 +393,40 @@ pub fn downsample_block(
     let corrupt = |e: ChunkError, what: &str| Error::invalid(block.name(), format!("{what}: {e}"));
     for entry in block.index().series_iter() {
         let (series_ref, entry) = entry?;
-        let chunks = if in_res == 0 {
+        let histograms = in_res == 0
+            && entry.chunks.iter().any(|c| {
+                block
+                    .chunks()
+                    .chunk(c.chunk_ref)
+                    .is_ok_and(|c| crate::compact_histograms::is_histogram(c.encoding))
+            });
+        let chunks = if histograms {
+            // Thanos downsamples by the kind of the series' first sample.
+            use crate::compact_histograms::Point;
+            let points =
+                crate::compact_histograms::decode_points(block, series_ref, &entry.chunks)?;
+            if matches!(points.first(), Some(Point::Float(_))) {
+                let samples: Vec<Sample> = points
+                    .iter()
+                    .filter_map(|p| match p {
+                        Point::Float(s) if !strata_types::is_stale_nan(s.v) => Some(*s),
+                        _ => None,
+                    })
+                    .collect();
+                downsample_raw(&samples, res)
+            } else {
+                let hs: Vec<(i64, strata_types::histogram::FloatHistogram)> = points
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Point::Histogram(t, h) => Some((t, h.to_float())),
+                        Point::FloatHistogram(t, h) => Some((t, h)),
+                        Point::Float(_) => None,
+                    })
+                    .collect();
+                crate::downsample_histograms::downsample_raw(&hs, res)
+                    .map_err(|e| corrupt(e, &entry.labels.to_string()))?
+            }
+        } else if in_res == 0 {
             let mut samples = block.samples(series_ref, &entry, i64::MIN, i64::MAX)?;
             let mut last_t = i64::MIN;
             samples.retain(|s| {
@@ -416,8 +455,28 @@ pub fn downsample_block(
                 }
                 parts.push((c.min_time, c.max_time, chunk.data.as_ref()));
             }
-            downsample_aggr(&parts, in_res, res)
-                .map_err(|e| corrupt(e, &entry.labels.to_string()))?
+            let decoded: std::result::Result<Vec<_>, ChunkError> = parts
+                .iter()
+                .map(|(min, max, data)| Ok((*min, *max, decode_aggr(data)?)))
+                .collect();
+            let decoded = decoded.map_err(|e| corrupt(e, &entry.labels.to_string()))?;
+            if decoded
+                .first()
+                .is_some_and(|(_, _, p)| crate::downsample_histograms::is_histogram_aggr(p))
+            {
+                let mut num_samples = 0usize;
+                for (_, _, data) in &parts {
+                    num_samples += usize::from(
+                        strata_chunkenc::aggr::aggr_num_samples(data)
+                            .map_err(|e| corrupt(e, &entry.labels.to_string()))?,
+                    );
+                }
+                crate::downsample_histograms::downsample_aggr(&decoded, num_samples, in_res, res)
+                    .map_err(|e| corrupt(e, &entry.labels.to_string()))?
+            } else {
+                downsample_aggr(&parts, in_res, res)
+                    .map_err(|e| corrupt(e, &entry.labels.to_string()))?
+            }
         };
         if chunks.is_empty() {
             continue;

@@ -18,6 +18,7 @@ mod compact_histograms;
 pub mod cutter;
 pub mod dedup;
 pub mod downsample;
+mod downsample_histograms;
 mod encoding;
 pub mod error;
 pub mod index;

@@ -97,6 +97,45 @@ fn union_layout<'a>(layouts: impl Iterator<Item = BucketIndices> + 'a) -> Bucket
     layouts.fold(BucketIndices::default(), |acc, l| acc.union(&l))
 }
 
+/// One float histogram chunk holding all of `samples` (in time order; stale markers
+/// aside, all of one schema, zero threshold and custom bounds, at most 65,535), in the union
+/// of their layouts: a sub-chunk of an aggregate chunk, which cannot be cut.
+pub fn encode_float_histogram_chunk(
+    samples: &[(i64, FloatHistogram)],
+    header: CounterResetHeader,
+) -> Result<WrittenChunk, ChunkError> {
+    let layout = union_layout(
+        samples
+            .iter()
+            .filter(|(_, h)| !is_stale_nan(h.sum))
+            .map(|(_, h)| h.bucket_indices()),
+    );
+    let mut enc = FloatHistogramEncoder::new(header);
+    let mut first: Option<&FloatHistogram> = None;
+    for (t, h) in samples {
+        if is_stale_nan(h.sum) {
+            enc.append(*t, h)?;
+            continue;
+        }
+        if let Some(f) = first
+            && (f.schema != h.schema
+                || f.zero_threshold.to_bits() != h.zero_threshold.to_bits()
+                || f.custom_values != h.custom_values)
+        {
+            return Err(ChunkError::LayoutMismatch);
+        }
+        first = first.or(Some(h));
+        let wide = h.widened(&layout).ok_or(ChunkError::LayoutMismatch)?;
+        enc.append(*t, &wide)?;
+    }
+    Ok(WrittenChunk {
+        min_time: samples.first().map_or(0, |s| s.0),
+        max_time: samples.last().map_or(0, |s| s.0),
+        encoding: Encoding::FloatHistogram,
+        data: enc.bytes(),
+    })
+}
+
 /// Float histogram chunks holding `samples` (in time order).
 pub fn encode_float_histograms(
     samples: &[(i64, FloatHistogram)],

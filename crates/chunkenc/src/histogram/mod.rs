@@ -18,7 +18,10 @@ mod varbit;
 
 use strata_types::histogram::{CounterResetHint, Span, is_custom_buckets_schema};
 
-pub use cut::{HISTOGRAMS_PER_CHUNK, WrittenChunk, encode_float_histograms, encode_histograms};
+pub use cut::{
+    HISTOGRAMS_PER_CHUNK, WrittenChunk, encode_float_histogram_chunk, encode_float_histograms,
+    encode_histograms,
+};
 pub use float::{FloatHistogramEncoder, FloatHistogramIter};
 pub use int::{HistogramEncoder, HistogramIter};
 

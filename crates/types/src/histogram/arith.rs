@@ -139,6 +139,28 @@ impl FloatHistogram {
         }
     }
 
+    /// `Div`: every count and the sum divided by `scalar`; dividing by zero removes the
+    /// buckets.
+    pub fn div(&mut self, scalar: f64) {
+        self.zero_count /= scalar;
+        self.count /= scalar;
+        self.sum /= scalar;
+        if scalar == 0.0 {
+            self.positive_buckets.clear();
+            self.negative_buckets.clear();
+            self.positive_spans.clear();
+            self.negative_spans.clear();
+            return;
+        }
+        for c in self
+            .positive_buckets
+            .iter_mut()
+            .chain(self.negative_buckets.iter_mut())
+        {
+            *c /= scalar;
+        }
+    }
+
     /// `CopyToSchema`: a copy at the lower (or same) exponential schema `target`.
     pub fn copy_to_schema(&self, target: i32) -> FloatHistogram {
         if target == self.schema || self.uses_custom_buckets() || target > self.schema {
