@@ -117,6 +117,38 @@ impl Annotation {
         )
     }
 
+    /// `NewNativeHistogramQuantileNaNResultInfo`, `…NaNSkewInfo`, `NewNativeHistogramFractionNaNsInfo`.
+    pub(crate) fn histogram_nan(
+        note: crate::histogram_functions::NanNote,
+        metric: &str,
+        pos: usize,
+    ) -> Self {
+        use crate::histogram_functions::NanNote;
+        let text = match note {
+            NanNote::QuantileNan => {
+                "input to histogram_quantile has NaN observations, result is NaN for metric name"
+            }
+            NanNote::QuantileSkew => {
+                "input to histogram_quantile has NaN observations, result is skewed higher for metric name"
+            }
+            NanNote::FractionExcludes => {
+                "input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name"
+            }
+        };
+        Self::info(format!("{text} {}", go_quote(metric)), pos)
+    }
+
+    /// `NewMixedClassicNativeHistogramsWarning`.
+    pub(crate) fn mixed_classic_native(metric: &str, pos: usize) -> Self {
+        Self::warning(
+            format!(
+                "vector contains a mix of classic and native histograms for metric name {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
     /// `NewMixedExponentialCustomHistogramsWarning`.
     pub(crate) fn mixed_exponential_custom(metric: &str, pos: usize) -> Self {
         Self::warning(

@@ -1099,25 +1099,57 @@ fn bucket_groups(
         .collect()
 }
 
+/// A classic histogram's labels (without `le`) and its (upper bound, count) buckets.
+type BucketGroup = (Labels, Vec<(f64, f64)>);
+
+/// The input of `histogram_quantile` and `histogram_fraction` split as Prometheus'
+/// `resetHistograms` does: native histograms, and classic bucket groups (labels without
+/// `le`); a native histogram whose labels equal a classic group's conflicts with it, and
+/// both are left out with a warning.
+fn native_and_classic(
+    ev: &mut Evaluator<'_>,
+    v: Vec<Element>,
+    pos: usize,
+) -> (Vec<Element>, Vec<BucketGroup>) {
+    let (native, classic): (Vec<Element>, Vec<Element>) =
+        v.into_iter().partition(|e| e.h.is_some());
+    let mut groups = bucket_groups(ev, classic, pos);
+    let mut kept = Vec::with_capacity(native.len());
+    for e in native {
+        if let Some(i) = groups.iter().position(|(labels, _)| *labels == e.labels) {
+            let metric = e.labels.metric_name().unwrap_or("").to_owned();
+            ev.annotate(Annotation::mixed_classic_native(&metric, pos));
+            groups.remove(i);
+            continue;
+        }
+        kept.push(e);
+    }
+    (kept, groups)
+}
+
 fn histogram_quantile(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
     let q = ev.eval_scalar(arg(call, 0)?, ts)?;
     check_quantile(ev, q, arg(call, 0)?.pos());
     let buckets_pos = arg(call, 1)?.pos();
     let v = ev.eval_vector(arg(call, 1)?, ts)?;
-    let (native, v): (Vec<Element>, Vec<Element>) = v.into_iter().partition(|e| e.h.is_some());
-    let mut out: Vec<Element> = native
-        .into_iter()
-        .filter_map(|e| {
-            Some(Element {
-                v: crate::histogram_functions::quantile(q, e.h.as_deref()?),
-                labels: e.labels,
-                t: ts,
-                h: None,
-                drop_name: true,
-            })
-        })
-        .collect();
-    for (labels, buckets) in bucket_groups(ev, v, buckets_pos) {
+    let (native, classic) = native_and_classic(ev, v, buckets_pos);
+    let q_pos = arg(call, 0)?.pos();
+    let mut out: Vec<Element> = Vec::with_capacity(native.len() + classic.len());
+    for e in native {
+        let Some(h) = e.h.as_deref() else { continue };
+        let (v, note) = crate::histogram_functions::quantile(q, h);
+        if let Some(note) = note {
+            ev.annotate(note.annotation(e.labels.metric_name().unwrap_or(""), q_pos));
+        }
+        out.push(Element {
+            v,
+            labels: e.labels,
+            t: ts,
+            h: None,
+            drop_name: true,
+        });
+    }
+    for (labels, buckets) in classic {
         let (value, fixed) = bucket_quantile(q, buckets);
         if fixed {
             let name = labels.metric_name().unwrap_or("").to_owned();
@@ -1139,30 +1171,30 @@ fn histogram_fraction(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Va
     let upper = ev.eval_scalar(arg(call, 1)?, ts)?;
     let buckets_pos = arg(call, 2)?.pos();
     let v = ev.eval_vector(arg(call, 2)?, ts)?;
-    let (native, v): (Vec<Element>, Vec<Element>) = v.into_iter().partition(|e| e.h.is_some());
-    let mut out: Vec<Element> = native
-        .into_iter()
-        .filter_map(|e| {
-            Some(Element {
-                v: crate::histogram_functions::fraction(lower, upper, e.h.as_deref()?),
-                labels: e.labels,
-                t: ts,
-                h: None,
-                drop_name: true,
-            })
-        })
-        .collect();
-    out.extend(
-        bucket_groups(ev, v, buckets_pos)
-            .into_iter()
-            .map(|(labels, buckets)| Element {
-                labels,
-                t: ts,
-                v: bucket_fraction(lower, upper, buckets),
-                h: None,
-                drop_name: true,
-            }),
-    );
+    let (native, classic) = native_and_classic(ev, v, buckets_pos);
+    let lower_pos = arg(call, 0)?.pos();
+    let mut out: Vec<Element> = Vec::with_capacity(native.len() + classic.len());
+    for e in native {
+        let Some(h) = e.h.as_deref() else { continue };
+        let (v, note) = crate::histogram_functions::fraction(lower, upper, h);
+        if let Some(note) = note {
+            ev.annotate(note.annotation(e.labels.metric_name().unwrap_or(""), lower_pos));
+        }
+        out.push(Element {
+            v,
+            labels: e.labels,
+            t: ts,
+            h: None,
+            drop_name: true,
+        });
+    }
+    out.extend(classic.into_iter().map(|(labels, buckets)| Element {
+        labels,
+        t: ts,
+        v: bucket_fraction(lower, upper, buckets),
+        h: None,
+        drop_name: true,
+    }));
     Ok(Value::Vector(out))
 }
 

@@ -76,18 +76,41 @@ fn variance(h: &FloatHistogram) -> f64 {
     (variance + c) / h.count
 }
 
+/// What `HistogramQuantile` and `HistogramFraction` report about NaN observations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NanNote {
+    /// The quantile is NaN because of them.
+    QuantileNan,
+    /// The quantile is skewed higher by them.
+    QuantileSkew,
+    /// The fraction leaves them out.
+    FractionExcludes,
+}
+
+impl NanNote {
+    /// The info annotation for `metric` at `pos`.
+    pub(crate) fn annotation(self, metric: &str, pos: usize) -> Annotation {
+        Annotation::histogram_nan(self, metric, pos)
+    }
+}
+
 /// `HistogramQuantile`: the `q` quantile of a native histogram, interpolating
 /// exponentially inside exponential buckets and linearly inside custom and zero buckets.
-pub(crate) fn quantile(q: f64, h: &FloatHistogram) -> f64 {
+pub(crate) fn quantile(q: f64, h: &FloatHistogram) -> (f64, Option<NanNote>) {
     if q < 0.0 {
-        return f64::NEG_INFINITY;
+        return (f64::NEG_INFINITY, None);
     }
     if q > 1.0 {
-        return f64::INFINITY;
+        return (f64::INFINITY, None);
     }
     if h.count == 0.0 || q.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, None);
     }
+    let (v, note) = quantile_of(q, h);
+    (v, note)
+}
+
+fn quantile_of(q: f64, h: &FloatHistogram) -> (f64, Option<NanNote>) {
     let forward = h.sum.is_nan() || q < 0.5;
     let buckets = if forward {
         h.all_buckets()
@@ -101,13 +124,16 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram) -> f64 {
     };
     let mut count = 0.0;
     let mut bucket: Option<Bucket> = None;
-    for b in &buckets {
+    let mut next = buckets.len();
+    for (i, b) in buckets.iter().enumerate() {
+        // As Go: the bucket is taken before an empty one is skipped.
+        bucket = Some(*b);
         if b.count == 0.0 {
             continue;
         }
-        bucket = Some(*b);
         count += b.count;
         if count >= rank {
+            next = i + 1;
             break;
         }
     }
@@ -128,11 +154,11 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram) -> f64 {
     } else if h.uses_custom_buckets() {
         if bucket.lower == f64::NEG_INFINITY {
             if bucket.upper <= 0.0 {
-                return bucket.upper;
+                return (bucket.upper, None);
             }
             bucket.lower = 0.0;
         } else if bucket.upper == f64::INFINITY {
-            return bucket.lower;
+            return (bucket.lower, None);
         }
     }
     if count > h.count {
@@ -140,34 +166,54 @@ pub(crate) fn quantile(q: f64, h: &FloatHistogram) -> f64 {
     }
     if count < rank {
         if h.sum.is_nan() {
-            return f64::NAN;
+            return (f64::NAN, Some(NanNote::QuantileNan));
         }
-        return bucket.upper;
+        return (bucket.upper, None);
     }
     if forward {
         rank -= count - bucket.count;
     } else {
         rank = count - rank;
     }
+    let mut note = None;
+    if h.sum.is_nan() {
+        // NaN observations count in `count` but in no bucket.
+        let total = count
+            + buckets
+                .get(next..)
+                .unwrap_or_default()
+                .iter()
+                .map(|b| b.count)
+                .sum::<f64>();
+        if total < h.count {
+            note = Some(NanNote::QuantileSkew);
+        }
+    }
     let fraction = rank / bucket.count;
     if h.uses_custom_buckets() || (bucket.lower <= 0.0 && bucket.upper >= 0.0) {
-        return bucket.lower + (bucket.upper - bucket.lower) * fraction;
+        return (
+            bucket.lower + (bucket.upper - bucket.lower) * fraction,
+            note,
+        );
     }
     let log_lower = log2(bucket.lower.abs());
     let log_upper = log2(bucket.upper.abs());
     if bucket.lower > 0.0 {
-        return exp2(log_lower + (log_upper - log_lower) * fraction);
+        return (exp2(log_lower + (log_upper - log_lower) * fraction), note);
     }
-    -exp2(log_upper + (log_lower - log_upper) * (1.0 - fraction))
+    (
+        -exp2(log_upper + (log_lower - log_upper) * (1.0 - fraction)),
+        note,
+    )
 }
 
 /// `HistogramFraction`: the share of observations between `lower` and `upper`.
-pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
+pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> (f64, Option<NanNote>) {
     if h.count == 0.0 || lower.is_nan() || upper.is_nan() {
-        return f64::NAN;
+        return (f64::NAN, None);
     }
     if lower >= upper {
-        return 0.0;
+        return (0.0, None);
     }
     let buckets = h.all_buckets();
     let (mut count, mut rank) = (0.0, 0.0);
@@ -231,6 +277,7 @@ pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
         }
         rank += b.count;
     }
+    let mut note = None;
     if h.sum.is_nan() {
         count += buckets
             .get(consumed..)
@@ -238,6 +285,9 @@ pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
             .iter()
             .map(|b| b.count)
             .sum::<f64>();
+        if count < h.count {
+            note = Some(NanNote::FractionExcludes);
+        }
     } else {
         count = h.count;
     }
@@ -247,7 +297,7 @@ pub(crate) fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
     if !upper_set || upper_rank > count {
         upper_rank = count;
     }
-    (upper_rank - lower_rank) / h.count
+    ((upper_rank - lower_rank) / h.count, note)
 }
 
 /// The annotation of two histograms that cannot be combined.
@@ -361,19 +411,19 @@ mod tests {
         let h = h();
         // From the top: 2 observations in (2, 4], then half of the 4 in (1, 2], half-way
         // on a logarithmic scale.
-        assert!((quantile(0.5, &h) - 2f64.sqrt()).abs() < 1e-15);
+        assert!((quantile(0.5, &h).0 - 2f64.sqrt()).abs() < 1e-15);
         // 0.25 (from the bottom): rank 2 ends the first bucket exactly.
-        assert_eq!(quantile(0.25, &h), 1.0);
-        assert!(quantile(-0.1, &h).is_infinite());
-        assert!(quantile(0.5, &FloatHistogram::default()).is_nan());
+        assert_eq!(quantile(0.25, &h).0, 1.0);
+        assert!(quantile(-0.1, &h).0.is_infinite());
+        assert!(quantile(0.5, &FloatHistogram::default()).0.is_nan());
     }
 
     #[test]
     fn fractions() {
         let h = h();
-        assert_eq!(fraction(0.0, 1.0, &h), 0.25);
-        assert_eq!(fraction(1.0, 4.0, &h), 0.75);
-        assert_eq!(fraction(2.0, 1.0, &h), 0.0);
+        assert_eq!(fraction(0.0, 1.0, &h).0, 0.25);
+        assert_eq!(fraction(1.0, 4.0, &h).0, 0.75);
+        assert_eq!(fraction(2.0, 1.0, &h).0, 0.0);
     }
 
     #[test]
