@@ -261,7 +261,13 @@ pub(crate) fn eval_aggregate(
         crate::functions::check_quantile(ev, scalar_param.unwrap_or(f64::NAN), pos);
     }
     if matches!(op, "topk" | "bottomk" | "limitk") {
-        let input = ev.eval_vector(&agg.expr, ts)?;
+        let mut input = ev.eval_vector(&agg.expr, ts)?;
+        if op != "limitk" && input.iter().any(|e| e.h.is_some()) {
+            input.retain(|e| e.h.is_none());
+            ev.annotate(
+                crate::annotations::Annotation::histogram_ignored_in_aggregation(op, agg.pos),
+            );
+        }
         let k = scalar_param.unwrap_or(f64::NAN);
         return top_bottom(op, k, input, modifier, ts);
     }
@@ -300,12 +306,28 @@ pub(crate) fn eval_aggregate(
         let input = ev.eval_vector(&agg.expr, ts)?;
         cache.bound(input.len());
         for e in input {
+            // Aggregations of floats only pass histograms by (before the group is made:
+            // a group of histograms only has no value).
+            if e.h.is_some()
+                && matches!(
+                    acc,
+                    Accumulate::Min | Accumulate::Max | Accumulate::Variance | Accumulate::Quantile
+                )
+            {
+                ev.annotate(
+                    crate::annotations::Annotation::histogram_ignored_in_aggregation(
+                        op,
+                        agg.expr.pos(),
+                    ),
+                );
+                continue;
+            }
             let index = cache.group_of(&e.labels, modifier);
             let Some(group) = slots.get(index, &cache.groups) else {
                 continue;
             };
             group.drop_name |= e.drop_name;
-            if acc == Accumulate::Sum {
+            if matches!(acc, Accumulate::Sum | Accumulate::Avg) {
                 // Prometheus' order: the group's first element sets what it holds; an
                 // addition that fails leaves the group without a value.
                 if group.incompatible {
@@ -315,20 +337,34 @@ pub(crate) fn eval_aggregate(
                 match &e.h {
                     Some(h) => {
                         group.has_histogram = true;
+                        if acc == Accumulate::Avg {
+                            group.count += 1.0;
+                        }
                         if first {
                             group.histogram = Some(h.as_ref().clone());
                             continue;
                         }
-                        if let Some(sum) = group.histogram.as_mut()
-                            && let Err(err) = sum.add(h)
-                        {
-                            let metric = e.labels.metric_name().unwrap_or("");
-                            ev.annotate(crate::histogram_functions::incompatible(
-                                err,
-                                metric,
-                                agg.expr.pos(),
-                            ));
-                            group.incompatible = true;
+                        let count = group.count;
+                        if let Some(acc_h) = group.histogram.as_mut() {
+                            let done = if acc == Accumulate::Sum {
+                                acc_h.add(h)
+                            } else {
+                                // The incremental mean: mean += h / n - mean / n.
+                                let mut left = h.as_ref().clone();
+                                left.div(count);
+                                let mut right = acc_h.clone();
+                                right.div(count);
+                                left.sub(&right).and_then(|()| acc_h.add(&left))
+                            };
+                            if let Err(err) = done {
+                                let metric = e.labels.metric_name().unwrap_or("");
+                                ev.annotate(crate::histogram_functions::incompatible(
+                                    err,
+                                    metric,
+                                    agg.expr.pos(),
+                                ));
+                                group.incompatible = true;
+                            }
                         }
                         continue;
                     }
@@ -348,7 +384,7 @@ pub(crate) fn eval_aggregate(
         let Some(group) = slots.slots.get_mut(index).and_then(Option::take) else {
             continue;
         };
-        if op == "sum" && group.has_histogram {
+        if matches!(op, "sum" | "avg") && group.has_histogram {
             if group.has_float {
                 ev.annotate(
                     crate::annotations::Annotation::mixed_floats_histograms_aggregation(

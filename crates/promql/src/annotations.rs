@@ -138,6 +138,33 @@ impl Annotation {
         Self::info(format!("{text} {}", go_quote(metric)), pos)
     }
 
+    /// `NewIncompatibleTypesInBinOpInfo`.
+    pub(crate) fn incompatible_types_in_binop(lhs: &str, op: &str, rhs: &str, pos: usize) -> Self {
+        Self::info(
+            format!(
+                "incompatible sample types encountered for binary operator {}: {lhs} {op} {rhs}",
+                go_quote(op)
+            ),
+            pos,
+        )
+    }
+
+    /// `NewIncompatibleBucketLayoutInBinOpWarning`.
+    pub(crate) fn incompatible_bucket_layout_in_binop(op: &str, pos: usize) -> Self {
+        Self::warning(
+            format!("incompatible bucket layout encountered for binary operator {op}"),
+            pos,
+        )
+    }
+
+    /// `NewHistogramIgnoredInAggregationInfo`.
+    pub(crate) fn histogram_ignored_in_aggregation(aggregation: &str, pos: usize) -> Self {
+        Self::info(
+            format!("ignored histogram in {aggregation} aggregation"),
+            pos,
+        )
+    }
+
     /// `NewMixedClassicNativeHistogramsWarning`.
     pub(crate) fn mixed_classic_native(metric: &str, pos: usize) -> Self {
         Self::warning(

@@ -3,8 +3,13 @@
 
 use std::collections::{HashMap, HashSet};
 
+use std::sync::Arc;
+
 use crate::syntax::ast::{BinOp, BinaryExpr, Cardinality};
 use strata_types::Labels;
+use strata_types::histogram::FloatHistogram;
+
+use crate::annotations::Annotation;
 
 use crate::error::{Error, exec};
 use crate::eval::{Evaluator, type_name};
@@ -79,6 +84,91 @@ pub(crate) fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
         Op::Ge => (l, l >= r),
         Op::Le => (l, l <= r),
         Op::And | Op::Or | Op::Unless => (l, true),
+    }
+}
+
+impl Op {
+    /// The operator as Prometheus spells it in annotations.
+    fn name(self) -> &'static str {
+        match self {
+            Op::Add => "+",
+            Op::Sub => "-",
+            Op::Mul => "*",
+            Op::Div => "/",
+            Op::Mod => "%",
+            Op::Pow => "^",
+            Op::Atan2 => "atan2",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+            Op::Gt => ">",
+            Op::Lt => "<",
+            Op::Ge => ">=",
+            Op::Le => "<=",
+            Op::And => "and",
+            Op::Or => "or",
+            Op::Unless => "unless",
+        }
+    }
+}
+
+/// What `vectorElemBinop` gives: a float or a histogram, and whether to keep it.
+type ElemResult = (f64, Option<Arc<FloatHistogram>>, bool);
+
+/// Prometheus' `vectorElemBinop`: floats as [`apply`]; with a histogram on either side,
+/// `*` (and histogram `/` float) scale it, histogram `+`/`-` histogram add, histogram
+/// `==`/`!=` histogram compare, anything else is no result with the annotation to give.
+fn elem_binop(
+    op: Op,
+    (l, lh): (f64, Option<&Arc<FloatHistogram>>),
+    (r, rh): (f64, Option<&Arc<FloatHistogram>>),
+    pos: usize,
+) -> Result<ElemResult, Annotation> {
+    let incompatible =
+        |a: &str, b: &str| Annotation::incompatible_types_in_binop(a, op.name(), b, pos);
+    match (lh, rh) {
+        (None, None) => {
+            let (v, keep) = apply(op, l, r);
+            Ok((v, None, keep))
+        }
+        (None, Some(h)) => match op {
+            Op::Mul => {
+                let mut h = (**h).clone();
+                h.mul(l);
+                h.compact();
+                Ok((0.0, Some(Arc::new(h)), true))
+            }
+            _ => Err(incompatible("float", "histogram")),
+        },
+        (Some(h), None) => match op {
+            Op::Mul | Op::Div => {
+                let mut h = (**h).clone();
+                if op == Op::Mul {
+                    h.mul(r);
+                } else {
+                    h.div(r);
+                }
+                h.compact();
+                Ok((0.0, Some(Arc::new(h)), true))
+            }
+            _ => Err(incompatible("histogram", "float")),
+        },
+        (Some(a), Some(b)) => match op {
+            Op::Add | Op::Sub => {
+                let mut h = (**a).clone();
+                let done = if op == Op::Add { h.add(b) } else { h.sub(b) };
+                if done.is_err() {
+                    return Err(Annotation::incompatible_bucket_layout_in_binop(
+                        op.name(),
+                        pos,
+                    ));
+                }
+                h.compact();
+                Ok((0.0, Some(Arc::new(h)), true))
+            }
+            Op::Eq => Ok((0.0, Some(Arc::clone(a)), a.equals(b))),
+            Op::Ne => Ok((0.0, Some(Arc::clone(a)), !a.equals(b))),
+            _ => Err(incompatible("histogram", "histogram")),
+        },
     }
 }
 
@@ -180,22 +270,20 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
             };
             Ok(Value::Scalar { t: ts, v: value })
         }
-        (Value::Vector(v), Value::Scalar { v: s, .. }) => Ok(Value::Vector(vector_scalar(
-            op,
-            v,
-            s,
-            false,
-            return_bool,
-            ts,
-        ))),
-        (Value::Scalar { v: s, .. }, Value::Vector(v)) => Ok(Value::Vector(vector_scalar(
-            op,
-            v,
-            s,
-            true,
-            return_bool,
-            ts,
-        ))),
+        (Value::Vector(v), Value::Scalar { v: s, .. }) => {
+            let (out, note) = vector_scalar(op, v, s, false, return_bool, ts, b.lhs.pos());
+            if let Some(note) = note {
+                ev.annotate(note);
+            }
+            Ok(Value::Vector(out))
+        }
+        (Value::Scalar { v: s, .. }, Value::Vector(v)) => {
+            let (out, note) = vector_scalar(op, v, s, true, return_bool, ts, b.lhs.pos());
+            if let Some(note) = note {
+                ev.annotate(note);
+            }
+            Ok(Value::Vector(out))
+        }
         (Value::Vector(l), Value::Vector(r)) => {
             let matching = match &b.matching {
                 Some(m) => Matching {
@@ -214,12 +302,24 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
             let node = std::ptr::from_ref(b) as usize;
             let mut cache = ev.match_cache.remove(&node).unwrap_or_default();
             cache.bound(l.len().saturating_add(r.len()));
+            let mut note = None;
             let out = if op.is_set() {
                 Ok(set_op(op, l, r, &matching, &mut cache))
             } else {
-                vector_vector(op, l, r, &matching, return_bool, ts, &mut cache)
+                vector_vector(
+                    op,
+                    l,
+                    r,
+                    &matching,
+                    (return_bool, ts, b.lhs.pos()),
+                    &mut cache,
+                    &mut note,
+                )
             };
             ev.match_cache.insert(node, cache);
+            if let Some(note) = note {
+                ev.annotate(note);
+            }
             out.map(Value::Vector)
         }
         (l, r) => Err(exec(format!(
@@ -230,6 +330,7 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, b: &BinaryExpr, ts: i64) -> Re
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_scalar(
     op: Op,
     vector: Vec<Element>,
@@ -237,17 +338,31 @@ fn vector_scalar(
     swap: bool,
     return_bool: bool,
     ts: i64,
-) -> Vec<Element> {
+    pos: usize,
+) -> (Vec<Element>, Option<Annotation>) {
     let mut out = Vec::with_capacity(vector.len());
+    let mut last_note = None;
     for e in vector {
-        let (l, r) = if swap { (scalar, e.v) } else { (e.v, scalar) };
-        let (mut value, mut keep) = apply(op, l, r);
+        let sides = if swap {
+            ((scalar, None), (e.v, e.h.as_ref()))
+        } else {
+            ((e.v, e.h.as_ref()), (scalar, None))
+        };
+        let (mut value, mut h, mut keep) = match elem_binop(op, sides.0, sides.1, pos) {
+            Ok(result) => result,
+            Err(note) => {
+                last_note = Some(note);
+                continue;
+            }
+        };
         // The vector's value is the result of a filtering comparison, whichever side it is on.
         if op.is_comparison() && swap {
-            value = r;
+            value = e.v;
+            h = e.h.clone();
         }
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
+            h = None;
             keep = true;
         }
         if !keep {
@@ -258,11 +373,11 @@ fn vector_scalar(
             labels: e.labels,
             t: ts,
             v: value,
-            h: None,
+            h,
             drop_name,
         });
     }
-    out
+    (out, last_note)
 }
 
 fn set_op(
@@ -320,9 +435,9 @@ fn vector_vector(
     lhs: Vec<Element>,
     rhs: Vec<Element>,
     matching: &Matching<'_>,
-    return_bool: bool,
-    ts: i64,
+    (return_bool, ts, pos): (bool, i64, usize),
     cache: &mut MatchCache,
+    last_note: &mut Option<Annotation>,
 ) -> Result<Vec<Element>, Error> {
     let one_to_many = matching.card == Cardinality::OneToMany;
     let include: &[String] = match matching.card {
@@ -357,11 +472,23 @@ fn vector_vector(
             continue;
         };
         let (l, r) = if one_to_many {
-            (rs.v, ls.v)
+            ((rs.v, rs.h.as_ref()), (ls.v, ls.h.as_ref()))
         } else {
-            (ls.v, rs.v)
+            ((ls.v, ls.h.as_ref()), (rs.v, rs.h.as_ref()))
         };
-        let (mut value, keep) = apply(op, l, r);
+        let (mut value, mut h, keep) = if l.1.is_none() && r.1.is_none() {
+            let (v, keep) = apply(op, l.0, r.0);
+            (v, None, keep)
+        } else {
+            match elem_binop(op, l, r, pos) {
+                Ok(result) => result,
+                Err(note) => {
+                    // Prometheus skips the pair before its matching checks.
+                    *last_note = Some(note);
+                    continue;
+                }
+            }
+        };
         let labels = cache.result(&ls.labels, &rs.labels, matching, include, grouped);
         // Matching errors are found even for samples a comparison filters away.
         if grouped {
@@ -381,6 +508,7 @@ fn vector_vector(
         }
         if return_bool {
             value = if keep { 1.0 } else { 0.0 };
+            h = None;
         } else if !keep {
             continue;
         }
@@ -393,7 +521,7 @@ fn vector_vector(
             labels,
             t: ts,
             v: value,
-            h: None,
+            h,
             drop_name,
         });
     }

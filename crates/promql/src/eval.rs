@@ -401,14 +401,28 @@ impl<'a> Evaluator<'a> {
                 if let Some(param) = &agg.param {
                     self.preload_node(q, param, lo, hi, name, false)?;
                 }
-                // `sum` adds histograms (and gives one).
-                let passes = hist && agg.op.name() == "sum";
-                self.preload_node(q, &agg.expr, lo, hi, name, passes)
+                // `sum` and `avg` give histograms of histograms; `count` and `group` count
+                // them; the others pass them by with an info.
+                let takes = match agg.op.name() {
+                    "sum" | "avg" => hist,
+                    "count" | "group" | "min" | "max" | "stddev" | "stdvar" | "quantile"
+                    | "topk" | "bottomk" => true,
+                    _ => false,
+                };
+                self.preload_node(q, &agg.expr, lo, hi, name, takes)
             }
-            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, func, false),
+            // Negation, arithmetic and filtering comparisons give histograms where they
+            // take them; `bool` comparisons give floats; `and`/`unless` only match on the
+            // right side's labels.
+            Expr::Unary(u) => self.preload_node(q, &u.expr, lo, hi, func, hist),
             Expr::Binary(b) => {
-                self.preload_node(q, &b.lhs, lo, hi, None, false)?;
-                self.preload_node(q, &b.rhs, lo, hi, None, false)
+                use crate::syntax::ast::BinOp;
+                let rhs_hist = match b.op {
+                    BinOp::And | BinOp::Unless => true,
+                    _ => hist || b.return_bool,
+                };
+                self.preload_node(q, &b.lhs, lo, hi, None, hist || b.return_bool)?;
+                self.preload_node(q, &b.rhs, lo, hi, None, rhs_hist)
             }
             Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func, hist),
             Expr::Call(call) => {
@@ -636,6 +650,11 @@ impl<'a> Evaluator<'a> {
                     v.into_iter()
                         .map(|e| Element {
                             v: -e.v,
+                            h: e.h.map(|h| {
+                                let mut h = (*h).clone();
+                                h.mul(-1.0);
+                                std::sync::Arc::new(h)
+                            }),
                             t: ts,
                             drop_name: true,
                             ..e

@@ -139,6 +139,29 @@ impl FloatHistogram {
         }
     }
 
+    /// `Equals`: the same schema, counts, sum, zero bucket, bounds and buckets, floats
+    /// compared bit for bit (span boundaries aside: the same buckets at the same indices).
+    pub fn equals(&self, other: &FloatHistogram) -> bool {
+        let bits = |a: f64, b: f64| a.to_bits() == b.to_bits();
+        let same_buckets = |a: Buckets, b: Buckets| {
+            a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| x.0 == y.0 && bits(x.1, y.1))
+        };
+        self.schema == other.schema
+            && bits(self.count, other.count)
+            && bits(self.sum, other.sum)
+            && (!self.uses_custom_buckets()
+                || (self.custom_values.len() == other.custom_values.len()
+                    && self
+                        .custom_values
+                        .iter()
+                        .zip(&other.custom_values)
+                        .all(|(a, b)| bits(*a, *b))))
+            && self.zero_threshold == other.zero_threshold
+            && bits(self.zero_count, other.zero_count)
+            && same_buckets(self.negative(), other.negative())
+            && same_buckets(self.positive(), other.positive())
+    }
+
     /// `Div`: every count and the sum divided by `scalar`; dividing by zero removes the
     /// buckets.
     pub fn div(&mut self, scalar: f64) {
