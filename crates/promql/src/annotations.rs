@@ -165,6 +165,17 @@ impl Annotation {
         )
     }
 
+    /// `NewHistogramIgnoredInMixedRangeInfo`.
+    pub(crate) fn histogram_ignored_in_mixed_range(metric: &str, pos: usize) -> Self {
+        Self::info(
+            format!(
+                "ignored histograms in a range containing both floats and histograms for metric name {}",
+                go_quote(metric)
+            ),
+            pos,
+        )
+    }
+
     /// `NewMixedClassicNativeHistogramsWarning`.
     pub(crate) fn mixed_classic_native(metric: &str, pos: usize) -> Self {
         Self::warning(

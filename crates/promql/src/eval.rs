@@ -199,23 +199,6 @@ impl Drop for Evaluator<'_> {
     }
 }
 
-/// The functions that take native histograms as the argument at the index (from a
-/// selector, `sum`, or `rate`/`increase`/`delta` of a range selector; see `preload_inner`):
-/// everything else refuses series holding them, for now, rather than answering differently
-/// from Prometheus.
-pub(crate) const HISTOGRAM_CONSUMERS: [(&str, usize); 7] = [
-    ("histogram_count", 0),
-    ("histogram_sum", 0),
-    ("histogram_avg", 0),
-    ("histogram_stddev", 0),
-    ("histogram_stdvar", 0),
-    ("histogram_quantile", 1),
-    ("histogram_fraction", 2),
-];
-
-/// The range functions that give native histograms from a range selector of them.
-pub(crate) const HISTOGRAM_TRANSFORMERS: [&str; 3] = ["rate", "increase", "delta"];
-
 pub(crate) fn key(vs: &VectorSelector) -> usize {
     std::ptr::from_ref(vs) as usize
 }
@@ -427,16 +410,12 @@ impl<'a> Evaluator<'a> {
             Expr::Paren(p) => self.preload_node(q, &p.expr, lo, hi, func, hist),
             Expr::Call(call) => {
                 for (i, arg) in call.args.iter().enumerate() {
-                    // The histogram functions take histograms (and give floats); `rate`,
-                    // `increase` and `delta` give histograms of histograms.
-                    let takes = HISTOGRAM_CONSUMERS
-                        .iter()
-                        .any(|&(name, index)| name == call.func.name && index == i);
-                    let passes = hist
-                        && i == 0
-                        && HISTOGRAM_TRANSFORMERS.contains(&call.func.name)
-                        && matches!(arg.unparen(), Expr::MatrixSelector(_));
-                    self.preload_node(q, arg, lo, hi, Some(call.func.name), takes || passes)?;
+                    let flag = match crate::functions::histogram_arg(call.func.name, i) {
+                        Some(crate::functions::HistogramArg::Consumes) => true,
+                        Some(crate::functions::HistogramArg::Passes) => hist,
+                        None => false,
+                    };
+                    self.preload_node(q, arg, lo, hi, Some(call.func.name), flag)?;
                 }
                 Ok(())
             }
@@ -473,13 +452,8 @@ impl<'a> Evaluator<'a> {
         }
         if !hist && let Some(s) = series.iter().find(|s| !s.histograms.is_empty()) {
             return Err(exec(format!(
-                "native histogram samples of series {} are not supported here yet: only selected, summed, by rate, increase and delta of a range selector, and by {}",
-                s.labels,
-                HISTOGRAM_CONSUMERS
-                    .iter()
-                    .map(|(name, _)| *name)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "native histogram samples of series {} are not supported here yet (subqueries, irate, idelta, resets, changes, count_values and the experimental functions over them)",
+                s.labels
             )));
         }
         let loaded = series

@@ -1,6 +1,7 @@
 //! PromQL functions over floats.
 
 use crate::syntax::ast::{Call, Expr};
+use strata_types::histogram::FloatHistogram;
 use strata_types::{Labels, Sample};
 
 use crate::annotations::Annotation;
@@ -361,8 +362,11 @@ fn simple(name: &str, v: f64) -> Option<f64> {
     })
 }
 
+/// Applies a float function to each element; histograms are left out (Prometheus'
+/// `simpleFloatFunc`).
 fn map_vector(v: Vec<Element>, ts: i64, f: impl Fn(f64) -> f64) -> Vec<Element> {
     v.into_iter()
+        .filter(|e| e.h.is_none())
         .map(|e| Element {
             v: f(e.v),
             t: ts,
@@ -599,6 +603,142 @@ fn histogram_windows(
     out
 }
 
+/// The `*_over_time` functions, `deriv` and `predict_linear` of a range argument holding
+/// native histograms, as Prometheus 3.5 treats them: counted, present, the last one, summed
+/// or averaged (a series mixing floats and histograms in its window is left out with a
+/// warning), or the floats only (with an info where histograms were left out).
+fn histogram_over_time(
+    ev: &mut Evaluator<'_>,
+    call: &Call,
+    name: &str,
+    pos: usize,
+    input: RangeArg,
+    ts: i64,
+) -> Result<Vec<Element>, Error> {
+    let RangeArg {
+        series,
+        range,
+        ref_time,
+    } = input;
+    // `quantile_over_time`'s info points at its first argument, as Prometheus' does.
+    let info_pos = call.args.first().map_or(pos, Expr::pos);
+    let mut floats_only = Vec::new();
+    let mut out = Vec::new();
+    for s in series {
+        if s.histograms.is_empty() {
+            floats_only.push(s);
+            continue;
+        }
+        let metric = s.labels.metric_name().unwrap_or("").to_owned();
+        let element = |v: f64, h: Option<FloatHistogram>, keep_name: bool| Element {
+            labels: s.labels.clone(),
+            t: ts,
+            v,
+            h: h.map(std::sync::Arc::new),
+            drop_name: !keep_name || s.drop_name,
+        };
+        match name {
+            "count_over_time" => {
+                out.push(element(
+                    (s.samples.len() + s.histograms.len()) as f64,
+                    None,
+                    false,
+                ));
+            }
+            "present_over_time" => out.push(element(1.0, None, false)),
+            "last_over_time" => {
+                let (f, h) = (s.samples.last(), s.histograms.last());
+                match (f, h) {
+                    (Some(f), Some(h)) if h.t < f.t => out.push(element(f.v, None, true)),
+                    (_, Some(h)) => out.push(element(0.0, Some((*h.h).clone()), true)),
+                    (Some(f), None) => out.push(element(f.v, None, true)),
+                    (None, None) => {}
+                }
+            }
+            "sum_over_time" | "avg_over_time" => {
+                if !s.samples.is_empty() {
+                    ev.annotate(Annotation::mixed_floats_histograms(&metric, pos));
+                    continue;
+                }
+                let Some(first) = s.histograms.first() else {
+                    continue;
+                };
+                let mut acc = (*first.h).clone();
+                let mut failed = None;
+                for (i, h) in s.histograms.iter().enumerate().skip(1) {
+                    let done = if name == "sum_over_time" {
+                        acc.add(&h.h)
+                    } else {
+                        let count = (i + 1) as f64;
+                        let mut left = (*h.h).clone();
+                        left.div(count);
+                        let mut right = acc.clone();
+                        right.div(count);
+                        left.sub(&right).and_then(|()| acc.add(&left))
+                    };
+                    if let Err(e) = done {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+                match failed {
+                    Some(e) => {
+                        ev.annotate(crate::histogram_functions::incompatible(e, &metric, pos))
+                    }
+                    None => out.push(element(0.0, Some(acc), false)),
+                }
+            }
+            _ => {
+                // Floats only: none, or the floats with an info.
+                let enough = match name {
+                    "deriv" | "predict_linear" => s.samples.len() >= 2,
+                    _ => !s.samples.is_empty(),
+                };
+                let mixed_info = match name {
+                    "deriv" | "predict_linear" => !s.samples.is_empty(),
+                    _ => enough,
+                };
+                if mixed_info {
+                    ev.annotate(Annotation::histogram_ignored_in_mixed_range(
+                        &metric, info_pos,
+                    ));
+                }
+                if enough {
+                    floats_only.push(crate::eval::ArgSeries {
+                        histograms: Vec::new(),
+                        ..s
+                    });
+                }
+            }
+        }
+    }
+    let floats = RangeArg {
+        series: floats_only,
+        range,
+        ref_time,
+    };
+    if !floats.series.is_empty() {
+        let computed = match window_function(name) {
+            Some(wf) => Some(over_windows(floats, ts, wf)),
+            None => range_outputs(
+                ev,
+                call,
+                name,
+                arg(call, histogram_range_index(name))?,
+                floats,
+                ts,
+            )?,
+        };
+        out.extend(computed.unwrap_or_default());
+    }
+    Ok(out)
+}
+
+/// The range argument's index of a function handled by [`histogram_over_time`].
+fn histogram_range_index(name: &str) -> usize {
+    usize::from(name == "quantile_over_time")
+}
+
 /// Applies a window function to each series of a range argument.
 fn over_windows(arg: RangeArg, ts: i64, wf: WindowFunction) -> Vec<Element> {
     let mut out = Vec::with_capacity(arg.series.len());
@@ -639,6 +779,43 @@ fn string_arg(ev: &mut Evaluator<'_>, call: &Call, i: usize, ts: i64) -> Result<
     }
 }
 
+/// What a function does with native histograms in one argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HistogramArg {
+    /// Takes them and gives floats (or leaves them out, as Prometheus does).
+    Consumes,
+    /// Gives histograms of histograms: only where its own consumer takes them.
+    Passes,
+}
+
+/// How function `name` treats native histograms in argument `index`; `None` where the
+/// engine refuses them for now (rather than answering differently from Prometheus).
+pub(crate) fn histogram_arg(name: &str, index: usize) -> Option<HistogramArg> {
+    use HistogramArg::{Consumes, Passes};
+    let kind = match (name, index) {
+        ("histogram_quantile", 1) | ("histogram_fraction", 2) | ("quantile_over_time", 1) => {
+            Consumes
+        }
+        (
+            "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
+            | "histogram_stdvar" | "count_over_time" | "present_over_time" | "absent_over_time"
+            | "min_over_time" | "max_over_time" | "stddev_over_time" | "stdvar_over_time" | "deriv"
+            | "predict_linear" | "timestamp" | "scalar" | "sort" | "sort_desc" | "absent" | "round"
+            | "clamp" | "clamp_min" | "clamp_max" | "minute" | "hour" | "day_of_month"
+            | "day_of_week" | "day_of_year" | "days_in_month" | "month" | "year",
+            0,
+        ) => Consumes,
+        (
+            "rate" | "increase" | "delta" | "last_over_time" | "sum_over_time" | "avg_over_time"
+            | "label_replace" | "label_join" | "sort_by_label" | "sort_by_label_desc",
+            0,
+        ) => Passes,
+        (other, 0) if simple(other, 0.0).is_some() => Consumes,
+        _ => return None,
+    };
+    Some(kind)
+}
+
 pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Value, Error> {
     let name = call.func.name;
     if let Some(value) = range_function(ev, call, name, ts)? {
@@ -659,8 +836,10 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "scalar" => {
             let v = ev.eval_vector(arg(call, 0)?, ts)?;
-            let value = match v.as_slice() {
-                [only] => only.v,
+            // The one float (histograms aside), else NaN.
+            let mut floats = v.iter().filter(|e| e.h.is_none());
+            let value = match (floats.next(), floats.next()) {
+                (Some(only), None) => only.v,
                 _ => f64::NAN,
             };
             return Ok(Value::Scalar { t: ts, v: value });
@@ -737,6 +916,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 v.into_iter()
                     .map(|e| Element {
                         v: e.t as f64 / 1000.0,
+                        h: None,
                         t: ts,
                         drop_name: true,
                         ..e
@@ -746,6 +926,8 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "sort" | "sort_desc" => {
             let mut v = ev.eval_vector(arg(call, 0)?, ts)?;
+            // Prometheus sorts the floats only.
+            v.retain(|e| e.h.is_none());
             let desc = name == "sort_desc";
             v.sort_by(|a, b| match (a.v.is_nan(), b.v.is_nan()) {
                 (true, true) => std::cmp::Ordering::Equal,
@@ -919,6 +1101,25 @@ fn range_outputs(
             range,
             ts,
         )));
+    }
+    if range.series.iter().any(|s| !s.histograms.is_empty())
+        && matches!(
+            name,
+            "count_over_time"
+                | "present_over_time"
+                | "last_over_time"
+                | "sum_over_time"
+                | "avg_over_time"
+                | "min_over_time"
+                | "max_over_time"
+                | "stddev_over_time"
+                | "stdvar_over_time"
+                | "quantile_over_time"
+                | "deriv"
+                | "predict_linear"
+        )
+    {
+        return histogram_over_time(ev, call, name, range_expr.pos(), range, ts).map(Some);
     }
     if let Some(wf) = window_function(name) {
         return Ok(Some(over_windows(range, ts, wf)));
