@@ -192,6 +192,9 @@ const INSTANT: &[&str] = &[
     "histogram_count(avg_over_time(handler:prometheus_http_request_duration_seconds:rate5s[10s]))",
     "label_replace(prometheus_http_request_duration_seconds, \"h\", \"$1\", \"handler\", \"(.*)\")",
     "prometheus_http_request_duration_seconds or vector(1)",
+    "resets(prometheus_http_request_duration_seconds[10s])",
+    "irate(prometheus_http_request_duration_seconds[10s])",
+    "histogram_quantile(0.9, sum(rate(prometheus_http_request_duration_seconds[5s:1s])))",
 ];
 
 /// Range queries over native histograms.
@@ -387,7 +390,7 @@ fn queries_over_native_histograms_answer_as_prometheus() {
             &[
                 (
                     "query",
-                    "resets(prometheus_http_request_duration_seconds[1m])",
+                    "count_values(\"v\", prometheus_http_request_duration_seconds)",
                 ),
                 ("time", &time),
             ],

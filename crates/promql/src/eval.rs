@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use strata_types::histogram::HistogramSample;
+use strata_types::histogram::{CounterResetHint, HistogramSample};
 use strata_types::{Labels, Sample, is_stale_nan};
 
 use crate::engine::EngineOptions;
@@ -373,7 +373,8 @@ impl<'a> Evaluator<'a> {
             Expr::Subquery(sq) => {
                 let (from, to) = self.eval_window(sq.at.as_ref(), sq.offset, lo, hi);
                 let range = sq.range;
-                self.preload_node(q, &sq.expr, from.saturating_sub(range), to, func, false)
+                // A subquery's points carry histograms to where its consumer takes them.
+                self.preload_node(q, &sq.expr, from.saturating_sub(range), to, func, hist)
             }
             // The function a selector's data is for is the nearest enclosing call or
             // aggregation, through parentheses, unary operators and subqueries, and none
@@ -452,7 +453,7 @@ impl<'a> Evaluator<'a> {
         }
         if !hist && let Some(s) = series.iter().find(|s| !s.histograms.is_empty()) {
             return Err(exec(format!(
-                "native histogram samples of series {} are not supported here yet (subqueries, irate, idelta, resets, changes, count_values and the experimental functions over them)",
+                "native histogram samples of series {} are not supported here yet (count_values and the experimental functions over them)",
                 s.labels
             )));
         }
@@ -835,7 +836,7 @@ impl<'a> Evaluator<'a> {
             match cache.get(&t) {
                 Some(Value::Vector(v)) => {
                     for e in v {
-                        if is_stale_nan(e.v) {
+                        if e.h.is_none() && is_stale_nan(e.v) {
                             continue;
                         }
                         // The same series comes back at most inner steps with the same
@@ -857,7 +858,23 @@ impl<'a> Evaluator<'a> {
                             }
                         };
                         if let Some(series) = by_labels.get_mut(slot) {
-                            series.samples.push(Sample::new(t, e.v));
+                            match &e.h {
+                                // As Prometheus: counter reset hints are not trusted through a
+                                // subquery (it may skip or repeat the sample they are about).
+                                Some(h) => series.histograms.push(HistogramSample {
+                                    t,
+                                    h: match h.counter_reset_hint {
+                                        CounterResetHint::NotCounterReset
+                                        | CounterResetHint::CounterReset => {
+                                            let mut h = (**h).clone();
+                                            h.counter_reset_hint = CounterResetHint::Unknown;
+                                            std::sync::Arc::new(h)
+                                        }
+                                        _ => std::sync::Arc::clone(h),
+                                    },
+                                }),
+                                None => series.samples.push(Sample::new(t, e.v)),
+                            }
                             series.drop_name |= e.drop_name;
                         }
                     }
@@ -894,7 +911,7 @@ impl<'a> Evaluator<'a> {
                 labels: r.labels,
                 samples: Samples::Owned(r.samples),
                 drop_name: r.drop_name,
-                histograms: Vec::new(),
+                histograms: r.histograms,
                 no_resets: false,
             })
             .collect())

@@ -646,6 +646,40 @@ fn histogram_over_time(
                 ));
             }
             "present_over_time" => out.push(element(1.0, None, false)),
+            "resets" | "changes" => {
+                // Floats and histograms in time order; a change of kind counts as one.
+                let mut points: Vec<(i64, Option<&FloatHistogram>, f64)> = s
+                    .samples
+                    .iter()
+                    .map(|p| (p.t, None, p.v))
+                    .chain(s.histograms.iter().map(|h| (h.t, Some(&*h.h), 0.0)))
+                    .collect();
+                points.sort_by_key(|p| p.0);
+                let mut n = 0usize;
+                for pair in points.windows(2) {
+                    let [(_, ph, pv), (_, ch, cv)] = pair else {
+                        continue;
+                    };
+                    n += usize::from(match (ph, ch) {
+                        (None, None) if name == "resets" => cv < pv,
+                        (None, None) => cv != pv && !(cv.is_nan() && pv.is_nan()),
+                        (Some(p), Some(c)) if name == "resets" => c.detect_reset(p),
+                        (Some(p), Some(c)) => !c.equals(p),
+                        _ => true,
+                    });
+                }
+                out.push(element(n as f64, None, false));
+            }
+            "irate" | "idelta" => {
+                if let Some(e) = instant_value_mixed(ev, &s, name == "irate", &metric, pos) {
+                    out.push(Element {
+                        labels: s.labels.clone(),
+                        t: ts,
+                        drop_name: true,
+                        ..e
+                    });
+                }
+            }
             "last_over_time" => {
                 let (f, h) = (s.samples.last(), s.histograms.last());
                 match (f, h) {
@@ -734,6 +768,77 @@ fn histogram_over_time(
     Ok(out)
 }
 
+/// `instantValue` of a window holding histograms: the last two points (floats or
+/// histograms), their difference (with a counter reset, `irate` takes the last one), per
+/// second for `irate`; a float and a histogram give nothing and a warning.
+fn instant_value_mixed(
+    ev: &mut Evaluator<'_>,
+    s: &crate::eval::ArgSeries,
+    is_rate: bool,
+    metric: &str,
+    pos: usize,
+) -> Option<Element> {
+    let mut points: Vec<(i64, Option<&FloatHistogram>, f64)> = s
+        .samples
+        .iter()
+        .map(|p| (p.t, None, p.v))
+        .chain(s.histograms.iter().map(|h| (h.t, Some(&*h.h), 0.0)))
+        .collect();
+    points.sort_by_key(|p| p.0);
+    let [.., (t0, h0, v0), (t1, h1, v1)] = points.as_slice() else {
+        return None;
+    };
+    let interval = t1 - t0;
+    if interval == 0 {
+        return None;
+    }
+    let element = |v: f64, h: Option<FloatHistogram>| Element {
+        labels: s.labels.clone(),
+        t: 0,
+        v,
+        h: h.map(std::sync::Arc::new),
+        drop_name: true,
+    };
+    match (h0, h1) {
+        (None, None) => {
+            let mut v = *v1;
+            if !is_rate || v1.partial_cmp(v0) != Some(std::cmp::Ordering::Less) {
+                v = v1 - v0;
+            }
+            if is_rate {
+                v /= interval as f64 / 1000.0;
+            }
+            Some(element(v, None))
+        }
+        (Some(a), Some(b)) => {
+            use strata_types::histogram::CounterResetHint::Gauge;
+            if is_rate && (b.counter_reset_hint == Gauge || a.counter_reset_hint == Gauge) {
+                ev.annotate(Annotation::native_histogram_not_counter(metric, pos));
+            }
+            if !is_rate && (b.counter_reset_hint != Gauge || a.counter_reset_hint != Gauge) {
+                ev.annotate(Annotation::native_histogram_not_gauge(metric, pos));
+            }
+            let mut h = (*b).clone();
+            if (!is_rate || !b.detect_reset(a))
+                && let Err(e) = h.sub(a)
+            {
+                ev.annotate(crate::histogram_functions::incompatible(e, metric, pos));
+                return None;
+            }
+            h.counter_reset_hint = Gauge;
+            h.compact();
+            if is_rate {
+                h.div(interval as f64 / 1000.0);
+            }
+            Some(element(0.0, Some(h)))
+        }
+        _ => {
+            ev.annotate(Annotation::mixed_floats_histograms(metric, pos));
+            None
+        }
+    }
+}
+
 /// The range argument's index of a function handled by [`histogram_over_time`].
 fn histogram_range_index(name: &str) -> usize {
     usize::from(name == "quantile_over_time")
@@ -800,14 +905,16 @@ pub(crate) fn histogram_arg(name: &str, index: usize) -> Option<HistogramArg> {
             "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
             | "histogram_stdvar" | "count_over_time" | "present_over_time" | "absent_over_time"
             | "min_over_time" | "max_over_time" | "stddev_over_time" | "stdvar_over_time" | "deriv"
-            | "predict_linear" | "timestamp" | "scalar" | "sort" | "sort_desc" | "absent" | "round"
-            | "clamp" | "clamp_min" | "clamp_max" | "minute" | "hour" | "day_of_month"
-            | "day_of_week" | "day_of_year" | "days_in_month" | "month" | "year",
+            | "predict_linear" | "resets" | "changes" | "timestamp" | "scalar" | "sort"
+            | "sort_desc" | "absent" | "round" | "clamp" | "clamp_min" | "clamp_max" | "minute"
+            | "hour" | "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "month"
+            | "year",
             0,
         ) => Consumes,
         (
-            "rate" | "increase" | "delta" | "last_over_time" | "sum_over_time" | "avg_over_time"
-            | "label_replace" | "label_join" | "sort_by_label" | "sort_by_label_desc",
+            "rate" | "increase" | "delta" | "irate" | "idelta" | "last_over_time" | "sum_over_time"
+            | "avg_over_time" | "label_replace" | "label_join" | "sort_by_label"
+            | "sort_by_label_desc",
             0,
         ) => Passes,
         (other, 0) if simple(other, 0.0).is_some() => Consumes,
@@ -1117,6 +1224,10 @@ fn range_outputs(
                 | "quantile_over_time"
                 | "deriv"
                 | "predict_linear"
+                | "irate"
+                | "idelta"
+                | "resets"
+                | "changes"
         )
     {
         return histogram_over_time(ev, call, name, range_expr.pos(), range, ts).map(Some);
