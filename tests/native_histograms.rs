@@ -1,9 +1,15 @@
-//! Native histogram chunks written by the real Prometheus 3.5.3: it scrapes its own native
-//! histograms (`prometheus_http_request_duration_seconds`, integer histograms) and records
-//! their rate (float gauge histograms) every second; its head is snapshotted into a block.
-//! Every histogram chunk of that block decodes whole, its histograms are consistent (count
-//! = zero count + buckets for integer histograms), and encoding the decoded histograms
-//! again gives Prometheus' bytes exactly.
+//! Native histograms from the real Prometheus 3.5.3.
+//!
+//! - Chunks: it scrapes its own native histograms (`prometheus_http_request_duration_seconds`,
+//!   integer histograms) and records their rate (float gauge histograms) every second; its
+//!   head is snapshotted into a block. Every histogram chunk of that block decodes whole,
+//!   its histograms are consistent (count = zero count + buckets for integer histograms),
+//!   and encoding the decoded histograms again gives Prometheus' bytes exactly.
+//! - Queries: the same data through `strata sidecar` and `strata store` (and the query
+//!   frontend) answer as Prometheus does, histogram JSON, warnings and infos included.
+//! - Remote write: histograms it receives (resets, a schema change, gauge, float and
+//!   custom-bucket histograms) and cuts into blocks the sidecar ships answer as Prometheus
+//!   does through sidecar and store.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -407,5 +413,361 @@ fn queries_over_native_histograms_answer_as_prometheus() {
         "{} instant and {} range queries over native histograms through sidecar and store: {compared} series equal Prometheus 3.5.3's",
         INSTANT.len(),
         RANGE.len()
+    );
+}
+
+/// Prometheus' remote-write messages (`prompb/types.proto`, `remote.proto`), as much as the
+/// test sends.
+mod prompb {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct WriteRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub timeseries: Vec<TimeSeries>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct TimeSeries {
+        #[prost(message, repeated, tag = "1")]
+        pub labels: Vec<Label>,
+        #[prost(message, repeated, tag = "4")]
+        pub histograms: Vec<Histogram>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Label {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct BucketSpan {
+        #[prost(sint32, tag = "1")]
+        pub offset: i32,
+        #[prost(uint32, tag = "2")]
+        pub length: u32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Histogram {
+        #[prost(uint64, optional, tag = "1")]
+        pub count_int: Option<u64>,
+        #[prost(double, optional, tag = "2")]
+        pub count_float: Option<f64>,
+        #[prost(double, tag = "3")]
+        pub sum: f64,
+        #[prost(sint32, tag = "4")]
+        pub schema: i32,
+        #[prost(double, tag = "5")]
+        pub zero_threshold: f64,
+        #[prost(uint64, optional, tag = "6")]
+        pub zero_count_int: Option<u64>,
+        #[prost(double, optional, tag = "7")]
+        pub zero_count_float: Option<f64>,
+        #[prost(message, repeated, tag = "11")]
+        pub positive_spans: Vec<BucketSpan>,
+        #[prost(sint64, repeated, tag = "12")]
+        pub positive_deltas: Vec<i64>,
+        #[prost(double, repeated, tag = "13")]
+        pub positive_counts: Vec<f64>,
+        /// 0 unknown, 1 reset, 2 no reset, 3 gauge.
+        #[prost(int32, tag = "14")]
+        pub reset_hint: i32,
+        #[prost(int64, tag = "15")]
+        pub timestamp: i64,
+        #[prost(double, repeated, tag = "16")]
+        pub custom_values: Vec<f64>,
+    }
+}
+
+/// Integer bucket counts as deltas.
+fn deltas(counts: &[u64]) -> Vec<i64> {
+    let mut prev = 0i64;
+    counts
+        .iter()
+        .map(|&c| {
+            let d = c as i64 - prev;
+            prev = c as i64;
+            d
+        })
+        .collect()
+}
+
+/// The histograms sent at sample `i` (time `t`): an integer counter with a reset at 30 and
+/// a schema change (3 → 1) at 50, an integer gauge, a float counter, and a counter with
+/// custom buckets.
+fn generated(i: u64, t: i64) -> Vec<(&'static str, prompb::Histogram)> {
+    use prompb::{BucketSpan, Histogram};
+    let span = |offset: i32, length: u32| vec![BucketSpan { offset, length }];
+    // Integer counter: buckets appear as i grows; counts restart at 30.
+    let n = if i < 30 { i + 1 } else { i - 29 };
+    let buckets = 2 + (n / 8).min(4) as u32;
+    let counts: Vec<u64> = (0..u64::from(buckets)).map(|b| n * (b + 1)).collect();
+    let schema = if i < 50 { 3 } else { 1 };
+    let counter = Histogram {
+        count_int: Some(counts.iter().sum::<u64>() + n),
+        sum: n as f64 * 3.25,
+        schema,
+        zero_threshold: 1e-128,
+        zero_count_int: Some(n),
+        positive_spans: span(-2, buckets),
+        positive_deltas: deltas(&counts),
+        timestamp: t,
+        ..Histogram::default()
+    };
+    // Integer gauge: counts up and down.
+    let g = 10 + (i % 7) * 3 - (i % 5) * 2;
+    let gauge = Histogram {
+        count_int: Some(g * 3),
+        sum: g as f64 * 1.5,
+        schema: 0,
+        zero_threshold: 0.001,
+        zero_count_int: Some(0),
+        positive_spans: span(0, 3),
+        positive_deltas: deltas(&[g, g, g]),
+        reset_hint: 3,
+        timestamp: t,
+        ..Histogram::default()
+    };
+    // Float counter.
+    let f = i as f64 * 0.75 + 0.5;
+    let float = Histogram {
+        count_float: Some(f * 3.5),
+        sum: f * 10.0,
+        schema: 2,
+        zero_threshold: 0.001,
+        zero_count_float: Some(f * 0.5),
+        positive_spans: span(1, 3),
+        positive_counts: vec![f, f * 1.5, f * 0.5],
+        timestamp: t,
+        ..Histogram::default()
+    };
+    // Custom buckets (schema -53): bounds 0.1, 1, 10, then +Inf.
+    let c = i + 1;
+    let custom_counts = [c, 2 * c, c, c / 2];
+    let custom = Histogram {
+        count_int: Some(custom_counts.iter().sum()),
+        sum: c as f64 * 4.0,
+        schema: -53,
+        positive_spans: span(0, 4),
+        positive_deltas: deltas(&custom_counts),
+        custom_values: vec![0.1, 1.0, 10.0],
+        timestamp: t,
+        ..Histogram::default()
+    };
+    vec![
+        ("rw_counter", counter),
+        ("rw_gauge", gauge),
+        ("rw_float", float),
+        ("rw_custom", custom),
+    ]
+}
+
+/// Native histograms the real Prometheus 3.5.3 receives by remote write (resets, a schema
+/// change, gauge and float histograms, custom buckets), cuts into blocks, and the sidecar
+/// ships: queried through `strata sidecar` (remote read) and `strata store` (the shipped
+/// blocks), each behind a `strata query`, the answers equal Prometheus' own.
+#[test]
+fn remote_written_histograms_through_sidecar_and_store_answer_as_prometheus() {
+    use prost::Message;
+    use strata_e2e::prometheus::get_json;
+    use strata_e2e::store_api::StrataProcess;
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "global:\n  external_labels:\n    cluster: eu1\n").unwrap();
+    let prom_dir = dir.path().join("prom");
+    let prometheus = Prometheus::start_with_config_and_flags(
+        &config,
+        &prom_dir,
+        &[
+            "--web.enable-remote-write-receiver",
+            "--enable-feature=native-histograms",
+            "--storage.tsdb.min-block-duration=1m",
+            "--storage.tsdb.max-block-duration=1m",
+        ],
+    );
+    // 180 samples a second apart, ending now: the head spans 3 minutes, so Prometheus cuts
+    // 1m blocks at its next compaction (every minute).
+    let samples = 180u64;
+    let now_ms = (unix_now() * 1000.0) as i64 / 1000 * 1000;
+    let first_ms = now_ms - (samples as i64 - 1) * 1000;
+    for i in 0..samples {
+        let t = first_ms + i as i64 * 1000;
+        let timeseries = generated(i, t)
+            .into_iter()
+            .map(|(name, h)| prompb::TimeSeries {
+                labels: vec![
+                    prompb::Label {
+                        name: "__name__".into(),
+                        value: name.into(),
+                    },
+                    prompb::Label {
+                        name: "job".into(),
+                        value: "remote".into(),
+                    },
+                ],
+                histograms: vec![h],
+            })
+            .collect();
+        let body = prompb::WriteRequest { timeseries }.encode_to_vec();
+        let compressed = snap::raw::Encoder::new().compress_vec(&body).unwrap();
+        let (status, answer) = prometheus.post(
+            "/api/v1/write",
+            &[
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "snappy"),
+                ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+            ],
+            &compressed,
+        );
+        assert_eq!(status, 204, "sample {i}: {answer}");
+    }
+
+    let bucket_dir = dir.path().join("bucket");
+    let bucket_yaml = format!(
+        "type: FILESYSTEM\nconfig:\n  directory: {}\n",
+        bucket_dir.display()
+    );
+    let sidecar = StrataProcess::start(&[
+        "sidecar",
+        "--prometheus.url",
+        &prometheus.url(),
+        "--tsdb.path",
+        prom_dir.to_str().unwrap(),
+        "--objstore.config",
+        &bucket_yaml,
+        "--shipper.sync-interval",
+        "1s",
+    ]);
+    // Wait for shipped blocks covering the reset and the schema change (Prometheus keeps
+    // the last 1.5 block durations in its head).
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let shipped_until = loop {
+        let mut max_time = i64::MIN;
+        for meta in std::fs::read_dir(&bucket_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("meta.json"))
+        {
+            if let Ok(bytes) = std::fs::read(&meta) {
+                let m = strata_tsdb::BlockMeta::parse(&bytes).unwrap();
+                max_time = max_time.max(m.max_time);
+            }
+        }
+        if max_time >= first_ms + 62_000 {
+            break max_time;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no shipped block reached 62 s in (max time {max_time}, first sample {first_ms})"
+        );
+        #[allow(clippy::disallowed_methods)]
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let store = StrataProcess::start(&[
+        "store",
+        "--objstore.config",
+        &bucket_yaml,
+        "--data-dir",
+        dir.path().join("store").to_str().unwrap(),
+        "--sync-block-duration",
+        "1s",
+    ]);
+    let queriers: Vec<(&str, StrataProcess)> = [("sidecar", &sidecar), ("store", &store)]
+        .into_iter()
+        .map(|(name, endpoint)| {
+            (
+                name,
+                StrataProcess::start(&["query", "--endpoint", &endpoint.grpc]),
+            )
+        })
+        .collect();
+
+    // Instants inside the shipped range: after the reset, across the schema change.
+    let times: Vec<f64> = [35_000i64, 52_000, 60_000]
+        .iter()
+        .map(|off| (first_ms + off) as f64 / 1000.0)
+        .filter(|t| (*t * 1000.0) as i64 <= shipped_until - 1000)
+        .collect();
+    assert!(!times.is_empty());
+    let instant = [
+        "{__name__=~\"rw_.*\"}",
+        "rate(rw_counter[30s])",
+        "increase(rw_counter[1m])",
+        "resets(rw_counter[1m])",
+        "histogram_quantile(0.9, rate(rw_counter[20s]))",
+        "histogram_count(rw_gauge)",
+        "delta(rw_gauge[20s])",
+        "avg_over_time(rw_gauge[10s])",
+        "increase(rw_float[30s])",
+        "histogram_fraction(0, 1, rw_float)",
+        "rw_custom",
+        "histogram_quantile(0.5, rw_custom)",
+        "histogram_fraction(0.1, 5, rate(rw_custom[30s]))",
+        "sum by (job) (rate(rw_counter[30s]))",
+        // Exponential and custom buckets do not add up: a warning, no result.
+        "sum({__name__=~\"rw_(custom|counter)\"})",
+    ];
+    let mut compared = 0;
+    for (name, q) in &queriers {
+        let url = format!("http://{}", q.http);
+        // Wait until this querier sees the data.
+        let wait = Instant::now() + Duration::from_secs(30);
+        while get_json(
+            &url,
+            "/api/v1/query",
+            &[("query", "rw_custom"), ("time", &times[0].to_string())],
+        )["data"]["result"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
+            assert!(Instant::now() < wait, "{name}: no data");
+            #[allow(clippy::disallowed_methods)]
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for time in &times {
+            let time = time.to_string();
+            for query in instant {
+                let theirs =
+                    prometheus.get_json("/api/v1/query", &[("query", query), ("time", &time)]);
+                let ours = get_json(&url, "/api/v1/query", &[("query", query), ("time", &time)]);
+                assert_eq!(ours["status"], "success", "{name}: {query}: {ours}");
+                assert_eq!(theirs["status"], "success", "Prometheus: {query}: {theirs}");
+                let want = result_without(&theirs, "cluster");
+                assert_eq!(
+                    result_without(&ours, "cluster"),
+                    want,
+                    "{name}: {query} at {time}"
+                );
+                for key in ["warnings", "infos"] {
+                    assert_eq!(ours[key], theirs[key], "{name}: {query} at {time}: {key}");
+                }
+                compared += want.len();
+            }
+        }
+        // A range across the reset and the schema change.
+        let params = [
+            ("query", "histogram_quantile(0.9, rate(rw_counter[10s]))"),
+            ("start", &((first_ms + 15_000) as f64 / 1000.0).to_string()),
+            ("end", &((first_ms + 60_000) as f64 / 1000.0).to_string()),
+            ("step", "5"),
+        ];
+        let theirs = prometheus.get_json("/api/v1/query_range", &params);
+        let want = result_without(&theirs, "cluster");
+        assert!(!want.is_empty(), "{theirs}");
+        assert_eq!(
+            result_without(&get_json(&url, "/api/v1/query_range", &params), "cluster"),
+            want,
+            "{name}: range"
+        );
+        compared += want.len();
+    }
+    eprintln!(
+        "remote-written native histograms: {} instants x {} queries through sidecar and store (blocks shipped up to {shipped_until}): {compared} series equal Prometheus 3.5.3's",
+        times.len(),
+        instant.len()
     );
 }

@@ -307,6 +307,19 @@ impl Prometheus {
     }
 }
 
+impl Prometheus {
+    /// POSTs `body` to `path` with `headers`; the status and the body of the answer.
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+        let mut request = agent().post(format!("{}{path}", self.url()));
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut resp = request.send(body).unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
+    }
+}
+
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
