@@ -420,64 +420,64 @@ fn queries_over_native_histograms_answer_as_prometheus() {
 /// test sends.
 mod prompb {
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct WriteRequest {
+    pub(crate) struct WriteRequest {
         #[prost(message, repeated, tag = "1")]
-        pub timeseries: Vec<TimeSeries>,
+        pub(crate) timeseries: Vec<TimeSeries>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct TimeSeries {
+    pub(crate) struct TimeSeries {
         #[prost(message, repeated, tag = "1")]
-        pub labels: Vec<Label>,
+        pub(crate) labels: Vec<Label>,
         #[prost(message, repeated, tag = "4")]
-        pub histograms: Vec<Histogram>,
+        pub(crate) histograms: Vec<Histogram>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Label {
+    pub(crate) struct Label {
         #[prost(string, tag = "1")]
-        pub name: String,
+        pub(crate) name: String,
         #[prost(string, tag = "2")]
-        pub value: String,
+        pub(crate) value: String,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct BucketSpan {
+    pub(crate) struct BucketSpan {
         #[prost(sint32, tag = "1")]
-        pub offset: i32,
+        pub(crate) offset: i32,
         #[prost(uint32, tag = "2")]
-        pub length: u32,
+        pub(crate) length: u32,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Histogram {
+    pub(crate) struct Histogram {
         #[prost(uint64, optional, tag = "1")]
-        pub count_int: Option<u64>,
+        pub(crate) count_int: Option<u64>,
         #[prost(double, optional, tag = "2")]
-        pub count_float: Option<f64>,
+        pub(crate) count_float: Option<f64>,
         #[prost(double, tag = "3")]
-        pub sum: f64,
+        pub(crate) sum: f64,
         #[prost(sint32, tag = "4")]
-        pub schema: i32,
+        pub(crate) schema: i32,
         #[prost(double, tag = "5")]
-        pub zero_threshold: f64,
+        pub(crate) zero_threshold: f64,
         #[prost(uint64, optional, tag = "6")]
-        pub zero_count_int: Option<u64>,
+        pub(crate) zero_count_int: Option<u64>,
         #[prost(double, optional, tag = "7")]
-        pub zero_count_float: Option<f64>,
+        pub(crate) zero_count_float: Option<f64>,
         #[prost(message, repeated, tag = "11")]
-        pub positive_spans: Vec<BucketSpan>,
+        pub(crate) positive_spans: Vec<BucketSpan>,
         #[prost(sint64, repeated, tag = "12")]
-        pub positive_deltas: Vec<i64>,
+        pub(crate) positive_deltas: Vec<i64>,
         #[prost(double, repeated, tag = "13")]
-        pub positive_counts: Vec<f64>,
+        pub(crate) positive_counts: Vec<f64>,
         /// 0 unknown, 1 reset, 2 no reset, 3 gauge.
         #[prost(int32, tag = "14")]
-        pub reset_hint: i32,
+        pub(crate) reset_hint: i32,
         #[prost(int64, tag = "15")]
-        pub timestamp: i64,
+        pub(crate) timestamp: i64,
         #[prost(double, repeated, tag = "16")]
-        pub custom_values: Vec<f64>,
+        pub(crate) custom_values: Vec<f64>,
     }
 }
 
