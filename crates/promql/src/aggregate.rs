@@ -462,7 +462,11 @@ fn count_values(
     let mut counts: HashMap<Labels, f64> = HashMap::new();
     for e in input {
         let mut b = grouping_labels(&e.labels, e.drop_name, modifier).to_builder();
-        b.set(label.to_owned(), format_float_f(e.v));
+        let value = match &e.h {
+            Some(h) => crate::histogram_functions::go_string(h),
+            None => format_float_f(e.v),
+        };
+        b.set(label.to_owned(), value);
         let key = b.build();
         let count = counts.entry(key.clone()).or_insert_with(|| {
             order.push(key);

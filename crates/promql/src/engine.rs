@@ -368,6 +368,44 @@ mod tests {
         assert!(Engine::parse("x @ 1e9").is_ok());
     }
 
+    /// Native histograms where the engine does not take them (the experimental functions)
+    /// are an error naming the series, not an answer that differs from Prometheus'; where
+    /// it does, they are answered.
+    #[test]
+    fn histograms_where_not_taken_are_an_error_naming_the_series() {
+        use strata_types::histogram::{FloatHistogram, HistogramSample};
+        let mut store = MemQueryable::new();
+        let h = |t: i64, count: f64| HistogramSample {
+            t,
+            h: std::sync::Arc::new(FloatHistogram {
+                count,
+                sum: count,
+                ..FloatHistogram::default()
+            }),
+        };
+        store.add_histograms(
+            Labels::from_pairs([("__name__", "h")]),
+            &[h(0, 1.0), h(30_000, 2.0)],
+        );
+        let engine = Engine::new(EngineOptions::default());
+        let experimental = crate::syntax::ParseOptions {
+            experimental_functions: true,
+        };
+        let expr = Engine::parse_with("mad_over_time(h[5m])", experimental).unwrap();
+        let err = engine.instant_expr(&store, &expr, 60_000).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("native histogram samples of series {__name__=\"h\"}"),
+            "{err}"
+        );
+        let expr = Engine::parse("histogram_count(h)").unwrap();
+        let answer = engine.instant_expr(&store, &expr, 60_000).unwrap();
+        match answer.value {
+            Value::Vector(v) => assert_eq!(v.first().map(|e| e.v), Some(2.0)),
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// Queries at the nesting limit evaluate (in bounded stack, on any thread); deeper ones
     /// are parse errors.
     #[test]

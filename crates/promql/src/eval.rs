@@ -390,7 +390,7 @@ impl<'a> Evaluator<'a> {
                 let takes = match agg.op.name() {
                     "sum" | "avg" => hist,
                     "count" | "group" | "min" | "max" | "stddev" | "stdvar" | "quantile"
-                    | "topk" | "bottomk" => true,
+                    | "topk" | "bottomk" | "count_values" => true,
                     _ => false,
                 };
                 self.preload_node(q, &agg.expr, lo, hi, name, takes)
@@ -453,7 +453,7 @@ impl<'a> Evaluator<'a> {
         }
         if !hist && let Some(s) = series.iter().find(|s| !s.histograms.is_empty()) {
             return Err(exec(format!(
-                "native histogram samples of series {} are not supported here yet (count_values and the experimental functions over them)",
+                "native histogram samples of series {} are not supported here yet (the experimental functions over them)",
                 s.labels
             )));
         }

@@ -40,6 +40,83 @@ pub(crate) fn apply_simple(name: &str, v: Vec<Element>, ts: i64) -> Vec<Element>
         .collect()
 }
 
+/// Go's `FloatHistogram.String()` (what `count_values` puts in its label):
+/// `{count:N, sum:S, [-2,-1):3, [-0.001,0.001]:2, (1,2]:4}` — populated buckets, negative
+/// ones from the lowest, bounds not clamped to the zero bucket.
+pub(crate) fn go_string(h: &FloatHistogram) -> String {
+    use crate::functions::go_g;
+    use strata_types::histogram::bucket_bound;
+    let bound = |i: i32| bucket_bound(i, h.schema, &h.custom_values).unwrap_or(f64::NAN);
+    let indexed = |spans: &[strata_types::histogram::Span], counts: &[f64]| {
+        let mut out = Vec::new();
+        let mut idx = 0i32;
+        let mut it = counts.iter();
+        for s in spans {
+            idx = idx.wrapping_add(s.offset);
+            for _ in 0..s.length {
+                if let Some(c) = it.next() {
+                    out.push((idx, *c));
+                }
+                idx = idx.wrapping_add(1);
+            }
+        }
+        out
+    };
+    let custom = h.uses_custom_buckets();
+    let bucket = |lower: f64, upper: f64, li: bool, ui: bool, count: f64| {
+        format!(
+            "{}{},{}{}:{}",
+            if li { '[' } else { '(' },
+            go_g(lower),
+            go_g(upper),
+            if ui { ']' } else { ')' },
+            go_g(count)
+        )
+    };
+    let mut out = format!("{{count:{}, sum:{}", go_g(h.count), go_g(h.sum));
+    for (idx, c) in indexed(&h.negative_spans, &h.negative_buckets)
+        .into_iter()
+        .rev()
+    {
+        if c == 0.0 {
+            continue;
+        }
+        let (lower, upper) = (-bound(idx), -bound(idx.wrapping_sub(1)));
+        let (li, ui) = if custom {
+            (idx == 0, true)
+        } else {
+            (lower < 0.0, upper > 0.0)
+        };
+        out.push_str(", ");
+        out.push_str(&bucket(lower, upper, li, ui, c));
+    }
+    if h.zero_count != 0.0 {
+        out.push_str(", ");
+        out.push_str(&bucket(
+            -h.zero_threshold,
+            h.zero_threshold,
+            true,
+            true,
+            h.zero_count,
+        ));
+    }
+    for (idx, c) in indexed(&h.positive_spans, &h.positive_buckets) {
+        if c == 0.0 {
+            continue;
+        }
+        let (lower, upper) = (bound(idx.wrapping_sub(1)), bound(idx));
+        let (li, ui) = if custom {
+            (idx == 0, true)
+        } else {
+            (lower < 0.0, upper > 0.0)
+        };
+        out.push_str(", ");
+        out.push_str(&bucket(lower, upper, li, ui, c));
+    }
+    out.push('}');
+    out
+}
+
 /// Kahan summation step (Prometheus' `kahanSumInc`).
 fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
     let t = sum + inc;

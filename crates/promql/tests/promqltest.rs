@@ -432,8 +432,6 @@ struct Eval {
 struct Env {
     store: MemQueryable,
     histogram_series: Vec<Labels>,
-    /// The custom-bucket histograms `load_with_nhcb` would make of classic ones (not made).
-    nhcb_series: Vec<Labels>,
 }
 
 fn collect_selectors<'e>(expr: &'e Expr, out: &mut Vec<&'e VectorSelector>) {
@@ -515,7 +513,130 @@ fn as_stored(histograms: &[(i64, FloatHistogram)]) -> Result<Vec<HistogramSample
     Ok(out)
 }
 
+/// A classic histogram at one time being collected into a custom-bucket histogram
+/// (Prometheus' `convertnhcb.TempHistogram`).
+#[derive(Debug, Default, Clone)]
+struct TempHistogram {
+    /// (upper bound, cumulative count), ascending bounds.
+    buckets: Vec<(f64, f64)>,
+    count: Option<f64>,
+    sum: f64,
+    bad: bool,
+}
+
+impl TempHistogram {
+    fn set_bucket(&mut self, le: f64, count: f64) {
+        if self.bad || count < 0.0 {
+            self.bad = true;
+            return;
+        }
+        let i = self.buckets.partition_point(|b| b.0 < le);
+        if self.buckets.get(i).is_some_and(|b| b.0 == le) {
+            return;
+        }
+        let below = i.checked_sub(1).and_then(|j| self.buckets.get(j));
+        if below.is_some_and(|b| count < b.1) || self.buckets.get(i).is_some_and(|b| count > b.1) {
+            self.bad = true;
+            return;
+        }
+        self.buckets.insert(i, (le, count));
+    }
+
+    /// `Convert`: the custom-bucket histogram, `None` where Prometheus' conversion fails.
+    fn convert(mut self) -> Option<FloatHistogram> {
+        if self.bad {
+            return None;
+        }
+        let count = match self.count {
+            Some(c) => c,
+            None => self.buckets.last().map_or(0.0, |b| b.1),
+        };
+        if self.buckets.last().is_none_or(|b| b.0 != f64::INFINITY) {
+            self.buckets.push((f64::INFINITY, count));
+        }
+        if self.buckets.last().is_some_and(|b| b.1 != count) {
+            return None;
+        }
+        let mut counts = Vec::with_capacity(self.buckets.len());
+        let mut prev = 0.0;
+        for (_, c) in &self.buckets {
+            counts.push(c - prev);
+            prev = *c;
+        }
+        let custom_values: Vec<f64> = self
+            .buckets
+            .iter()
+            .map(|b| b.0)
+            .filter(|le| *le != f64::INFINITY)
+            .collect();
+        Some(FloatHistogram {
+            schema: strata_types::histogram::CUSTOM_BUCKETS_SCHEMA,
+            count,
+            sum: self.sum,
+            positive_spans: vec![Span {
+                offset: 0,
+                length: counts.len() as u32,
+            }],
+            positive_buckets: counts,
+            custom_values,
+            ..FloatHistogram::default()
+        })
+    }
+}
+
+/// `load_with_nhcb`: the classic histograms of the load (`_bucket`, `_count`, `_sum`
+/// series) also stored as custom-bucket native histograms under their base name, as
+/// Prometheus' test runner does.
+fn add_nhcb(env: &mut Env, classic: &[(Labels, Vec<Sample>)]) -> Result<(), String> {
+    let mut by_base: BTreeMap<Labels, BTreeMap<i64, TempHistogram>> = BTreeMap::new();
+    for (labels, samples) in classic {
+        let name = labels.metric_name().unwrap_or("");
+        let (base, kind) = if let Some(b) = name.strip_suffix("_bucket") {
+            (b, 0)
+        } else if let Some(b) = name.strip_suffix("_count") {
+            (b, 1)
+        } else if let Some(b) = name.strip_suffix("_sum") {
+            (b, 2)
+        } else {
+            continue;
+        };
+        let le = match kind {
+            0 => match labels.get("le").map(parse_float) {
+                Some(Some(le)) if !le.is_nan() => le,
+                _ => continue,
+            },
+            _ => 0.0,
+        };
+        let mut b = labels.to_builder();
+        b.set("__name__", base.to_owned());
+        b.delete("le");
+        let by_t = by_base.entry(b.build()).or_default();
+        for s in samples.iter().filter(|s| !s.v.is_nan()) {
+            let h = by_t.entry(s.t).or_default();
+            match kind {
+                0 => h.set_bucket(le, s.v),
+                1 if s.v < 0.0 => h.bad = true,
+                1 => h.count = Some(s.v),
+                _ => h.sum = s.v,
+            }
+        }
+    }
+    for (labels, by_t) in by_base {
+        let converted: Vec<(i64, FloatHistogram)> = by_t
+            .into_iter()
+            .filter_map(|(t, h)| Some((t, h.convert()?)))
+            .collect();
+        if converted.is_empty() {
+            continue;
+        }
+        env.histogram_series.push(labels.clone());
+        env.store.add_histograms(labels, &as_stored(&converted)?);
+    }
+    Ok(())
+}
+
 fn load(env: &mut Env, interval: i64, lines: &[String], nhcb: bool) -> Result<(), String> {
+    let mut classic = Vec::new();
     for line in lines {
         let (labels, rest) =
             parse_series_desc(line).ok_or_else(|| format!("bad series line {line:?}"))?;
@@ -534,15 +655,15 @@ fn load(env: &mut Env, interval: i64, lines: &[String], nhcb: bool) -> Result<()
             env.store
                 .add_histograms(labels.clone(), &as_stored(&histograms)?);
         }
-        if nhcb && let Some(name) = labels.metric_name().and_then(|n| n.strip_suffix("_bucket")) {
-            let mut b = labels.to_builder();
-            b.set("__name__", name.to_owned());
-            b.delete("le");
-            env.nhcb_series.push(b.build());
+        if nhcb {
+            classic.push((labels.clone(), samples.clone()));
         }
         if !samples.is_empty() {
             env.store.add(labels, &samples);
         }
+    }
+    if nhcb {
+        add_nhcb(env, &classic)?;
     }
     Ok(())
 }
@@ -604,7 +725,6 @@ fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
         })
     };
     let touches_histograms = touches(&env.histogram_series);
-    let touches_nhcb = touches(&env.nhcb_series);
     if uses_experimental(&expr) {
         return Outcome::Skip("experimental feature");
     }
@@ -614,9 +734,6 @@ fn run_eval(engine: &Engine, env: &Env, eval: &Eval) -> Outcome {
             Outcome::Skip("native histograms: not implemented")
         }
         Outcome::Skip(_) if touches_histograms => Outcome::Skip("native histograms"),
-        Outcome::Fail(_) if touches_nhcb => {
-            Outcome::Skip("native histograms: custom buckets from classic ones not made")
-        }
         outcome => outcome,
     }
 }
@@ -976,7 +1093,6 @@ fn run_file(engine: &Engine, path: &Path, experimental_file: bool) -> FileReport
     let mut env = Env {
         store: MemQueryable::new(),
         histogram_series: Vec::new(),
-        nhcb_series: Vec::new(),
     };
     let mut i = 0;
     while i < lines.len() {
@@ -1004,7 +1120,6 @@ fn run_file(engine: &Engine, path: &Path, experimental_file: bool) -> FileReport
             env = Env {
                 store: MemQueryable::new(),
                 histogram_series: Vec::new(),
-                nhcb_series: Vec::new(),
             };
             continue;
         }
