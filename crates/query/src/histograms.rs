@@ -12,7 +12,7 @@ use strata_storepb::{Aggr, AggrChunk, Chunk, chunk};
 use strata_types::histogram::HistogramSample;
 use strata_types::{Labels, Sample};
 
-use crate::dedup::{DedupFunc, dedup_replicas};
+use crate::dedup::DedupFunc;
 
 fn is_histogram(c: &Chunk) -> bool {
     c.r#type == chunk::Encoding::Histogram as i32
@@ -235,34 +235,10 @@ pub fn dedup(
             decoded.push(points);
         }
     }
-    if decoded.len() <= 1 {
-        return Ok(decoded.pop().map(|points| into_series(labels, points)));
+    if decoded.is_empty() {
+        return Ok(None);
     }
-    // Each point stands in the merge as a sample whose value names it: replica in the high
-    // bits, position in the low 32 (exact in an f64 for any realistic count).
-    let stand_ins: Vec<Vec<Sample>> = decoded
-        .iter()
-        .enumerate()
-        .map(|(r, points)| {
-            points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Sample {
-                    t: p.t(),
-                    v: ((r as u64) << 32 | i as u64) as f64,
-                })
-                .collect()
-        })
-        .collect();
-    let merged = dedup_replicas(stand_ins, func, false);
-    let mut points = Vec::with_capacity(merged.len());
-    for s in merged {
-        let id = s.v as u64;
-        let (r, i) = ((id >> 32) as usize, (id & 0xffff_ffff) as usize);
-        if let Some(p) = decoded.get(r).and_then(|points| points.get(i)) {
-            points.push(p.clone());
-        }
-    }
+    let points = crate::dedup::dedup_by_time(decoded, func, Point::t);
     Ok(Some(into_series(labels, points)))
 }
 

@@ -9,7 +9,7 @@ use strata_types::{Labels, Sample};
 
 use crate::block::BlockReader;
 use crate::cutter::EncodedChunk;
-use crate::dedup::{DedupFunc, dedup_replicas};
+use crate::dedup::DedupFunc;
 use crate::error::{Error, Result};
 use crate::index::ChunkMeta;
 
@@ -92,35 +92,8 @@ pub(crate) fn decode_points(
 /// Merges replicas (each in time order) by `dedup`, deciding on timestamps.
 pub(crate) fn merge(mut replicas: Vec<Vec<Point>>, dedup: DedupFunc) -> Vec<Point> {
     replicas.retain(|r| !r.is_empty());
-    if replicas.len() <= 1 {
-        return replicas.pop().unwrap_or_default();
-    }
     replicas.sort_by_key(|r| r.first().map_or(i64::MAX, Point::t));
-    // Each point stands in as a sample whose value names it (replica in the high bits).
-    let stand_ins: Vec<Vec<Sample>> = replicas
-        .iter()
-        .enumerate()
-        .map(|(r, points)| {
-            points
-                .iter()
-                .enumerate()
-                .map(|(i, p)| Sample {
-                    t: p.t(),
-                    v: ((r as u64) << 32 | i as u64) as f64,
-                })
-                .collect()
-        })
-        .collect();
-    dedup_replicas(stand_ins, dedup, false)
-        .into_iter()
-        .filter_map(|s| {
-            let id = s.v as u64;
-            replicas
-                .get((id >> 32) as usize)?
-                .get((id & 0xffff_ffff) as usize)
-                .cloned()
-        })
-        .collect()
+    crate::dedup::dedup_by_time(replicas, dedup, Point::t)
 }
 
 /// Chunks holding `points`: each run of one kind written in its encoding.

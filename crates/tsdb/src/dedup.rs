@@ -70,6 +70,44 @@ pub fn dedup_replicas(replicas: Vec<Vec<Sample>>, func: DedupFunc, counter: bool
     }
 }
 
+/// Merges replicas of points of any kind (each in time order) by `func`, deciding on
+/// timestamps only (Thanos' rules without the counter adjustment, which is for floats): how
+/// native histogram samples are deduplicated. Each point stands in the float merge as a
+/// sample whose value names it (replica in the high bits, position in the low 32).
+pub fn dedup_by_time<T: Clone>(
+    replicas: Vec<Vec<T>>,
+    func: DedupFunc,
+    time: impl Fn(&T) -> i64,
+) -> Vec<T> {
+    if replicas.len() <= 1 {
+        return replicas.into_iter().next().unwrap_or_default();
+    }
+    let stand_ins: Vec<Vec<Sample>> = replicas
+        .iter()
+        .enumerate()
+        .map(|(r, points)| {
+            points
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Sample {
+                    t: time(p),
+                    v: ((r as u64) << 32 | i as u64) as f64,
+                })
+                .collect()
+        })
+        .collect();
+    dedup_replicas(stand_ins, func, false)
+        .into_iter()
+        .filter_map(|s| {
+            let id = s.v as u64;
+            replicas
+                .get((id >> 32) as usize)?
+                .get((id & 0xffff_ffff) as usize)
+                .cloned()
+        })
+        .collect()
+}
+
 /// One sample per timestamp from both; `a` wins ties.
 pub fn chain(a: &[Sample], b: &[Sample]) -> Vec<Sample> {
     let mut out = Vec::with_capacity(a.len().max(b.len()));
