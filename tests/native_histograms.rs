@@ -70,10 +70,21 @@ fn prometheus_histogram_chunks_decode_and_reencode_to_the_same_bytes() {
     let blocks = block_dirs(&snapshot);
     assert!(!blocks.is_empty(), "no block in {}", snapshot.display());
 
+    let (counts, headers) = reencode_all(&blocks);
+    assert!(counts[0] > 0 && counts[1] > 0, "{counts:?}");
+    assert!(headers.contains_key("float Gauge"), "{headers:?}");
+}
+
+/// Decodes every histogram chunk of `blocks` whole and encodes its histograms again with
+/// the chunk's header: Prometheus' bytes, exactly. Returns (integer chunks, float chunks,
+/// histograms, float histograms) and the headers seen.
+fn reencode_all(
+    blocks: &[std::path::PathBuf],
+) -> ([usize; 4], std::collections::BTreeMap<String, usize>) {
     let mut counts = [0usize; 4]; // integer chunks, float chunks, histograms, float histograms
     let mut headers = std::collections::BTreeMap::new();
     let mut layouts_per_series = 0usize;
-    for block_dir in &blocks {
+    for block_dir in blocks {
         let block = BlockReader::open(block_dir).unwrap();
         let all = Matcher::new(MatchType::Regex, "__name__", ".+").unwrap();
         for series_ref in block.select(&[all]).unwrap() {
@@ -151,8 +162,7 @@ fn prometheus_histogram_chunks_decode_and_reencode_to_the_same_bytes() {
         "{} integer histogram chunks ({} histograms), {} float histogram chunks ({} histograms); headers {headers:?}; at most {layouts_per_series} bucket layouts in one series",
         counts[0], counts[2], counts[1], counts[3]
     );
-    assert!(counts[0] > 0 && counts[1] > 0, "{counts:?}");
-    assert!(headers.contains_key("float Gauge"), "{headers:?}");
+    (counts, headers)
 }
 
 fn unix_now() -> f64 {
@@ -661,6 +671,13 @@ fn remote_written_histograms_through_sidecar_and_store_answer_as_prometheus() {
         #[allow(clippy::disallowed_methods)]
         std::thread::sleep(Duration::from_millis(500));
     };
+    // Every histogram chunk Prometheus wrote (resets, the schema change, gauge, float and
+    // custom-bucket histograms) re-encodes to its bytes.
+    let (chunks, headers) = reencode_all(&block_dirs(&bucket_dir));
+    assert!(chunks[0] > 0 && chunks[1] > 0, "{chunks:?}");
+    for header in ["Gauge", "CounterReset"] {
+        assert!(headers.contains_key(header), "{header}: {headers:?}");
+    }
     let store = StrataProcess::start(&[
         "store",
         "--objstore.config",
