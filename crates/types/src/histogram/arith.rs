@@ -324,6 +324,46 @@ impl FloatHistogram {
     /// zero buckets reconciled and the finer schema reduced to the coarser.
     fn combine(&mut self, other: &FloatHistogram, negative: bool) -> Result<(), Incompatible> {
         self.check_compatible(other)?;
+        if self.same_layout_above_zero_bucket(other) {
+            // The common case (the histograms of one chunk, of one scrape config): bucket
+            // by bucket in place, the same operations `addBuckets` does.
+            let op = |a: &mut f64, b: f64| {
+                if negative {
+                    *a += -b;
+                } else {
+                    *a += b;
+                }
+            };
+            if !self.uses_custom_buckets() {
+                if negative {
+                    self.zero_count -= other.zero_count;
+                } else {
+                    self.zero_count += other.zero_count;
+                }
+            }
+            if negative {
+                self.count -= other.count;
+                self.sum -= other.sum;
+            } else {
+                self.count += other.count;
+                self.sum += other.sum;
+            }
+            for (a, b) in self
+                .positive_buckets
+                .iter_mut()
+                .zip(&other.positive_buckets)
+            {
+                op(a, *b);
+            }
+            for (a, b) in self
+                .negative_buckets
+                .iter_mut()
+                .zip(&other.negative_buckets)
+            {
+                op(a, *b);
+            }
+            return Ok(());
+        }
         if !self.uses_custom_buckets() {
             let other_zero = self.reconcile_zero_buckets(other);
             if negative {
@@ -379,6 +419,26 @@ impl FloatHistogram {
         Ok(())
     }
 
+    /// Whether `other` has this histogram's schema, zero threshold and bucket layout, with
+    /// no bucket inside the zero bucket (where `addBuckets` would skip it).
+    fn same_layout_above_zero_bucket(&self, other: &FloatHistogram) -> bool {
+        let first_above = |spans: &[Span]| {
+            self.uses_custom_buckets()
+                || spans.first().is_none_or(|s| {
+                    bucket_bound(s.offset, self.schema, &[])
+                        .is_some_and(|bound| bound > self.zero_threshold)
+                })
+        };
+        self.schema == other.schema
+            && self.zero_threshold.to_bits() == other.zero_threshold.to_bits()
+            && self.positive_spans == other.positive_spans
+            && self.negative_spans == other.negative_spans
+            && self.positive_buckets.len() == other.positive_buckets.len()
+            && self.negative_buckets.len() == other.negative_buckets.len()
+            && first_above(&self.positive_spans)
+            && first_above(&self.negative_spans)
+    }
+
     /// `Add`, with Prometheus' counter reset hint of the sum.
     pub fn add(&mut self, other: &FloatHistogram) -> Result<(), Incompatible> {
         use CounterResetHint::{Gauge, Unknown};
@@ -428,6 +488,23 @@ impl FloatHistogram {
         }
         let start = self.zero_threshold;
         let custom = self.uses_custom_buckets();
+        if previous.schema == self.schema {
+            // No merging needed: walk both layouts without copying them.
+            let above = |(idx, _): &(i32, f64)| {
+                custom || bucket_bound(*idx, self.schema, &[]).is_none_or(|bound| bound > start)
+            };
+            return reset_in_iter(
+                buckets_iter(&self.positive_spans, &self.positive_buckets)
+                    .skip_while(|b| !above(b)),
+                buckets_iter(&previous.positive_spans, &previous.positive_buckets)
+                    .skip_while(|b| !above(b)),
+            ) || reset_in_iter(
+                buckets_iter(&self.negative_spans, &self.negative_buckets)
+                    .skip_while(|b| !above(b)),
+                buckets_iter(&previous.negative_spans, &previous.negative_buckets)
+                    .skip_while(|b| !above(b)),
+            );
+        }
         let merged = |b: Buckets, schema: i32| -> Buckets {
             let mut b = reduce(&b, schema, self.schema);
             if !custom {
@@ -455,6 +532,46 @@ impl FloatHistogram {
         );
         reset_in(&curr_n, &prev_n)
     }
+}
+
+/// The buckets of one sign as `(index, count)`, in index order, without copying.
+fn buckets_iter<'a>(spans: &'a [Span], counts: &'a [f64]) -> impl Iterator<Item = (i32, f64)> + 'a {
+    let mut idx: i32 = 0;
+    spans
+        .iter()
+        .flat_map(move |span| {
+            idx = idx.wrapping_add(span.offset);
+            let first = idx;
+            idx = idx.wrapping_add(span.length as i32);
+            (0..span.length as i32).map(move |j| first.wrapping_add(j))
+        })
+        .zip(counts.iter().copied())
+}
+
+/// [`reset_in`] over iterators.
+fn reset_in_iter(
+    curr: impl Iterator<Item = (i32, f64)>,
+    prev: impl Iterator<Item = (i32, f64)>,
+) -> bool {
+    let mut curr = curr.peekable();
+    for (p_idx, p_count) in prev {
+        while curr.peek().is_some_and(|&(c_idx, _)| c_idx < p_idx) {
+            curr.next();
+        }
+        match curr.peek() {
+            Some(&(c_idx, c_count)) if c_idx == p_idx => {
+                if c_count < p_count {
+                    return true;
+                }
+            }
+            _ => {
+                if p_count != 0.0 {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// `detectReset` of two bucket lists of one schema.
