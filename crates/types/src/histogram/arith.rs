@@ -205,6 +205,15 @@ impl FloatHistogram {
 
     /// `Compact(0)`: buckets without observations removed.
     pub fn compact(&mut self) {
+        if !self
+            .positive_buckets
+            .iter()
+            .chain(&self.negative_buckets)
+            .any(|c| *c == 0.0)
+        {
+            // Nothing to remove (span boundaries, which no answer shows, are left as they are).
+            return;
+        }
         let keep =
             |b: &Buckets| -> Buckets { b.iter().copied().filter(|&(_, c)| c != 0.0).collect() };
         let positive = keep(&self.positive());
