@@ -8,7 +8,9 @@
 //! (the `cluster` external label aside). Prints per-query ratios, the geometric mean and
 //! peak RSS.
 //!
-//! Run: `cargo run --release -p strata-benches --bin histograms-vs-prometheus`.
+//! Run: `cargo run --release -p strata-benches --bin histograms-vs-prometheus`. With
+//! `PROFILE=QUERY` (and `SECONDS`, default 60) it only sends that range query to Strata in a
+//! loop and prints the median, for a profiler attached to the querier (its PID is printed).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -222,8 +224,35 @@ fn main() {
         "--query.max-samples",
         "200000000",
     ]);
-    let prometheus = Prometheus::start_on_blocks(&blocks);
     let strata = format!("http://{}", query.http);
+    // `PROFILE=QUERY`: only that range query against Strata, in a loop for `SECONDS` (60),
+    // for a profiler attached to the querier and the store (their PIDs are printed).
+    if let Ok(q) = std::env::var("PROFILE") {
+        let seconds: u64 = std::env::var("SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
+        let (start, end) = (start_ms / 1000 + 600, start_ms / 1000 + hours * 3600 - 1);
+        eprintln!(
+            "profiling: querier pid {}, store pid {}",
+            query.pid(),
+            store.pid()
+        );
+        let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
+        let mut times = Vec::new();
+        while Instant::now() < deadline {
+            let params = [
+                ("query", q.as_str()),
+                ("start", &start.to_string()),
+                ("end", &end.to_string()),
+                ("step", "60"),
+            ];
+            times.push(timed(&strata, "/api/v1/query_range", &params).0);
+        }
+        println!("{} queries, median {:.1} ms", times.len(), median(times));
+        return;
+    }
+    let prometheus = Prometheus::start_on_blocks(&blocks);
     let prom = prometheus.url();
     let (start, end) = (start_ms / 1000 + 600, start_ms / 1000 + hours * 3600 - 1);
     // Wait until the store serves every block.

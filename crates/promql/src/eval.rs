@@ -33,6 +33,31 @@ impl std::ops::Deref for Samples {
     }
 }
 
+/// The histogram samples of one series in a range argument: a window into the preloaded
+/// ones (shared), or their own (subquery results, windows without their stale markers).
+#[derive(Debug, Clone)]
+pub(crate) enum Histograms {
+    Owned(Vec<HistogramSample>),
+    Window(std::sync::Arc<Vec<HistogramSample>>, std::ops::Range<usize>),
+}
+
+impl Default for Histograms {
+    fn default() -> Self {
+        Histograms::Owned(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Histograms {
+    type Target = [HistogramSample];
+
+    fn deref(&self) -> &[HistogramSample] {
+        match self {
+            Histograms::Owned(v) => v,
+            Histograms::Window(all, range) => all.get(range.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 /// One series of a range argument.
 #[derive(Debug, Clone)]
 pub(crate) struct ArgSeries {
@@ -40,7 +65,7 @@ pub(crate) struct ArgSeries {
     pub(crate) samples: Samples,
     pub(crate) drop_name: bool,
     /// Native histogram samples of the window (only where histograms are supported).
-    pub(crate) histograms: Vec<HistogramSample>,
+    pub(crate) histograms: Histograms,
     /// Known to hold no counter reset (no sample below the one before it); false when
     /// unknown.
     pub(crate) no_resets: bool,
@@ -51,7 +76,7 @@ impl ArgSeries {
         RangeSeries {
             labels: self.labels,
             samples: self.samples.to_vec(),
-            histograms: self.histograms,
+            histograms: self.histograms.to_vec(),
             drop_name: self.drop_name,
         }
     }
@@ -69,8 +94,10 @@ pub(crate) struct Loaded {
     /// are too many to be worth keeping (a gauge): a window without one needs no reset scan.
     pub(crate) resets: Option<Vec<u32>>,
     /// Native histogram samples (stale markers included), only for selectors whose
-    /// consumer handles histograms.
-    pub(crate) histograms: Vec<HistogramSample>,
+    /// consumer handles histograms; shared, so range windows can point into them.
+    pub(crate) histograms: std::sync::Arc<Vec<HistogramSample>>,
+    /// Indices of histogram stale markers, ascending.
+    pub(crate) histogram_stale: Vec<u32>,
 }
 
 impl Loaded {
@@ -101,7 +128,8 @@ impl Loaded {
             samples: std::sync::Arc::new(samples),
             stale,
             resets,
-            histograms: Vec::new(),
+            histograms: std::sync::Arc::default(),
+            histogram_stale: Vec::new(),
         }
     }
 }
@@ -117,21 +145,23 @@ fn newest_histogram(
     (h.t > ref_time.saturating_sub(lookback)).then_some(h)
 }
 
-/// The histogram samples in `(ref_time - range, ref_time]`, without stale markers.
-fn histogram_window(
-    histograms: &[HistogramSample],
-    ref_time: i64,
-    range: i64,
-) -> Vec<HistogramSample> {
-    let lo = histograms.partition_point(|h| h.t <= ref_time.saturating_sub(range));
-    let hi = histograms.partition_point(|h| h.t <= ref_time);
-    histograms
-        .get(lo..hi)
-        .unwrap_or_default()
-        .iter()
-        .filter(|h| !h.is_stale())
-        .cloned()
-        .collect()
+/// The histogram samples of `s` in `(ref_time - range, ref_time]`, without stale markers:
+/// a window into them unless it holds a stale marker.
+fn histogram_window(s: &Loaded, ref_time: i64, range: i64) -> Histograms {
+    let all = &s.histograms;
+    let lo = all.partition_point(|h| h.t <= ref_time.saturating_sub(range));
+    let hi = all.partition_point(|h| h.t <= ref_time);
+    if !any_in(&s.histogram_stale, lo..hi) {
+        return Histograms::Window(std::sync::Arc::clone(all), lo..hi);
+    }
+    Histograms::Owned(
+        all.get(lo..hi)
+            .unwrap_or_default()
+            .iter()
+            .filter(|h| !h.is_stale())
+            .cloned()
+            .collect(),
+    )
 }
 
 /// Whether an ascending index list has an entry in `range`.
@@ -461,7 +491,14 @@ impl<'a> Evaluator<'a> {
             .into_iter()
             .map(|s: Series| {
                 let mut loaded = Loaded::new(s.labels, s.samples);
-                loaded.histograms = s.histograms;
+                loaded.histogram_stale = s
+                    .histograms
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, h)| h.is_stale())
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                loaded.histograms = std::sync::Arc::new(s.histograms);
                 loaded
             })
             .collect();
@@ -737,9 +774,9 @@ impl<'a> Evaluator<'a> {
                     cursors.advance(series, ref_time, range);
                     for (s, &(lo, hi)) in series.iter().zip(&cursors.windows) {
                         let histograms = if s.histograms.is_empty() {
-                            Vec::new()
+                            Histograms::default()
                         } else {
-                            histogram_window(&s.histograms, ref_time, range)
+                            histogram_window(s, ref_time, range)
                         };
                         let window = s.samples.get(lo..hi).unwrap_or_default();
                         if window.is_empty() && histograms.is_empty() {
@@ -911,7 +948,7 @@ impl<'a> Evaluator<'a> {
                 labels: r.labels,
                 samples: Samples::Owned(r.samples),
                 drop_name: r.drop_name,
-                histograms: r.histograms,
+                histograms: Histograms::Owned(r.histograms),
                 no_resets: false,
             })
             .collect())

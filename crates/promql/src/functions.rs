@@ -739,7 +739,7 @@ fn histogram_over_time(
                 }
                 if enough {
                     floats_only.push(crate::eval::ArgSeries {
-                        histograms: Vec::new(),
+                        histograms: crate::eval::Histograms::default(),
                         ..s
                     });
                 }

@@ -141,7 +141,16 @@ fn decode_points(
 ) -> Result<Vec<Point>, String> {
     let mut sorted: Vec<&AggrChunk> = chunks.iter().collect();
     sorted.sort_by_key(|c| (c.min_time, c.max_time));
-    let mut points = Vec::new();
+    // Chunks of raw data announce their sample count in their first two bytes.
+    let announced: usize = sorted
+        .iter()
+        .filter_map(|c| c.raw.as_ref())
+        .filter_map(|raw| match raw.data.as_slice() {
+            [hi, lo, ..] => Some(usize::from(u16::from_be_bytes([*hi, *lo]))),
+            _ => None,
+        })
+        .sum();
+    let mut points = Vec::with_capacity(announced.min(1 << 20));
     for c in sorted {
         if c.max_time < start || c.min_time > end {
             continue;
@@ -188,7 +197,9 @@ fn decode_points(
         }
     }
     points.retain(|p| p.t() >= start && p.t() <= end);
-    points.sort_by_key(Point::t);
+    if !points.is_sorted_by_key(Point::t) {
+        points.sort_by_key(Point::t);
+    }
     points.dedup_by_key(|p| p.t());
     Ok(points)
 }
