@@ -15,6 +15,7 @@ mod eval;
 mod functions;
 mod gomath;
 mod histogram_functions;
+mod histogram_range;
 mod identity;
 mod queryable;
 mod steps;
