@@ -176,22 +176,42 @@ fn decode_points(
                         .map(|(&t, &v)| Point::Float(Sample { t, v })),
                 );
             }
+            // Histograms are read only up to `end` (the rest of the chunk is not needed)
+            // and kept only from `start`.
             Ok(chunk::Encoding::Histogram) => {
                 let mut it = HistogramIter::new(&raw.data).map_err(|e| e.to_string())?;
+                let mut stopped = false;
                 for (t, h) in it.by_ref() {
-                    points.push(Point::Histogram(HistogramSample {
-                        t,
-                        h: Arc::new(h.to_float()),
-                    }));
+                    if t > end {
+                        stopped = true;
+                        break;
+                    }
+                    if t >= start {
+                        points.push(Point::Histogram(HistogramSample {
+                            t,
+                            h: Arc::new(h.to_float()),
+                        }));
+                    }
                 }
-                it.finish().map_err(|e| e.to_string())?;
+                if !stopped {
+                    it.finish().map_err(|e| e.to_string())?;
+                }
             }
             Ok(chunk::Encoding::FloatHistogram) => {
                 let mut it = FloatHistogramIter::new(&raw.data).map_err(|e| e.to_string())?;
+                let mut stopped = false;
                 for (t, h) in it.by_ref() {
-                    points.push(Point::Histogram(HistogramSample { t, h: Arc::new(h) }));
+                    if t > end {
+                        stopped = true;
+                        break;
+                    }
+                    if t >= start {
+                        points.push(Point::Histogram(HistogramSample { t, h: Arc::new(h) }));
+                    }
                 }
-                it.finish().map_err(|e| e.to_string())?;
+                if !stopped {
+                    it.finish().map_err(|e| e.to_string())?;
+                }
             }
             _ => return Err(format!("chunk encoding {} is not supported", raw.r#type)),
         }
