@@ -9,8 +9,9 @@
 //! peak RSS.
 //!
 //! Run: `cargo run --release -p strata-benches --bin histograms-vs-prometheus`. With
-//! `PROFILE=QUERY` (and `SECONDS`, default 60) it only sends that range query to Strata in a
-//! loop and prints the median, for a profiler attached to the querier (its PID is printed).
+//! `PROFILE=QUERY` (and `SECONDS`, default 60) it only sends that range query (with
+//! `INSTANT=1`, instant query) to Strata in a loop and prints the median, for a profiler
+//! attached to the querier (its PID is printed).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -241,13 +242,25 @@ fn main() {
         let deadline = Instant::now() + std::time::Duration::from_secs(seconds);
         let mut times = Vec::new();
         while Instant::now() < deadline {
-            let params = [
-                ("query", q.as_str()),
-                ("start", &start.to_string()),
-                ("end", &end.to_string()),
-                ("step", "60"),
-            ];
-            times.push(timed(&strata, "/api/v1/query_range", &params).0);
+            let (start, end) = (start.to_string(), end.to_string());
+            // `INSTANT=1`: the query as an instant query at the end.
+            let ms = if std::env::var_os("INSTANT").is_some() {
+                timed(
+                    &strata,
+                    "/api/v1/query",
+                    &[("query", q.as_str()), ("time", &end)],
+                )
+                .0
+            } else {
+                let params = [
+                    ("query", q.as_str()),
+                    ("start", start.as_str()),
+                    ("end", end.as_str()),
+                    ("step", "60"),
+                ];
+                timed(&strata, "/api/v1/query_range", &params).0
+            };
+            times.push(ms);
         }
         println!("{} queries, median {:.1} ms", times.len(), median(times));
         return;

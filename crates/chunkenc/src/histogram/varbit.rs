@@ -71,6 +71,16 @@ pub(crate) fn put_varbit_uint(w: &mut BitWriter, val: u64) {
 /// The size in bits of the value after a varbit prefix, 0 for zero, 64 for the last form.
 fn read_varbit_size(r: &mut BitReader<'_>) -> Result<u32, ChunkError> {
     let mut ones = 0u32;
+    if let Some(w) = r.window() {
+        // Up to eight leading ones and the zero after them, in one look.
+        ones = w.leading_ones().min(8);
+        r.skip(if ones == 8 { 8 } else { ones + 1 });
+        return Ok(match ones {
+            0 => 0,
+            8 => 64,
+            n => BUCKETS.get((n - 1) as usize).map_or(64, |b| b.2),
+        });
+    }
     while ones < 8 {
         if !r.read_bit().ok_or_else(|| truncated(r))? {
             break;
