@@ -350,14 +350,16 @@ async fn refusals_are_logged_and_rotated_certificates_apply() {
         ],
         &dir.path().join("query-no-cert.log"),
     );
-    // In TLS 1.3 the server refuses after the client's handshake is done, so a try can
-    // also end as a reset connection; the alert naming the reason arrives on most tries,
-    // and every change of reason is logged.
-    let line = querier.wait_log(
-        &["endpoint unhealthy", &store.grpc, "CertificateRequired"],
+    // In TLS 1.3 the server refuses after the client's handshake is done, so what the
+    // querier sees depends on timing (the alert naming the reason, `CertificateRequired`,
+    // or a closed connection when it writes first; on a loaded machine the latter can win
+    // every try): the querier marks the store unhealthy, and the store names the reason.
+    let line = querier.wait_log(&["endpoint unhealthy", &store.grpc], wait);
+    eprintln!("querier without certificate: {line}");
+    store.wait_log(
+        &["handshake refused", "the client presented no certificate"],
         wait,
     );
-    eprintln!("querier without certificate: {line}");
     drop(querier);
 
     // Rotation: a new CA signs a new server certificate and the clients from now on;
