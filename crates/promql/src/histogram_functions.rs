@@ -47,21 +47,6 @@ pub(crate) fn go_string(h: &FloatHistogram) -> String {
     use crate::functions::go_g;
     use strata_types::histogram::bucket_bound;
     let bound = |i: i32| bucket_bound(i, h.schema, &h.custom_values).unwrap_or(f64::NAN);
-    let indexed = |spans: &[strata_types::histogram::Span], counts: &[f64]| {
-        let mut out = Vec::new();
-        let mut idx = 0i32;
-        let mut it = counts.iter();
-        for s in spans {
-            idx = idx.wrapping_add(s.offset);
-            for _ in 0..s.length {
-                if let Some(c) = it.next() {
-                    out.push((idx, *c));
-                }
-                idx = idx.wrapping_add(1);
-            }
-        }
-        out
-    };
     let custom = h.uses_custom_buckets();
     let bucket = |lower: f64, upper: f64, li: bool, ui: bool, count: f64| {
         format!(
@@ -74,10 +59,9 @@ pub(crate) fn go_string(h: &FloatHistogram) -> String {
         )
     };
     let mut out = format!("{{count:{}, sum:{}", go_g(h.count), go_g(h.sum));
-    for (idx, c) in indexed(&h.negative_spans, &h.negative_buckets)
-        .into_iter()
-        .rev()
-    {
+    let negative: Vec<(i32, f64)> =
+        strata_types::histogram::buckets_iter(&h.negative_spans, &h.negative_buckets).collect();
+    for (idx, c) in negative.into_iter().rev() {
         if c == 0.0 {
             continue;
         }
@@ -100,7 +84,7 @@ pub(crate) fn go_string(h: &FloatHistogram) -> String {
             h.zero_count,
         ));
     }
-    for (idx, c) in indexed(&h.positive_spans, &h.positive_buckets) {
+    for (idx, c) in strata_types::histogram::buckets_iter(&h.positive_spans, &h.positive_buckets) {
         if c == 0.0 {
             continue;
         }

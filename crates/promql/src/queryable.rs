@@ -59,8 +59,8 @@ impl MemQueryable {
         Self::default()
     }
 
-    /// Adds samples to a series, keeping time order (later samples at the same time win).
-    pub fn add(&mut self, labels: Labels, samples: &[Sample]) {
+    /// The series with `labels`, added empty if new (always `Some`).
+    fn series_mut(&mut self, labels: Labels) -> Option<&mut Series> {
         let index = match self.series.iter().position(|s| s.labels == labels) {
             Some(i) => i,
             None => {
@@ -68,31 +68,23 @@ impl MemQueryable {
                 self.series.len() - 1
             }
         };
-        if let Some(series) = self.series.get_mut(index) {
+        self.series.get_mut(index)
+    }
+
+    /// Adds samples to a series, keeping time order (later samples at the same time win).
+    pub fn add(&mut self, labels: Labels, samples: &[Sample]) {
+        if let Some(series) = self.series_mut(labels) {
             series.samples.extend_from_slice(samples);
-            series.samples.sort_by_key(|s| s.t);
-            series.samples.reverse();
-            series.samples.dedup_by_key(|s| s.t);
-            series.samples.reverse();
+            keep_last_per_time(&mut series.samples, |s| s.t);
         }
     }
 
     /// Adds histogram samples to a series, keeping time order (later samples at the same
     /// time win).
     pub fn add_histograms(&mut self, labels: Labels, samples: &[HistogramSample]) {
-        let index = match self.series.iter().position(|s| s.labels == labels) {
-            Some(i) => i,
-            None => {
-                self.series.push(Series::floats(labels, Vec::new()));
-                self.series.len() - 1
-            }
-        };
-        if let Some(series) = self.series.get_mut(index) {
+        if let Some(series) = self.series_mut(labels) {
             series.histograms.extend_from_slice(samples);
-            series.histograms.sort_by_key(|s| s.t);
-            series.histograms.reverse();
-            series.histograms.dedup_by_key(|s| s.t);
-            series.histograms.reverse();
+            keep_last_per_time(&mut series.histograms, |s| s.t);
         }
     }
 
@@ -105,6 +97,14 @@ impl MemQueryable {
     pub fn series(&self) -> &[Series] {
         &self.series
     }
+}
+
+/// Sorts by time, keeping the last of equal times.
+fn keep_last_per_time<T>(v: &mut Vec<T>, t: impl Fn(&T) -> i64) {
+    v.sort_by_key(&t);
+    v.reverse();
+    v.dedup_by_key(|x| t(x));
+    v.reverse();
 }
 
 impl Queryable for MemQueryable {

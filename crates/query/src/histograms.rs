@@ -30,30 +30,44 @@ pub fn has_histograms(chunks: &[AggrChunk]) -> bool {
     })
 }
 
-/// The histograms of one chunk (integer ones read as float histograms).
-fn histograms_of(c: &Chunk) -> Result<Vec<HistogramSample>, String> {
-    let mut out = Vec::new();
+/// The histograms of one chunk in `[start, end]` (integer ones read as float histograms):
+/// read only up to `end` (the rest of the chunk is not needed), converted only from
+/// `start`.
+fn histograms_of(c: &Chunk, start: i64, end: i64) -> Result<Vec<HistogramSample>, String> {
     match chunk::Encoding::try_from(c.r#type) {
         Ok(chunk::Encoding::Histogram) => {
             let mut it = HistogramIter::new(&c.data).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
             for (t, h) in it.by_ref() {
-                out.push(HistogramSample {
-                    t,
-                    h: Arc::new(h.to_float()),
-                });
+                if t > end {
+                    return Ok(out);
+                }
+                if t >= start {
+                    out.push(HistogramSample {
+                        t,
+                        h: Arc::new(h.to_float()),
+                    });
+                }
             }
             it.finish().map_err(|e| e.to_string())?;
+            Ok(out)
         }
         Ok(chunk::Encoding::FloatHistogram) => {
             let mut it = FloatHistogramIter::new(&c.data).map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
             for (t, h) in it.by_ref() {
-                out.push(HistogramSample { t, h: Arc::new(h) });
+                if t > end {
+                    return Ok(out);
+                }
+                if t >= start {
+                    out.push(HistogramSample { t, h: Arc::new(h) });
+                }
             }
             it.finish().map_err(|e| e.to_string())?;
+            Ok(out)
         }
-        _ => return Err(format!("chunk encoding {} is not a histogram", c.r#type)),
+        _ => Err(format!("chunk encoding {} is not a histogram", c.r#type)),
     }
-    Ok(out)
 }
 
 fn floats_of(c: &Chunk) -> Result<Vec<Sample>, String> {
@@ -74,7 +88,7 @@ fn aggregate_points(c: &AggrChunk, aggrs: &[Aggr]) -> Result<Vec<Point>, String>
             .ok_or_else(|| format!("downsampled chunk without the {name} aggregate"))
     };
     let histograms = |part: &Option<Chunk>, name: &str| -> Result<Vec<Point>, String> {
-        Ok(histograms_of(&need(part, name)?)?
+        Ok(histograms_of(&need(part, name)?, i64::MIN, i64::MAX)?
             .into_iter()
             .map(Point::Histogram)
             .collect())
@@ -88,7 +102,7 @@ fn aggregate_points(c: &AggrChunk, aggrs: &[Aggr]) -> Result<Vec<Point>, String>
             .collect()),
         [Aggr::Count, Aggr::Sum] | [Aggr::Sum, Aggr::Count] => {
             let counts = floats_of(&need(&c.count, "count")?)?;
-            let sums = histograms_of(&need(&c.sum, "sum")?)?;
+            let sums = histograms_of(&need(&c.sum, "sum")?, i64::MIN, i64::MAX)?;
             if counts.len() != sums.len() {
                 return Err("sum and count aggregates not aligned".into());
             }
@@ -176,43 +190,11 @@ fn decode_points(
                         .map(|(&t, &v)| Point::Float(Sample { t, v })),
                 );
             }
-            // Histograms are read only up to `end` (the rest of the chunk is not needed)
-            // and kept only from `start`.
-            Ok(chunk::Encoding::Histogram) => {
-                let mut it = HistogramIter::new(&raw.data).map_err(|e| e.to_string())?;
-                let mut stopped = false;
-                for (t, h) in it.by_ref() {
-                    if t > end {
-                        stopped = true;
-                        break;
-                    }
-                    if t >= start {
-                        points.push(Point::Histogram(HistogramSample {
-                            t,
-                            h: Arc::new(h.to_float()),
-                        }));
-                    }
-                }
-                if !stopped {
-                    it.finish().map_err(|e| e.to_string())?;
-                }
-            }
-            Ok(chunk::Encoding::FloatHistogram) => {
-                let mut it = FloatHistogramIter::new(&raw.data).map_err(|e| e.to_string())?;
-                let mut stopped = false;
-                for (t, h) in it.by_ref() {
-                    if t > end {
-                        stopped = true;
-                        break;
-                    }
-                    if t >= start {
-                        points.push(Point::Histogram(HistogramSample { t, h: Arc::new(h) }));
-                    }
-                }
-                if !stopped {
-                    it.finish().map_err(|e| e.to_string())?;
-                }
-            }
+            Ok(chunk::Encoding::Histogram | chunk::Encoding::FloatHistogram) => points.extend(
+                histograms_of(raw, start, end)?
+                    .into_iter()
+                    .map(Point::Histogram),
+            ),
             _ => return Err(format!("chunk encoding {} is not supported", raw.r#type)),
         }
     }

@@ -97,6 +97,113 @@ fn union_layout<'a>(layouts: impl Iterator<Item = BucketIndices> + 'a) -> Bucket
     layouts.fold(BucketIndices::default(), |acc, l| acc.union(&l))
 }
 
+/// What writing a run of one kind of histogram needs: its layout, its widening, its
+/// encoder.
+trait RunHistogram: Sized {
+    type Encoder;
+    const ENCODING: Encoding;
+    fn is_stale(&self) -> bool;
+    fn indices(&self) -> BucketIndices;
+    fn widened(&self, to: &BucketIndices) -> Option<Self>;
+    fn encoder(header: CounterResetHeader) -> Self::Encoder;
+    fn append(e: &mut Self::Encoder, t: i64, h: &Self) -> Result<(), ChunkError>;
+    fn bytes(e: &Self::Encoder) -> Vec<u8>;
+}
+
+impl RunHistogram for FloatHistogram {
+    type Encoder = FloatHistogramEncoder;
+    const ENCODING: Encoding = Encoding::FloatHistogram;
+    fn is_stale(&self) -> bool {
+        is_stale_nan(self.sum)
+    }
+    fn indices(&self) -> BucketIndices {
+        self.bucket_indices()
+    }
+    fn widened(&self, to: &BucketIndices) -> Option<Self> {
+        FloatHistogram::widened(self, to)
+    }
+    fn encoder(header: CounterResetHeader) -> Self::Encoder {
+        FloatHistogramEncoder::new(header)
+    }
+    fn append(e: &mut Self::Encoder, t: i64, h: &Self) -> Result<(), ChunkError> {
+        e.append(t, h)
+    }
+    fn bytes(e: &Self::Encoder) -> Vec<u8> {
+        e.bytes()
+    }
+}
+
+impl RunHistogram for Histogram {
+    type Encoder = HistogramEncoder;
+    const ENCODING: Encoding = Encoding::Histogram;
+    fn is_stale(&self) -> bool {
+        is_stale_nan(self.sum)
+    }
+    fn indices(&self) -> BucketIndices {
+        self.bucket_indices()
+    }
+    fn widened(&self, to: &BucketIndices) -> Option<Self> {
+        Histogram::widened(self, to)
+    }
+    fn encoder(header: CounterResetHeader) -> Self::Encoder {
+        HistogramEncoder::new(header)
+    }
+    fn append(e: &mut Self::Encoder, t: i64, h: &Self) -> Result<(), ChunkError> {
+        e.append(t, h)
+    }
+    fn bytes(e: &Self::Encoder) -> Vec<u8> {
+        e.bytes()
+    }
+}
+
+/// One chunk of `run` (stale markers as they are, the others widened to the union of their
+/// layouts); `None` for an empty run.
+fn encode_run<H: RunHistogram>(
+    run: &[(i64, H)],
+    header: CounterResetHeader,
+) -> Result<Option<WrittenChunk>, ChunkError> {
+    let layout = union_layout(
+        run.iter()
+            .filter(|(_, h)| !h.is_stale())
+            .map(|(_, h)| h.indices()),
+    );
+    let mut enc = H::encoder(header);
+    for (t, h) in run {
+        if h.is_stale() {
+            H::append(&mut enc, *t, h)?;
+            continue;
+        }
+        let wide = h.widened(&layout).ok_or(ChunkError::LayoutMismatch)?;
+        H::append(&mut enc, *t, &wide)?;
+    }
+    Ok(match (run.first(), run.last()) {
+        (Some(first), Some(last)) => Some(WrittenChunk {
+            min_time: first.0,
+            max_time: last.0,
+            encoding: H::ENCODING,
+            data: H::bytes(&enc),
+        }),
+        _ => None,
+    })
+}
+
+/// The chunks of `samples` cut where [`runs`] of their float forms say.
+fn encode_runs<H: RunHistogram>(
+    samples: &[(i64, H)],
+    floats: &[(i64, FloatHistogram)],
+) -> Result<Vec<WrittenChunk>, ChunkError> {
+    let starts = runs(floats);
+    let mut out = Vec::with_capacity(starts.len());
+    for (k, &(from, header)) in starts.iter().enumerate() {
+        let to = starts.get(k + 1).map_or(samples.len(), |&(i, _)| i);
+        out.extend(encode_run(
+            samples.get(from..to).unwrap_or_default(),
+            header,
+        )?);
+    }
+    Ok(out)
+}
+
 /// One float histogram chunk holding all of `samples` (in time order; stale markers
 /// aside, all of one schema, zero threshold and custom bounds, at most 65,535), in the union
 /// of their layouts: a sub-chunk of an aggregate chunk, which cannot be cut.
@@ -104,106 +211,36 @@ pub fn encode_float_histogram_chunk(
     samples: &[(i64, FloatHistogram)],
     header: CounterResetHeader,
 ) -> Result<WrittenChunk, ChunkError> {
-    let layout = union_layout(
-        samples
-            .iter()
-            .filter(|(_, h)| !is_stale_nan(h.sum))
-            .map(|(_, h)| h.bucket_indices()),
-    );
-    let mut enc = FloatHistogramEncoder::new(header);
-    let mut first: Option<&FloatHistogram> = None;
-    for (t, h) in samples {
-        if is_stale_nan(h.sum) {
-            enc.append(*t, h)?;
-            continue;
-        }
-        if let Some(f) = first
-            && (f.schema != h.schema
+    let mut live = samples.iter().map(|(_, h)| h).filter(|h| !h.is_stale());
+    if let Some(f) = live.next()
+        && live.any(|h| {
+            f.schema != h.schema
                 || f.zero_threshold.to_bits() != h.zero_threshold.to_bits()
-                || f.custom_values != h.custom_values)
-        {
-            return Err(ChunkError::LayoutMismatch);
-        }
-        first = first.or(Some(h));
-        let wide = h.widened(&layout).ok_or(ChunkError::LayoutMismatch)?;
-        enc.append(*t, &wide)?;
+                || f.custom_values != h.custom_values
+        })
+    {
+        return Err(ChunkError::LayoutMismatch);
     }
-    Ok(WrittenChunk {
-        min_time: samples.first().map_or(0, |s| s.0),
-        max_time: samples.last().map_or(0, |s| s.0),
+    Ok(encode_run(samples, header)?.unwrap_or(WrittenChunk {
+        min_time: 0,
+        max_time: 0,
         encoding: Encoding::FloatHistogram,
-        data: enc.bytes(),
-    })
+        data: FloatHistogramEncoder::new(header).bytes(),
+    }))
 }
 
 /// Float histogram chunks holding `samples` (in time order).
 pub fn encode_float_histograms(
     samples: &[(i64, FloatHistogram)],
 ) -> Result<Vec<WrittenChunk>, ChunkError> {
-    let starts = runs(samples);
-    let mut out = Vec::with_capacity(starts.len());
-    for (k, &(from, header)) in starts.iter().enumerate() {
-        let to = starts.get(k + 1).map_or(samples.len(), |&(i, _)| i);
-        let run = samples.get(from..to).unwrap_or_default();
-        let layout = union_layout(
-            run.iter()
-                .filter(|(_, h)| !is_stale_nan(h.sum))
-                .map(|(_, h)| h.bucket_indices()),
-        );
-        let mut enc = FloatHistogramEncoder::new(header);
-        for (t, h) in run {
-            if is_stale_nan(h.sum) {
-                enc.append(*t, h)?;
-                continue;
-            }
-            let wide = h.widened(&layout).ok_or(ChunkError::LayoutMismatch)?;
-            enc.append(*t, &wide)?;
-        }
-        if let (Some(first), Some(last)) = (run.first(), run.last()) {
-            out.push(WrittenChunk {
-                min_time: first.0,
-                max_time: last.0,
-                encoding: Encoding::FloatHistogram,
-                data: enc.bytes(),
-            });
-        }
-    }
-    Ok(out)
+    encode_runs(samples, samples)
 }
 
 /// Integer histogram chunks holding `samples` (in time order).
 pub fn encode_histograms(samples: &[(i64, Histogram)]) -> Result<Vec<WrittenChunk>, ChunkError> {
     let floats: Vec<(i64, FloatHistogram)> =
         samples.iter().map(|(t, h)| (*t, h.to_float())).collect();
-    let starts = runs(&floats);
-    let mut out = Vec::with_capacity(starts.len());
-    for (k, &(from, header)) in starts.iter().enumerate() {
-        let to = starts.get(k + 1).map_or(samples.len(), |&(i, _)| i);
-        let run = samples.get(from..to).unwrap_or_default();
-        let layout = union_layout(
-            run.iter()
-                .filter(|(_, h)| !is_stale_nan(h.sum))
-                .map(|(_, h)| h.bucket_indices()),
-        );
-        let mut enc = HistogramEncoder::new(header);
-        for (t, h) in run {
-            if is_stale_nan(h.sum) {
-                enc.append(*t, h)?;
-                continue;
-            }
-            let wide = h.widened(&layout).ok_or(ChunkError::LayoutMismatch)?;
-            enc.append(*t, &wide)?;
-        }
-        if let (Some(first), Some(last)) = (run.first(), run.last()) {
-            out.push(WrittenChunk {
-                min_time: first.0,
-                max_time: last.0,
-                encoding: Encoding::Histogram,
-                data: enc.bytes(),
-            });
-        }
-    }
-    Ok(out)
+    encode_runs(samples, &floats)
 }
 
 #[cfg(test)]

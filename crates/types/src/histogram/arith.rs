@@ -544,7 +544,10 @@ impl FloatHistogram {
 }
 
 /// The buckets of one sign as `(index, count)`, in index order, without copying.
-fn buckets_iter<'a>(spans: &'a [Span], counts: &'a [f64]) -> impl Iterator<Item = (i32, f64)> + 'a {
+pub fn buckets_iter<'a>(
+    spans: &'a [Span],
+    counts: &'a [f64],
+) -> impl Iterator<Item = (i32, f64)> + 'a {
     let mut idx: i32 = 0;
     spans
         .iter()

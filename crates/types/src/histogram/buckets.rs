@@ -81,20 +81,7 @@ fn ldexp(frac: f64, exp: i64) -> f64 {
 
 /// The buckets of one sign in index order: `(index, count)`.
 pub(super) fn indexed(spans: &[Span], counts: &[f64]) -> Vec<(i32, f64)> {
-    let mut out = Vec::with_capacity(counts.len());
-    let mut idx: i32 = 0;
-    let mut counts = counts.iter();
-    for span in spans {
-        idx = idx.wrapping_add(span.offset);
-        for _ in 0..span.length {
-            let Some(&c) = counts.next() else {
-                return out;
-            };
-            out.push((idx, c));
-            idx = idx.wrapping_add(1);
-        }
-    }
-    out
+    super::arith::buckets_iter(spans, counts).collect()
 }
 
 impl FloatHistogram {

@@ -7,7 +7,7 @@ mod bounds_table;
 mod buckets;
 mod layout;
 
-pub use arith::Incompatible;
+pub use arith::{Incompatible, buckets_iter};
 pub use buckets::{Bucket, bucket_bound};
 pub use layout::BucketIndices;
 
