@@ -124,6 +124,11 @@ pub fn strata_binary() -> PathBuf {
             let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
             let mut build = Command::new(cargo);
             build.args(["build", "--quiet", "-p", "strata"]);
+            // Into the target directory this executable came from, whatever the
+            // environment says.
+            if let Some(target_dir) = profile_dir.parent() {
+                build.arg("--target-dir").arg(target_dir);
+            }
             if release {
                 build.arg("--release");
             }

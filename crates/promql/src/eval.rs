@@ -82,10 +82,10 @@ impl ArgSeries {
     }
 }
 
-/// A preloaded series: its samples shared, so range windows can point into them.
-#[derive(Debug, Clone)]
-pub(crate) struct Loaded {
-    pub(crate) labels: Labels,
+/// A series' decoded float samples, shared so range windows can point into them, with
+/// what the window functions look up in them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Floats {
     pub(crate) samples: std::sync::Arc<Vec<Sample>>,
     /// Indices of stale markers, ascending: whether a window holds one is a binary search,
     /// not a scan of the window at every step.
@@ -93,6 +93,56 @@ pub(crate) struct Loaded {
     /// Indices `j` where `v[j] < v[j - 1]` (counter resets), ascending; `None` where they
     /// are too many to be worth keeping (a gauge): a window without one needs no reset scan.
     pub(crate) resets: Option<Vec<u32>>,
+}
+
+impl Floats {
+    pub(crate) fn new(samples: Vec<Sample>) -> Self {
+        let (stale, resets) = sample_index(&samples);
+        Floats {
+            samples: std::sync::Arc::new(samples),
+            stale,
+            resets,
+        }
+    }
+}
+
+/// The stale marker and counter reset indices of `samples` (see [`Floats`]).
+pub(crate) fn sample_index(samples: &[Sample]) -> (Vec<u32>, Option<Vec<u32>>) {
+    let stale = samples
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| is_stale_nan(s.v))
+        .map(|(i, _)| i as u32)
+        .collect();
+    // Beyond one reset in eight samples the list costs more than the scans it saves.
+    let limit = samples.len() / 8;
+    let mut resets = Some(Vec::new());
+    for (j, pair) in samples.windows(2).enumerate() {
+        if let [a, b] = pair
+            && b.v < a.v
+            && let Some(list) = resets.as_mut()
+        {
+            if list.len() >= limit {
+                resets = None;
+                break;
+            }
+            list.push((j + 1) as u32);
+        }
+    }
+    (stale, resets)
+}
+
+static NO_FLOATS: std::sync::LazyLock<Floats> = std::sync::LazyLock::new(Floats::default);
+
+/// A preloaded series.
+#[derive(Debug, Clone)]
+pub(crate) struct Loaded {
+    pub(crate) labels: Labels,
+    /// The decoded float samples: set at load, or, for samples the storage kept encoded,
+    /// when a step-by-step evaluation first needs them ([`Evaluator::materialize`]).
+    floats: std::sync::OnceLock<Floats>,
+    /// The float samples still encoded (then `floats` is set only once materialized).
+    pub(crate) encoded: Option<std::sync::Arc<dyn crate::queryable::EncodedSamples>>,
     /// Native histogram samples (stale markers included), only for selectors whose
     /// consumer handles histograms; shared, so range windows can point into them.
     pub(crate) histograms: std::sync::Arc<Vec<HistogramSample>>,
@@ -102,35 +152,23 @@ pub(crate) struct Loaded {
 
 impl Loaded {
     fn new(labels: Labels, samples: Vec<Sample>) -> Self {
-        let stale = samples
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| is_stale_nan(s.v))
-            .map(|(i, _)| i as u32)
-            .collect();
-        // Beyond one reset in eight samples the list costs more than the scans it saves.
-        let limit = samples.len() / 8;
-        let mut resets = Some(Vec::new());
-        for (j, pair) in samples.windows(2).enumerate() {
-            if let [a, b] = pair
-                && b.v < a.v
-                && let Some(list) = resets.as_mut()
-            {
-                if list.len() >= limit {
-                    resets = None;
-                    break;
-                }
-                list.push((j + 1) as u32);
-            }
-        }
         Loaded {
             labels,
-            samples: std::sync::Arc::new(samples),
-            stale,
-            resets,
+            floats: std::sync::OnceLock::from(Floats::new(samples)),
+            encoded: None,
             histograms: std::sync::Arc::default(),
             histogram_stale: Vec::new(),
         }
+    }
+
+    /// The decoded float samples (none before [`Evaluator::materialize`] for encoded ones).
+    pub(crate) fn floats(&self) -> &Floats {
+        self.floats.get().unwrap_or(&NO_FLOATS)
+    }
+
+    /// The decoded float samples if they are (no decoding).
+    pub(crate) fn decoded(&self) -> Option<&Floats> {
+        self.floats.get()
     }
 }
 
@@ -219,6 +257,10 @@ pub(crate) struct Evaluator<'a> {
     /// evaluator's, given back when it is dropped.
     pub(crate) step_cells: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     pub(crate) own_step_cells: usize,
+    /// Held while a slice decodes a selector's encoded samples (shared by the slices).
+    materialize_lock: std::sync::Arc<std::sync::Mutex<()>>,
+    /// Selector nodes whose samples this evaluator knows to be decoded.
+    materialized: std::collections::HashSet<usize>,
     annotations: crate::annotations::Annotations,
 }
 
@@ -252,15 +294,16 @@ impl Cursors {
                 .iter()
                 .map(|s| {
                     (
-                        s.samples
+                        s.floats()
+                            .samples
                             .partition_point(|p| p.t <= ref_time.saturating_sub(range)),
-                        s.samples.partition_point(|p| p.t <= ref_time),
+                        s.floats().samples.partition_point(|p| p.t <= ref_time),
                     )
                 })
                 .collect();
         } else {
             for (s, (lo, hi)) in series.iter().zip(self.windows.iter_mut()) {
-                let samples = &s.samples;
+                let samples = &s.floats().samples;
                 while samples.get(*hi).is_some_and(|p| p.t <= ref_time) {
                     *hi += 1;
                 }
@@ -303,6 +346,8 @@ impl<'a> Evaluator<'a> {
             output_points: std::sync::Arc::default(),
             step_cells: std::sync::Arc::default(),
             own_step_cells: 0,
+            materialize_lock: std::sync::Arc::default(),
+            materialized: std::collections::HashSet::new(),
             annotations: crate::annotations::Annotations::default(),
         }
     }
@@ -321,6 +366,7 @@ impl<'a> Evaluator<'a> {
         self.loaded_samples = loaded.loaded_samples;
         self.output_points = std::sync::Arc::clone(&loaded.output_points);
         self.step_cells = std::sync::Arc::clone(&loaded.step_cells);
+        self.materialize_lock = std::sync::Arc::clone(&loaded.materialize_lock);
         self
     }
 
@@ -476,7 +522,7 @@ impl<'a> Evaluator<'a> {
         let series = q.select(&matchers, &hints)?;
         self.loaded_samples += series
             .iter()
-            .map(|s| s.samples.len() + s.histograms.len())
+            .map(|s| s.float_count() + s.histograms.len())
             .sum::<usize>();
         if self.loaded_samples > self.opts.max_samples {
             return Err(Error::TooManySamples("query execution"));
@@ -490,7 +536,16 @@ impl<'a> Evaluator<'a> {
         let loaded = series
             .into_iter()
             .map(|s: Series| {
-                let mut loaded = Loaded::new(s.labels, s.samples);
+                let mut loaded = match s.encoded {
+                    Some(encoded) => Loaded {
+                        labels: s.labels,
+                        floats: std::sync::OnceLock::new(),
+                        encoded: Some(encoded),
+                        histograms: std::sync::Arc::default(),
+                        histogram_stale: Vec::new(),
+                    },
+                    None => Loaded::new(s.labels, s.samples),
+                };
                 loaded.histogram_stale = s
                     .histograms
                     .iter()
@@ -503,6 +558,40 @@ impl<'a> Evaluator<'a> {
             })
             .collect();
         std::sync::Arc::make_mut(&mut self.data).insert(key(vs), loaded);
+        Ok(())
+    }
+
+    /// Decodes the float samples of selector `node`'s series that the storage kept encoded,
+    /// once for the query (every slice shares them): for evaluation step by step, which
+    /// reads them at every step.
+    pub(crate) fn materialize(&mut self, node: usize) -> Result<(), Error> {
+        if self.materialized.contains(&node) {
+            return Ok(());
+        }
+        if let Some(series) = self.data.get(&node)
+            && series
+                .iter()
+                .any(|s| s.encoded.is_some() && s.decoded().is_none())
+        {
+            // One slice decodes while the others wait for it.
+            let _guard = self
+                .materialize_lock
+                .lock()
+                .map_err(|_| exec("a slice of the query failed while decoding"))?;
+            for (i, s) in series.iter().enumerate() {
+                if i % 256 == 0 {
+                    self.check_deadline()?;
+                }
+                if let (Some(encoded), None) = (&s.encoded, s.decoded()) {
+                    let mut samples = Vec::with_capacity(encoded.len());
+                    encoded
+                        .decode(i64::MIN, i64::MAX, &mut samples)
+                        .map_err(|e| Error::Storage(format!("series {}: {e}", s.labels)))?;
+                    let _ = s.floats.set(Floats::new(samples));
+                }
+            }
+        }
+        self.materialized.insert(node);
         Ok(())
     }
 
@@ -677,7 +766,7 @@ impl<'a> Evaluator<'a> {
                     "unary expression only allowed on expressions of type scalar or instant vector",
                 )),
             },
-            Expr::VectorSelector(vs) => Ok(Value::Vector(self.eval_vector_selector(vs, ts))),
+            Expr::VectorSelector(vs) => Ok(Value::Vector(self.eval_vector_selector(vs, ts)?)),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 let arg = self.eval_range(expr, ts)?;
                 Ok(Value::Matrix(
@@ -712,18 +801,23 @@ impl<'a> Evaluator<'a> {
         }
     }
 
-    fn eval_vector_selector(&mut self, vs: &VectorSelector, ts: i64) -> Vec<Element> {
+    fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        ts: i64,
+    ) -> Result<Vec<Element>, Error> {
         let ref_time = self.at_time(vs.at.as_ref(), ts) - vs.offset;
         let lookback = self.opts.lookback_delta;
+        self.materialize(key(vs))?;
         let Some(series) = self.data.get(&key(vs)) else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
         let cursors = self.cursors.entry(key(vs)).or_default();
         cursors.advance(series, ref_time, lookback);
         let mut out = Vec::with_capacity(series.len());
         for (s, &(lo, hi)) in series.iter().zip(&cursors.windows) {
             // Newest sample with t <= ref_time, inside the left-open lookback window.
-            let float = (hi > lo).then(|| s.samples.get(hi - 1)).flatten();
+            let float = (hi > lo).then(|| s.floats().samples.get(hi - 1)).flatten();
             if !s.histograms.is_empty()
                 && let Some(h) = newest_histogram(&s.histograms, ref_time, lookback)
                 && float.is_none_or(|f| f.t < h.t)
@@ -753,7 +847,7 @@ impl<'a> Evaluator<'a> {
                 drop_name: false,
             });
         }
-        out
+        Ok(out)
     }
 
     /// Evaluates a range selector or subquery at `ts` into a range vector.
@@ -769,6 +863,7 @@ impl<'a> Evaluator<'a> {
                 let range = ms.range;
                 let ref_time = self.at_time(vs.at.as_ref(), ts) - vs.offset;
                 let mut out = Vec::new();
+                self.materialize(key(vs))?;
                 if let Some(series) = self.data.get(&key(vs)) {
                     let cursors = self.cursors.entry(key(vs)).or_default();
                     cursors.advance(series, ref_time, range);
@@ -778,13 +873,17 @@ impl<'a> Evaluator<'a> {
                         } else {
                             histogram_window(s, ref_time, range)
                         };
-                        let window = s.samples.get(lo..hi).unwrap_or_default();
+                        let floats = s.floats();
+                        let window = floats.samples.get(lo..hi).unwrap_or_default();
                         if window.is_empty() && histograms.is_empty() {
                             continue;
                         }
-                        let has_stale = any_in(&s.stale, lo..hi);
+                        let has_stale = any_in(&floats.stale, lo..hi);
                         let no_resets = !has_stale
-                            && s.resets.as_deref().is_some_and(|r| !any_in(r, lo + 1..hi));
+                            && floats
+                                .resets
+                                .as_deref()
+                                .is_some_and(|r| !any_in(r, lo + 1..hi));
                         let samples = if has_stale {
                             let kept: Vec<Sample> = window
                                 .iter()
@@ -796,7 +895,7 @@ impl<'a> Evaluator<'a> {
                             }
                             Samples::Owned(kept)
                         } else {
-                            Samples::Window(std::sync::Arc::clone(&s.samples), lo..hi)
+                            Samples::Window(std::sync::Arc::clone(&floats.samples), lo..hi)
                         };
                         out.push(ArgSeries {
                             labels: s.labels.clone(),
@@ -1034,7 +1133,7 @@ mod tests {
             .enumerate()
             .map(|(i, &v)| Sample::new(i as i64 * 1000, v))
             .collect();
-        let loaded = Loaded::new(Labels::default(), samples);
+        let loaded = Floats::new(samples);
         assert_eq!(loaded.stale, [4]);
         // 0.5 after 2.0; the stale marker compares as no reset on either side.
         assert_eq!(loaded.resets.as_deref(), Some(&[2u32][..]));
@@ -1042,6 +1141,6 @@ mod tests {
         let gauge: Vec<Sample> = (0..80)
             .map(|i| Sample::new(i * 1000, f64::from((i % 2) as u8)))
             .collect();
-        assert!(Loaded::new(Labels::default(), gauge).resets.is_none());
+        assert!(Floats::new(gauge).resets.is_none());
     }
 }

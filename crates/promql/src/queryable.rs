@@ -3,16 +3,53 @@ use strata_types::{Labels, Matcher, Sample};
 
 use crate::Error;
 
+/// Float samples a storage keeps encoded (its chunks) until the engine reads them: a range
+/// query computing a function for all its steps decodes each series only for the steps of
+/// the slice it evaluates, one series at a time, instead of holding every decoded sample of
+/// the query at once.
+pub trait EncodedSamples: Send + Sync + std::fmt::Debug {
+    /// Appends the samples with `from <= t <= to` to `out`, strictly increasing in time
+    /// (stale markers included). Errors name what failed to decode.
+    fn decode(&self, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<(), String>;
+    /// How many samples `decode(i64::MIN, i64::MAX, ..)` gives.
+    fn len(&self) -> usize;
+    /// Whether there are none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One series with its samples in time order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Series {
     /// The series' labels.
     pub labels: Labels,
-    /// Float samples, strictly increasing in time; stale markers included.
+    /// Float samples, strictly increasing in time; stale markers included. Empty when
+    /// `encoded` holds them.
     pub samples: Vec<Sample>,
+    /// The float samples still encoded, decoded by the engine where it reads them.
+    pub encoded: Option<std::sync::Arc<dyn EncodedSamples>>,
     /// Native histogram samples, strictly increasing in time (none at a time a float
     /// sample has); stale markers included.
     pub histograms: Vec<HistogramSample>,
+}
+
+impl PartialEq for Series {
+    fn eq(&self, other: &Self) -> bool {
+        let decoded = |s: &Series| -> Result<Vec<Sample>, String> {
+            match &s.encoded {
+                Some(e) => {
+                    let mut out = s.samples.clone();
+                    e.decode(i64::MIN, i64::MAX, &mut out)?;
+                    Ok(out)
+                }
+                None => Ok(s.samples.clone()),
+            }
+        };
+        self.labels == other.labels
+            && self.histograms == other.histograms
+            && decoded(self) == decoded(other)
+    }
 }
 
 impl Series {
@@ -21,8 +58,24 @@ impl Series {
         Series {
             labels,
             samples,
+            encoded: None,
             histograms: Vec::new(),
         }
+    }
+
+    /// A series of float samples kept encoded.
+    pub fn encoded(labels: Labels, samples: std::sync::Arc<dyn EncodedSamples>) -> Self {
+        Series {
+            labels,
+            samples: Vec::new(),
+            encoded: Some(samples),
+            histograms: Vec::new(),
+        }
+    }
+
+    /// How many float samples the series holds (decoded or not).
+    pub fn float_count(&self) -> usize {
+        self.samples.len() + self.encoded.as_ref().map_or(0, |e| e.len())
     }
 }
 
@@ -51,12 +104,37 @@ pub trait Queryable {
 #[derive(Debug, Clone, Default)]
 pub struct MemQueryable {
     series: Vec<Series>,
+    /// Answer float-only series as [`EncodedSamples`] (tests of the engine's lazy path).
+    encode_floats: bool,
+}
+
+/// Float samples held in memory behind [`EncodedSamples`].
+#[derive(Debug)]
+struct MemEncoded(Vec<Sample>);
+
+impl EncodedSamples for MemEncoded {
+    fn decode(&self, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<(), String> {
+        let lo = self.0.partition_point(|s| s.t < from);
+        let hi = self.0.partition_point(|s| s.t <= to);
+        out.extend_from_slice(self.0.get(lo..hi).unwrap_or_default());
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl MemQueryable {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Whether float-only series are answered as [`EncodedSamples`] (as the querier answers
+    /// range queries), so the engine decodes them where it reads them.
+    pub fn encode_floats(&mut self, yes: bool) {
+        self.encode_floats = yes;
     }
 
     /// The series with `labels`, added empty if new (always `Some`).
@@ -123,15 +201,23 @@ impl Queryable for MemQueryable {
                 .filter(|s| s.t >= hints.start && s.t <= hints.end)
                 .copied()
                 .collect();
-            let histograms = series
+            let histograms: Vec<HistogramSample> = series
                 .histograms
                 .iter()
                 .filter(|s| s.t >= hints.start && s.t <= hints.end)
                 .cloned()
                 .collect();
+            if self.encode_floats && histograms.is_empty() {
+                out.push(Series::encoded(
+                    series.labels.clone(),
+                    std::sync::Arc::new(MemEncoded(samples)),
+                ));
+                continue;
+            }
             out.push(Series {
                 labels: series.labels.clone(),
                 samples,
+                encoded: None,
                 histograms,
             });
         }

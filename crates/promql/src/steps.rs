@@ -234,11 +234,36 @@ impl Evaluator<'_> {
         let counter_check = matches!(name, "rate" | "increase");
         let mut non_counter = Vec::with_capacity(n);
         let mut kept: Vec<Sample> = Vec::new();
+        // Samples the storage kept encoded are decoded here series by series, only those
+        // this evaluator's steps read (`(start - offset - range, end - offset]`), into one
+        // buffer: the query never holds them all decoded.
+        let mut decoded: Vec<Sample> = Vec::new();
+        let mut own_index: (Vec<u32>, Option<Vec<u32>>);
+        let first_needed = self
+            .start
+            .saturating_sub(vs.offset)
+            .saturating_sub(range)
+            .saturating_add(1);
+        let last_needed = self.end.saturating_sub(vs.offset);
         for (i, s) in series.iter().enumerate() {
             if i % 256 == 0 {
                 self.check_deadline()?;
             }
-            let samples: &[Sample] = &s.samples;
+            let (samples, stale, resets): (&[Sample], &[u32], Option<&[u32]>) =
+                match (s.decoded(), &s.encoded) {
+                    (None, Some(encoded)) => {
+                        decoded.clear();
+                        encoded
+                            .decode(first_needed, last_needed, &mut decoded)
+                            .map_err(|e| Error::Storage(format!("series {}: {e}", s.labels)))?;
+                        own_index = crate::eval::sample_index(&decoded);
+                        (&decoded, &own_index.0, own_index.1.as_deref())
+                    }
+                    _ => {
+                        let floats = s.floats();
+                        (&floats.samples, &floats.stale, floats.resets.as_deref())
+                    }
+                };
             let (mut lo, mut hi) = (0usize, 0usize);
             let mut any = false;
             for k in 0..steps {
@@ -270,7 +295,7 @@ impl Evaluator<'_> {
                         continue;
                     }
                 };
-                let has_stale = any_in(&s.stale, lo..hi);
+                let has_stale = any_in(stale, lo..hi);
                 let window = if has_stale {
                     kept.clear();
                     kept.extend(window.iter().filter(|p| !is_stale_nan(p.v)));
@@ -281,8 +306,7 @@ impl Evaluator<'_> {
                 } else {
                     window
                 };
-                let no_resets =
-                    !has_stale && s.resets.as_deref().is_some_and(|r| !any_in(r, lo + 1..hi));
+                let no_resets = !has_stale && resets.is_some_and(|r| !any_in(r, lo + 1..hi));
                 let w = Window {
                     samples: window,
                     no_resets,
@@ -350,6 +374,14 @@ mod tests {
         q
     }
 
+    /// [`data`], its float samples handed over encoded (as the querier hands over chunks
+    /// for range queries): range queries over it must equal instant queries over `data`.
+    fn encoded_data() -> MemQueryable {
+        let mut q = data();
+        q.encode_floats(true);
+        q
+    }
+
     /// The value of the series `labels` of a range query's result at `t`.
     fn point_at(matrix: &[RangeSeries], labels: &Labels, t: i64) -> Option<f64> {
         matrix
@@ -406,7 +438,9 @@ mod tests {
             "quantile(0.5, {__name__=~\".+\"})",
             "avg by (__name__) ({__name__=~\".+\"})",
         ] {
-            let range = engine.range_query(&q, query, start, end, step).unwrap();
+            let range = engine
+                .range_query(&encoded_data(), query, start, end, step)
+                .unwrap();
             let Value::Matrix(matrix) = &range.value else {
                 panic!("{query}: matrix expected")
             };
@@ -432,6 +466,7 @@ mod tests {
     #[test]
     fn range_steps_equal_instant_evaluations() {
         let q = data();
+        let encoded = encoded_data();
         let engine = Engine::new(EngineOptions {
             slice_duration: 37 * 60_000,
             ..EngineOptions::default()
@@ -477,7 +512,7 @@ mod tests {
                 let Ok(expr) = parsed else { continue };
                 tested += 1;
                 let range = engine
-                    .range_expr(&q, &expr, start, end, step)
+                    .range_expr(&encoded, &expr, start, end, step)
                     .unwrap_or_else(|e| panic!("{query}: {e}"));
                 let Value::Matrix(matrix) = &range.value else {
                     panic!("{query}: matrix expected")

@@ -3,7 +3,7 @@
 
 use std::sync::Mutex;
 
-use strata_promql::{Error, Queryable, SelectHints, Series};
+use strata_promql::{EncodedSamples, Error, Queryable, SelectHints, Series};
 use strata_storepb::{Aggr, AggrChunk, Func, QueryHints, Range, SeriesRequest, chunk};
 use strata_types::{Labels, Matcher, Sample};
 
@@ -131,6 +131,148 @@ fn xor_samples(c: &strata_storepb::Chunk, out: &mut Vec<Sample>) -> Result<(), S
 /// Chunks decoded per call of the XOR decoder when series are decoded together: enough to
 /// keep its lanes busy, few enough that the batch's samples stay small next to the result.
 const DECODE_BATCH_CHUNKS: usize = 1024;
+
+/// A series' raw XOR chunks, in time order and not overlapping, kept encoded until the
+/// engine reads them: a range query decodes each series only for the slice of steps it
+/// evaluates, so the querier never holds all of a query's samples decoded (16 bytes each
+/// against about 1.4 encoded).
+#[derive(Debug)]
+pub struct XorChunks {
+    /// `(min_time, max_time, bytes)` of each chunk overlapping `[start, end]`.
+    chunks: Vec<(i64, i64, Vec<u8>)>,
+    /// The selection's range: samples outside it are not handed out.
+    start: i64,
+    end: i64,
+    /// Samples within `[start, end]`.
+    len: usize,
+}
+
+/// Whether a series' chunks (sorted by time) can stay encoded: raw XOR chunks only, each
+/// starting after the one before ends (overlapping ones are merged when decoded).
+fn stays_encoded(sorted: &[AggrChunk]) -> bool {
+    sorted.iter().all(|c| {
+        c.raw
+            .as_ref()
+            .is_some_and(|raw| raw.r#type == chunk::Encoding::Xor as i32)
+    }) && sorted.windows(2).all(|pair| match pair {
+        [a, b] => a.max_time < b.min_time,
+        _ => true,
+    })
+}
+
+impl XorChunks {
+    /// The chunks of a series that [`stays_encoded`] (sorted by time), those overlapping
+    /// `[start, end]`; the chunks that reach past either end are decoded once here to count
+    /// their samples within it.
+    fn new(sorted: Vec<AggrChunk>, start: i64, end: i64) -> Result<Self, String> {
+        let mut chunks = Vec::with_capacity(sorted.len());
+        let mut len = 0usize;
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        for c in sorted {
+            if c.max_time < start || c.min_time > end {
+                continue;
+            }
+            let Some(raw) = c.raw else { continue };
+            if c.min_time >= start && c.max_time <= end {
+                len += usize::from(
+                    strata_chunkenc::xor_num_samples(&raw.data).map_err(|e| e.to_string())?,
+                );
+            } else {
+                ts.clear();
+                vs.clear();
+                strata_chunkenc::decode_xor(&raw.data, &mut ts, &mut vs)
+                    .map_err(|e| e.to_string())?;
+                len += ts.iter().filter(|&&t| t >= start && t <= end).count();
+            }
+            chunks.push((c.min_time, c.max_time, raw.data));
+        }
+        Ok(XorChunks {
+            chunks,
+            start,
+            end,
+            len,
+        })
+    }
+}
+
+impl EncodedSamples for XorChunks {
+    fn decode(&self, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<(), String> {
+        let (from, to) = (from.max(self.start), to.min(self.end));
+        let datas: Vec<&[u8]> = self
+            .chunks
+            .iter()
+            .filter(|(min, max, _)| *max >= from && *min <= to)
+            .map(|(_, _, data)| data.as_slice())
+            .collect();
+        if datas.is_empty() {
+            return Ok(());
+        }
+        let (mut ts, mut vs) = (Vec::new(), Vec::new());
+        strata_chunkenc::decode_xor_chunks(&datas, &mut ts, &mut vs)
+            .map_err(|(_, err)| err.to_string())?;
+        let first = out.len();
+        out.extend(
+            ts.iter()
+                .zip(&vs)
+                .filter(|(t, _)| **t >= from && **t <= to)
+                .map(|(&t, &v)| Sample { t, v }),
+        );
+        // Chunks whose own timestamps do not increase are read as when decoded at once.
+        if let Some(mine) = out.get_mut(first..)
+            && !mine.is_sorted_by(|a, b| a.t < b.t)
+        {
+            let mut mine: Vec<Sample> = out.split_off(first);
+            mine.sort_by_key(|s| s.t);
+            mine.dedup_by_key(|s| s.t);
+            out.extend(mine);
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+}
+
+/// The series of a selection ready for the engine: series of raw chunks in time order
+/// stay encoded ([`XorChunks`]) when `encoded`, the others are decoded (as
+/// [`decode_series`]); series without samples in `[start, end]` are dropped.
+pub fn engine_series(
+    series: Vec<(Labels, Vec<AggrChunk>)>,
+    start: i64,
+    end: i64,
+    encoded: bool,
+) -> Result<Vec<Series>, String> {
+    if !encoded {
+        return Ok(decode_series(series, start, end)?
+            .into_iter()
+            .map(|(labels, samples)| Series::floats(labels, samples))
+            .collect());
+    }
+    let mut out = Vec::with_capacity(series.len());
+    let mut rest = Vec::new();
+    for (labels, mut chunks) in series {
+        chunks.sort_by_key(|c| (c.min_time, c.max_time));
+        if !stays_encoded(&chunks) {
+            rest.push((labels, chunks));
+            continue;
+        }
+        let xor =
+            XorChunks::new(chunks, start, end).map_err(|e| format!("series {labels}: {e}"))?;
+        if xor.len > 0 {
+            out.push(Series::encoded(labels, std::sync::Arc::new(xor)));
+        }
+    }
+    if !rest.is_empty() {
+        out.extend(
+            decode_series(rest, start, end)?
+                .into_iter()
+                .map(|(labels, samples)| Series::floats(labels, samples)),
+        );
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    }
+    Ok(out)
+}
 
 /// Decodes every series' chunks into samples within `[start, end]` (as [`decode_chunks`]
 /// does), dropping series left without samples. Series of raw chunks only are decoded in
@@ -334,6 +476,7 @@ pub fn dedup_series(
     replica_labels: &[String],
     func: DedupFunc,
     counter: bool,
+    encoded: bool,
 ) -> Result<Vec<Series>, String> {
     let mut stripped: Vec<(Labels, Vec<AggrChunk>)> = series
         .into_iter()
@@ -349,7 +492,19 @@ pub fn dedup_series(
             }
         }
         chunks.retain(|c| c.max_time >= start && c.min_time <= end);
-        let groups = overlap_split(chunks);
+        let mut groups = overlap_split(chunks);
+        // One replica left (or its blocks compacted together): as without deduplication.
+        if encoded
+            && let [group] = groups.as_mut_slice()
+            && stays_encoded(group)
+        {
+            let xor = XorChunks::new(std::mem::take(group), start, end)
+                .map_err(|e| format!("series {labels}: {e}"))?;
+            if xor.len > 0 {
+                out.push(Series::encoded(labels, std::sync::Arc::new(xor)));
+            }
+            continue;
+        }
         // Thanos' counter handling only where replicas are merged by penalty: a single
         // replica (or chain merging) keeps its raw samples, so it answers as Prometheus.
         let counter = counter && func == DedupFunc::Penalty && groups.len() > 1;
@@ -523,12 +678,11 @@ impl Queryable for StoreQueryable {
         }
         let replica_labels = &self.options.replica_labels;
         let (histograms, floats) = split_histogram_series(set.series, replica_labels);
+        // Range queries take chunks still encoded: the engine decodes each series where it
+        // reads it. Instant queries read every sample they load at once.
+        let encoded = hints.step > 0;
         let mut out = if replica_labels.is_empty() {
-            decode_series(floats, hints.start, hints.end)
-                .map_err(Error::Storage)?
-                .into_iter()
-                .map(|(labels, samples)| Series::floats(labels, samples))
-                .collect()
+            engine_series(floats, hints.start, hints.end, encoded).map_err(Error::Storage)?
         } else {
             let counter = hints
                 .func
@@ -541,6 +695,7 @@ impl Queryable for StoreQueryable {
                 replica_labels,
                 self.options.dedup,
                 counter,
+                encoded,
             )
             .map_err(Error::Storage)?
         };
@@ -619,6 +774,61 @@ mod tests {
             assert_eq!(labels, elabels);
             assert_eq!(samples, esamples);
         }
+    }
+
+    /// Series kept encoded give, decoded whole or by any sub-range, what decoding at once
+    /// gives, and count exactly the samples within the selection.
+    #[test]
+    fn encoded_series_equal_decoded_series() {
+        let mut series: Vec<(Labels, Vec<AggrChunk>)> = (0..60i64)
+            .map(|s| {
+                let chunks: Vec<AggrChunk> = (0..(s % 7))
+                    .map(|c| {
+                        // Every third series repeats part of a chunk (overlapping blocks).
+                        let from = c * 100_000 - i64::from(s % 3 == 0 && c > 0) * 30_000;
+                        let samples: Vec<(i64, f64)> = (0..(60 + s))
+                            .map(|i| (from + i * 1_000 + s, (s * 1_000 + c * 7 + i) as f64))
+                            .collect();
+                        raw(&samples)
+                    })
+                    .rev()
+                    .collect();
+                (Labels::from_pairs([("s", s.to_string())]), chunks)
+            })
+            .collect();
+        // As a Store API answer: sorted by labels.
+        series.sort_by(|a, b| a.0.cmp(&b.0));
+        let (start, end) = (50_500, 450_000);
+        let decoded = engine_series(series.clone(), start, end, false).unwrap();
+        let encoded = engine_series(series, start, end, true).unwrap();
+        assert_eq!(decoded.len(), encoded.len());
+        let mut kept_encoded = 0;
+        for (d, e) in decoded.iter().zip(&encoded) {
+            assert_eq!(d.labels, e.labels);
+            assert_eq!(d.float_count(), e.float_count(), "{}", d.labels);
+            let Some(enc) = &e.encoded else { continue };
+            kept_encoded += 1;
+            for (from, to) in [
+                (i64::MIN, i64::MAX),
+                (0, 10_000_000),
+                (120_000, 230_999),
+                (start, start),
+                (end - 5_000, end + 5_000),
+            ] {
+                let mut got = Vec::new();
+                enc.decode(from, to, &mut got).unwrap();
+                let want: Vec<Sample> = d
+                    .samples
+                    .iter()
+                    .filter(|p| p.t >= from && p.t <= to)
+                    .copied()
+                    .collect();
+                assert_eq!(got, want, "{} in [{from}, {to}]", d.labels);
+            }
+        }
+        // Series of overlapping chunks are decoded at once; the others stay encoded.
+        assert!(kept_encoded >= 30, "{kept_encoded}");
+        assert!(encoded.iter().any(|s| s.encoded.is_none()));
     }
 
     #[test]

@@ -133,6 +133,7 @@ fn thanos_issue_2401_replicas_deduplicate_as_thanos() {
         &replica,
         DedupFunc::Penalty,
         false,
+        false,
     )
     .unwrap();
     assert_eq!(dedup.len(), 1);
@@ -145,7 +146,16 @@ fn thanos_issue_2401_replicas_deduplicate_as_thanos() {
 
     // For `rate`: each replica through the counter-reset iterator, then the switch
     // adjustment: the merged counter never goes down.
-    let dedup = dedup_series(series, mint, maxt, &replica, DedupFunc::Penalty, true).unwrap();
+    let dedup = dedup_series(
+        series,
+        mint,
+        maxt,
+        &replica,
+        DedupFunc::Penalty,
+        true,
+        false,
+    )
+    .unwrap();
     assert_same(
         &dedup[0].samples,
         &expected(&want, "DeduplicatedForRate"),
@@ -207,6 +217,7 @@ fn thanos_issue_2890_switching_replicas_keeps_every_step() {
                 &["replica".to_owned()],
                 DedupFunc::Penalty,
                 false,
+                false,
             )
             .unwrap()
             .into_iter()
@@ -261,6 +272,7 @@ fn thanos_issue_2401_rate_over_deduplicated_replicas() {
         &["replica".to_owned()],
         DedupFunc::Penalty,
         true,
+        false,
     )
     .unwrap();
     let labels = ours[0].labels.clone();
