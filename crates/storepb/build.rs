@@ -23,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, [&root])?;
     let mut config = prost_build::Config::new();
     config.enable_type_names();
+    // Chunk bytes as `Bytes`: decoded as slices of the received frame and encoded from
+    // slices of the fetched chunk file, never copied one by one.
+    config.bytes([".thanos.Chunk.data", ".prometheus.Chunk.data"]);
     tonic_prost_build::configure()
         .include_file("protos.rs")
         .compile_fds_with_config(descriptors, config)?;

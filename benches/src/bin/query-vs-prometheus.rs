@@ -289,7 +289,13 @@ fn main() {
             };
             times.push(timed(&format!("http://{}", query.http), r).0);
         }
-        println!("{} queries, median {:.1} ms", times.len(), median(times));
+        println!(
+            "{} queries, median {:.1} ms; peak RSS strata query {} KiB, strata store {} KiB",
+            times.len(),
+            median(times),
+            peak_rss_kib(query.pid()),
+            peak_rss_kib(store.pid())
+        );
         return;
     }
     let prometheus = Prometheus::start_on_blocks(&blocks);
@@ -305,6 +311,16 @@ fn main() {
         end,
         step: Some(300),
     };
+    // Peaks so far, after each workload: which workload sets each process' peak.
+    let pids = (query.pid(), store.pid(), prometheus.pid());
+    let peaks_so_far = move || {
+        println!(
+            "\npeak RSS so far (KiB): strata query {}, strata store {}, Prometheus {}",
+            peak_rss_kib(pids.0),
+            peak_rss_kib(pids.1),
+            peak_rss_kib(pids.2)
+        );
+    };
     let mut all = (Vec::new(), Vec::new());
     let mut add = |(o, v): (Vec<f64>, Vec<f64>)| {
         all.0.extend(o);
@@ -317,12 +333,14 @@ fn main() {
         "cold: the first query after start",
         &[(QUERIES[0].to_owned(), cold)],
     ));
+    peaks_so_far();
 
     let rows: Vec<_> = QUERIES
         .iter()
         .map(|q| ((*q).to_owned(), targets.measure(heavy(q), runs)))
         .collect();
     add(print_table("heavy: 2 days, step 5 m", &rows));
+    peaks_so_far();
 
     let rows: Vec<_> = HIGH_CARDINALITY
         .iter()
@@ -340,6 +358,7 @@ fn main() {
         "high cardinality: 100,000 series, 2 h, step 60 s",
         &rows,
     ));
+    peaks_so_far();
 
     // The dashboard: each refresh runs the 10 panels in turn; a row per refresh.
     let mut refreshes = Vec::new();
@@ -378,6 +397,7 @@ fn main() {
         "dashboard: 10 panels, 6 h, step 30 s",
         &refreshes,
     ));
+    peaks_so_far();
 
     let rows: Vec<_> = INSTANT
         .iter()
@@ -392,6 +412,7 @@ fn main() {
         })
         .collect();
     add(print_table("instant", &rows));
+    peaks_so_far();
 
     let gm = |logs: &[f64]| (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
     println!(

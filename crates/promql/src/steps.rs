@@ -36,6 +36,10 @@ pub(crate) struct StepValues {
 impl StepValues {
     /// The step index of `ts`, if it is one of the steps.
     fn step_of(&self, ts: i64) -> Option<usize> {
+        if self.interval <= 0 {
+            // An instant query: its one step.
+            return (ts == self.start).then_some(0);
+        }
         if ts < self.start || (ts - self.start) % self.interval != 0 {
             return None;
         }
@@ -83,6 +87,14 @@ fn node(call: &Call) -> usize {
 enum Source<'e> {
     Window(&'e str, WindowFunction, &'e MatrixSelector),
     Instant(&'e VectorSelector),
+}
+
+/// The selector whose series `source` reads.
+fn source_key(source: Source<'_>) -> usize {
+    match source {
+        Source::Window(_, _, ms) => key(&ms.vs),
+        Source::Instant(vs) => key(vs),
+    }
 }
 
 impl Evaluator<'_> {
@@ -160,7 +172,17 @@ impl Evaluator<'_> {
         pos: usize,
         ts: i64,
     ) -> Result<Option<StepCells>, Error> {
-        if self.interval <= 0 || self.end <= self.start {
+        // A range query, or an instant query (one step) over samples the storage kept
+        // encoded: they are decoded series by series here too.
+        let instant = self.interval <= 0 || self.end <= self.start;
+        if instant
+            && (self.start != self.end
+                || ts != self.start
+                || !self
+                    .data
+                    .get(&source_key(source))
+                    .is_some_and(|series| series.iter().any(|s| s.decoded().is_none())))
+        {
             return Ok(None);
         }
         if !self.step_values.contains_key(&node) {
@@ -204,7 +226,11 @@ impl Evaluator<'_> {
             Source::Window(name, _, ms) => (&ms.vs, ms.range, name),
             Source::Instant(vs) => (vs, self.opts.lookback_delta, ""),
         };
-        let steps = (self.end - self.start) / self.interval + 1;
+        let steps = if self.interval > 0 {
+            (self.end - self.start) / self.interval + 1
+        } else {
+            1
+        };
         let Ok(steps) = usize::try_from(steps) else {
             return Ok(None);
         };

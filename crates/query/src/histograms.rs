@@ -159,7 +159,7 @@ fn decode_points(
     let announced: usize = sorted
         .iter()
         .filter_map(|c| c.raw.as_ref())
-        .filter_map(|raw| match raw.data.as_slice() {
+        .filter_map(|raw| match &raw.data[..] {
             [hi, lo, ..] => Some(usize::from(u16::from_be_bytes([*hi, *lo]))),
             _ => None,
         })
@@ -283,7 +283,7 @@ mod tests {
             max_time: from + (n - 1) * 1000,
             raw: Some(Chunk {
                 r#type: chunk::Encoding::Histogram as i32,
-                data: enc.bytes(),
+                data: enc.bytes().into(),
                 hash: 0,
             }),
             ..Default::default()

@@ -177,7 +177,7 @@ async fn with_timeout<T>(
 fn chunk_samples(c: &AggrChunk) -> u64 {
     let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
     let first = parts.into_iter().flatten().next();
-    match first.map(|chunk| chunk.data.as_slice()) {
+    match first.map(|chunk| &chunk.data[..]) {
         Some([a, b, ..]) => u64::from(u16::from_be_bytes([*a, *b])),
         _ => 0,
     }

@@ -132,14 +132,20 @@ fn xor_samples(c: &strata_storepb::Chunk, out: &mut Vec<Sample>) -> Result<(), S
 /// keep its lanes busy, few enough that the batch's samples stay small next to the result.
 const DECODE_BATCH_CHUNKS: usize = 1024;
 
+/// The shortest range of an instant query's selector whose chunks stay encoded.
+const ENCODED_INSTANT_RANGE: i64 = 60 * 60 * 1000;
+
 /// A series' raw XOR chunks, in time order and not overlapping, kept encoded until the
 /// engine reads them: a range query decodes each series only for the slice of steps it
 /// evaluates, so the querier never holds all of a query's samples decoded (16 bytes each
-/// against about 1.4 encoded).
+/// against about 1.4 encoded). The chunks' bytes are copied into one buffer per series, so
+/// the received frames are freed as the answer streams in.
 #[derive(Debug)]
 pub struct XorChunks {
-    /// `(min_time, max_time, bytes)` of each chunk overlapping `[start, end]`.
-    chunks: Vec<(i64, i64, Vec<u8>)>,
+    /// The chunks overlapping `[start, end]`, back to back.
+    data: Vec<u8>,
+    /// `(min_time, max_time, end of its bytes in data)` of each chunk.
+    chunks: Vec<(i64, i64, u32)>,
     /// The selection's range: samples outside it are not handed out.
     start: i64,
     end: i64,
@@ -164,15 +170,18 @@ impl XorChunks {
     /// The chunks of a series that [`stays_encoded`] (sorted by time), those overlapping
     /// `[start, end]`; the chunks that reach past either end are decoded once here to count
     /// their samples within it.
-    fn new(sorted: Vec<AggrChunk>, start: i64, end: i64) -> Result<Self, String> {
+    fn new(sorted: &[AggrChunk], start: i64, end: i64) -> Result<Self, String> {
         let mut chunks = Vec::with_capacity(sorted.len());
+        let kept = || {
+            sorted
+                .iter()
+                .filter(|c| c.max_time >= start && c.min_time <= end)
+                .filter_map(|c| Some((c, c.raw.as_ref()?)))
+        };
+        let mut data = Vec::with_capacity(kept().map(|(_, raw)| raw.data.len()).sum());
         let mut len = 0usize;
         let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        for c in sorted {
-            if c.max_time < start || c.min_time > end {
-                continue;
-            }
-            let Some(raw) = c.raw else { continue };
+        for (c, raw) in kept() {
             if c.min_time >= start && c.max_time <= end {
                 len += usize::from(
                     strata_chunkenc::xor_num_samples(&raw.data).map_err(|e| e.to_string())?,
@@ -184,9 +193,13 @@ impl XorChunks {
                     .map_err(|e| e.to_string())?;
                 len += ts.iter().filter(|&&t| t >= start && t <= end).count();
             }
-            chunks.push((c.min_time, c.max_time, raw.data));
+            data.extend_from_slice(&raw.data);
+            let at = u32::try_from(data.len())
+                .map_err(|_| "a series' chunks exceed 4 GiB".to_owned())?;
+            chunks.push((c.min_time, c.max_time, at));
         }
         Ok(XorChunks {
+            data,
             chunks,
             start,
             end,
@@ -198,12 +211,15 @@ impl XorChunks {
 impl EncodedSamples for XorChunks {
     fn decode(&self, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<(), String> {
         let (from, to) = (from.max(self.start), to.min(self.end));
-        let datas: Vec<&[u8]> = self
-            .chunks
-            .iter()
-            .filter(|(min, max, _)| *max >= from && *min <= to)
-            .map(|(_, _, data)| data.as_slice())
-            .collect();
+        let mut datas: Vec<&[u8]> = Vec::new();
+        let mut begin = 0usize;
+        for &(min, max, end) in &self.chunks {
+            let end = end as usize;
+            if max >= from && min <= to {
+                datas.push(self.data.get(begin..end).unwrap_or_default());
+            }
+            begin = end;
+        }
         if datas.is_empty() {
             return Ok(());
         }
@@ -234,6 +250,25 @@ impl EncodedSamples for XorChunks {
     }
 }
 
+/// A series for the engine with its chunks kept encoded, if they [`stays_encoded`]
+/// (`Ok(None)` when it has no samples in `[start, end]`); else the series back.
+#[allow(clippy::type_complexity)]
+fn encoded_series(
+    labels: Labels,
+    mut chunks: Vec<AggrChunk>,
+    start: i64,
+    end: i64,
+) -> Result<Result<Option<Series>, (Labels, Vec<AggrChunk>)>, String> {
+    chunks.sort_by_key(|c| (c.min_time, c.max_time));
+    if !stays_encoded(&chunks) {
+        return Ok(Err((labels, chunks)));
+    }
+    let xor = XorChunks::new(&chunks, start, end).map_err(|e| format!("series {labels}: {e}"))?;
+    Ok(Ok((xor.len > 0).then(|| {
+        Series::encoded(labels, std::sync::Arc::new(xor))
+    })))
+}
+
 /// The series of a selection ready for the engine: series of raw chunks in time order
 /// stay encoded ([`XorChunks`]) when `encoded`, the others are decoded (as
 /// [`decode_series`]); series without samples in `[start, end]` are dropped.
@@ -251,16 +286,10 @@ pub fn engine_series(
     }
     let mut out = Vec::with_capacity(series.len());
     let mut rest = Vec::new();
-    for (labels, mut chunks) in series {
-        chunks.sort_by_key(|c| (c.min_time, c.max_time));
-        if !stays_encoded(&chunks) {
-            rest.push((labels, chunks));
-            continue;
-        }
-        let xor =
-            XorChunks::new(chunks, start, end).map_err(|e| format!("series {labels}: {e}"))?;
-        if xor.len > 0 {
-            out.push(Series::encoded(labels, std::sync::Arc::new(xor)));
+    for (labels, chunks) in series {
+        match encoded_series(labels, chunks, start, end)? {
+            Ok(series) => out.extend(series),
+            Err(raw) => rest.push(raw),
         }
     }
     if !rest.is_empty() {
@@ -360,11 +389,14 @@ fn decode_raw_batch(
     drop(datas);
     let mut at = 0usize;
     for ((labels, _), n) in batch.into_iter().zip(counts) {
+        // Only the samples within the range: a chunk reaching far past it (an instant
+        // query's window) does not leave its whole length allocated.
         let samples: Vec<Sample> = ts
             .get(at..at + n)
             .unwrap_or_default()
             .iter()
             .zip(vs.get(at..at + n).unwrap_or_default())
+            .filter(|(t, _)| **t >= start && **t <= end)
             .map(|(&t, &v)| Sample { t, v })
             .collect();
         at += n;
@@ -492,14 +524,14 @@ pub fn dedup_series(
             }
         }
         chunks.retain(|c| c.max_time >= start && c.min_time <= end);
-        let mut groups = overlap_split(chunks);
+        let groups = overlap_split(chunks);
         // One replica left (or its blocks compacted together): as without deduplication.
         if encoded
-            && let [group] = groups.as_mut_slice()
+            && let [group] = groups.as_slice()
             && stays_encoded(group)
         {
-            let xor = XorChunks::new(std::mem::take(group), start, end)
-                .map_err(|e| format!("series {labels}: {e}"))?;
+            let xor =
+                XorChunks::new(group, start, end).map_err(|e| format!("series {labels}: {e}"))?;
             if xor.len > 0 {
                 out.push(Series::encoded(labels, std::sync::Arc::new(xor)));
             }
@@ -640,16 +672,63 @@ impl Queryable for StoreQueryable {
             }),
             ..Default::default()
         };
-        let fetch = proxy::series(
+        // Range queries, and instant queries over windows of an hour or more, take chunks
+        // still encoded: the engine decodes each series where it reads it. Short instant
+        // windows read every sample they load at once (counting the samples of a chunk
+        // reaching past the selection, most of theirs, would decode it twice).
+        let encoded = hints.step > 0 || hints.range >= ENCODED_INSTANT_RANGE;
+        let replica_labels = &self.options.replica_labels;
+        // Without deduplication each series is complete as it arrives: it is packed for the
+        // engine (kept encoded, or decoded) at once, so the received frames are freed as the
+        // answer streams in.
+        let single = replica_labels.is_empty();
+        let pack = encoded && single;
+        let (start, end) = (hints.start, hints.end);
+        let mut stream = proxy::series_stream(
             &self.endpoints,
             matchers,
             request,
             &self.options.fan_out,
             self.options.budget.clone(),
         );
+        let fetch = async move {
+            let mut packed: Vec<Series> = Vec::new();
+            let mut fetched: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
+            let mut batch: Vec<(Labels, Vec<AggrChunk>)> = Vec::new();
+            let mut batch_chunks = 0usize;
+            while let Some(item) = stream.next().await {
+                let (labels, chunks) = item.map_err(|e| match e.class {
+                    strata_types::ErrorClass::Execution => Error::TooManySamples("query execution"),
+                    _ => Error::Storage(e.to_string()),
+                })?;
+                if !single || crate::histograms::has_histograms(&chunks) {
+                    fetched.push((labels, chunks));
+                    continue;
+                }
+                if pack {
+                    match encoded_series(labels, chunks, start, end).map_err(Error::Storage)? {
+                        Ok(series) => packed.extend(series),
+                        Err(other) => fetched.push(other),
+                    }
+                    continue;
+                }
+                // Decoded in batches across series as they arrive.
+                batch_chunks += chunks.len();
+                batch.push((labels, chunks));
+                if batch_chunks >= DECODE_BATCH_CHUNKS {
+                    batch_chunks = 0;
+                    let decoded = decode_series(std::mem::take(&mut batch), start, end)
+                        .map_err(Error::Storage)?;
+                    packed.extend(decoded.into_iter().map(|(l, s)| Series::floats(l, s)));
+                }
+            }
+            let decoded = decode_series(batch, start, end).map_err(Error::Storage)?;
+            packed.extend(decoded.into_iter().map(|(l, s)| Series::floats(l, s)));
+            Ok::<_, Error>((packed, fetched, stream.take_warnings()))
+        };
         let deadline = self.options.deadline;
         let cancel = self.options.cancel.clone();
-        let set = self.handle.block_on(async move {
+        let (packed, fetched, warnings) = self.handle.block_on(async move {
             let deadline = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -663,26 +742,19 @@ impl Queryable for StoreQueryable {
                 }
             };
             tokio::select! {
-                set = fetch => set.map_err(|e| match e.class {
-                    strata_types::ErrorClass::Execution => Error::TooManySamples("query execution"),
-                    _ => Error::Storage(e.to_string()),
-                }),
+                got = fetch => got,
                 () = deadline => Err(Error::Timeout("query execution")),
                 () = canceled => Err(Error::Canceled("query execution")),
             }
         })?;
-        if !set.warnings.is_empty()
+        if !warnings.is_empty()
             && let Ok(mut w) = self.warnings.lock()
         {
-            w.extend(set.warnings);
+            w.extend(warnings);
         }
-        let replica_labels = &self.options.replica_labels;
-        let (histograms, floats) = split_histogram_series(set.series, replica_labels);
-        // Range queries take chunks still encoded: the engine decodes each series where it
-        // reads it. Instant queries read every sample they load at once.
-        let encoded = hints.step > 0;
+        let (histograms, floats) = split_histogram_series(fetched, replica_labels);
         let mut out = if replica_labels.is_empty() {
-            engine_series(floats, hints.start, hints.end, encoded).map_err(Error::Storage)?
+            engine_series(floats, hints.start, hints.end, false).map_err(Error::Storage)?
         } else {
             let counter = hints
                 .func
@@ -699,6 +771,13 @@ impl Queryable for StoreQueryable {
             )
             .map_err(Error::Storage)?
         };
+        if !packed.is_empty() {
+            let sorted = out.is_empty();
+            out.extend(packed);
+            if !sorted {
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+        }
         if histograms.is_empty() {
             return Ok(out);
         }
@@ -733,7 +812,7 @@ mod tests {
             max_time: samples.last().map_or(0, |s| s.0),
             raw: Some(Chunk {
                 r#type: chunk::Encoding::Xor as i32,
-                data: encoder.bytes(),
+                data: encoder.bytes().into(),
                 hash: 0,
             }),
             ..Default::default()

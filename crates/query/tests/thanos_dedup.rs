@@ -38,7 +38,8 @@ fn series_from_dump(text: &str) -> Vec<(Labels, Vec<AggrChunk>)> {
                         r#type: chunk::Encoding::Xor as i32,
                         data: base64::engine::general_purpose::STANDARD
                             .decode(c["raw"]["data"].as_str().unwrap())
-                            .unwrap(),
+                            .unwrap()
+                            .into(),
                         hash: 0,
                     }),
                     ..Default::default()

@@ -184,7 +184,7 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
         };
         out.raw = Some(Chunk {
             r#type: kind as i32,
-            data: data.to_vec(),
+            data: raw.data.clone(),
             hash: chunk_hash(data),
         });
         return Ok(out);
@@ -205,7 +205,7 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
         };
         parts.push(Some(Chunk {
             r#type: kind as i32,
-            data: bytes.to_vec(),
+            data: raw.data.slice_ref(bytes),
             hash: chunk_hash(bytes),
         }));
     }

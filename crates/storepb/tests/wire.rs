@@ -148,7 +148,7 @@ fn series_response_frames_from_thanos_layout() {
             max_time: 2000,
             raw: Some(Chunk {
                 r#type: chunk::Encoding::Xor as i32,
-                data: vec![0, 1, 2, 3],
+                data: vec![0, 1, 2, 3].into(),
                 hash: 0xdead_beef,
             }),
             ..Default::default()
