@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use futures::future::join_all;
-use strata_storepb::convert::{labels_from_proto, matcher_to_proto};
+use strata_storepb::convert::{labels_from_proto_owned, matcher_to_proto};
 use strata_storepb::grpc_metrics::MeteredChannel;
 use strata_storepb::merge::{SeriesItem, SeriesMerge};
 use strata_storepb::store_client::StoreClient;
@@ -284,12 +284,12 @@ fn endpoint_stream(
                     };
                     let batch: Vec<SeriesItem> = match frame.result {
                         Some(series_response::Result::Series(s)) => {
-                            vec![(labels_from_proto(&s.labels), s.chunks)]
+                            vec![(labels_from_proto_owned(s.labels), s.chunks)]
                         }
                         Some(series_response::Result::Batch(b)) => b
                             .series
                             .into_iter()
-                            .map(|s| (labels_from_proto(&s.labels), s.chunks))
+                            .map(|s| (labels_from_proto_owned(s.labels), s.chunks))
                             .collect(),
                         Some(series_response::Result::Warning(w)) => {
                             if let Ok(mut list) = warnings.lock() {

@@ -40,6 +40,27 @@ pub fn labels_from_proto(labels: &[Label]) -> Labels {
     )
 }
 
+/// [`labels_from_proto`] for labels the caller owns: moved, strings and all, when they are
+/// sorted by name, unique and without empty values (as every Store API answer's are).
+pub fn labels_from_proto_owned(labels: Vec<Label>) -> Labels {
+    let ready = labels
+        .windows(2)
+        .all(|pair| matches!(pair, [a, b] if a.name < b.name))
+        && labels.iter().all(|l| !l.value.is_empty());
+    if !ready {
+        return labels_from_proto(&labels);
+    }
+    Labels::from_sorted(
+        labels
+            .into_iter()
+            .map(|l| strata_types::Label {
+                name: l.name,
+                value: l.value,
+            })
+            .collect(),
+    )
+}
+
 /// A Strata matcher from a Store API matcher.
 pub fn matcher_from_proto(m: &LabelMatcher) -> Result<Matcher, ConvertError> {
     let kind = match label_matcher::Type::try_from(m.r#type) {
@@ -95,4 +116,39 @@ pub fn from_any<M: Message + prost::Name + Default>(
         return Err(ConvertError::Hints(format!("type {name:?}, want {want:?}")));
     }
     M::decode(any.value.as_slice()).map_err(|e| ConvertError::Hints(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proto(pairs: &[(&str, &str)]) -> Vec<Label> {
+        pairs
+            .iter()
+            .map(|(n, v)| Label {
+                name: (*n).to_owned(),
+                value: (*v).to_owned(),
+            })
+            .collect()
+    }
+
+    /// Moving owned labels gives what copying them gives, sorted or not, with empty values
+    /// and repeated names too.
+    #[test]
+    fn owned_labels_equal_copied_labels() {
+        for pairs in [
+            &[("__name__", "up"), ("a", "1"), ("b", "2")][..],
+            &[("b", "2"), ("a", "1")][..],
+            &[("a", "1"), ("b", ""), ("c", "3")][..],
+            &[("a", "1"), ("a", "2")][..],
+            &[][..],
+        ] {
+            let labels = proto(pairs);
+            assert_eq!(
+                labels_from_proto_owned(labels.clone()),
+                labels_from_proto(&labels),
+                "{pairs:?}"
+            );
+        }
+    }
 }

@@ -60,7 +60,7 @@ impl Labels {
         for (name, value) in pairs {
             builder.set(name, value);
         }
-        builder.build()
+        builder.into_labels()
     }
 
     /// Wraps labels that the caller guarantees are sorted by name, unique and non-empty.
@@ -245,6 +245,13 @@ impl LabelsBuilder {
     pub fn build(&self) -> Labels {
         Labels {
             labels: Arc::from(self.labels.as_slice()),
+        }
+    }
+
+    /// The label set, the builder consumed (its strings moved, not copied).
+    pub fn into_labels(self) -> Labels {
+        Labels {
+            labels: Arc::from(self.labels),
         }
     }
 }
