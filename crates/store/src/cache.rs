@@ -88,7 +88,9 @@ impl Value {
 /// The index cache shared by all blocks.
 #[derive(Debug, Clone)]
 pub struct IndexCache {
-    cache: Option<Cache<Key, Value>>,
+    /// Keyed by block and offset: FxHash, as the keys come from our own index, not from
+    /// requests.
+    cache: Option<Cache<Key, Value, rustc_hash::FxBuildHasher>>,
     remote: Option<Arc<strata_cache::Memcached>>,
     writes: Arc<tokio::sync::Semaphore>,
     requests: Family<ItemLabels, Counter>,
@@ -127,7 +129,7 @@ impl IndexCache {
                         .get_or_create(&labels)
                         .dec_by(i64::from(value.weight()));
                 })
-                .build()
+                .build_with_hasher(rustc_hash::FxBuildHasher)
         });
         let this = IndexCache {
             cache,
@@ -260,11 +262,26 @@ impl IndexCache {
                 }
             }
         }
+        // Counted per item type, not per key (a label lookup each).
+        let mut counts = [(0u64, 0u64); ITEM_TYPES.len()];
         for (key, value) in keys.iter().zip(&found) {
-            let labels = vec![("item_type", Self::item_type(key))];
-            self.requests.get_or_create(&labels).inc();
-            if value.is_some() {
-                self.hits.get_or_create(&labels).inc();
+            let i = ITEM_TYPES
+                .iter()
+                .position(|t| *t == Self::item_type(key))
+                .unwrap_or_default();
+            if let Some((requests, hits)) = counts.get_mut(i) {
+                *requests += 1;
+                *hits += u64::from(value.is_some());
+            }
+        }
+        for (item_type, (requests, hits)) in ITEM_TYPES.iter().zip(counts) {
+            if requests == 0 {
+                continue;
+            }
+            let labels = vec![("item_type", *item_type)];
+            self.requests.get_or_create(&labels).inc_by(requests);
+            if hits > 0 {
+                self.hits.get_or_create(&labels).inc_by(hits);
             }
         }
         found
