@@ -20,7 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::Stream;
 use strata_chunkenc::Encoding;
-use strata_storepb::convert::{chunk_hash, from_any, labels_to_proto, matchers_from_proto, to_any};
+use strata_storepb::convert::{
+    chunk_hash, from_any, labels_into_proto, labels_to_proto, matchers_from_proto, to_any,
+};
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::merge::{SeriesItem, SeriesMerge};
@@ -523,7 +525,7 @@ async fn merge_and_send(
             metrics.sent_series(chunks.iter().map(prost::Message::encoded_len).sum());
         }
         batch.push(Series {
-            labels: labels_to_proto(&labels),
+            labels: labels_into_proto(labels),
             chunks,
         });
         sent += 1;

@@ -19,6 +19,19 @@ pub enum ConvertError {
     Hints(String),
 }
 
+/// [`labels_to_proto`], the label set consumed: its strings are moved when nothing else
+/// holds it.
+pub fn labels_into_proto(labels: Labels) -> Vec<Label> {
+    labels
+        .into_vec()
+        .into_iter()
+        .map(|l| Label {
+            name: l.name,
+            value: l.value,
+        })
+        .collect()
+}
+
 /// Store API labels from a Strata label set.
 pub fn labels_to_proto(labels: &Labels) -> Vec<Label> {
     labels
@@ -144,6 +157,11 @@ mod tests {
             &[][..],
         ] {
             let labels = proto(pairs);
+            let strata = labels_from_proto(&labels);
+            // Moved out when the only holder, copied when shared: the same pairs.
+            assert_eq!(labels_into_proto(strata.clone()), labels_to_proto(&strata));
+            let expected = labels_to_proto(&strata);
+            assert_eq!(labels_into_proto(strata), expected);
             assert_eq!(
                 labels_from_proto_owned(labels.clone()),
                 labels_from_proto(&labels),

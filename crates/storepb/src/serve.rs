@@ -5,7 +5,7 @@ use strata_types::{Labels, Matcher};
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use crate::convert::labels_to_proto;
+use crate::convert::labels_into_proto;
 use crate::{AggrChunk, Series, SeriesBatch, SeriesResponse, series_response};
 
 /// The matchers left once a source's external labels `ext` are checked: those on external
@@ -133,7 +133,7 @@ pub async fn stream_series(
     let mut batch: Vec<Series> = Vec::new();
     for (labels, chunks) in series {
         batch.push(Series {
-            labels: labels_to_proto(&labels),
+            labels: labels_into_proto(labels),
             chunks,
         });
         if batch.len() >= batch_size

@@ -6,7 +6,7 @@ use std::sync::Arc;
 pub const METRIC_NAME: &str = "__name__";
 
 /// One label pair.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Label {
     /// Label name.
     pub name: String,
@@ -63,6 +63,15 @@ impl Labels {
         builder.into_labels()
     }
 
+    /// The label pairs, moved out when this is the only reference to them (no string
+    /// copied), else copied.
+    pub fn into_vec(mut self) -> Vec<Label> {
+        match Arc::get_mut(&mut self.labels) {
+            Some(only) => only.iter_mut().map(std::mem::take).collect(),
+            None => self.labels.to_vec(),
+        }
+    }
+
     /// Wraps labels that the caller guarantees are sorted by name, unique and non-empty.
     /// Checked in debug builds.
     pub fn from_sorted(labels: Vec<Label>) -> Self {
@@ -116,11 +125,6 @@ impl Labels {
     /// The pairs as a slice.
     pub fn as_slice(&self) -> &[Label] {
         &self.labels
-    }
-
-    /// The sorted pairs, copied out.
-    pub fn into_vec(self) -> Vec<Label> {
-        self.labels.to_vec()
     }
 
     /// The identity of the shared allocation: two sets with the same key are the same
