@@ -822,16 +822,20 @@ mod tests {
     /// Many series of a few raw chunks each (some overlapping, some outside the range,
     /// some empty after the range cut): decoding them together gives what decoding each
     /// series alone gives.
-    #[test]
-    fn series_decoded_together_equal_series_decoded_alone() {
-        let series: Vec<(Labels, Vec<AggrChunk>)> = (0..300i64)
+    /// `n` series of `s % 7` raw chunks each (in reverse order), chunk `c` from `c * 100 s`
+    /// on at 1 s, `len(s)` samples; every third series' chunks after the first start
+    /// `overlap` ms early.
+    fn test_series(
+        n: i64,
+        overlap: i64,
+        len: impl Fn(i64) -> i64,
+    ) -> Vec<(Labels, Vec<AggrChunk>)> {
+        (0..n)
             .map(|s| {
                 let chunks: Vec<AggrChunk> = (0..(s % 7))
                     .map(|c| {
-                        // Chunk c covers [c * 100 s, c * 100 s + 120 samples * 1 s); every
-                        // third series repeats a chunk, as two overlapping blocks would.
-                        let from = (c - i64::from(s % 3 == 0 && c > 0)) * 100_000;
-                        let samples: Vec<(i64, f64)> = (0..120)
+                        let from = c * 100_000 - i64::from(s % 3 == 0 && c > 0) * overlap;
+                        let samples: Vec<(i64, f64)> = (0..len(s))
                             .map(|i| (from + i * 1_000 + s, (s * 1_000 + c * 7 + i) as f64))
                             .collect();
                         raw(&samples)
@@ -840,7 +844,14 @@ mod tests {
                     .collect();
                 (Labels::from_pairs([("s", s.to_string())]), chunks)
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn series_decoded_together_equal_series_decoded_alone() {
+        // Chunk c covers [c * 100 s, c * 100 s + 120 samples * 1 s); every third series
+        // repeats a chunk, as two overlapping blocks would.
+        let series = test_series(300, 100_000, |_| 120);
         let (start, end) = (50_000, 450_000);
         let expected: Vec<(Labels, Vec<Sample>)> = series
             .iter()
@@ -859,22 +870,8 @@ mod tests {
     /// gives, and count exactly the samples within the selection.
     #[test]
     fn encoded_series_equal_decoded_series() {
-        let mut series: Vec<(Labels, Vec<AggrChunk>)> = (0..60i64)
-            .map(|s| {
-                let chunks: Vec<AggrChunk> = (0..(s % 7))
-                    .map(|c| {
-                        // Every third series repeats part of a chunk (overlapping blocks).
-                        let from = c * 100_000 - i64::from(s % 3 == 0 && c > 0) * 30_000;
-                        let samples: Vec<(i64, f64)> = (0..(60 + s))
-                            .map(|i| (from + i * 1_000 + s, (s * 1_000 + c * 7 + i) as f64))
-                            .collect();
-                        raw(&samples)
-                    })
-                    .rev()
-                    .collect();
-                (Labels::from_pairs([("s", s.to_string())]), chunks)
-            })
-            .collect();
+        // Every third series overlaps the chunk before by 30 s (overlapping blocks).
+        let mut series = test_series(60, 30_000, |s| 60 + s);
         // As a Store API answer: sorted by labels.
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let (start, end) = (50_500, 450_000);
