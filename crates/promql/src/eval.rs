@@ -13,47 +13,33 @@ use crate::queryable::{Queryable, SelectHints, Series};
 use crate::syntax::ast::{AtModifier, Expr, SubqueryExpr, VectorSelector};
 use crate::value::{Element, RangeSeries, Value};
 
-/// The samples of one series in a range argument: a window into the preloaded samples
-/// (shared, not copied), or samples of their own (subquery results, windows that had
-/// staleness markers removed).
+/// Points of one series in a range argument: a window into the preloaded ones (shared,
+/// not copied), or points of their own (subquery results, windows that had staleness
+/// markers removed).
 #[derive(Debug, Clone)]
-pub(crate) enum Samples {
-    Owned(Vec<Sample>),
-    Window(std::sync::Arc<Vec<Sample>>, std::ops::Range<usize>),
+pub(crate) enum Shared<T> {
+    Owned(Vec<T>),
+    Window(std::sync::Arc<Vec<T>>, std::ops::Range<usize>),
 }
 
-impl std::ops::Deref for Samples {
-    type Target = [Sample];
+/// A range argument's float samples.
+pub(crate) type Samples = Shared<Sample>;
+/// A range argument's native histogram samples.
+pub(crate) type Histograms = Shared<HistogramSample>;
 
-    fn deref(&self) -> &[Sample] {
-        match self {
-            Samples::Owned(v) => v,
-            Samples::Window(all, range) => all.get(range.clone()).unwrap_or_default(),
-        }
-    }
-}
-
-/// The histogram samples of one series in a range argument: a window into the preloaded
-/// ones (shared), or their own (subquery results, windows without their stale markers).
-#[derive(Debug, Clone)]
-pub(crate) enum Histograms {
-    Owned(Vec<HistogramSample>),
-    Window(std::sync::Arc<Vec<HistogramSample>>, std::ops::Range<usize>),
-}
-
-impl Default for Histograms {
+impl<T> Default for Shared<T> {
     fn default() -> Self {
-        Histograms::Owned(Vec::new())
+        Shared::Owned(Vec::new())
     }
 }
 
-impl std::ops::Deref for Histograms {
-    type Target = [HistogramSample];
+impl<T> std::ops::Deref for Shared<T> {
+    type Target = [T];
 
-    fn deref(&self) -> &[HistogramSample] {
+    fn deref(&self) -> &[T] {
         match self {
-            Histograms::Owned(v) => v,
-            Histograms::Window(all, range) => all.get(range.clone()).unwrap_or_default(),
+            Shared::Owned(v) => v,
+            Shared::Window(all, range) => all.get(range.clone()).unwrap_or_default(),
         }
     }
 }

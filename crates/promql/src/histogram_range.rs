@@ -130,13 +130,7 @@ pub(crate) fn histogram_over_time(
             "present_over_time" => out.push(element(1.0, None, false)),
             "resets" | "changes" => {
                 // Floats and histograms in time order; a change of kind counts as one.
-                let mut points: Vec<(i64, Option<&FloatHistogram>, f64)> = s
-                    .samples
-                    .iter()
-                    .map(|p| (p.t, None, p.v))
-                    .chain(s.histograms.iter().map(|h| (h.t, Some(&*h.h), 0.0)))
-                    .collect();
-                points.sort_by_key(|p| p.0);
+                let points = time_ordered_points(&s);
                 let mut n = 0usize;
                 for pair in points.windows(2) {
                     let [(_, ph, pv), (_, ch, cv)] = pair else {
@@ -260,13 +254,7 @@ fn instant_value_mixed(
     metric: &str,
     pos: usize,
 ) -> Option<Element> {
-    let mut points: Vec<(i64, Option<&FloatHistogram>, f64)> = s
-        .samples
-        .iter()
-        .map(|p| (p.t, None, p.v))
-        .chain(s.histograms.iter().map(|h| (h.t, Some(&*h.h), 0.0)))
-        .collect();
-    points.sort_by_key(|p| p.0);
+    let points = time_ordered_points(s);
     let [.., (t0, h0, v0), (t1, h1, v1)] = points.as_slice() else {
         return None;
     };
@@ -324,4 +312,16 @@ fn instant_value_mixed(
 /// The range argument's index of a function handled by [`histogram_over_time`].
 fn histogram_range_index(name: &str) -> usize {
     usize::from(name == "quantile_over_time")
+}
+
+/// A window's floats and histograms as `(t, histogram, float)` in time order.
+fn time_ordered_points(s: &crate::eval::ArgSeries) -> Vec<(i64, Option<&FloatHistogram>, f64)> {
+    let mut points: Vec<(i64, Option<&FloatHistogram>, f64)> = s
+        .samples
+        .iter()
+        .map(|p| (p.t, None, p.v))
+        .chain(s.histograms.iter().map(|h| (h.t, Some(&*h.h), 0.0)))
+        .collect();
+    points.sort_by_key(|p| p.0);
+    points
 }

@@ -269,40 +269,6 @@ fn encoded_series(
     })))
 }
 
-/// The series of a selection ready for the engine: series of raw chunks in time order
-/// stay encoded ([`XorChunks`]) when `encoded`, the others are decoded (as
-/// [`decode_series`]); series without samples in `[start, end]` are dropped.
-pub fn engine_series(
-    series: Vec<(Labels, Vec<AggrChunk>)>,
-    start: i64,
-    end: i64,
-    encoded: bool,
-) -> Result<Vec<Series>, String> {
-    if !encoded {
-        return Ok(decode_series(series, start, end)?
-            .into_iter()
-            .map(|(labels, samples)| Series::floats(labels, samples))
-            .collect());
-    }
-    let mut out = Vec::with_capacity(series.len());
-    let mut rest = Vec::new();
-    for (labels, chunks) in series {
-        match encoded_series(labels, chunks, start, end)? {
-            Ok(series) => out.extend(series),
-            Err(raw) => rest.push(raw),
-        }
-    }
-    if !rest.is_empty() {
-        out.extend(
-            decode_series(rest, start, end)?
-                .into_iter()
-                .map(|(labels, samples)| Series::floats(labels, samples)),
-        );
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-    }
-    Ok(out)
-}
-
 /// Decodes every series' chunks into samples within `[start, end]` (as [`decode_chunks`]
 /// does), dropping series left without samples. Series of raw chunks only are decoded in
 /// batches across series, so the XOR decoder can work on many chunks at once even when each
@@ -754,7 +720,11 @@ impl Queryable for StoreQueryable {
         }
         let (histograms, floats) = split_histogram_series(fetched, replica_labels);
         let mut out = if replica_labels.is_empty() {
-            engine_series(floats, hints.start, hints.end, false).map_err(Error::Storage)?
+            decode_series(floats, hints.start, hints.end)
+                .map_err(Error::Storage)?
+                .into_iter()
+                .map(|(labels, samples)| Series::floats(labels, samples))
+                .collect()
         } else {
             let counter = hints
                 .func
@@ -875,8 +845,24 @@ mod tests {
         // As a Store API answer: sorted by labels.
         series.sort_by(|a, b| a.0.cmp(&b.0));
         let (start, end) = (50_500, 450_000);
-        let decoded = engine_series(series.clone(), start, end, false).unwrap();
-        let encoded = engine_series(series, start, end, true).unwrap();
+        let decoded: Vec<Series> = decode_series(series.clone(), start, end)
+            .unwrap()
+            .into_iter()
+            .map(|(labels, samples)| Series::floats(labels, samples))
+            .collect();
+        // As the querier packs an answer: encoded where the chunks allow, else decoded.
+        let mut encoded = Vec::new();
+        for (labels, chunks) in series {
+            match encoded_series(labels, chunks, start, end).unwrap() {
+                Ok(series) => encoded.extend(series),
+                Err((labels, chunks)) => encoded.extend(
+                    decode_series(vec![(labels, chunks)], start, end)
+                        .unwrap()
+                        .into_iter()
+                        .map(|(labels, samples)| Series::floats(labels, samples)),
+                ),
+            }
+        }
         assert_eq!(decoded.len(), encoded.len());
         let mut kept_encoded = 0;
         for (d, e) in decoded.iter().zip(&encoded) {
