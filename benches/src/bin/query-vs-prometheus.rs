@@ -20,7 +20,7 @@
 //! Run: `cargo run --release -p strata-benches --bin query-vs-prometheus`. With
 //! `PROFILE_INSTANT=QUERY` (and `SECONDS`, default 60) it only sends that instant query to
 //! Strata in a loop and prints the median, for a profiler attached to the querier and store
-//! (their PIDs are printed).
+//! (their PIDs are printed; `PROFILE_WAIT=N` waits N seconds before the first query).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -278,6 +278,14 @@ fn main() {
             query.pid(),
             store.pid()
         );
+        // `PROFILE_WAIT=N`: wait N seconds first, for a profiler to attach before the
+        // first query (which sets the peaks).
+        if let Some(wait) = std::env::var("PROFILE_WAIT")
+            .ok()
+            .and_then(|s| s.parse().ok())
+        {
+            runtime.block_on(tokio::time::sleep(Duration::from_secs(wait)));
+        }
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut times = Vec::new();
         while Instant::now() < deadline {

@@ -26,7 +26,9 @@ use strata_storepb::convert::{
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::merge::{SeriesItem, SeriesMerge};
-use strata_storepb::serve::{Reorder, matchers_without_external, send_series, spawn_producer};
+use strata_storepb::serve::{
+    Reorder, SeriesBatcher, matchers_without_external, send_series, spawn_producer,
+};
 use strata_storepb::store_server::Store;
 use strata_storepb::{
     Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
@@ -47,8 +49,11 @@ use crate::series_metrics::{SeriesMetrics, SeriesStats};
 
 /// Series read per postings batch from one block.
 const SERIES_BATCH: usize = 10_000;
-/// Series whose chunks are fetched together.
-const CHUNK_BATCH: usize = 1_000;
+/// Series whose chunks are fetched together (and sent to the merge as one batch). Every
+/// block of a request keeps a few batches in flight while the merge waits for the others'
+/// heads, so a batch is small: over 24 blocks, a two-day query's store peak RSS was 516 MB
+/// with 1,000 and 345 MB with 100, as fast (and a one-block instant query too).
+const CHUNK_BATCH: usize = 100;
 /// Samples an XOR chunk is counted as when its header cannot be read (Thanos' figure).
 const MAX_SAMPLES_PER_CHUNK: u64 = 120;
 /// Index and chunk fetches one request's blocks run at once.
@@ -491,7 +496,7 @@ async fn merge_and_send(
             .map(|(name, rx)| (name.clone(), block_input(name, rx)))
             .collect(),
     );
-    let mut batch: Vec<Series> = Vec::new();
+    let mut batcher = SeriesBatcher::new(batch_size);
     let mut sent = 0usize;
     while let Some(item) = merge.next().await {
         let (labels, chunks) = match item {
@@ -524,13 +529,13 @@ async fn merge_and_send(
         if let Some(metrics) = &observe.metrics {
             metrics.sent_series(chunks.iter().map(prost::Message::encoded_len).sum());
         }
-        batch.push(Series {
+        let series = Series {
             labels: labels_into_proto(labels),
             chunks,
-        });
+        };
         sent += 1;
-        if batch.len() >= batch_size
-            && !send_series(&out, std::mem::take(&mut batch), batch_size).await
+        if let Some(batch) = batcher.push(series)
+            && !send_series(&out, batch, batch_size).await
         {
             return;
         }
@@ -538,7 +543,9 @@ async fn merge_and_send(
             break;
         }
     }
-    if !batch.is_empty() && !send_series(&out, std::mem::take(&mut batch), batch_size).await {
+    if let Some(batch) = batcher.finish()
+        && !send_series(&out, batch, batch_size).await
+    {
         return;
     }
     if let Some(metrics) = &observe.metrics {

@@ -124,25 +124,79 @@ pub async fn send_series(tx: &SeriesSender, series: Vec<Series>, batch_size: usi
     tx.send(Ok(frame)).await.is_ok()
 }
 
-/// Sends sorted series in frames of `batch_size`. `false` when the receiver is gone.
+/// Chunk bytes after which a batch of series is sent even if it holds fewer than the
+/// requested `response_batch_size` series (clients accept batches of any length): a frame,
+/// and the buffer it is encoded into, stays near this size however many chunks each series
+/// has (64 series of two days' chunks are over a megabyte).
+pub const MAX_BATCH_BYTES: usize = 64 << 10;
+
+/// Gathers series into Series frames: `batch_size` series or [`MAX_BATCH_BYTES`] of chunk
+/// data, whichever comes first.
+#[derive(Debug)]
+pub struct SeriesBatcher {
+    batch: Vec<Series>,
+    bytes: usize,
+    batch_size: usize,
+}
+
+impl SeriesBatcher {
+    pub fn new(batch_size: usize) -> Self {
+        Self {
+            batch: Vec::new(),
+            bytes: 0,
+            batch_size,
+        }
+    }
+
+    /// Adds `series`; returns a batch that is ready to be sent.
+    pub fn push(&mut self, series: Series) -> Option<Vec<Series>> {
+        self.bytes += series
+            .chunks
+            .iter()
+            .map(|c| {
+                [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+                    .into_iter()
+                    .flatten()
+                    .map(|chunk| chunk.data.len())
+                    .sum::<usize>()
+            })
+            .sum::<usize>();
+        self.batch.push(series);
+        (self.batch.len() >= self.batch_size || self.bytes >= MAX_BATCH_BYTES).then(|| {
+            self.bytes = 0;
+            std::mem::take(&mut self.batch)
+        })
+    }
+
+    /// The last, partial batch (if any).
+    pub fn finish(self) -> Option<Vec<Series>> {
+        (!self.batch.is_empty()).then_some(self.batch)
+    }
+}
+
+/// Sends sorted series in frames of `batch_size` series (or [`MAX_BATCH_BYTES`]). `false`
+/// when the receiver is gone.
 pub async fn stream_series(
     tx: &SeriesSender,
     series: Vec<(Labels, Vec<AggrChunk>)>,
     batch_size: usize,
 ) -> bool {
-    let mut batch: Vec<Series> = Vec::new();
+    let mut batcher = SeriesBatcher::new(batch_size);
     for (labels, chunks) in series {
-        batch.push(Series {
+        let series = Series {
             labels: labels_into_proto(labels),
             chunks,
-        });
-        if batch.len() >= batch_size
-            && !send_series(tx, std::mem::take(&mut batch), batch_size).await
+        };
+        if let Some(batch) = batcher.push(series)
+            && !send_series(tx, batch, batch_size).await
         {
             return false;
         }
     }
-    batch.is_empty() || send_series(tx, batch, batch_size).await
+    match batcher.finish() {
+        Some(batch) => send_series(tx, batch, batch_size).await,
+        None => true,
+    }
 }
 
 /// The server [`store_api_server`] builds.
@@ -454,5 +508,52 @@ mod producer_tests {
         });
         assert_eq!(rx.recv().await.unwrap().unwrap(), 1);
         assert!(rx.recv().await.is_none());
+    }
+}
+
+#[cfg(test)]
+mod batcher_tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::generated::thanos::{Chunk, chunk::Encoding};
+
+    fn series(chunk_bytes: usize) -> Series {
+        Series {
+            labels: Vec::new(),
+            chunks: vec![AggrChunk {
+                min_time: 0,
+                max_time: 1,
+                raw: Some(Chunk {
+                    r#type: Encoding::Xor as i32,
+                    data: bytes::Bytes::from(vec![0u8; chunk_bytes]),
+                    hash: 0,
+                }),
+                ..AggrChunk::default()
+            }],
+        }
+    }
+
+    /// A batch closes at the requested number of series, or earlier once its chunks reach
+    /// `MAX_BATCH_BYTES`; nothing is lost between batches.
+    #[test]
+    fn batches_close_at_the_count_or_the_byte_bound() {
+        let mut small = SeriesBatcher::new(3);
+        assert!(small.push(series(10)).is_none());
+        assert!(small.push(series(10)).is_none());
+        assert_eq!(small.push(series(10)).unwrap().len(), 3);
+        assert!(small.push(series(10)).is_none());
+        assert_eq!(small.finish().unwrap().len(), 1);
+
+        let mut big = SeriesBatcher::new(64);
+        let per = MAX_BATCH_BYTES / 4;
+        let mut sizes = Vec::new();
+        for _ in 0..10 {
+            if let Some(batch) = big.push(series(per)) {
+                sizes.push(batch.len());
+            }
+        }
+        sizes.extend(big.finish().map(|b| b.len()));
+        assert_eq!(sizes, vec![4, 4, 2]);
+        assert!(SeriesBatcher::new(64).finish().is_none());
     }
 }
