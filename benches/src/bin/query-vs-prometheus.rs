@@ -20,7 +20,8 @@
 //! Run: `cargo run --release -p strata-benches --bin query-vs-prometheus`. With
 //! `PROFILE_INSTANT=QUERY` (and `SECONDS`, default 60) it only sends that instant query to
 //! Strata in a loop and prints the median, for a profiler attached to the querier and store
-//! (their PIDs are printed; `PROFILE_WAIT=N` waits N seconds before the first query).
+//! (their PIDs are printed; `PROFILE_WAIT=N` waits N seconds before the first query). One
+//! query per line; `PROFILE_PEER=1` loops each against Prometheus too.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -286,21 +287,38 @@ fn main() {
         {
             runtime.block_on(tokio::time::sleep(Duration::from_secs(wait)));
         }
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut times = Vec::new();
-        while Instant::now() < deadline {
-            let r = Request {
-                query: &q,
-                start: end,
-                end,
-                step: None,
-            };
-            times.push(timed(&format!("http://{}", query.http), r).0);
+        let repeat = |url: &str, q: &str| {
+            let deadline = Instant::now() + Duration::from_secs(seconds);
+            let mut times = Vec::new();
+            while Instant::now() < deadline {
+                let r = Request {
+                    query: q,
+                    start: end,
+                    end,
+                    step: None,
+                };
+                times.push(timed(url, r).0);
+            }
+            (times.len(), median(times))
+        };
+        // `PROFILE_PEER=1`: then the same loop against Prometheus, for its median.
+        let peer = std::env::var("PROFILE_PEER")
+            .is_ok()
+            .then(|| Prometheus::start_on_blocks(&blocks));
+        // One query per line.
+        for q in q.lines().map(str::trim).filter(|q| !q.is_empty()) {
+            let (n, strata) = repeat(&format!("http://{}", query.http), q);
+            let versus = peer.as_ref().map_or_else(String::new, |p| {
+                let (m, theirs) = repeat(&p.url(), q);
+                format!(
+                    "; Prometheus {m} queries, median {theirs:.2} ms, Strata / Prometheus {:.2}",
+                    strata / theirs
+                )
+            });
+            println!("{q}: {n} queries, median {strata:.2} ms{versus}");
         }
         println!(
-            "{} queries, median {:.1} ms; peak RSS strata query {} KiB, strata store {} KiB",
-            times.len(),
-            median(times),
+            "peak RSS strata query {} KiB, strata store {} KiB",
             peak_rss_kib(query.pid()),
             peak_rss_kib(store.pid())
         );
