@@ -38,7 +38,6 @@ struct Input<S> {
     name: String,
     stream: S,
     buffer: VecDeque<SeriesItem>,
-    last: Option<Labels>,
     done: bool,
 }
 
@@ -70,7 +69,6 @@ where
                     name,
                     stream,
                     buffer: VecDeque::new(),
-                    last: None,
                     done: false,
                 })
                 .collect(),
@@ -94,14 +92,16 @@ where
         Ok(())
     }
 
-    /// Fills input `i`'s buffer if it is empty and pushes its head on the heap.
-    async fn refill(&mut self, i: usize) -> Result<(), MergeError> {
+    /// Fills input `i`'s buffer if it is empty and pushes its head on the heap; the head
+    /// must not sort before `previous`, the series the input gave last. (The previous
+    /// series is not kept between calls, so the merge's answer owns its label set.)
+    async fn refill(&mut self, i: usize, previous: Option<&Labels>) -> Result<(), MergeError> {
         self.fill(i).await?;
         let Some(input) = self.inputs.get_mut(i) else {
             return Ok(());
         };
         if let Some((labels, _)) = input.buffer.front() {
-            if let Some(last) = &input.last
+            if let Some(last) = previous
                 && labels < last
             {
                 return Err(MergeError::OutOfOrder {
@@ -120,7 +120,7 @@ where
         if !self.started {
             self.started = true;
             for i in 0..self.inputs.len() {
-                if let Err(e) = self.refill(i).await {
+                if let Err(e) = self.refill(i, None).await {
                     return Some(Err(e));
                 }
             }
@@ -146,7 +146,6 @@ where
                     }
                 }
                 repeated |= took > 1;
-                input.last = Some(labels.clone());
                 if !input.buffer.is_empty() || input.done {
                     break;
                 }
@@ -165,7 +164,7 @@ where
             }
         }
         for &i in &from {
-            if let Err(e) = self.refill(i).await {
+            if let Err(e) = self.refill(i, Some(&labels)).await {
                 return Some(Err(e));
             }
         }

@@ -1,7 +1,7 @@
 //! Pieces every Store API server shares: external labels on served series, and sending
 //! series as `SeriesResponse` frames.
 
-use strata_types::{Labels, Matcher};
+use strata_types::{Label, Labels, Matcher};
 use tokio::sync::mpsc;
 use tonic::Status;
 
@@ -24,9 +24,10 @@ pub fn matchers_without_external(ext: &Labels, matchers: &[Matcher]) -> Option<V
 
 /// A series' labels as served: external labels override the series' own, then the
 /// external labels named in `strip` (replica labels a client asked to drop) are removed.
-pub fn with_external_labels(series: &Labels, ext: &Labels, strip: &[String]) -> Labels {
+/// The series' strings are moved, not copied, when nothing else holds its label set.
+pub fn with_external_labels(series: Labels, ext: &Labels, strip: &[String]) -> Labels {
     if ext.is_empty() {
-        return series.clone();
+        return series;
     }
     if !Labels::is_sorted_unique(series.as_slice()) || ext.iter().any(|l| l.value.is_empty()) {
         // Never from a block or Prometheus; the general path keeps the rules.
@@ -41,8 +42,9 @@ pub fn with_external_labels(series: &Labels, ext: &Labels, strip: &[String]) -> 
         return b.build();
     }
     // Both sorted by name: one merge, the external label winning a shared name.
-    let mut out = Vec::with_capacity(series.len() + ext.len());
-    let (mut a, mut b) = (series.iter().peekable(), ext.iter().peekable());
+    let own = series.into_vec();
+    let mut out = Vec::with_capacity(own.len() + ext.len());
+    let (mut a, mut b) = (own.into_iter().peekable(), ext.iter().peekable());
     loop {
         let take_ext = match (a.peek(), b.peek()) {
             (Some(x), Some(y)) => match x.name.cmp(&y.name) {
@@ -64,7 +66,7 @@ pub fn with_external_labels(series: &Labels, ext: &Labels, strip: &[String]) -> 
                 out.push(y.clone());
             }
         } else if let Some(x) = a.next() {
-            out.push(x.clone());
+            out.push(x);
         }
     }
     Labels::from_sorted(out)
@@ -243,20 +245,25 @@ where
 /// or chunk references still to fetch).
 ///
 /// A source (Prometheus' remote read, a block's index) gives series sorted by their own
-/// labels, and the external labels are attached afterwards. Inserting the same labels into every label set keeps the sets' order except
-/// where one set is a prefix of another: `{a="1"}` before `{a="1", b="2"}` becomes
-/// `{a="1", c="x"}` after `{a="1", b="2", c="x"}`. The sets that extend a set arrive right
-/// after it, so series are held in runs, a series and those that extend it, and a run is
-/// sorted and sent when a series arrives that does not extend the run's first. Both
-/// assumptions are checked; a stream that breaks them ends with an error rather than
-/// series out of order.
+/// labels, and the external labels are attached afterwards. Inserting the same labels into
+/// every label set keeps the sets' order except where one set is a prefix of another:
+/// `{a="1"}` before `{a="1", b="2"}` becomes `{a="1", c="x"}` after `{a="1", b="2", c="x"}`.
+/// The sets that extend a set arrive right after it, so series are held in runs, a series
+/// and those that extend it, and a run is sorted and sent when a series arrives that does
+/// not extend the run's first. Both assumptions are checked; a stream that breaks them ends
+/// with an error rather than series out of order.
+///
+/// A series' own labels (its key) are its labels as sent without the external label names,
+/// so only the labels as sent are kept, and each label set has one owner: the last series
+/// of a sent run is held back until the next run is known to sort after it, so that labels
+/// can be moved into the answer rather than copied.
 pub struct Reorder<T> {
     ext: Labels,
     strip: Vec<String>,
-    /// The run: (labels without external label names, labels as sent, chunks).
-    run: Vec<(Labels, Labels, T)>,
-    last_key: Option<Labels>,
-    last_sent: Option<Labels>,
+    /// The run: labels as sent, and the payload; the last is the latest series pushed.
+    run: Vec<(Labels, T)>,
+    /// The last series of the run flushed before, not yet given out.
+    held: Option<(Labels, T)>,
 }
 
 impl<T> Reorder<T> {
@@ -266,71 +273,63 @@ impl<T> Reorder<T> {
             ext,
             strip,
             run: Vec::new(),
-            last_key: None,
-            last_sent: None,
+            held: None,
         }
     }
 
     /// Takes the source's next series; returns the series now ready to send, in order.
     pub fn push(&mut self, labels: Labels, payload: T) -> Result<Vec<(Labels, T)>, String> {
-        // The labels without the external label names: usually the labels themselves.
-        let key = if self.ext.iter().any(|l| labels.get(&l.name).is_some()) {
-            let mut key = labels.to_builder();
-            for l in self.ext.iter() {
-                key.delete(&l.name);
-            }
-            key.build()
-        } else {
-            labels.clone()
-        };
-        if self.last_key.as_ref().is_some_and(|last| key < *last) {
+        let sent = with_external_labels(labels, &self.ext, &self.strip);
+        if let Some((last, _)) = self.run.last()
+            && key_cmp(&sent, last, &self.ext) == std::cmp::Ordering::Less
+        {
             return Err(format!(
-                "series out of order at the source: {key} after {}",
-                self.last_key
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
+                "series out of order at the source: {} after {}",
+                Key(&sent, &self.ext),
+                Key(last, &self.ext)
             ));
         }
-        self.last_key = Some(key.clone());
-        let sent = with_external_labels(&labels, &self.ext, &self.strip);
         let extends_run = self
             .run
             .first()
-            .is_some_and(|(head, _, _)| is_prefix(head, &key));
+            .is_some_and(|(head, _)| key_is_prefix(head, &sent, &self.ext));
         let ready = if extends_run {
             Vec::new()
         } else {
             self.flush()?
         };
-        self.run.push((key, sent, payload));
+        self.run.push((sent, payload));
         Ok(ready)
     }
 
     /// The end of the source: the last run.
     pub fn finish(&mut self) -> Result<Vec<(Labels, T)>, String> {
-        self.flush()
+        let mut out = self.flush()?;
+        out.extend(self.held.take());
+        Ok(out)
     }
 
+    /// Sorts the run and gives out what may go: the series held from the run before and
+    /// all of this run but its last, which is held in turn.
     fn flush(&mut self) -> Result<Vec<(Labels, T)>, String> {
-        let mut run: Vec<(Labels, T)> = std::mem::take(&mut self.run)
-            .into_iter()
-            .map(|(_, sent, payload)| (sent, payload))
-            .collect();
+        let mut run = std::mem::take(&mut self.run);
         if run.len() > 1 {
             run.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        if let (Some(last), Some((first, _))) = (self.last_sent.as_ref(), run.first())
+        if let (Some((last, _)), Some((first, _))) = (self.held.as_ref(), run.first())
             && first < last
         {
             return Err(format!(
                 "series out of order after external labels: {first} after {last}"
             ));
         }
-        if let Some((last, _)) = run.last() {
-            self.last_sent = Some(last.clone());
-        }
-        Ok(run)
+        let Some(last) = run.pop() else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(run.len() + 1);
+        out.extend(self.held.replace(last));
+        out.extend(run);
+        Ok(out)
     }
 }
 
@@ -342,9 +341,44 @@ impl<T> std::fmt::Debug for Reorder<T> {
     }
 }
 
-/// Whether `head`'s labels are the first labels of `labels`.
-fn is_prefix(head: &Labels, labels: &Labels) -> bool {
-    head.len() <= labels.len() && head.iter().zip(labels.iter()).all(|(a, b)| a == b)
+/// A series' own labels: its labels as sent without the external label names.
+fn key<'a>(labels: &'a Labels, ext: &'a Labels) -> impl Iterator<Item = &'a Label> + 'a {
+    labels.iter().filter(move |l| ext.get(&l.name).is_none())
+}
+
+/// Orders two series by their own labels as [`Labels`] are ordered.
+fn key_cmp(a: &Labels, b: &Labels, ext: &Labels) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (key(a, ext), key(b, ext));
+    loop {
+        match (x.next(), y.next()) {
+            (Some(p), Some(q)) => {
+                let by = p.name.cmp(&q.name).then_with(|| p.value.cmp(&q.value));
+                if by != Ordering::Equal {
+                    return by;
+                }
+            }
+            (Some(_), None) => return Ordering::Greater,
+            (None, Some(_)) => return Ordering::Less,
+            (None, None) => return Ordering::Equal,
+        }
+    }
+}
+
+/// Whether `head`'s own labels are the first own labels of `labels`.
+fn key_is_prefix(head: &Labels, labels: &Labels, ext: &Labels) -> bool {
+    let mut y = key(labels, ext);
+    key(head, ext).all(|p| y.next() == Some(p))
+}
+
+/// Displays a series' own labels.
+struct Key<'a>(&'a Labels, &'a Labels);
+
+impl std::fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let own: Labels = Labels::from_sorted(key(self.0, self.1).cloned().collect());
+        own.fmt(f)
+    }
 }
 
 #[cfg(test)]
@@ -393,7 +427,7 @@ mod reorder_tests {
             for ext in &exts {
                 for strip in &strips {
                     assert_eq!(
-                        with_external_labels(series, ext, strip),
+                        with_external_labels(series.clone(), ext, strip),
                         reference(series, ext, strip),
                         "{series} {ext} {strip:?}"
                     );
@@ -462,12 +496,12 @@ mod reorder_tests {
             // What Prometheus sends: its external labels merged in, internal order kept.
             let input: Vec<Labels> = internal
                 .iter()
-                .map(|l| with_external_labels(l, &ext, &[]))
+                .map(|l| with_external_labels(l.clone(), &ext, &[]))
                 .collect();
             let out = run_through(&mut Reorder::new(ext.clone(), strip.clone()), &input);
             let mut expected: Vec<Labels> = internal
                 .iter()
-                .map(|l| with_external_labels(l, &ext, &strip))
+                .map(|l| with_external_labels(l.clone(), &ext, &strip))
                 .collect();
             expected.sort();
             assert_eq!(out, expected, "ext {ext} strip {strip:?}");
