@@ -94,26 +94,26 @@ impl Floats {
 
 /// The stale marker and counter reset indices of `samples` (see [`Floats`]).
 pub(crate) fn sample_index(samples: &[Sample]) -> (Vec<u32>, Option<Vec<u32>>) {
-    let stale = samples
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| is_stale_nan(s.v))
-        .map(|(i, _)| i as u32)
-        .collect();
+    // One pass for both.
+    let mut stale = Vec::new();
     // Beyond one reset in eight samples the list costs more than the scans it saves.
     let limit = samples.len() / 8;
     let mut resets = Some(Vec::new());
-    for (j, pair) in samples.windows(2).enumerate() {
-        if let [a, b] = pair
-            && b.v < a.v
+    let mut previous = f64::NEG_INFINITY;
+    for (i, s) in samples.iter().enumerate() {
+        if is_stale_nan(s.v) {
+            stale.push(i as u32);
+        }
+        if s.v < previous
             && let Some(list) = resets.as_mut()
         {
             if list.len() >= limit {
                 resets = None;
-                break;
+            } else {
+                list.push(i as u32);
             }
-            list.push((j + 1) as u32);
         }
+        previous = s.v;
     }
     (stale, resets)
 }

@@ -223,16 +223,42 @@ impl EncodedSamples for XorChunks {
         if datas.is_empty() {
             return Ok(());
         }
-        let (mut ts, mut vs) = (Vec::new(), Vec::new());
-        strata_chunkenc::decode_xor_chunks(&datas, &mut ts, &mut vs)
-            .map_err(|(_, err)| err.to_string())?;
+        // The decoder's columns are reused across calls on a thread (the engine decodes
+        // series after series).
+        thread_local! {
+            static COLUMNS: std::cell::RefCell<(Vec<i64>, Vec<f64>)> =
+                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+        }
         let first = out.len();
-        out.extend(
-            ts.iter()
-                .zip(&vs)
-                .filter(|(t, _)| **t >= from && **t <= to)
-                .map(|(&t, &v)| Sample { t, v }),
-        );
+        COLUMNS.with_borrow_mut(|(ts, vs)| {
+            ts.clear();
+            vs.clear();
+            strata_chunkenc::decode_xor_chunks(&datas, ts, vs)
+                .map_err(|(_, err)| err.to_string())?;
+            if ts.is_sorted() {
+                // In time order: the samples within [from, to] are one run.
+                let lo = ts.partition_point(|&t| t < from);
+                let hi = ts.partition_point(|&t| t <= to).max(lo);
+                let (ts, vs) = (
+                    ts.get(lo..hi).unwrap_or_default(),
+                    vs.get(lo..hi).unwrap_or_default(),
+                );
+                out.extend(ts.iter().zip(vs).map(|(&t, &v)| Sample { t, v }));
+            } else {
+                out.extend(
+                    ts.iter()
+                        .zip(vs.iter())
+                        .filter(|(t, _)| **t >= from && **t <= to)
+                        .map(|(&t, &v)| Sample { t, v }),
+                );
+            }
+            if ts.capacity() > 1 << 20 {
+                // A rare long series does not keep its columns' memory.
+                *ts = Vec::new();
+                *vs = Vec::new();
+            }
+            Ok::<(), String>(())
+        })?;
         // Chunks whose own timestamps do not increase are read as when decoded at once.
         if let Some(mine) = out.get_mut(first..)
             && !mine.is_sorted_by(|a, b| a.t < b.t)
