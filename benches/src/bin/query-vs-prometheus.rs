@@ -21,7 +21,8 @@
 //! `PROFILE_INSTANT=QUERY` (and `SECONDS`, default 60) it only sends that instant query to
 //! Strata in a loop and prints the median, for a profiler attached to the querier and store
 //! (their PIDs are printed; `PROFILE_WAIT=N` waits N seconds before the first query). One
-//! query per line; `PROFILE_PEER=1` loops each against Prometheus too.
+//! query per line; `PROFILE_PEER=1` loops each against Prometheus too; `PROFILE_STEP=S`
+//! sends range queries over the two days at step S seconds instead.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -287,15 +288,19 @@ fn main() {
         {
             runtime.block_on(tokio::time::sleep(Duration::from_secs(wait)));
         }
+        // `PROFILE_STEP=S`: range queries over the two days at step S seconds instead.
+        let step: Option<i64> = std::env::var("PROFILE_STEP")
+            .ok()
+            .and_then(|s| s.parse().ok());
         let repeat = |url: &str, q: &str| {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let mut times = Vec::new();
             while Instant::now() < deadline {
                 let r = Request {
                     query: q,
-                    start: end,
+                    start: if step.is_some() { start } else { end },
                     end,
-                    step: None,
+                    step,
                 };
                 times.push(timed(url, r).0);
             }
