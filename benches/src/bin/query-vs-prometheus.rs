@@ -22,7 +22,8 @@
 //! Strata in a loop and prints the median, for a profiler attached to the querier and store
 //! (their PIDs are printed; `PROFILE_WAIT=N` waits N seconds before the first query). One
 //! query per line; `PROFILE_PEER=1` loops each against Prometheus too; `PROFILE_STEP=S`
-//! sends range queries over the two days at step S seconds instead.
+//! sends range queries over the two days at step S seconds instead; `PROFILE_GAP_MS=N`
+//! pauses N ms between queries.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -286,12 +287,18 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
         {
-            runtime.block_on(tokio::time::sleep(Duration::from_secs(wait)));
+            runtime.block_on(async { tokio::time::sleep(Duration::from_secs(wait)).await });
         }
         // `PROFILE_STEP=S`: range queries over the two days at step S seconds instead.
         let step: Option<i64> = std::env::var("PROFILE_STEP")
             .ok()
             .and_then(|s| s.parse().ok());
+        // `PROFILE_GAP_MS=N`: an idle pause between queries (as between a dashboard's
+        // refreshes: the processes' threads park).
+        let gap = std::env::var("PROFILE_GAP_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .map(Duration::from_millis);
         let repeat = |url: &str, q: &str| {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let mut times = Vec::new();
@@ -303,6 +310,9 @@ fn main() {
                     step,
                 };
                 times.push(timed(url, r).0);
+                if let Some(gap) = gap {
+                    runtime.block_on(async { tokio::time::sleep(gap).await });
+                }
             }
             (times.len(), median(times))
         };
