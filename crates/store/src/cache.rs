@@ -237,10 +237,18 @@ impl IndexCache {
         }
     }
 
+    /// The key's position in [`ITEM_TYPES`].
+    fn item_index(key: &Key) -> usize {
+        match key {
+            Key::Postings(..) => 0,
+            Key::Series(..) => 1,
+        }
+    }
+
     fn item_type(key: &Key) -> &'static str {
         match key {
-            Key::Postings(..) => "Postings",
-            Key::Series(..) => "Series",
+            Key::Postings(..) => ITEM_TYPES[0],
+            Key::Series(..) => ITEM_TYPES[1],
         }
     }
 
@@ -265,11 +273,7 @@ impl IndexCache {
         // Counted per item type, not per key (a label lookup each).
         let mut counts = [(0u64, 0u64); ITEM_TYPES.len()];
         for (key, value) in keys.iter().zip(&found) {
-            let i = ITEM_TYPES
-                .iter()
-                .position(|t| *t == Self::item_type(key))
-                .unwrap_or_default();
-            if let Some((requests, hits)) = counts.get_mut(i) {
+            if let Some((requests, hits)) = counts.get_mut(Self::item_index(key)) {
                 *requests += 1;
                 *hits += u64::from(value.is_some());
             }
