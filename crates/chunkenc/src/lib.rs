@@ -25,7 +25,9 @@ pub use histogram::{
     WrittenChunk, encode_float_histogram_chunk, encode_float_histograms, encode_histograms,
 };
 pub use varint::{get_uvarint, get_varint, put_uvarint, put_varint};
-pub use xor::{XorEncoder, XorIter, decode_xor, decode_xor_chunks, xor_num_samples};
+pub use xor::{
+    XorEncoder, XorIter, decode_xor, decode_xor_chunks, decode_xor_chunks_samples, xor_num_samples,
+};
 
 /// Samples Prometheus aims to put in one chunk.
 pub const SAMPLES_PER_CHUNK: usize = 120;

@@ -6,6 +6,8 @@
 //! `1111`+64 bits and an XOR-encoded value (`0` same, `10` reuse window, `11` new window with
 //! 5 bits of leading zeros and 6 bits of significant-bit count, 0 meaning 64).
 
+use strata_types::Sample;
+
 use crate::ChunkError;
 use crate::bits::BitWriter;
 use crate::varint::{get_uvarint, get_varint};
@@ -666,6 +668,92 @@ pub fn decode_xor(data: &[u8], ts: &mut Vec<i64>, vs: &mut Vec<f64>) -> Result<(
     iter.decode_remaining(ts, vs)
 }
 
+/// Where one chunk's decoded samples go: exactly as many slots as its header counts, as
+/// two columns (`(&mut [i64], &mut [f64])`) or as samples (`&mut [Sample]`).
+pub(crate) trait Sink {
+    /// Slots for samples.
+    fn len(&self) -> usize;
+    /// Sample `k` (ignored past the end).
+    fn put(&mut self, k: usize, t: i64, v: f64);
+    /// Samples from the third on, from the vector decoder's rows (`GROUP` lanes a row, one
+    /// row a sample): lane `lane`'s column, timestamps and value bits.
+    #[cfg(target_arch = "x86_64")]
+    fn put_rows(&mut self, rows_t: &[i64], rows_v: &[i64], lane: usize);
+    /// Decodes `chunk` into the slots with the scalar decoder (which decides the errors).
+    fn decode_scalar(&mut self, chunk: &[u8]) -> Result<(), ChunkError>;
+}
+
+impl Sink for (&mut [i64], &mut [f64]) {
+    fn len(&self) -> usize {
+        self.0.len().min(self.1.len())
+    }
+
+    fn put(&mut self, k: usize, t: i64, v: f64) {
+        if let (Some(t_slot), Some(v_slot)) = (self.0.get_mut(k), self.1.get_mut(k)) {
+            *t_slot = t;
+            *v_slot = v;
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn put_rows(&mut self, rows_t: &[i64], rows_v: &[i64], lane: usize) {
+        let ts_rest = self.0.get_mut(2..).unwrap_or_default();
+        for (slot, row) in ts_rest.iter_mut().zip(rows_t.chunks_exact(simd::GROUP)) {
+            if let Some(&t) = row.get(lane) {
+                *slot = t;
+            }
+        }
+        let vs_rest = self.1.get_mut(2..).unwrap_or_default();
+        for (slot, row) in vs_rest.iter_mut().zip(rows_v.chunks_exact(simd::GROUP)) {
+            if let Some(&v) = row.get(lane) {
+                *slot = f64::from_bits(v as u64);
+            }
+        }
+    }
+
+    fn decode_scalar(&mut self, chunk: &[u8]) -> Result<(), ChunkError> {
+        decode_into(chunk, self.0, self.1)
+    }
+}
+
+impl Sink for &mut [Sample] {
+    fn len(&self) -> usize {
+        <[Sample]>::len(self)
+    }
+
+    fn put(&mut self, k: usize, t: i64, v: f64) {
+        if let Some(slot) = self.get_mut(k) {
+            *slot = Sample { t, v };
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn put_rows(&mut self, rows_t: &[i64], rows_v: &[i64], lane: usize) {
+        let rest = self.get_mut(2..).unwrap_or_default();
+        let rows = rows_t
+            .chunks_exact(simd::GROUP)
+            .zip(rows_v.chunks_exact(simd::GROUP));
+        for (slot, (row_t, row_v)) in rest.iter_mut().zip(rows) {
+            if let (Some(&t), Some(&v)) = (row_t.get(lane), row_v.get(lane)) {
+                *slot = Sample {
+                    t,
+                    v: f64::from_bits(v as u64),
+                };
+            }
+        }
+    }
+
+    fn decode_scalar(&mut self, chunk: &[u8]) -> Result<(), ChunkError> {
+        let n = Sink::len(self);
+        let (mut ts, mut vs) = (vec![0; n], vec![0.0; n]);
+        decode_into(chunk, &mut ts, &mut vs)?;
+        for (slot, (t, v)) in self.iter_mut().zip(ts.into_iter().zip(vs)) {
+            *slot = Sample { t, v };
+        }
+        Ok(())
+    }
+}
+
 /// Decodes one chunk into `ts` and `vs`, which are exactly as long as its sample count.
 ///
 /// A chunk whose count its bytes cannot hold is given no room ([`room_for`]); it is
@@ -734,7 +822,7 @@ fn decode_xor_chunks_with(
     let total: usize = chunks.iter().map(|chunk| room_for(chunk)).sum();
     ts.resize(ts_start + total, 0);
     vs.resize(vs_start + total, 0.0);
-    let result = decode_chunks_into(
+    let result = decode_chunks_into_columns(
         chunks,
         ts.get_mut(ts_start..).unwrap_or_default(),
         vs.get_mut(vs_start..).unwrap_or_default(),
@@ -747,8 +835,34 @@ fn decode_xor_chunks_with(
     result
 }
 
+/// Decodes several XOR chunks, in order, appending all their samples to `out`: what
+/// [`decode_xor_chunks`] gives, as samples (no second pass joining the columns).
+///
+/// On error, `out` is left as it was and the error names the chunk's index.
+pub fn decode_xor_chunks_samples(
+    chunks: &[&[u8]],
+    out: &mut Vec<Sample>,
+) -> Result<(), (usize, ChunkError)> {
+    let start = out.len();
+    let total: usize = chunks.iter().map(|chunk| room_for(chunk)).sum();
+    out.resize(start + total, Sample { t: 0, v: 0.0 });
+    let mut rest = out.get_mut(start..).unwrap_or_default();
+    let mut outputs: Vec<&mut [Sample]> = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        let n = room_for(chunk).min(rest.len());
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+        outputs.push(head);
+        rest = tail;
+    }
+    let result = decode_chunks_into(chunks, &mut outputs, true);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result
+}
+
 /// [`decode_xor_chunks`] into slices exactly as long as all the chunks' samples.
-fn decode_chunks_into(
+fn decode_chunks_into_columns(
     chunks: &[&[u8]],
     mut ts: &mut [i64],
     mut vs: &mut [f64],
@@ -765,27 +879,41 @@ fn decode_chunks_into(
         ts = t_tail;
         vs = v_tail;
     }
+    decode_chunks_into(chunks, &mut outputs, lanes)
+}
+
+/// Decodes chunk `i` into `outputs[i]` (each exactly as long as the chunk's sample count):
+/// sixteen at a time in vector lanes where the CPU has them, else one by one.
+fn decode_chunks_into<S: Sink>(
+    chunks: &[&[u8]],
+    outputs: &mut [S],
+    lanes: bool,
+) -> Result<(), (usize, ChunkError)> {
     #[cfg(target_arch = "x86_64")]
     if lanes && chunks.len() >= MIN_LANE_CHUNKS && simd::available() {
-        let mut scratch = simd::Scratch::default();
-        for (group, (chunk_group, output_group)) in chunks
-            .chunks(simd::GROUP)
-            .zip(outputs.chunks_mut(simd::GROUP))
-            .enumerate()
-        {
-            let errors = simd::decode_group(chunk_group, output_group, &mut scratch);
-            if let Some((i, err)) = errors
-                .into_iter()
+        return simd::SCRATCH.with_borrow_mut(|scratch| {
+            for (group, (chunk_group, output_group)) in chunks
+                .chunks(simd::GROUP)
+                .zip(outputs.chunks_mut(simd::GROUP))
                 .enumerate()
-                .find_map(|(i, err)| err.map(|err| (i, err)))
             {
-                return Err((group * simd::GROUP + i, err));
+                let errors = simd::decode_group(chunk_group, output_group, scratch);
+                if let Some((i, err)) = errors
+                    .into_iter()
+                    .enumerate()
+                    .find_map(|(i, err)| err.map(|err| (i, err)))
+                {
+                    return Err((group * simd::GROUP + i, err));
+                }
             }
-        }
-        return Ok(());
+            scratch.shrink();
+            Ok(())
+        });
     }
-    for (i, (chunk, (ts, vs))) in chunks.iter().zip(outputs.iter_mut()).enumerate() {
-        decode_into(chunk, ts, vs).map_err(|err| (i, err))?;
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = lanes;
+    for (i, (chunk, out)) in chunks.iter().zip(outputs.iter_mut()).enumerate() {
+        out.decode_scalar(chunk).map_err(|err| (i, err))?;
     }
     Ok(())
 }
@@ -1016,6 +1144,23 @@ mod tests {
                         prop_assert_eq!(ts, vec![1]);
                         prop_assert_eq!(vs.len(), 1);
                     }
+                }
+            }
+            // As samples: the same, or the same error with the output untouched.
+            let mut samples = vec![Sample { t: 1, v: 1.0 }];
+            let got = decode_xor_chunks_samples(&slices, &mut samples);
+            match &expected {
+                Ok(()) => {
+                    prop_assert!(got.is_ok(), "{got:?}");
+                    let ts: Vec<i64> = samples[1..].iter().map(|s| s.t).collect();
+                    let bits: Vec<u64> = samples[1..].iter().map(|s| s.v.to_bits()).collect();
+                    let ebits: Vec<u64> = evs.iter().map(|v| v.to_bits()).collect();
+                    prop_assert_eq!(ts, ets);
+                    prop_assert_eq!(bits, ebits);
+                }
+                Err(err) => {
+                    prop_assert_eq!(&got, &Err(err.clone()));
+                    prop_assert_eq!(samples.len(), 1);
                 }
             }
         }

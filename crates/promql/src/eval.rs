@@ -94,26 +94,41 @@ impl Floats {
 
 /// The stale marker and counter reset indices of `samples` (see [`Floats`]).
 pub(crate) fn sample_index(samples: &[Sample]) -> (Vec<u32>, Option<Vec<u32>>) {
-    // One pass for both.
+    /// Samples checked by one branch-free pass before any is looked at one by one.
+    const BLOCK: usize = 64;
     let mut stale = Vec::new();
     // Beyond one reset in eight samples the list costs more than the scans it saves.
     let limit = samples.len() / 8;
     let mut resets = Some(Vec::new());
     let mut previous = f64::NEG_INFINITY;
-    for (i, s) in samples.iter().enumerate() {
-        if is_stale_nan(s.v) {
-            stale.push(i as u32);
+    for (b, block) in samples.chunks(BLOCK).enumerate() {
+        // Most blocks hold neither a stale marker nor a fall in value: one pass without
+        // branches says so.
+        let mut before = previous;
+        let mut unusual = false;
+        for s in block {
+            unusual |= is_stale_nan(s.v) | (s.v < before);
+            before = s.v;
         }
-        if s.v < previous
-            && let Some(list) = resets.as_mut()
-        {
-            if list.len() >= limit {
-                resets = None;
-            } else {
-                list.push(i as u32);
+        if unusual {
+            for (j, s) in block.iter().enumerate() {
+                let i = b * BLOCK + j;
+                if is_stale_nan(s.v) {
+                    stale.push(i as u32);
+                }
+                if s.v < previous
+                    && let Some(list) = resets.as_mut()
+                {
+                    if list.len() >= limit {
+                        resets = None;
+                    } else {
+                        list.push(i as u32);
+                    }
+                }
+                previous = s.v;
             }
         }
-        previous = s.v;
+        previous = before;
     }
     (stale, resets)
 }
@@ -1086,6 +1101,70 @@ pub(crate) fn check_unique(vector: &[Element]) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-by-one definition `sample_index`'s block pass must agree with.
+    fn sample_index_reference(samples: &[Sample]) -> (Vec<u32>, Option<Vec<u32>>) {
+        let mut stale = Vec::new();
+        let limit = samples.len() / 8;
+        let mut resets = Some(Vec::new());
+        let mut previous = f64::NEG_INFINITY;
+        for (i, s) in samples.iter().enumerate() {
+            if is_stale_nan(s.v) {
+                stale.push(i as u32);
+            }
+            if s.v < previous
+                && let Some(list) = resets.as_mut()
+            {
+                if list.len() >= limit {
+                    resets = None;
+                } else {
+                    list.push(i as u32);
+                }
+            }
+            previous = s.v;
+        }
+        (stale, resets)
+    }
+
+    #[test]
+    fn sample_index_finds_what_a_sample_by_sample_pass_finds() {
+        // A counter with resets and stale markers at block edges and inside blocks, NaNs,
+        // and densities on both sides of the reset limit.
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            state >> 33
+        };
+        for len in [0usize, 1, 63, 64, 65, 127, 128, 129, 1000] {
+            for odds in [0u64, 2, 20, 200, 5000] {
+                let mut v = 0.0;
+                let samples: Vec<Sample> = (0..len)
+                    .map(|i| {
+                        let roll = next() % 10_000;
+                        v = if odds > 0 && roll < odds {
+                            0.0
+                        } else if odds > 0 && roll < 2 * odds {
+                            f64::from_bits(strata_types::STALE_NAN_BITS)
+                        } else if odds > 0 && roll < 2 * odds + 5 {
+                            f64::NAN
+                        } else if v.is_nan() {
+                            1.0
+                        } else {
+                            v + 1.0
+                        };
+                        Sample::new(i as i64, v)
+                    })
+                    .collect();
+                assert_eq!(
+                    sample_index(&samples),
+                    sample_index_reference(&samples),
+                    "len {len}, odds {odds}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn any_in_finds_entries_inside_a_range_only() {

@@ -97,6 +97,77 @@ fn source_key(source: Source<'_>) -> usize {
     }
 }
 
+/// Series decoded together by [`DecodeBatch`] at most...
+const DECODE_BATCH_SERIES: usize = 32;
+/// ...and at most this many samples in all, counted by each series' whole length (a few
+/// MiB decoded, whatever the selector's range).
+const DECODE_BATCH_SAMPLES: usize = 1 << 18;
+
+/// Encoded series decoded a few at a time into one buffer: the storage's decoder gets many
+/// series' chunks in one call (the XOR decoder's lanes take sixteen chunks at once, and one
+/// series has only a few within a slice's steps).
+#[derive(Debug, Default)]
+struct DecodeBatch {
+    samples: Vec<Sample>,
+    /// Where each decoded series' samples are in `samples`.
+    runs: Vec<std::ops::Range<usize>>,
+    /// The index among the selector's series of the first one decoded.
+    first: usize,
+}
+
+impl DecodeBatch {
+    /// Series `i`'s samples in `[from, to]`; decodes it and the encoded series after it when
+    /// it is not in the batch yet.
+    fn samples_of(
+        &mut self,
+        series: &[crate::eval::Loaded],
+        i: usize,
+        from: i64,
+        to: i64,
+    ) -> Result<&[Sample], Error> {
+        if i < self.first || i >= self.first + self.runs.len() {
+            let mut group: Vec<&dyn crate::queryable::EncodedSamples> = Vec::new();
+            let mut held = 0usize;
+            for s in series.get(i..).unwrap_or_default() {
+                let (None, Some(encoded)) = (s.decoded(), &s.encoded) else {
+                    break;
+                };
+                if !group.is_empty()
+                    && (group.len() >= DECODE_BATCH_SERIES
+                        || held.saturating_add(encoded.len()) > DECODE_BATCH_SAMPLES)
+                {
+                    break;
+                }
+                held = held.saturating_add(encoded.len());
+                group.push(encoded.as_ref());
+            }
+            self.samples.clear();
+            self.runs.clear();
+            self.first = i;
+            let Some(head) = group.first() else {
+                return Ok(&[]);
+            };
+            head.decode_batch(&group, from, to, &mut self.samples, &mut self.runs)
+                .map_err(|(j, e)| {
+                    let labels = series
+                        .get(i + j)
+                        .map(|s| s.labels.to_string())
+                        .unwrap_or_default();
+                    Error::Storage(format!("series {labels}: {e}"))
+                })?;
+            if self.runs.len() != group.len() {
+                return Err(Error::Storage(format!(
+                    "the storage decoded {} of {} series",
+                    self.runs.len(),
+                    group.len()
+                )));
+            }
+        }
+        let run = self.runs.get(i - self.first).cloned().unwrap_or_default();
+        Ok(self.samples.get(run).unwrap_or_default())
+    }
+}
+
 impl Evaluator<'_> {
     /// The elements of `call` at `ts` from values computed for every step, or `None` when
     /// this evaluation does not qualify (see [`Evaluator::step_cells`]): the caller then
@@ -260,10 +331,11 @@ impl Evaluator<'_> {
         let counter_check = matches!(name, "rate" | "increase");
         let mut non_counter = Vec::with_capacity(n);
         let mut kept: Vec<Sample> = Vec::new();
-        // Samples the storage kept encoded are decoded here series by series, only those
-        // this evaluator's steps read (`(start - offset - range, end - offset]`), into one
-        // buffer: the query never holds them all decoded.
-        let mut decoded: Vec<Sample> = Vec::new();
+        // Samples the storage kept encoded are decoded here a few series at a time (the
+        // decoder works on many series' chunks at once), only those this evaluator's steps
+        // read (`(start - offset - range, end - offset]`), into one buffer: the query never
+        // holds them all decoded.
+        let mut batch = DecodeBatch::default();
         let mut own_index: (Vec<u32>, Option<Vec<u32>>);
         let first_needed = self
             .start
@@ -277,13 +349,10 @@ impl Evaluator<'_> {
             }
             let (samples, stale, resets): (&[Sample], &[u32], Option<&[u32]>) =
                 match (s.decoded(), &s.encoded) {
-                    (None, Some(encoded)) => {
-                        decoded.clear();
-                        encoded
-                            .decode(first_needed, last_needed, &mut decoded)
-                            .map_err(|e| Error::Storage(format!("series {}: {e}", s.labels)))?;
-                        own_index = crate::eval::sample_index(&decoded);
-                        (&decoded, &own_index.0, own_index.1.as_deref())
+                    (None, Some(_)) => {
+                        let decoded = batch.samples_of(series, i, first_needed, last_needed)?;
+                        own_index = crate::eval::sample_index(decoded);
+                        (decoded, &own_index.0, own_index.1.as_deref())
                     }
                     _ => {
                         let floats = s.floats();

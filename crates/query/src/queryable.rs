@@ -208,71 +208,155 @@ impl XorChunks {
     }
 }
 
+impl XorChunks {
+    /// The bytes of the chunks overlapping `[from, to]`, in time order.
+    fn chunks_within(&self, from: i64, to: i64) -> impl Iterator<Item = &[u8]> {
+        let mut begin = 0usize;
+        self.chunks.iter().filter_map(move |&(min, max, end)| {
+            let (start, end) = (begin, end as usize);
+            begin = end;
+            (max >= from && min <= to).then(|| self.data.get(start..end).unwrap_or_default())
+        })
+    }
+
+    /// Appends the decoded samples (this series' chunks within `[from, to]`) with
+    /// `from <= t <= to` to `out`, in time order.
+    fn keep(decoded: &[Sample], from: i64, to: i64, out: &mut Vec<Sample>) {
+        match Self::run_within(decoded, from, to) {
+            Some(run) => out.extend_from_slice(decoded.get(run).unwrap_or_default()),
+            None => out.extend(Self::sorted_within(decoded, from, to)),
+        }
+    }
+
+    /// Where the samples with `from <= t <= to` are when `decoded` is strictly increasing
+    /// in time (the usual case: one run).
+    fn run_within(decoded: &[Sample], from: i64, to: i64) -> Option<std::ops::Range<usize>> {
+        if !decoded.is_sorted_by(|a, b| a.t < b.t) {
+            return None;
+        }
+        let lo = decoded.partition_point(|s| s.t < from);
+        let hi = decoded.partition_point(|s| s.t <= to).max(lo);
+        Some(lo..hi)
+    }
+
+    /// The samples with `from <= t <= to`, sorted, one per timestamp: chunks whose own
+    /// timestamps do not increase are read as when decoded at once.
+    fn sorted_within(decoded: &[Sample], from: i64, to: i64) -> Vec<Sample> {
+        let mut mine: Vec<Sample> = decoded
+            .iter()
+            .filter(|s| s.t >= from && s.t <= to)
+            .copied()
+            .collect();
+        mine.sort_by_key(|s| s.t);
+        mine.dedup_by_key(|s| s.t);
+        mine
+    }
+}
+
+thread_local! {
+    /// The XOR decoder's output, reused across calls on a thread (the engine decodes
+    /// series after series).
+    static DECODED: std::cell::RefCell<Vec<Sample>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with the thread's decoder output, cleared; a rare long batch does not keep its
+/// memory.
+fn with_decoded<R>(f: impl FnOnce(&mut Vec<Sample>) -> R) -> R {
+    DECODED.with_borrow_mut(|decoded| {
+        decoded.clear();
+        let result = f(decoded);
+        if decoded.capacity() > 1 << 20 {
+            *decoded = Vec::new();
+        }
+        result
+    })
+}
+
 impl EncodedSamples for XorChunks {
     fn decode(&self, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<(), String> {
         let (from, to) = (from.max(self.start), to.min(self.end));
-        let mut datas: Vec<&[u8]> = Vec::new();
-        let mut begin = 0usize;
-        for &(min, max, end) in &self.chunks {
-            let end = end as usize;
-            if max >= from && min <= to {
-                datas.push(self.data.get(begin..end).unwrap_or_default());
-            }
-            begin = end;
-        }
+        let datas: Vec<&[u8]> = self.chunks_within(from, to).collect();
         if datas.is_empty() {
             return Ok(());
         }
-        // The decoder's columns are reused across calls on a thread (the engine decodes
-        // series after series).
-        thread_local! {
-            static COLUMNS: std::cell::RefCell<(Vec<i64>, Vec<f64>)> =
-                const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
-        }
-        let first = out.len();
-        COLUMNS.with_borrow_mut(|(ts, vs)| {
-            ts.clear();
-            vs.clear();
-            strata_chunkenc::decode_xor_chunks(&datas, ts, vs)
+        with_decoded(|decoded| {
+            strata_chunkenc::decode_xor_chunks_samples(&datas, decoded)
                 .map_err(|(_, err)| err.to_string())?;
-            if ts.is_sorted() {
-                // In time order: the samples within [from, to] are one run.
-                let lo = ts.partition_point(|&t| t < from);
-                let hi = ts.partition_point(|&t| t <= to).max(lo);
-                let (ts, vs) = (
-                    ts.get(lo..hi).unwrap_or_default(),
-                    vs.get(lo..hi).unwrap_or_default(),
-                );
-                out.extend(ts.iter().zip(vs).map(|(&t, &v)| Sample { t, v }));
-            } else {
-                out.extend(
-                    ts.iter()
-                        .zip(vs.iter())
-                        .filter(|(t, _)| **t >= from && **t <= to)
-                        .map(|(&t, &v)| Sample { t, v }),
-                );
+            Self::keep(decoded, from, to, out);
+            Ok(())
+        })
+    }
+
+    /// All the series' chunks in one call of the XOR decoder: within a range query's slice
+    /// each series has only a few chunks, too few for the decoder's sixteen lanes.
+    fn decode_batch(
+        &self,
+        batch: &[&dyn EncodedSamples],
+        from: i64,
+        to: i64,
+        out: &mut Vec<Sample>,
+        runs: &mut Vec<std::ops::Range<usize>>,
+    ) -> Result<(), (usize, String)> {
+        let mine: Option<Vec<&XorChunks>> = batch
+            .iter()
+            .map(|s| s.as_any().downcast_ref::<XorChunks>())
+            .collect();
+        let Some(mine) = mine else {
+            // Series of other storages: one at a time.
+            for (i, series) in batch.iter().enumerate() {
+                let start = out.len();
+                series.decode(from, to, out).map_err(|e| (i, e))?;
+                runs.push(start..out.len());
             }
-            if ts.capacity() > 1 << 20 {
-                // A rare long series does not keep its columns' memory.
-                *ts = Vec::new();
-                *vs = Vec::new();
-            }
-            Ok::<(), String>(())
+            return Ok(());
+        };
+        let mut datas: Vec<&[u8]> = Vec::new();
+        // Each series' chunks in `datas`.
+        let mut spans: Vec<std::ops::Range<usize>> = Vec::with_capacity(mine.len());
+        for series in &mine {
+            let first = datas.len();
+            datas.extend(series.chunks_within(from.max(series.start), to.min(series.end)));
+            spans.push(first..datas.len());
+        }
+        // Decoded in place: each series' run is found within its chunks' samples, not
+        // copied.
+        let base = out.len();
+        strata_chunkenc::decode_xor_chunks_samples(&datas, out).map_err(|(at, err)| {
+            let series = spans.iter().position(|span| span.contains(&at));
+            (series.unwrap_or_default(), err.to_string())
         })?;
-        // Chunks whose own timestamps do not increase are read as when decoded at once.
-        if let Some(mine) = out.get_mut(first..)
-            && !mine.is_sorted_by(|a, b| a.t < b.t)
-        {
-            let mut mine: Vec<Sample> = out.split_off(first);
-            mine.sort_by_key(|s| s.t);
-            mine.dedup_by_key(|s| s.t);
-            out.extend(mine);
+        let mut at = base;
+        for (series, span) in mine.iter().zip(&spans) {
+            // Each chunk decoded gives as many samples as its header counts.
+            let n: usize = datas
+                .get(span.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|data| usize::from(strata_chunkenc::xor_num_samples(data).unwrap_or_default()))
+                .sum();
+            let region = at..at + n;
+            at += n;
+            let (from, to) = (from.max(series.start), to.min(series.end));
+            let decoded = out.get(region.clone()).unwrap_or_default();
+            match Self::run_within(decoded, from, to) {
+                Some(run) => runs.push(region.start + run.start..region.start + run.end),
+                None => {
+                    let sorted = Self::sorted_within(decoded, from, to);
+                    let start = out.len();
+                    out.extend(sorted);
+                    runs.push(start..out.len());
+                }
+            }
         }
         Ok(())
     }
 
     fn len(&self) -> usize {
         self.len
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
@@ -357,8 +441,8 @@ fn decode_raw_batch(
         }
         spans.push(first..datas.len());
     }
-    let (mut ts, mut vs) = (Vec::new(), Vec::new());
-    strata_chunkenc::decode_xor_chunks(&datas, &mut ts, &mut vs).map_err(|(i, err)| {
+    let mut decoded = Vec::new();
+    strata_chunkenc::decode_xor_chunks_samples(&datas, &mut decoded).map_err(|(i, err)| {
         let labels = spans
             .iter()
             .position(|span| span.contains(&i))
@@ -383,13 +467,12 @@ fn decode_raw_batch(
     for ((labels, _), n) in batch.into_iter().zip(counts) {
         // Only the samples within the range: a chunk reaching far past it (an instant
         // query's window) does not leave its whole length allocated.
-        let samples: Vec<Sample> = ts
+        let samples: Vec<Sample> = decoded
             .get(at..at + n)
             .unwrap_or_default()
             .iter()
-            .zip(vs.get(at..at + n).unwrap_or_default())
-            .filter(|(t, _)| **t >= start && **t <= end)
-            .map(|(&t, &v)| Sample { t, v })
+            .filter(|s| s.t >= start && s.t <= end)
+            .copied()
             .collect();
         at += n;
         let samples = finish_samples(samples, start, end);
@@ -916,6 +999,35 @@ mod tests {
         }
         // Series of overlapping chunks are decoded at once; the others stay encoded.
         assert!(kept_encoded >= 30, "{kept_encoded}");
+        // Decoded together (as the engine decodes a slice's series), in batches of every
+        // size, each series' run is what decoding it alone gives.
+        let kept: Vec<(&Series, &dyn EncodedSamples)> = decoded
+            .iter()
+            .zip(&encoded)
+            .filter_map(|(d, e)| Some((d, e.encoded.as_deref()?)))
+            .collect();
+        for size in [1, 2, 5, 16, kept.len()] {
+            for (from, to) in [(i64::MIN, i64::MAX), (120_000, 230_999), (start, start)] {
+                for group in kept.chunks(size) {
+                    let batch: Vec<&dyn EncodedSamples> = group.iter().map(|&(_, e)| e).collect();
+                    let (mut got, mut runs) = (vec![Sample::new(-1, -1.0)], Vec::new());
+                    batch[0]
+                        .decode_batch(&batch, from, to, &mut got, &mut runs)
+                        .unwrap();
+                    assert_eq!(runs.len(), group.len());
+                    for (&(d, _), run) in group.iter().zip(&runs) {
+                        let want: Vec<Sample> = d
+                            .samples
+                            .iter()
+                            .filter(|p| p.t >= from && p.t <= to)
+                            .copied()
+                            .collect();
+                        assert!(run.start >= 1, "{run:?}");
+                        assert_eq!(got[run.clone()], want[..], "{} in [{from}, {to}]", d.labels);
+                    }
+                }
+            }
+        }
         assert!(encoded.iter().any(|s| s.encoded.is_none()));
     }
 
@@ -930,7 +1042,35 @@ mod tests {
             (Labels::from_pairs([("s", "good")]), vec![good.clone(); 5]),
             (Labels::from_pairs([("s", "bad")]), vec![good, bad]),
         ];
-        let err = decode_series(series, 0, 10).unwrap_err();
+        let err = decode_series(series.clone(), 0, 10).unwrap_err();
         assert!(err.contains("s=\"bad\""), "{err}");
+        // Kept encoded and decoded in one batch: the error points at the bad series.
+        let later = raw(&[(11, 1.0), (12, 2.0), (13, 3.0)]);
+        let mut bad = later.clone();
+        if let Some(chunk) = bad.raw.as_mut() {
+            chunk.data.truncate(4);
+        }
+        let good = raw(&[(1, 1.0), (2, 2.0), (3, 3.0)]);
+        let series = [
+            ("good", vec![good.clone(), later]),
+            ("bad", vec![good.clone(), bad]),
+            ("after", vec![good]),
+        ];
+        let encoded: Vec<Series> = series
+            .into_iter()
+            .map(|(s, chunks)| (Labels::from_pairs([("s", s)]), chunks))
+            .filter_map(|(labels, chunks)| encoded_series(labels, chunks, 0, 20).ok())
+            .filter_map(|s| s.ok().flatten())
+            .collect();
+        let batch: Vec<&dyn EncodedSamples> = encoded
+            .iter()
+            .filter_map(|s| s.encoded.as_deref())
+            .collect();
+        let (mut out, mut runs) = (Vec::new(), Vec::new());
+        assert_eq!(batch.len(), 3);
+        let Err((at, _)) = batch[0].decode_batch(&batch, 0, 20, &mut out, &mut runs) else {
+            panic!("a truncated chunk decoded");
+        };
+        assert_eq!(encoded[at].labels, Labels::from_pairs([("s", "bad")]));
     }
 }

@@ -25,7 +25,7 @@ use std::arch::x86_64::{
     _mm512_srlv_epi64, _mm512_storeu_si512, _mm512_sub_epi64, _mm512_ternarylogic_epi64,
 };
 
-use super::{State, XorIter};
+use super::{Sink, State, XorIter};
 use crate::ChunkError;
 
 /// Lanes in one register.
@@ -62,20 +62,20 @@ struct Lane {
 ///
 /// `scratch` holds the gather buffer (the chunks, each padded with zeros) and the lanes' output
 /// rows; it is reused from group to group.
-pub(super) fn decode_group(
+pub(super) fn decode_group<S: Sink>(
     chunks: &[&[u8]],
-    outputs: &mut [(&mut [i64], &mut [f64])],
+    outputs: &mut [S],
     scratch: &mut Scratch,
 ) -> [Option<ChunkError>; GROUP] {
     debug_assert!(chunks.len() <= GROUP && chunks.len() == outputs.len());
     let mut errors: [Option<ChunkError>; GROUP] = Default::default();
     let mut lanes: [Option<Lane>; GROUP] = Default::default();
     scratch.buf.clear();
-    for (i, (chunk, (ts, vs))) in chunks.iter().zip(outputs.iter_mut()).enumerate() {
+    for (i, (chunk, out)) in chunks.iter().zip(outputs.iter_mut()).enumerate() {
         let base = scratch.buf.len();
         scratch.buf.extend_from_slice(chunk);
         scratch.buf.resize(scratch.buf.len() + PAD, 0);
-        let Some(lane) = start_lane(chunk, base, ts, vs) else {
+        let Some(lane) = start_lane(chunk, base, out) else {
             continue;
         };
         if let Some(slot) = lanes.get_mut(i) {
@@ -99,34 +99,21 @@ pub(super) fn decode_group(
         // SAFETY: `available()` was checked by the caller before any group was decoded.
         unsafe { run_lanes(&lanes, &scratch.buf, &mut scratch.t, &mut scratch.v, rounds) }
     };
-    for (i, (chunk, (ts, vs))) in chunks.iter().zip(outputs.iter_mut()).enumerate() {
+    for (i, (chunk, out)) in chunks.iter().zip(outputs.iter_mut()).enumerate() {
         let lane = match lanes.get(i) {
             Some(Some(lane)) if failed & (1 << i) == 0 => lane,
             // No lane (at most two samples, or a bad start) or a lane that stopped early:
             // the scalar decoder decides.
             _ => {
-                if let (Err(err), Some(slot)) =
-                    (super::decode_into(chunk, ts, vs), errors.get_mut(i))
-                {
+                if let (Err(err), Some(slot)) = (out.decode_scalar(chunk), errors.get_mut(i)) {
                     *slot = Some(err);
                 }
                 continue;
             }
         };
         // Column `i` of the lanes' output rows, one row a round.
-        let ts_rest = ts.get_mut(2..).unwrap_or_default();
-        let vs_rest = vs.get_mut(2..).unwrap_or_default();
-        debug_assert!(ts_rest.len() == lane.remaining as usize);
-        for (slot, row) in ts_rest.iter_mut().zip(scratch.t.chunks_exact(GROUP)) {
-            if let Some(&t) = row.get(i) {
-                *slot = t;
-            }
-        }
-        for (slot, row) in vs_rest.iter_mut().zip(scratch.v.chunks_exact(GROUP)) {
-            if let Some(&v) = row.get(i) {
-                *slot = f64::from_bits(v as u64);
-            }
-        }
+        debug_assert!(out.len() == lane.remaining as usize + 2);
+        out.put_rows(&scratch.t, &scratch.v, i);
     }
     errors
 }
@@ -139,17 +126,31 @@ pub(super) struct Scratch {
     v: Vec<i64>,
 }
 
-/// Decodes a chunk's first two samples (varints, not lane-friendly) into `ts`/`vs` and
-/// returns its lane, or `None` when the scalar decoder should take the whole chunk.
-fn start_lane(chunk: &[u8], base: usize, ts: &mut [i64], vs: &mut [f64]) -> Option<Lane> {
+impl Scratch {
+    /// Frees the buffers after a rare large group (a chunk far longer than 120 samples).
+    pub(super) fn shrink(&mut self) {
+        if self.t.capacity() > 1 << 16 || self.buf.capacity() > 1 << 20 {
+            *self = Scratch::default();
+        }
+    }
+}
+
+thread_local! {
+    /// One [`Scratch`] a thread: decoding is called series after series.
+    pub(super) static SCRATCH: std::cell::RefCell<Scratch> =
+        std::cell::RefCell::new(Scratch::default());
+}
+
+/// Decodes a chunk's first two samples (varints, not lane-friendly) into `out` and returns
+/// its lane, or `None` when the scalar decoder should take the whole chunk.
+fn start_lane<S: Sink>(chunk: &[u8], base: usize, out: &mut S) -> Option<Lane> {
     let mut iter = XorIter::new(chunk).ok()?;
-    if iter.total <= 2 || ts.len() != usize::from(iter.total) || vs.len() != ts.len() {
+    if iter.total <= 2 || out.len() != usize::from(iter.total) {
         return None;
     }
-    for (t_slot, v_slot) in ts.iter_mut().zip(vs.iter_mut()).take(2) {
+    for k in 0..2 {
         let (t, v) = iter.next_sample()?;
-        *t_slot = t;
-        *v_slot = v;
+        out.put(k, t, v);
     }
     let base_bits = (base as u64) * 8;
     Some(Lane {
