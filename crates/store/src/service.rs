@@ -172,7 +172,7 @@ fn decode_request_block_matchers(hints: Option<&prost_types::Any>) -> Result<Vec
 }
 
 /// Splits a downsampled (0xff) chunk into the requested aggregates.
-fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<AggrChunk, Status> {
+fn aggr_chunk(raw: RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<AggrChunk, Status> {
     let mut out = AggrChunk {
         min_time: meta.min_time,
         max_time: meta.max_time,
@@ -194,10 +194,13 @@ fn aggr_chunk(raw: &RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Ag
                 )));
             }
         };
+        let hash = chunk_hash(data);
         out.raw = Some(Chunk {
             r#type: kind as i32,
-            data: raw.data.clone(),
-            hash: chunk_hash(data),
+            // Moved, not cloned: the fetched range's count is shared by every chunk in it
+            // (and by the threads that encode them).
+            data: raw.data,
+            hash,
         });
         return Ok(out);
     }
@@ -416,7 +419,7 @@ impl BlockQuery {
                     return Err(Status::internal("chunk count mismatch"));
                 };
                 samples += chunk_samples(&raw);
-                chunks.push(aggr_chunk(&raw, meta, &self.aggregates)?);
+                chunks.push(aggr_chunk(raw, meta, &self.aggregates)?);
             }
             out.push(SeriesOut { labels, chunks });
         }

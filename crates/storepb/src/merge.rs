@@ -3,7 +3,8 @@
 //! both: each input yields batches of series sorted by labels; the merge yields one series
 //! at a time in label order, a series present in several inputs once with their chunks
 //! joined (sorted by time, identical chunks once). Only one batch per input is held; a
-//! binary heap finds the smallest head. An input that goes backwards is an error naming it.
+//! binary heap finds the smallest head, holding each input's head label set itself (moved
+//! out of its batch, never copied). An input that goes backwards is an error naming it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -38,6 +39,8 @@ struct Input<S> {
     name: String,
     stream: S,
     buffer: VecDeque<SeriesItem>,
+    /// The chunks of the series whose labels are on the heap for this input.
+    head: Vec<AggrChunk>,
     done: bool,
 }
 
@@ -69,6 +72,7 @@ where
                     name,
                     stream,
                     buffer: VecDeque::new(),
+                    head: Vec::new(),
                     done: false,
                 })
                 .collect(),
@@ -92,17 +96,17 @@ where
         Ok(())
     }
 
-    /// Fills input `i`'s buffer if it is empty and pushes its head on the heap; the head
-    /// must not sort before `previous`, the series the input gave last. (The previous
-    /// series is not kept between calls, so the merge's answer owns its label set.)
+    /// Fills input `i`'s buffer if it is empty and moves its first series to the heap (its
+    /// labels) and the input's head (its chunks); that series must not sort before
+    /// `previous`, the series the input gave last.
     async fn refill(&mut self, i: usize, previous: Option<&Labels>) -> Result<(), MergeError> {
         self.fill(i).await?;
         let Some(input) = self.inputs.get_mut(i) else {
             return Ok(());
         };
-        if let Some((labels, _)) = input.buffer.front() {
+        if let Some((labels, chunks)) = input.buffer.pop_front() {
             if let Some(last) = previous
-                && labels < last
+                && labels < *last
             {
                 return Err(MergeError::OutOfOrder {
                     input: input.name.clone(),
@@ -110,7 +114,8 @@ where
                     previous: last.to_string(),
                 });
             }
-            self.heap.push(Reverse((labels.clone(), i)));
+            input.head = chunks;
+            self.heap.push(Reverse((labels, i)));
         }
         Ok(())
     }
@@ -135,17 +140,22 @@ where
         let mut chunks: Vec<AggrChunk> = Vec::new();
         let mut repeated = false;
         for &i in &from {
+            if let Some(input) = self.inputs.get_mut(i) {
+                if chunks.is_empty() {
+                    chunks = std::mem::take(&mut input.head);
+                } else {
+                    chunks.append(&mut input.head);
+                }
+            }
             // An input may repeat a series, even across its batches (a long series in
             // several frames): take every copy.
             while let Some(input) = self.inputs.get_mut(i) {
-                let mut took = 0;
                 while input.buffer.front().is_some_and(|(l, _)| *l == labels) {
                     if let Some((_, c)) = input.buffer.pop_front() {
                         chunks.extend(c);
-                        took += 1;
+                        repeated = true;
                     }
                 }
-                repeated |= took > 1;
                 if !input.buffer.is_empty() || input.done {
                     break;
                 }
@@ -160,7 +170,6 @@ where
                 if !continues {
                     break;
                 }
-                repeated = true;
             }
         }
         for &i in &from {
