@@ -25,7 +25,7 @@ mod value;
 pub use annotations::{Annotation, AnnotationKind, Annotations};
 pub use engine::{Engine, EngineOptions, QueryResult};
 pub use error::Error;
-pub use queryable::{EncodedSamples, MemQueryable, Queryable, SelectHints, Series};
+pub use queryable::{EncodedSamples, MemQueryable, Queryable, SelectHints, Series, decode_each};
 pub use value::{Element, RangeSeries, Value, format_float};
 
 /// The parse error Prometheus reports for `query` (`line:col: parse error: message`), or

@@ -31,15 +31,27 @@ pub trait EncodedSamples: Send + Sync + std::fmt::Debug {
         out: &mut Vec<Sample>,
         runs: &mut Vec<std::ops::Range<usize>>,
     ) -> Result<(), (usize, String)> {
-        for (i, series) in batch.iter().enumerate() {
-            let start = out.len();
-            series.decode(from, to, out).map_err(|e| (i, e))?;
-            runs.push(start..out.len());
-        }
-        Ok(())
+        decode_each(batch, from, to, out, runs)
     }
     /// The concrete type, for [`decode_batch`](Self::decode_batch) overrides.
     fn as_any(&self) -> &dyn std::any::Any;
+}
+
+/// [`EncodedSamples::decode_batch`] one series at a time: each series'
+/// [`EncodedSamples::decode`] in turn.
+pub fn decode_each(
+    batch: &[&dyn EncodedSamples],
+    from: i64,
+    to: i64,
+    out: &mut Vec<Sample>,
+    runs: &mut Vec<std::ops::Range<usize>>,
+) -> Result<(), (usize, String)> {
+    for (i, series) in batch.iter().enumerate() {
+        let start = out.len();
+        series.decode(from, to, out).map_err(|e| (i, e))?;
+        runs.push(start..out.len());
+    }
+    Ok(())
 }
 
 /// One series with its samples in time order.

@@ -303,12 +303,7 @@ impl EncodedSamples for XorChunks {
             .collect();
         let Some(mine) = mine else {
             // Series of other storages: one at a time.
-            for (i, series) in batch.iter().enumerate() {
-                let start = out.len();
-                series.decode(from, to, out).map_err(|e| (i, e))?;
-                runs.push(start..out.len());
-            }
-            return Ok(());
+            return strata_promql::decode_each(batch, from, to, out, runs);
         };
         let mut datas: Vec<&[u8]> = Vec::new();
         // Each series' chunks in `datas`.
