@@ -351,7 +351,14 @@ impl Evaluator<'_> {
                 match (s.decoded(), &s.encoded) {
                     (None, Some(_)) => {
                         let decoded = batch.samples_of(series, i, first_needed, last_needed)?;
-                        own_index = crate::eval::sample_index(decoded);
+                        // Only `rate` and `increase` read the reset list (a window known
+                        // to hold none spares their scan); a gauge's values fall half the
+                        // time, so listing them would cost a slow pass for nothing.
+                        own_index = if counter_check {
+                            crate::eval::sample_index(decoded)
+                        } else {
+                            (crate::eval::stale_index(decoded), None)
+                        };
                         (decoded, &own_index.0, own_index.1.as_deref())
                     }
                     _ => {
