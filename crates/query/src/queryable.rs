@@ -219,15 +219,6 @@ impl XorChunks {
         })
     }
 
-    /// Appends the decoded samples (this series' chunks within `[from, to]`) with
-    /// `from <= t <= to` to `out`, in time order.
-    fn keep(decoded: &[Sample], from: i64, to: i64, out: &mut Vec<Sample>) {
-        match Self::run_within(decoded, from, to) {
-            Some(run) => out.extend_from_slice(decoded.get(run).unwrap_or_default()),
-            None => out.extend(Self::sorted_within(decoded, from, to)),
-        }
-    }
-
     /// Where the samples with `from <= t <= to` are when `decoded` is strictly increasing
     /// in time (the usual case: one run).
     fn run_within(decoded: &[Sample], from: i64, to: i64) -> Option<std::ops::Range<usize>> {
@@ -253,38 +244,27 @@ impl XorChunks {
     }
 }
 
-thread_local! {
-    /// The XOR decoder's output, reused across calls on a thread (the engine decodes
-    /// series after series).
-    static DECODED: std::cell::RefCell<Vec<Sample>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with the thread's decoder output, cleared; a rare long batch does not keep its
-/// memory.
-fn with_decoded<R>(f: impl FnOnce(&mut Vec<Sample>) -> R) -> R {
-    DECODED.with_borrow_mut(|decoded| {
-        decoded.clear();
-        let result = f(decoded);
-        if decoded.capacity() > 1 << 20 {
-            *decoded = Vec::new();
-        }
-        result
-    })
+/// Samples the XOR chunks `datas` decode to: the counts in their headers (what the decoder
+/// gives each chunk once it decoded them all).
+fn samples_in(datas: &[&[u8]]) -> usize {
+    datas
+        .iter()
+        .map(|data| usize::from(strata_chunkenc::xor_num_samples(data).unwrap_or_default()))
+        .sum()
 }
 
 impl EncodedSamples for XorChunks {
     fn decode(&self, from: i64, to: i64, out: &mut Vec<Sample>) -> Result<(), String> {
-        let (from, to) = (from.max(self.start), to.min(self.end));
-        let datas: Vec<&[u8]> = self.chunks_within(from, to).collect();
-        if datas.is_empty() {
-            return Ok(());
-        }
-        with_decoded(|decoded| {
-            strata_chunkenc::decode_xor_chunks_samples(&datas, decoded)
-                .map_err(|(_, err)| err.to_string())?;
-            Self::keep(decoded, from, to, out);
-            Ok(())
-        })
+        // A batch of one, decoded after `out`'s samples; its run then moves down to them.
+        let base = out.len();
+        let mut runs = Vec::with_capacity(1);
+        self.decode_batch(&[self], from, to, out, &mut runs)
+            .map_err(|(_, err)| err)?;
+        let run = runs.pop().unwrap_or(base..base);
+        let len = run.len();
+        out.copy_within(run, base);
+        out.truncate(base + len);
+        Ok(())
     }
 
     /// All the series' chunks in one call of the XOR decoder: within a range query's slice
@@ -322,13 +302,7 @@ impl EncodedSamples for XorChunks {
         })?;
         let mut at = base;
         for (series, span) in mine.iter().zip(&spans) {
-            // Each chunk decoded gives as many samples as its header counts.
-            let n: usize = datas
-                .get(span.clone())
-                .unwrap_or_default()
-                .iter()
-                .map(|data| usize::from(strata_chunkenc::xor_num_samples(data).unwrap_or_default()))
-                .sum();
+            let n = samples_in(datas.get(span.clone()).unwrap_or_default());
             let region = at..at + n;
             at += n;
             let (from, to) = (from.max(series.start), to.min(series.end));
@@ -448,14 +422,7 @@ fn decode_raw_batch(
     })?;
     let counts: Vec<usize> = spans
         .iter()
-        .map(|span| {
-            datas
-                .get(span.clone())
-                .unwrap_or_default()
-                .iter()
-                .map(|data| usize::from(strata_chunkenc::xor_num_samples(data).unwrap_or_default()))
-                .sum()
-        })
+        .map(|span| samples_in(datas.get(span.clone()).unwrap_or_default()))
         .collect();
     drop(datas);
     let mut at = 0usize;
