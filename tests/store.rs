@@ -402,6 +402,28 @@ async fn store_gateway_over_filesystem_bucket() {
     ]);
     let samples = check_series(&store.grpc_url(), &fx.data).await;
     assert!(samples > 100_000, "compared {samples} samples");
+    // The same requests again: each block's series for each selection now come from its
+    // expanded list in the index cache (other time ranges of the same selection too), with
+    // the same answers.
+    let expanded = |metrics: &str, what: &str| {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(&format!("thanos_store_index_cache_{what}_total{{"))
+                    && l.contains("item_type=\"ExpandedSeries\"")
+            })
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let before = store.http_get("/metrics");
+    assert!(expanded(&before, "items_added") > 0.0, "{before}");
+    let again = check_series(&store.grpc_url(), &fx.data).await;
+    assert_eq!(again, samples);
+    let after = store.http_get("/metrics");
+    assert!(
+        expanded(&after, "hits") > expanded(&before, "hits"),
+        "no expanded series served from the cache:\n{after}"
+    );
     check_labels(&store.grpc_url(), &fx.data).await;
 
     let metrics = store.http_get("/metrics");

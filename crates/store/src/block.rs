@@ -152,6 +152,11 @@ impl BucketBlock {
         self.resolution
     }
 
+    /// The index cache the block reads through.
+    pub(crate) fn cache(&self) -> &IndexCache {
+        &self.cache
+    }
+
     /// The index-header.
     pub fn header(&self) -> &IndexHeader {
         &self.header

@@ -1,4 +1,5 @@
-//! The index cache: postings lists and series entries, in memory (bounded in bytes, moka's
+//! The index cache: postings lists, series entries and expanded series (a block's
+//! series for one selection, in memory only: see [`crate::expanded`]), in memory (bounded in bytes, moka's
 //! TinyLFU eviction; `--index-cache-size` or `--index-cache.config` `IN-MEMORY`) or in
 //! memcached (`--index-cache.config` `MEMCACHED`), with Thanos' cache metrics. A memcached
 //! failure is a miss; writes to memcached go out in the background, bounded, and are dropped
@@ -14,6 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use ulid::Ulid;
 
+use crate::expanded::{Expanded, Interner, Selection};
+
 /// What a cache entry holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum Key {
@@ -21,12 +24,15 @@ pub(crate) enum Key {
     Postings(Ulid, u64),
     /// A series entry's bytes, by block and series reference.
     Series(Ulid, u32),
+    /// The series a selection picks in a block (in memory only).
+    Expanded(Ulid, Arc<Selection>),
 }
 
 #[derive(Debug, Clone)]
 pub(crate) enum Value {
     Postings(Arc<Vec<u32>>),
     Series(Bytes),
+    Expanded(Arc<Expanded>),
 }
 
 impl Value {
@@ -34,6 +40,7 @@ impl Value {
         let bytes = match self {
             Value::Postings(p) => p.len() * 4 + 64,
             Value::Series(b) => b.len() + 64,
+            Value::Expanded(e) => return e.weight,
         };
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
@@ -50,6 +57,8 @@ impl Key {
         match self {
             Key::Postings(block, offset) => format!("P:{block}:{offset}"),
             Key::Series(block, series) => format!("S:{block}:{series}"),
+            // Never sent: expanded series stay in memory.
+            Key::Expanded(block, _) => format!("E:{block}"),
         }
     }
 }
@@ -59,6 +68,7 @@ impl Value {
         match self {
             Value::Postings(list) => list.iter().flat_map(|r| r.to_le_bytes()).collect(),
             Value::Series(b) => b.to_vec(),
+            Value::Expanded(_) => Vec::new(),
         }
     }
 
@@ -81,6 +91,7 @@ impl Value {
                     .then(|| Value::Postings(Arc::new(list)))
             }
             Key::Series(..) => Some(Value::Series(Bytes::from(bytes))),
+            Key::Expanded(..) => None,
         }
     }
 }
@@ -101,10 +112,15 @@ pub struct IndexCache {
     held: Family<ItemLabels, Gauge>,
     held_bytes: Family<ItemLabels, Gauge>,
     max_bytes: Gauge,
+    /// Label sets shared by expanded series.
+    interner: Arc<Interner>,
 }
 
 /// The item types this cache holds, by Thanos' label values.
-const ITEM_TYPES: [&str; 2] = ["Postings", "Series"];
+const ITEM_TYPES: [&str; 3] = ["Postings", "Series", "ExpandedSeries"];
+
+/// An expanded list may take at most this share of the in-memory cache.
+const EXPANDED_SHARE: u64 = 16;
 
 impl IndexCache {
     /// A cache holding at most `max_bytes` (0 disables it).
@@ -142,6 +158,7 @@ impl IndexCache {
             held,
             held_bytes,
             max_bytes: Gauge::default(),
+            interner: Arc::default(),
         };
         this.max_bytes
             .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
@@ -171,6 +188,7 @@ impl IndexCache {
                     held: Family::default(),
                     held_bytes: Family::default(),
                     max_bytes: Gauge::default(),
+                    interner: Arc::default(),
                 };
                 if let Some(registry) = registry {
                     if let Some(remote) = &this.remote {
@@ -242,6 +260,7 @@ impl IndexCache {
         match key {
             Key::Postings(..) => 0,
             Key::Series(..) => 1,
+            Key::Expanded(..) => 2,
         }
     }
 
@@ -249,6 +268,7 @@ impl IndexCache {
         match key {
             Key::Postings(..) => ITEM_TYPES[0],
             Key::Series(..) => ITEM_TYPES[1],
+            Key::Expanded(..) => ITEM_TYPES[2],
         }
     }
 
@@ -292,6 +312,7 @@ impl IndexCache {
     }
 
     pub(crate) fn insert(&self, key: Key, value: Value) {
+        let remote_too = !matches!(key, Key::Expanded(..));
         if let Some(cache) = &self.cache {
             let labels = vec![("item_type", Self::item_type(&key))];
             self.added.get_or_create(&labels).inc();
@@ -301,7 +322,7 @@ impl IndexCache {
                 .inc_by(i64::from(value.weight()));
             cache.insert(key.clone(), value.clone());
         }
-        let Some(remote) = &self.remote else {
+        let Some(remote) = self.remote.as_ref().filter(|_| remote_too) else {
             return;
         };
         let bytes = value.to_bytes();
@@ -316,6 +337,38 @@ impl IndexCache {
             let _permit = permit;
             remote.set(&key.remote(), bytes).await;
         });
+    }
+
+    /// The expanded series of `selection` in `block`, if held.
+    pub(crate) fn get_expanded(
+        &self,
+        block: Ulid,
+        selection: &Arc<Selection>,
+    ) -> Option<Arc<Expanded>> {
+        let cache = self.cache.as_ref()?;
+        let key = Key::Expanded(block, Arc::clone(selection));
+        let found = cache.get(&key);
+        let labels = vec![("item_type", Self::item_type(&key))];
+        self.requests.get_or_create(&labels).inc();
+        match found {
+            Some(Value::Expanded(e)) => {
+                self.hits.get_or_create(&labels).inc();
+                Some(e)
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes one expanded list may take; `None` when nothing is kept in memory.
+    pub(crate) fn expanded_budget(&self) -> Option<usize> {
+        let cache = self.cache.as_ref()?;
+        let max = cache.policy().max_capacity()? / EXPANDED_SHARE;
+        usize::try_from(max).ok()
+    }
+
+    /// Label sets shared by expanded series.
+    pub(crate) fn interner(&self) -> &Interner {
+        &self.interner
     }
 
     /// Bytes currently held (approximate).

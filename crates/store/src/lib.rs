@@ -8,8 +8,10 @@
 //! - [`service`] implements `thanos.Store` and `thanos.info.Info`.
 
 pub mod block;
+mod block_query;
 pub mod bucket_store;
 mod cache;
+mod expanded;
 mod series_metrics;
 pub mod service;
 

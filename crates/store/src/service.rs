@@ -1,9 +1,10 @@
 //! The Store API (`thanos.Store`) and Info API (`thanos.info.Info`) over a [`BucketStore`].
 //!
 //! A Series call selects blocks (time range, resolution, block matchers); each block's
-//! task expands postings and streams its matching series in batches, in the order of their
-//! labels as sent (external labels attached, replica labels stripped: [`Reorder`] holds
-//! only a run of series that reordering can move), fetching chunks batch by batch; the one
+//! task ([`crate::block_query`]) expands postings, or takes the block's expanded series
+//! for the same selection from the index cache, and streams its matching series in
+//! batches, in the order of their labels as sent (external labels attached, replica labels
+//! stripped), fetching chunks batch by batch; the one
 //! streaming k-way merge ([`SeriesMerge`]) joins the blocks' streams, merging series present
 //! in several blocks and dropping identical chunks. Everything is bounded: a concurrency
 //! gate on calls (label calls included), bounded channels between the stages, a per-request
@@ -16,27 +17,23 @@
 use std::collections::BTreeSet;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use futures::Stream;
-use strata_chunkenc::Encoding;
 use strata_storepb::convert::{
-    chunk_hash, from_any, labels_into_proto, labels_to_proto, matchers_from_proto, to_any,
+    from_any, labels_into_proto, labels_to_proto, matchers_from_proto, to_any,
 };
 use strata_storepb::info::info_server::Info;
 use strata_storepb::info::{InfoRequest, InfoResponse, StoreInfo};
 use strata_storepb::merge::{SeriesItem, SeriesMerge};
 use strata_storepb::serve::{
-    Reorder, SeriesBatcher, matchers_without_external, send_series, spawn_producer,
+    SeriesBatcher, matchers_without_external, send_series, spawn_producer,
 };
 use strata_storepb::store_server::Store;
 use strata_storepb::{
-    Aggr, AggrChunk, Chunk, LabelNamesRequest, LabelNamesResponse, LabelValuesRequest,
-    LabelValuesResponse, Series, SeriesRequest, SeriesResponse, ZLabelSet, chunk, hintspb,
-    series_response,
+    LabelNamesRequest, LabelNamesResponse, LabelValuesRequest, LabelValuesResponse, Series,
+    SeriesRequest, SeriesResponse, ZLabelSet, hintspb, series_response,
 };
-use strata_tsdb::chunks::RawChunk;
-use strata_tsdb::index::ChunkMeta;
 use strata_types::{Labels, Matcher};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
@@ -44,11 +41,12 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::block::{BlockError, BucketBlock};
+use crate::block_query::{Batch, BlockQuery, Counters, Frame};
 use crate::bucket_store::{BucketStore, block_matches, select_blocks};
 use crate::series_metrics::{SeriesMetrics, SeriesStats};
 
 /// Series read per postings batch from one block.
-const SERIES_BATCH: usize = 10_000;
+pub(crate) const SERIES_BATCH: usize = 10_000;
 /// Series whose chunks are fetched together (and sent to the merge as one batch), per
 /// block: [`CHUNK_SERIES_IN_FLIGHT`] shared by the request's blocks, within these bounds.
 /// Every block keeps a few batches in flight while the merge waits for the others' heads,
@@ -59,8 +57,6 @@ const SERIES_BATCH: usize = 10_000;
 const CHUNK_BATCH: std::ops::RangeInclusive<usize> = 100..=1_000;
 /// See [`CHUNK_BATCH`].
 const CHUNK_SERIES_IN_FLIGHT: usize = 2_400;
-/// Samples an XOR chunk is counted as when its header cannot be read (Thanos' figure).
-const MAX_SAMPLES_PER_CHUNK: u64 = 120;
 /// Index and chunk fetches one request's blocks run at once.
 const FETCH_CONCURRENCY: usize = 8;
 
@@ -119,34 +115,7 @@ impl StoreService {
     }
 }
 
-/// One series on its way out.
-#[derive(Debug, Clone)]
-struct SeriesOut {
-    labels: Labels,
-    chunks: Vec<AggrChunk>,
-}
-
-/// What a block task sends: a batch of series, or that it has finished.
-enum Frame {
-    Batch(Vec<SeriesOut>),
-    End,
-}
-
-type Batch = Result<Frame, Status>;
-
-/// What a request has touched so far, over all its blocks.
-#[derive(Debug, Default)]
-struct Counters {
-    /// Postings expanded (series references), over all blocks.
-    postings: AtomicU64,
-    /// Series entries read from the index.
-    series_read: AtomicU64,
-    series: AtomicU64,
-    samples: AtomicU64,
-    chunks: AtomicU64,
-}
-
-fn block_status(e: BlockError) -> Status {
+pub(crate) fn block_status(e: BlockError) -> Status {
     Status::internal(e.to_string())
 }
 
@@ -169,269 +138,6 @@ fn decode_request_block_matchers(hints: Option<&prost_types::Any>) -> Result<Vec
     }
     .map_err(|e| Status::invalid_argument(e.to_string()))?;
     matchers_from_proto(&matchers).map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-/// Splits a downsampled (0xff) chunk into the requested aggregates.
-fn aggr_chunk(raw: RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<AggrChunk, Status> {
-    let mut out = AggrChunk {
-        min_time: meta.min_time,
-        max_time: meta.max_time,
-        ..Default::default()
-    };
-    let data = raw.data.as_ref();
-    let encoding_byte = match raw.encoding {
-        Encoding::Other(b) => b,
-        _ => 0,
-    };
-    if encoding_byte != strata_chunkenc::aggr::AGGR_ENCODING {
-        let kind = match raw.encoding {
-            Encoding::Xor => chunk::Encoding::Xor,
-            Encoding::Histogram => chunk::Encoding::Histogram,
-            Encoding::FloatHistogram => chunk::Encoding::FloatHistogram,
-            other => {
-                return Err(Status::internal(format!(
-                    "unsupported chunk encoding {other:?}"
-                )));
-            }
-        };
-        let hash = chunk_hash(data);
-        out.raw = Some(Chunk {
-            r#type: kind as i32,
-            // Moved, not cloned: the fetched range's count is shared by every chunk in it
-            // (and by the threads that encode them).
-            data: raw.data,
-            hash,
-        });
-        return Ok(out);
-    }
-    let decoded = strata_chunkenc::aggr::decode_aggr(data)
-        .map_err(|e| Status::internal(format!("corrupt aggregate chunk: {e}")))?;
-    let mut parts: Vec<Option<Chunk>> = Vec::with_capacity(5);
-    for part in decoded {
-        let Some((encoding, bytes)) = part else {
-            parts.push(None);
-            continue;
-        };
-        let kind = match encoding {
-            Encoding::Xor => chunk::Encoding::Xor,
-            Encoding::Histogram => chunk::Encoding::Histogram,
-            Encoding::FloatHistogram => chunk::Encoding::FloatHistogram,
-            _ => return Err(Status::internal("corrupt aggregate chunk: sub-encoding")),
-        };
-        parts.push(Some(Chunk {
-            r#type: kind as i32,
-            data: raw.data.slice_ref(bytes),
-            hash: chunk_hash(bytes),
-        }));
-    }
-    let wanted = |a: Aggr| aggregates.is_empty() || aggregates.contains(&(a as i32));
-    let mut take = |i: usize| parts.get_mut(i).and_then(Option::take);
-    if wanted(Aggr::Count) {
-        out.count = take(0);
-    }
-    if wanted(Aggr::Sum) {
-        out.sum = take(1);
-    }
-    if wanted(Aggr::Min) {
-        out.min = take(2);
-    }
-    if wanted(Aggr::Max) {
-        out.max = take(3);
-    }
-    if wanted(Aggr::Counter) {
-        out.counter = take(4);
-    }
-    Ok(out)
-}
-
-fn chunk_samples(raw: &RawChunk) -> u64 {
-    match raw.encoding {
-        Encoding::Xor => {
-            strata_chunkenc::xor_num_samples(&raw.data).map_or(MAX_SAMPLES_PER_CHUNK, u64::from)
-        }
-        Encoding::Other(strata_chunkenc::aggr::AGGR_ENCODING) => {
-            strata_chunkenc::aggr::aggr_num_samples(&raw.data)
-                .map_or(MAX_SAMPLES_PER_CHUNK, u64::from)
-        }
-        _ => MAX_SAMPLES_PER_CHUNK,
-    }
-}
-
-struct BlockQuery {
-    block: Arc<BucketBlock>,
-    matchers: Vec<Matcher>,
-    mint: i64,
-    maxt: i64,
-    skip_chunks: bool,
-    strip: Vec<String>,
-    aggregates: Vec<i32>,
-    limits: Limits,
-    counters: Arc<Counters>,
-    /// The request's gate on index and chunk fetches.
-    fetches: Arc<Semaphore>,
-    /// Series per chunk fetch (see [`CHUNK_BATCH`]).
-    chunk_batch: usize,
-}
-
-impl BlockQuery {
-    /// Streams the block's matching series, sorted by served labels, in batches, then
-    /// `End`.
-    async fn run(self, tx: mpsc::Sender<Batch>) {
-        match self.produce(&tx).await {
-            Ok(true) => {
-                let _ = tx.send(Ok(Frame::End)).await;
-            }
-            Ok(false) => {}
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
-            }
-        }
-    }
-
-    async fn fetch_permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Status> {
-        self.fetches
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("store is shutting down"))
-    }
-
-    /// Returns false when the receiver went away.
-    async fn produce(&self, tx: &mpsc::Sender<Batch>) -> Result<bool, Status> {
-        let refs = {
-            let _permit = self.fetch_permit().await?;
-            self.block
-                .postings(&self.matchers)
-                .await
-                .map_err(block_status)?
-        };
-        self.counters
-            .postings
-            .fetch_add(refs.len() as u64, Ordering::Relaxed);
-        let mut order = Reorder::new(self.block.ext_labels().clone(), self.strip.clone());
-        let mut ready: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
-        for batch in refs.chunks(SERIES_BATCH) {
-            let entries = {
-                let _permit = self.fetch_permit().await?;
-                self.block.series(batch).await.map_err(block_status)?
-            };
-            self.counters
-                .series_read
-                .fetch_add(entries.len() as u64, Ordering::Relaxed);
-            for entry in entries {
-                let chunks: Vec<ChunkMeta> = entry
-                    .chunks
-                    .into_iter()
-                    .filter(|c| c.max_time >= self.mint && c.min_time <= self.maxt)
-                    .collect();
-                if chunks.is_empty() {
-                    continue;
-                }
-                let touched = self.counters.series.fetch_add(1, Ordering::Relaxed) + 1;
-                if self.limits.series > 0 && touched > self.limits.series {
-                    return Err(Status::resource_exhausted(format!(
-                        "exceeded series limit: limit {} violated (got at least {touched})",
-                        self.limits.series
-                    )));
-                }
-                ready.extend(
-                    order
-                        .push(entry.labels, chunks)
-                        .map_err(|e| Status::internal(format!("block {}: {e}", self.block.id())))?,
-                );
-                while ready.len() >= self.chunk_batch {
-                    let rest = ready.split_off(self.chunk_batch);
-                    let group = std::mem::replace(&mut ready, rest);
-                    if !self.send(tx, group).await? {
-                        return Ok(false);
-                    }
-                }
-            }
-            if tx.is_closed() {
-                return Ok(false);
-            }
-        }
-        ready.extend(
-            order
-                .finish()
-                .map_err(|e| Status::internal(format!("block {}: {e}", self.block.id())))?,
-        );
-        while !ready.is_empty() {
-            let rest = ready.split_off(ready.len().min(self.chunk_batch));
-            let group = std::mem::replace(&mut ready, rest);
-            if !self.send(tx, group).await? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Sends a group of series (with their chunks unless skipped); false when the receiver
-    /// went away.
-    async fn send(
-        &self,
-        tx: &mpsc::Sender<Batch>,
-        group: Vec<(Labels, Vec<ChunkMeta>)>,
-    ) -> Result<bool, Status> {
-        let out = if self.skip_chunks {
-            group
-                .into_iter()
-                .map(|(labels, _)| SeriesOut {
-                    labels,
-                    chunks: Vec::new(),
-                })
-                .collect()
-        } else {
-            self.with_chunks(group).await?
-        };
-        Ok(tx.send(Ok(Frame::Batch(out))).await.is_ok())
-    }
-
-    async fn with_chunks(
-        &self,
-        group: Vec<(Labels, Vec<ChunkMeta>)>,
-    ) -> Result<Vec<SeriesOut>, Status> {
-        let refs: Vec<u64> = group
-            .iter()
-            .flat_map(|(_, metas)| metas.iter().map(|m| m.chunk_ref))
-            .collect();
-        let touched = self
-            .counters
-            .chunks
-            .fetch_add(refs.len() as u64, Ordering::Relaxed)
-            + refs.len() as u64;
-        if self.limits.chunks > 0 && touched > self.limits.chunks {
-            return Err(Status::resource_exhausted(format!(
-                "exceeded chunks limit: limit {} violated (got {touched})",
-                self.limits.chunks
-            )));
-        }
-        let raws = {
-            let _permit = self.fetch_permit().await?;
-            self.block.chunks(&refs).await.map_err(block_status)?
-        };
-        let mut raws = raws.into_iter();
-        let mut out = Vec::with_capacity(group.len());
-        let mut samples = 0u64;
-        for (labels, metas) in group {
-            let mut chunks = Vec::with_capacity(metas.len());
-            for meta in &metas {
-                let Some(raw) = raws.next() else {
-                    return Err(Status::internal("chunk count mismatch"));
-                };
-                samples += chunk_samples(&raw);
-                chunks.push(aggr_chunk(raw, meta, &self.aggregates)?);
-            }
-            out.push(SeriesOut { labels, chunks });
-        }
-        let total = self.counters.samples.fetch_add(samples, Ordering::Relaxed) + samples;
-        if self.limits.samples > 0 && total > self.limits.samples {
-            return Err(Status::resource_exhausted(format!(
-                "exceeded samples limit: limit {} violated (got {total})",
-                self.limits.samples
-            )));
-        }
-        Ok(out)
-    }
 }
 
 /// A block task's channel as a merge input: batches until `End`; a channel that closes
@@ -851,6 +557,7 @@ impl Info for StoreService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block_query::SeriesOut;
     use futures::StreamExt;
 
     /// A block task that goes away without finishing its stream (it panicked, or was

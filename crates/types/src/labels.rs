@@ -134,6 +134,12 @@ impl Labels {
         Arc::as_ptr(&self.labels).cast::<Label>() as usize
     }
 
+    /// Whether another handle holds this allocation too (an interning table drops the
+    /// sets only it holds).
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.labels) > 1
+    }
+
     /// A builder seeded with these labels.
     pub fn to_builder(&self) -> LabelsBuilder {
         LabelsBuilder {
