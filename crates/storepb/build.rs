@@ -26,6 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Chunk bytes as `Bytes`: decoded as slices of the received frame and encoded from
     // slices of the fetched chunk file, never copied one by one.
     config.bytes([".thanos.Chunk.data", ".prometheus.Chunk.data"]);
+    // Raw chunks are the common case and stay inline; the downsampled aggregates are
+    // boxed, so an `AggrChunk` is 104 bytes instead of 304 (it is moved several times per
+    // chunk between the block reads, the merge and the encoder).
+    for aggregate in ["count", "sum", "min", "max", "counter"] {
+        config.boxed(format!(".thanos.AggrChunk.{aggregate}"));
+    }
     tonic_prost_build::configure()
         .include_file("protos.rs")
         .compile_fds_with_config(descriptors, config)?;

@@ -23,7 +23,7 @@ fn is_histogram(c: &Chunk) -> bool {
 /// sum or counter aggregates are histograms.
 pub fn has_histograms(chunks: &[AggrChunk]) -> bool {
     chunks.iter().any(|c| {
-        [&c.raw, &c.sum, &c.counter]
+        [c.raw.as_ref(), c.sum.as_deref(), c.counter.as_deref()]
             .into_iter()
             .flatten()
             .any(is_histogram)
@@ -83,26 +83,26 @@ fn floats_of(c: &Chunk) -> Result<Vec<Sample>, String> {
 /// querier reads them: the counter or the sum histograms, the counts, or (count and sum)
 /// the average histogram of each window.
 fn aggregate_points(c: &AggrChunk, aggrs: &[Aggr]) -> Result<Vec<Point>, String> {
-    let need = |part: &Option<Chunk>, name: &str| -> Result<Chunk, String> {
-        part.clone()
+    let need = |part: Option<&Chunk>, name: &str| -> Result<Chunk, String> {
+        part.cloned()
             .ok_or_else(|| format!("downsampled chunk without the {name} aggregate"))
     };
-    let histograms = |part: &Option<Chunk>, name: &str| -> Result<Vec<Point>, String> {
+    let histograms = |part: Option<&Chunk>, name: &str| -> Result<Vec<Point>, String> {
         Ok(histograms_of(&need(part, name)?, i64::MIN, i64::MAX)?
             .into_iter()
             .map(Point::Histogram)
             .collect())
     };
     match aggrs {
-        [Aggr::Counter] => histograms(&c.counter, "counter"),
-        [Aggr::Sum] => histograms(&c.sum, "sum"),
-        [Aggr::Count] => Ok(floats_of(&need(&c.count, "count")?)?
+        [Aggr::Counter] => histograms(c.counter.as_deref(), "counter"),
+        [Aggr::Sum] => histograms(c.sum.as_deref(), "sum"),
+        [Aggr::Count] => Ok(floats_of(&need(c.count.as_deref(), "count")?)?
             .into_iter()
             .map(Point::Float)
             .collect()),
         [Aggr::Count, Aggr::Sum] | [Aggr::Sum, Aggr::Count] => {
-            let counts = floats_of(&need(&c.count, "count")?)?;
-            let sums = histograms_of(&need(&c.sum, "sum")?, i64::MIN, i64::MAX)?;
+            let counts = floats_of(&need(c.count.as_deref(), "count")?)?;
+            let sums = histograms_of(&need(c.sum.as_deref(), "sum")?, i64::MIN, i64::MAX)?;
             if counts.len() != sums.len() {
                 return Err("sum and count aggregates not aligned".into());
             }

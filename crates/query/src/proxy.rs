@@ -175,7 +175,7 @@ async fn with_timeout<T>(
 
 /// Samples of a chunk as its header gives them (a downsampled chunk: its first aggregate's).
 fn chunk_samples(c: &AggrChunk) -> u64 {
-    let parts = [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter];
+    let parts = c.parts();
     let first = parts.into_iter().flatten().next();
     match first.map(|chunk| &chunk.data[..]) {
         Some([a, b, ..]) => u64::from(u16::from_be_bytes([*a, *b])),
@@ -184,7 +184,7 @@ fn chunk_samples(c: &AggrChunk) -> u64 {
 }
 
 fn chunk_bytes(c: &AggrChunk) -> u64 {
-    [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+    c.parts()
         .into_iter()
         .flatten()
         .map(|chunk| chunk.data.len() as u64)

@@ -605,7 +605,7 @@ pub fn dedup_series(
 /// chunk ends before it starts, else to a new group.
 fn overlap_split(mut chunks: Vec<AggrChunk>) -> Vec<Vec<AggrChunk>> {
     let bytes = |c: &AggrChunk| -> Vec<u8> {
-        [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+        c.parts()
             .into_iter()
             .flatten()
             .flat_map(|chunk| chunk.data.iter().copied())

@@ -106,7 +106,7 @@ fn aggr_chunk(raw: RawChunk, meta: &ChunkMeta, aggregates: &[i32]) -> Result<Agg
         }));
     }
     let wanted = |a: Aggr| aggregates.is_empty() || aggregates.contains(&(a as i32));
-    let mut take = |i: usize| parts.get_mut(i).and_then(Option::take);
+    let mut take = |i: usize| parts.get_mut(i).and_then(Option::take).map(Box::new);
     if wanted(Aggr::Count) {
         out.count = take(0);
     }

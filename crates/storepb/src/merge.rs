@@ -139,10 +139,18 @@ where
         }
         let mut chunks: Vec<AggrChunk> = Vec::new();
         let mut repeated = false;
+        // Sized once for every input's head (a series in 24 blocks would otherwise grow
+        // its list five times).
+        let heads: usize = from
+            .iter()
+            .filter_map(|&i| self.inputs.get(i))
+            .map(|input| input.head.len())
+            .sum();
         for &i in &from {
             if let Some(input) = self.inputs.get_mut(i) {
                 if chunks.is_empty() {
                     chunks = std::mem::take(&mut input.head);
+                    chunks.reserve(heads.saturating_sub(chunks.len()));
                 } else {
                     chunks.append(&mut input.head);
                 }

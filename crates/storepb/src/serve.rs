@@ -156,7 +156,7 @@ impl SeriesBatcher {
             .chunks
             .iter()
             .map(|c| {
-                [&c.raw, &c.count, &c.sum, &c.min, &c.max, &c.counter]
+                c.parts()
                     .into_iter()
                     .flatten()
                     .map(|chunk| chunk.data.len())
