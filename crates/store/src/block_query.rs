@@ -197,8 +197,9 @@ impl BlockQuery {
         // selection; it holds every series with all its chunks, so nothing is filtered
         // before it.
         let mut fill = cache
-            .expanded_budget()
+            .expanded_budget(self.block.id(), &selection)
             .and_then(|budget| Filling::new(refs.len(), budget));
+        let filling = fill.is_some();
         let mut order = Reorder::new(self.block.ext_labels().clone(), self.strip.clone());
         let mut ready: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         let mut new = Vec::new();
@@ -237,12 +238,16 @@ impl BlockQuery {
         if !self.drain(tx, &mut ready, true).await? {
             return Ok(false);
         }
-        if let Some(fill) = fill {
-            let expanded = fill.finish(selection.weight());
-            cache.insert(
-                Key::Expanded(self.block.id(), selection),
-                Value::Expanded(Arc::new(expanded)),
-            );
+        match fill {
+            Some(fill) => {
+                let expanded = fill.finish(selection.weight());
+                cache.insert(
+                    Key::Expanded(self.block.id(), selection),
+                    Value::Expanded(Arc::new(expanded)),
+                );
+            }
+            None if filling => cache.expanded_too_big(self.block.id(), selection),
+            None => {}
         }
         Ok(true)
     }

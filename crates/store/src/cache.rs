@@ -5,7 +5,8 @@
 //! failure is a miss; writes to memcached go out in the background, bounded, and are dropped
 //! when too many are in flight.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use moka::sync::Cache;
@@ -45,6 +46,9 @@ impl Value {
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
+
+/// A selection in one block.
+type SelectionIn = (Ulid, Arc<Selection>);
 
 type ItemLabels = Vec<(&'static str, &'static str)>;
 
@@ -114,6 +118,8 @@ pub struct IndexCache {
     max_bytes: Gauge,
     /// Label sets shared by expanded series.
     interner: Arc<Interner>,
+    /// Selections whose expanded series outgrew their budget, not to be collected again.
+    too_big: Arc<Mutex<HashSet<SelectionIn>>>,
 }
 
 /// The item types this cache holds, by Thanos' label values.
@@ -121,6 +127,8 @@ const ITEM_TYPES: [&str; 3] = ["Postings", "Series", "ExpandedSeries"];
 
 /// An expanded list may take at most this share of the in-memory cache.
 const EXPANDED_SHARE: u64 = 16;
+/// Selections remembered as too big to keep expanded (forgotten all at once beyond).
+const TOO_BIG_REMEMBERED: usize = 4_096;
 
 impl IndexCache {
     /// A cache holding at most `max_bytes` (0 disables it).
@@ -159,6 +167,7 @@ impl IndexCache {
             held_bytes,
             max_bytes: Gauge::default(),
             interner: Arc::default(),
+            too_big: Arc::default(),
         };
         this.max_bytes
             .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
@@ -189,6 +198,7 @@ impl IndexCache {
                     held_bytes: Family::default(),
                     max_bytes: Gauge::default(),
                     interner: Arc::default(),
+                    too_big: Arc::default(),
                 };
                 if let Some(registry) = registry {
                     if let Some(remote) = &this.remote {
@@ -359,11 +369,29 @@ impl IndexCache {
         }
     }
 
-    /// Bytes one expanded list may take; `None` when nothing is kept in memory.
-    pub(crate) fn expanded_budget(&self) -> Option<usize> {
+    /// Bytes one expanded list of `selection` in `block` may take; `None` when nothing is
+    /// kept in memory, or when that list outgrew it before.
+    pub(crate) fn expanded_budget(&self, block: Ulid, selection: &Arc<Selection>) -> Option<usize> {
         let cache = self.cache.as_ref()?;
+        if self
+            .too_big
+            .lock()
+            .is_ok_and(|set| set.contains(&(block, Arc::clone(selection))))
+        {
+            return None;
+        }
         let max = cache.policy().max_capacity()? / EXPANDED_SHARE;
         usize::try_from(max).ok()
+    }
+
+    /// Remembers that the expanded list of `selection` in `block` outgrew its budget.
+    pub(crate) fn expanded_too_big(&self, block: Ulid, selection: Arc<Selection>) {
+        if let Ok(mut set) = self.too_big.lock() {
+            if set.len() >= TOO_BIG_REMEMBERED {
+                set.clear();
+            }
+            set.insert((block, selection));
+        }
     }
 
     /// Label sets shared by expanded series.
@@ -377,5 +405,47 @@ impl IndexCache {
             c.run_pending_tasks();
             c.weighted_size()
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_types::Matcher;
+
+    #[test]
+    fn a_selection_that_outgrew_its_budget_is_not_collected_again() {
+        let cache = IndexCache::new(16 << 20, None);
+        let block = Ulid::nil();
+        let up = Arc::new(Selection::new(&[Matcher::equal("__name__", "up")], &[]));
+        let other = Arc::new(Selection::new(&[Matcher::equal("__name__", "x")], &[]));
+        assert_eq!(cache.expanded_budget(block, &up), Some(1 << 20));
+        cache.expanded_too_big(block, Arc::clone(&up));
+        assert_eq!(cache.expanded_budget(block, &up), None);
+        assert_eq!(cache.expanded_budget(block, &other), Some(1 << 20));
+        // Nothing is kept when the cache is off.
+        assert_eq!(
+            IndexCache::new(0, None).expanded_budget(block, &other),
+            None
+        );
+    }
+
+    #[test]
+    fn expanded_series_are_held_and_weighed() {
+        let cache = IndexCache::new(16 << 20, None);
+        let block = Ulid::nil();
+        let up = Arc::new(Selection::new(&[Matcher::equal("__name__", "up")], &[]));
+        assert!(cache.get_expanded(block, &up).is_none());
+        let expanded = Expanded {
+            series: Vec::new(),
+            weight: 1_000,
+        };
+        cache.insert(
+            Key::Expanded(block, Arc::clone(&up)),
+            Value::Expanded(Arc::new(expanded)),
+        );
+        let got = cache.get_expanded(block, &up).expect("held");
+        assert_eq!(got.weight, 1_000);
+        assert_eq!(cache.weighted_size(), 1_000);
     }
 }
