@@ -295,6 +295,9 @@ impl BlockQuery {
         if fill.is_some() {
             let mut sets: Vec<&mut Labels> = released.iter_mut().map(|(l, _)| l).collect();
             self.block.cache().interner().intern_all(&mut sets, new);
+        } else {
+            // Read only while filling.
+            new.clear();
         }
         for ((labels, chunks), is_new) in released
             .into_iter()
