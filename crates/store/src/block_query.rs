@@ -180,7 +180,7 @@ impl BlockQuery {
     async fn produce(&self, tx: &mpsc::Sender<Batch>) -> Result<bool, Status> {
         let cache = self.block.cache();
         let selection = Arc::new(Selection::new(&self.matchers, &self.strip));
-        if let Some(expanded) = cache.get_expanded(self.block.id(), &selection) {
+        if let Some(expanded) = cache.get_expanded(self.block.id(), &selection).await {
             return self.serve_expanded(&expanded, tx).await;
         }
         let refs = {
@@ -263,12 +263,8 @@ impl BlockQuery {
         self.counters.series_read.fetch_add(n, Ordering::Relaxed);
         let mut ready: Vec<(Labels, Vec<ChunkMeta>)> = Vec::new();
         for (labels, chunks) in &expanded.series {
-            let chunks: Vec<ChunkMeta> = chunks
-                .iter()
-                .filter(|c| self.in_range(c))
-                .copied()
-                .collect();
-            self.offer(labels.clone(), chunks, &mut ready)?;
+            // `offer` keeps the chunks in range.
+            self.offer(labels.clone(), chunks.clone(), &mut ready)?;
             if !self.drain(tx, &mut ready, false).await? {
                 return Ok(false);
             }

@@ -352,21 +352,16 @@ impl IndexCache {
     }
 
     /// The expanded series of `selection` in `block`, if held.
-    pub(crate) fn get_expanded(
+    pub(crate) async fn get_expanded(
         &self,
         block: Ulid,
         selection: &Arc<Selection>,
     ) -> Option<Arc<Expanded>> {
-        let cache = self.cache.as_ref()?;
+        // In memory only: with memcached there is nothing to look up.
+        self.cache.as_ref()?;
         let key = Key::Expanded(block, Arc::clone(selection));
-        let found = cache.get(&key);
-        let labels = vec![("item_type", Self::item_type(&key))];
-        self.requests.get_or_create(&labels).inc();
-        match found {
-            Some(Value::Expanded(e)) => {
-                self.hits.get_or_create(&labels).inc();
-                Some(e)
-            }
+        match self.get_many(&[key]).await.pop().flatten()? {
+            Value::Expanded(e) => Some(e),
             _ => None,
         }
     }
@@ -432,12 +427,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn expanded_series_are_held_and_weighed() {
+    #[tokio::test]
+    async fn expanded_series_are_held_and_weighed() {
         let cache = IndexCache::new(16 << 20, None);
         let block = Ulid::nil();
         let up = Arc::new(Selection::new(&[Matcher::equal("__name__", "up")], &[]));
-        assert!(cache.get_expanded(block, &up).is_none());
+        assert!(cache.get_expanded(block, &up).await.is_none());
         let expanded = Expanded {
             series: Vec::new(),
             weight: 1_000,
@@ -446,7 +441,7 @@ mod tests {
             Key::Expanded(block, Arc::clone(&up)),
             Value::Expanded(Arc::new(expanded)),
         );
-        let got = cache.get_expanded(block, &up).expect("held");
+        let got = cache.get_expanded(block, &up).await.expect("held");
         assert_eq!(got.weight, 1_000);
         assert_eq!(cache.weighted_size(), 1_000);
     }

@@ -21,20 +21,6 @@ pub use generated::thanos::info;
 pub use generated::thanos::*;
 
 pub mod convert;
-
-impl AggrChunk {
-    /// Its chunks in field order: raw, count, sum, min, max, counter (`None` where absent).
-    pub fn parts(&self) -> [Option<&Chunk>; 6] {
-        [
-            self.raw.as_ref(),
-            self.count.as_deref(),
-            self.sum.as_deref(),
-            self.min.as_deref(),
-            self.max.as_deref(),
-            self.counter.as_deref(),
-        ]
-    }
-}
 pub mod grpc_metrics;
 pub mod merge;
 pub mod serve;
@@ -49,3 +35,17 @@ pub const COMPONENT_QUERY: &str = "query";
 
 /// Type URL prefix of hints carried in `google.protobuf.Any` (Go `types.MarshalAny`).
 pub const ANY_TYPE_PREFIX: &str = "type.googleapis.com/";
+
+impl AggrChunk {
+    /// Its chunks in field order: raw, count, sum, min, max, counter (`None` where absent).
+    pub fn parts(&self) -> [Option<&Chunk>; 6] {
+        [
+            self.raw.as_ref(),
+            self.count.as_deref(),
+            self.sum.as_deref(),
+            self.min.as_deref(),
+            self.max.as_deref(),
+            self.counter.as_deref(),
+        ]
+    }
+}
