@@ -38,6 +38,14 @@ pub async fn run(bucket: &Bucket, root: &str) -> Result<(), String> {
         Err(err) if err.is_not_found() => {}
         other => return Err(format!("get_range missing: want NotFound, got {other:?}")),
     }
+    match bucket.get_range_mapped(&missing, 0..4).await {
+        Err(err) if err.is_not_found() => {}
+        other => {
+            return Err(format!(
+                "get_range_mapped missing: want NotFound, got {other:?}"
+            ));
+        }
+    }
     match bucket.attributes(&missing).await {
         Err(err) if err.is_not_found() => {}
         other => return Err(format!("attributes missing: want NotFound, got {other:?}")),
@@ -71,6 +79,20 @@ pub async fn run(bucket: &Bucket, root: &str) -> Result<(), String> {
         range.as_ref() == data.get(1000..1500).unwrap_or_default(),
         "get_range bytes differ"
     );
+    // The same bytes whether mapped (FILESYSTEM) or read.
+    for want in [0..100_000u64, 1000..1500, 4095..4097, 99_999..100_000] {
+        let got = bucket
+            .get_range_mapped(&index, want.clone())
+            .await
+            .map_err(e("get_range_mapped"))?;
+        ensure!(
+            got.as_ref()
+                == data
+                    .get(want.start as usize..want.end as usize)
+                    .unwrap_or_default(),
+            "get_range_mapped {want:?} differs"
+        );
+    }
     let ranges = bucket
         .get_ranges(&index, &[0..10, 50_000..50_100, 99_990..100_000])
         .await
