@@ -213,6 +213,8 @@ async fn merge_and_send(
             .collect(),
     );
     let mut batcher = SeriesBatcher::new(batch_size);
+    // Looked up once: per series it was a label-set lookup in the family each time.
+    let sent_size = observe.metrics.as_ref().map(SeriesMetrics::sent_chunk_size);
     let mut sent = 0usize;
     while let Some(item) = merge.next().await {
         let (labels, chunks) = match item {
@@ -242,8 +244,9 @@ async fn merge_and_send(
                 return;
             }
         };
-        if let Some(metrics) = &observe.metrics {
-            metrics.sent_series(chunks.iter().map(prost::Message::encoded_len).sum());
+        if let Some(sent_size) = &sent_size {
+            let bytes: usize = chunks.iter().map(prost::Message::encoded_len).sum();
+            sent_size.observe(bytes as f64);
         }
         let series = Series {
             labels: labels_into_proto(labels),
