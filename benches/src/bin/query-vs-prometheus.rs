@@ -22,7 +22,8 @@
 //! Strata in a loop and prints the median, for a profiler attached to the querier and store
 //! (their PIDs are printed; `PROFILE_WAIT=N` waits N seconds before the first query). One
 //! query per line; `PROFILE_PEER=1` loops each against Prometheus too; `PROFILE_STEP=S`
-//! sends range queries over the two days at step S seconds instead; `PROFILE_GAP_MS=N`
+//! sends range queries over the two days (the last H hours with `PROFILE_HOURS=H`) at step S
+//! seconds instead; `PROFILE_GAP_MS=N`
 //! pauses N ms between queries.
 #![allow(
     clippy::unwrap_used,
@@ -299,6 +300,12 @@ fn main() {
             .ok()
             .and_then(|s| s.parse().ok())
             .map(Duration::from_millis);
+        // `PROFILE_HOURS=H`: range queries over the last H hours only (the high-cardinality
+        // counters cover the last two).
+        let start = std::env::var("PROFILE_HOURS")
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+            .map_or(start, |h| end - h * 3600);
         let repeat = |url: &str, q: &str| {
             let deadline = Instant::now() + Duration::from_secs(seconds);
             let mut times = Vec::new();

@@ -18,9 +18,9 @@ pub struct EngineOptions {
     pub max_samples: usize,
     /// `--query.timeout` (default 2m).
     pub timeout: Duration,
-    /// Range queries are evaluated in slices of at least this much evaluation time (ms),
-    /// longer when a range would give more than four slices a thread; each slice decodes
-    /// only the samples its own steps need, which bounds memory.
+    /// Range queries are evaluated in slices of about this much evaluation time (ms), at
+    /// most four and at least one a thread (see `plan_slices`); each slice decodes only the
+    /// samples its own steps need, which bounds memory.
     pub slice_duration: i64,
     /// Slices evaluated in parallel (threads per range query).
     pub parallelism: usize,
@@ -46,6 +46,47 @@ impl Default for EngineOptions {
             cancel: None,
         }
     }
+}
+
+/// Slices of fewer steps are not split further: threads cost more than they save.
+const MIN_SLICE_STEPS: i64 = 16;
+
+/// The time slices `[from, to]` a range query from `start` to `end` at `step` is evaluated
+/// in: about `slice_duration` each, at most four a thread, and a whole number a thread (at
+/// least one each), so that the threads finish together — a 2-hour range on two threads is
+/// two slices, not one slice on one thread while the other idles; 6 hours are two slices of
+/// 3 hours, not three of 2 (one thread doing two); 2 days are eight of 6 hours. Fewer, longer
+/// slices decode less (each decodes again the chunk its first window reaches back into).
+/// Slices have at least [`MIN_SLICE_STEPS`] steps when the range has that many.
+fn plan_slices(
+    start: i64,
+    end: i64,
+    step: i64,
+    slice_duration: i64,
+    parallelism: usize,
+) -> Vec<(i64, i64)> {
+    let threads = i64::try_from(parallelism.max(1)).unwrap_or(1);
+    let range = end.saturating_sub(start).max(0);
+    let duration = slice_duration.max(1);
+    let fit = (range / duration + i64::from(range % duration != 0)).max(1);
+    let mut count = fit.min(threads.saturating_mul(4));
+    count = (count / threads * threads).max(threads);
+    let steps = range / step.max(1) + 1;
+    count = count.min((steps / MIN_SLICE_STEPS).max(1));
+    let steps_per_slice = (steps / count + i64::from(steps % count != 0)).max(1);
+    let mut slices = Vec::new();
+    let mut slice_start = start;
+    while slice_start <= end {
+        let slice_end = slice_start
+            .saturating_add((steps_per_slice - 1).saturating_mul(step))
+            .min(end);
+        slices.push((slice_start, slice_end));
+        match slice_end.checked_add(step) {
+            Some(next) => slice_start = next,
+            None => break,
+        }
+    }
+    slices
 }
 
 /// The result of a query: its value and annotations.
@@ -163,27 +204,13 @@ impl Engine {
         let deadline = Instant::now() + self.options.timeout;
         let mut loader = Evaluator::new(&self.options, start, end, step, deadline);
         loader.preload(queryable, expr)?;
-        // At least `slice_duration` a slice, longer when the range holds more than four
-        // slices a thread: a slice decodes again the chunk its first window reaches back
-        // into, so fewer, longer slices decode less (a 2-day range at 5 m: 8 slices of 6 h
-        // instead of 24 of 2 h) while every thread still gets several.
-        let per_slice = self.options.slice_duration.max(
-            end.saturating_sub(start)
-                / i64::try_from(4 * self.options.parallelism.max(1)).unwrap_or(i64::MAX),
+        let slices = plan_slices(
+            start,
+            end,
+            step,
+            self.options.slice_duration,
+            self.options.parallelism,
         );
-        let steps_per_slice = (per_slice / step).max(1);
-        let mut slices = Vec::new();
-        let mut slice_start = start;
-        while slice_start <= end {
-            let slice_end = slice_start
-                .saturating_add((steps_per_slice - 1).saturating_mul(step))
-                .min(end);
-            slices.push((slice_start, slice_end));
-            match slice_end.checked_add(step) {
-                Some(next) => slice_start = next,
-                None => break,
-            }
-        }
         let run_slice = |(from, to): (i64, i64)| -> SliceResult {
             let mut ev = Evaluator::new(&self.options, from, to, step, deadline)
                 .for_slice(start, end, &loader);
@@ -340,6 +367,44 @@ mod tests {
         assert_eq!(err, Error::Timeout("query execution"));
         assert_eq!(err.to_string(), "query timed out in query execution");
         assert_eq!(err.error_type(), "timeout");
+    }
+
+    #[test]
+    fn slices_are_a_whole_number_a_thread() {
+        const H: i64 = 3_600_000;
+        let plan = |range: i64, step: i64, threads: usize| {
+            plan_slices(1_000, 1_000 + range, step, 2 * H, threads)
+        };
+        let lengths = |slices: &[(i64, i64)]| -> Vec<i64> {
+            slices.iter().map(|(from, to)| to - from).collect()
+        };
+        // Two hours at 60 s on two threads: two slices of an hour, back to back.
+        let two = plan(2 * H, 60_000, 2);
+        assert_eq!(two.len(), 2);
+        assert_eq!(two[0].0, 1_000);
+        assert_eq!(two[1].0, two[0].1 + 60_000);
+        assert_eq!(two[1].1, 1_000 + 2 * H);
+        // Six hours: two of three, not three of two; two days: eight of six.
+        assert_eq!(lengths(&plan(6 * H, 30_000, 2)), [3 * H, 3 * H - 30_000]);
+        assert_eq!(plan(48 * H, 300_000, 2).len(), 8);
+        assert_eq!(plan(48 * H, 300_000, 4).len(), 16);
+        // One thread: as many slices as fit, at most four.
+        assert_eq!(plan(2 * H, 60_000, 1).len(), 1);
+        assert_eq!(plan(48 * H, 300_000, 1).len(), 4);
+        // Few steps: not split; one step: one slice.
+        assert_eq!(plan(2 * H, 600_000, 2).len(), 1);
+        assert_eq!(plan(0, 60_000, 2), [(1_000, 1_000)]);
+        // Whatever the plan, the slices cover every step once, in order.
+        for (range, step, threads) in [(7 * H, 15_000, 3), (H + 1, 7_000, 2), (5, 1, 4)] {
+            let slices = plan(range, step, threads);
+            let mut t = 1_000;
+            for (from, to) in slices {
+                assert_eq!(from, t);
+                assert!(to >= from);
+                t = to + step;
+            }
+            assert!(t > 1_000 + range && t - step <= 1_000 + range);
+        }
     }
 
     #[test]
