@@ -43,9 +43,21 @@ pub(crate) fn map_range(path: &Path, range: Range<u64>) -> std::io::Result<Bytes
             .offset(range.start)
             .len(len)
             .populate()
-            .map(&file)?
+            .map(&file)
     };
-    Ok(Bytes::from_owner(map))
+    match map {
+        Ok(map) => Ok(Bytes::from_owner(map)),
+        // Out of mappings (`vm.max_map_count`) or address space: read the range instead.
+        Err(_) => read_range(&file, range.start, len),
+    }
+}
+
+/// Bytes `[offset, offset + len)` of `file`, read into memory.
+fn read_range(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, offset)?;
+    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]
@@ -72,6 +84,21 @@ mod tests {
         }
         let missing = map_range(&dir.path().join("missing"), 0..1).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn the_read_fallback_gives_the_same_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..9_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = File::open(&path).unwrap();
+        assert_eq!(
+            &read_range(&file, 4095, 3000).unwrap()[..],
+            &data[4095..7095]
+        );
+        // A file shorter than asked (truncated underneath): an error, not short bytes.
+        assert!(read_range(&file, 8_000, 2_000).is_err());
     }
 
     #[test]
