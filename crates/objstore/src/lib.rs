@@ -59,6 +59,21 @@ struct Local {
     prefix: Path,
 }
 
+/// Runs a FILESYSTEM bucket's file work on a blocking thread; a task that dies is an error
+/// of the operation.
+async fn on_blocking_thread<T, F>(work: F) -> object_store::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce() -> object_store::Result<T> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        })?
+}
+
 static STAGING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 impl Local {
@@ -326,7 +341,7 @@ impl Bucket {
             .file(&path)
             .map_err(|e| self.map_err("get_range", name, e))?;
         self.run("get_range", name, async move {
-            tokio::task::spawn_blocking(move || {
+            on_blocking_thread(move || {
                 mapped::map_range(&file, range).map_err(|e| match e.kind() {
                     std::io::ErrorKind::NotFound => object_store::Error::NotFound {
                         path: file.display().to_string(),
@@ -339,10 +354,6 @@ impl Bucket {
                 })
             })
             .await
-            .map_err(|e| object_store::Error::Generic {
-                store: "LocalFileSystem",
-                source: Box::new(e),
-            })?
         })
         .await
     }
@@ -407,15 +418,11 @@ impl Bucket {
             let (bucket, from) = (self.clone(), local.to_owned());
             let location = path.clone();
             self.run("upload", name, async move {
-                tokio::task::spawn_blocking(move || match &bucket.inner.local {
+                on_blocking_thread(move || match &bucket.inner.local {
                     Some(l) => l.copy_in(&location, &from),
                     None => Ok(()),
                 })
                 .await
-                .map_err(|e| object_store::Error::Generic {
-                    store: "LocalFileSystem",
-                    source: Box::new(e),
-                })?
             })
             .await?;
             self.uploaded();
@@ -472,15 +479,11 @@ impl Bucket {
             let location = path.clone();
             return self
                 .run("get", name, async move {
-                    tokio::task::spawn_blocking(move || match &bucket.inner.local {
+                    on_blocking_thread(move || match &bucket.inner.local {
                         Some(l) => l.copy_out(&location, &to),
                         None => Ok(0),
                     })
                     .await
-                    .map_err(|e| object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    })?
                 })
                 .await;
         }

@@ -68,12 +68,14 @@ fn plan_slices(
     let threads = i64::try_from(parallelism.max(1)).unwrap_or(1);
     let range = end.saturating_sub(start).max(0);
     let duration = slice_duration.max(1);
-    let fit = (range / duration + i64::from(range % duration != 0)).max(1);
+    // Both operands are positive here (at least 0 and 1).
+    let ceil_div = |a: i64, b: i64| a / b + i64::from(a % b != 0);
+    let fit = ceil_div(range, duration).max(1);
     let mut count = fit.min(threads.saturating_mul(4));
     count = (count / threads * threads).max(threads);
     let steps = range / step.max(1) + 1;
     count = count.min((steps / MIN_SLICE_STEPS).max(1));
-    let steps_per_slice = (steps / count + i64::from(steps % count != 0)).max(1);
+    let steps_per_slice = ceil_div(steps, count).max(1);
     let mut slices = Vec::new();
     let mut slice_start = start;
     while slice_start <= end {
